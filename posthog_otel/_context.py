@@ -1,0 +1,75 @@
+"""Request-scoped identity, carried in a context variable.
+
+``with context(distinct_id=...)`` makes captures, log records and spans without an
+explicit distinct id belong to that person. Contexts nest: an inner context inherits
+what it does not override. Being *inside* a context (even one without a distinct id,
+for example a request with no identity headers) turns a capture without a distinct id
+into a personless event instead of a dropped one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["IdentityContext", "context", "current_context", "get_distinct_id"]
+
+
+@dataclass(frozen=True)
+class IdentityContext:
+    """The identity in force for the current request or task."""
+
+    distinct_id: str | None = None
+    session_id: str | None = None
+    properties: Mapping[str, Any] = field(default_factory=dict)
+
+
+_current: ContextVar[IdentityContext | None] = ContextVar("posthog_otel_identity", default=None)
+
+
+def current_context() -> IdentityContext | None:
+    """The innermost identity context, or ``None`` outside any."""
+    return _current.get()
+
+
+def get_distinct_id() -> str | None:
+    """The distinct id of the current identity context, or ``None`` (a pure local read)."""
+    ctx = _current.get()
+    return ctx.distinct_id if ctx is not None else None
+
+
+@contextmanager
+def context(
+    distinct_id: object = None,
+    session_id: object = None,
+    properties: Mapping[str, Any] | None = None,
+) -> Iterator[IdentityContext]:
+    """Set request-scoped identity for the ``with`` block (and tasks started inside it).
+
+    Values not given are inherited from an enclosing context; ``properties`` are merged
+    over the enclosing context's properties.
+    """
+    parent = _current.get()
+    merged: dict[str, Any] = dict(parent.properties) if parent is not None else {}
+    if properties:
+        merged.update(properties)
+    ctx = IdentityContext(
+        distinct_id=_as_id(distinct_id) or (parent.distinct_id if parent else None),
+        session_id=_as_id(session_id) or (parent.session_id if parent else None),
+        properties=merged,
+    )
+    token = _current.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _current.reset(token)
+
+
+def _as_id(value: object) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    return text or None

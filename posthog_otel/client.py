@@ -1,0 +1,602 @@
+"""The PostHog client: configuration, message assembly on the caller's thread, and the
+handle on the batching exporter that delivers events from its own thread."""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from . import _config
+from ._context import _current
+from ._ids import normalize_uuid, uuid7
+from ._log import logger
+from ._stats import ClientStats, StatsRecorder
+from ._version import __version__
+from .export import BatchExporter, Clock, ExporterConfig, HttpTransport, V0Lane
+from .export._serialize import format_timestamp
+from .messages import Alias, Capture, GroupIdentify, Identify, Message
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["Client"]
+
+LIB_NAME = "posthog-otel"
+# /flags decides from the User-Agent whether the caller is a server runtime; a name it
+# does not know hides server-only flags. We lead with the official SDK's token, whose
+# v0 wire behaviour we reproduce, and name ourselves after it.
+WIRE_COMPAT_VERSION = "7.91.1"
+USER_AGENT = f"posthog-python/{WIRE_COMPAT_VERSION} {LIB_NAME}/{__version__}"
+
+Event = dict[str, Any]
+BeforeSend = Callable[[Event], "Event | None"]
+OnError = Callable[[Exception, list[Event]], None]
+
+_MAX_BATCH_BYTES = 5 * 1024 * 1024
+
+
+class Client:
+    """A PostHog client with a batching exporter; see SPEC §2.1 for every argument.
+
+    ``enqueue`` (and the conveniences built on it) never raise and never block on the
+    network: they assemble the event, run ``before_send`` and append it to a bounded
+    queue that a background thread sends in gzip'd batches with retries.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        host: str | None = None,
+        secret_key: str | None = None,
+        personal_api_key: str | None = None,
+        flush_at: int = 100,
+        flush_interval: float = 5.0,
+        max_queue_size: int = 10_000,
+        max_batch_size: int = 1000,
+        max_batch_bytes: int = _MAX_BATCH_BYTES,
+        gzip: bool = True,
+        timeout: float = 10.0,
+        max_retries: int = 3,
+        sync_mode: bool = False,
+        disabled: bool = False,
+        debug: bool = False,
+        before_send: BeforeSend | Sequence[BeforeSend] | None = None,
+        on_error: OnError | None = None,
+        super_properties: Mapping[str, Any] | None = None,
+        disable_geoip: bool = True,
+        historical_migration: bool = False,
+        feature_flags_poll_interval: float = 30.0,
+        feature_flags_request_timeout: float = 3.0,
+        feature_flags_request_max_retries: int = 1,
+        feature_flags_initial_load_timeout: float = 1.0,
+        shutdown_timeout: float = 3.0,
+        max_retry_cycles: int = 8,
+        http_client: httpx.Client | None = None,
+        flag_definition_cache_provider: object | None = None,
+        flag_result_cache_ttl: float | None = None,
+        _clock: Clock | None = None,
+    ) -> None:
+        if api_key is not None and not isinstance(api_key, str):
+            raise ValueError(f"api_key must be a string, got {type(api_key).__name__}")
+        key = (api_key or "").strip() or _config.env_first(
+            "POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY"
+        )
+        self._api_key = key or ""
+        self.host = _config.resolve_host(host)
+        if secret_key is None:
+            secret_key = personal_api_key
+        if secret_key is None:
+            secret_key = _config.env_first("POSTHOG_SECRET_KEY", "POSTHOG_PERSONAL_API_KEY")
+        self._secret_key = (secret_key or "").strip() or None
+
+        config = ExporterConfig(
+            flush_at=_config.check_int("flush_at", flush_at, 1),
+            flush_interval=_config.check_float("flush_interval", flush_interval, positive=True),
+            max_queue_size=_config.check_int("max_queue_size", max_queue_size, 1),
+            max_batch_size=_config.check_int("max_batch_size", max_batch_size, 1),
+            max_batch_bytes=_config.check_int("max_batch_bytes", max_batch_bytes, 64 * 1024),
+            timeout=_config.check_float("timeout", timeout, positive=True),
+            max_retries=_config.check_int("max_retries", max_retries, 0),
+            max_retry_cycles=_config.check_int("max_retry_cycles", max_retry_cycles, 1),
+            sync_mode=bool(sync_mode),
+        )
+        self.shutdown_timeout = _config.check_float("shutdown_timeout", shutdown_timeout)
+        self.feature_flags_poll_interval = _config.check_float(
+            "feature_flags_poll_interval", feature_flags_poll_interval, positive=True
+        )
+        self.feature_flags_request_timeout = _config.check_float(
+            "feature_flags_request_timeout", feature_flags_request_timeout, positive=True
+        )
+        self.feature_flags_request_max_retries = _config.check_int(
+            "feature_flags_request_max_retries", feature_flags_request_max_retries, 0
+        )
+        self.feature_flags_initial_load_timeout = _config.check_float(
+            "feature_flags_initial_load_timeout", feature_flags_initial_load_timeout
+        )
+        if flag_result_cache_ttl is not None:
+            _config.check_float("flag_result_cache_ttl", flag_result_cache_ttl)
+        self.flag_result_cache_ttl = flag_result_cache_ttl
+        self.flag_definition_cache_provider = flag_definition_cache_provider
+        _config.check_callable("on_error", on_error)
+        self._on_error = on_error
+        self._before_send = _hooks(before_send)
+        if super_properties is not None and not isinstance(super_properties, Mapping):
+            raise ValueError("super_properties must be a mapping")
+        self._super_properties = dict(super_properties or {})
+        self._disable_geoip = bool(disable_geoip)
+        self._base_properties = self._make_base_properties(self._disable_geoip)
+        self._base_properties_geoip_flipped = self._make_base_properties(not self._disable_geoip)
+        self._opted_out = False
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._warned_flags = False
+
+        if debug:
+            logger.setLevel("DEBUG")
+        self._disabled = bool(disabled) or not self._api_key
+        if not self._api_key and not disabled:
+            logger.warning(
+                "no PostHog API key (api_key, POSTHOG_API_KEY or POSTHOG_PROJECT_API_KEY): "
+                "the client is disabled and drops every event"
+            )
+
+        self._stats = StatsRecorder()
+        self._transport = HttpTransport(self.host, user_agent=USER_AGENT, http_client=http_client)
+        lane = V0Lane(
+            self._api_key,
+            gzip=bool(gzip),
+            historical_migration=bool(historical_migration),
+            stats=self._stats,
+        )
+        self._exporter = BatchExporter(
+            lane,
+            self._transport,
+            config,
+            stats=self._stats,
+            clock=_clock,
+            on_error=self._on_error,
+        )
+        _live_clients.add(self)
+
+    def _make_base_properties(self, disable_geoip: bool) -> dict[str, Any]:
+        base: dict[str, Any] = {"$lib": LIB_NAME, "$lib_version": __version__}
+        if disable_geoip:
+            base["$geoip_disable"] = True
+        base.update(self._super_properties)
+        return base
+
+    def __repr__(self) -> str:
+        return (
+            f"Client(host={self.host!r}, api_key={_config.mask_key(self._api_key)!r}, "
+            f"disabled={self._disabled})"
+        )
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def disabled(self) -> bool:
+        """True when the client drops everything (no API key, or ``disabled=True``)."""
+        return self._disabled
+
+    def opt_out(self) -> None:
+        """Stop capturing (in memory, at runtime): ``enqueue`` returns ``None``."""
+        self._opted_out = True
+
+    def opt_in(self) -> None:
+        """Resume capturing after ``opt_out()``."""
+        self._opted_out = False
+
+    @property
+    def is_opted_out(self) -> bool:
+        return self._opted_out
+
+    @property
+    def stats(self) -> ClientStats:
+        """A snapshot of queue depth and delivery counters."""
+        queued, in_flight, retained = self._exporter.depths
+        snapshot = self._stats.snapshot(queued=queued, in_flight=in_flight, retained=retained)
+        return _with_enqueued(snapshot, self._exporter.accepted)
+
+    # ------------------------------------------------------------------ enqueue
+
+    def enqueue(self, message: Message) -> str | None:
+        """Queue ``message`` for delivery; its uuid, or ``None`` if it was dropped
+        (every drop is counted in ``stats.dropped``). Never raises, never blocks."""
+        try:
+            if self._closed:
+                self._stats.drop("closed", 1, " (enqueue after close())")
+                return None
+            if self._disabled:
+                self._stats.drop("disabled", 1, " (client disabled)")
+                return None
+            if self._opted_out:
+                self._stats.drop("opted_out", 1, " (client opted out)")
+                return None
+            cls = type(message)
+            if cls is Capture:
+                event = self._capture_event(message)  # type: ignore[arg-type]
+            elif cls is Identify:
+                event = self._identify_event(message)  # type: ignore[arg-type]
+            elif cls is Alias:
+                event = self._alias_event(message)  # type: ignore[arg-type]
+            elif cls is GroupIdentify:
+                event = self._group_identify_event(message)  # type: ignore[arg-type]
+            else:
+                event = self._invalid(
+                    f"message must be Capture, Identify, Alias or GroupIdentify, not {cls.__name__}"
+                )
+            return self._submit(event)
+        except Exception:
+            logger.exception("enqueue failed unexpectedly; the event was dropped")
+            self._stats.drop("invalid", 1, " (internal error)")
+            return None
+
+    def _submit(self, event: Event | None) -> str | None:
+        if event is None:
+            return None
+        if self._before_send:
+            event = self._run_before_send(event)
+            if event is None:
+                return None
+        if self._exporter.submit(event):
+            return event["uuid"]  # type: ignore[no-any-return]
+        return None
+
+    def _invalid(self, detail: str) -> Event | None:
+        """Count and warn about an invalid message; returns ``None`` for the caller."""
+        self._stats.drop("invalid", 1, f": {detail}")
+        return None
+
+    def _uuid_and_time(self, message: Any) -> tuple[str, object]:
+        given = message.uuid
+        if given is None:
+            event_uuid = uuid7()
+        else:
+            event_uuid = normalize_uuid(given) or self._replace_uuid(given)
+        timestamp = message.timestamp
+        return event_uuid, time.time() if timestamp is None else timestamp
+
+    def _replace_uuid(self, given: object) -> str:
+        self._stats.correct(
+            "invalid_uuid", f"uuid {given!r} is not a UUID; a new one was generated"
+        )
+        return uuid7()
+
+    def _capture_event(self, message: Capture) -> Event | None:
+        name = message.event
+        if type(name) is not str or not name:
+            return self._invalid(f"Capture.event must be a non-empty string, got {name!r}")
+        props = message.properties
+        if props is None:
+            props = {}
+        elif type(props) is not dict and not isinstance(props, Mapping):
+            return self._invalid(
+                f"Capture.properties of {name!r} must be a mapping, not {type(props).__name__}"
+            )
+        if message.disable_geoip is None or message.disable_geoip == self._disable_geoip:
+            base = self._base_properties
+        else:
+            base = self._base_properties_geoip_flipped
+        distinct_id = message.distinct_id
+        if distinct_id is not None and type(distinct_id) is not str:
+            distinct_id = str(distinct_id)
+        ctx = _current.get()
+        if ctx is None:
+            if not distinct_id:
+                return self._invalid(
+                    f"Capture {name!r} has no distinct_id and there is no identity context"
+                )
+            properties = {**base, **props}
+        else:
+            properties = {**base, **ctx.properties, **props}
+            if not distinct_id:
+                distinct_id = ctx.distinct_id
+                if not distinct_id:
+                    distinct_id = uuid7()
+                    properties.setdefault("$process_person_profile", False)
+            if ctx.session_id and "$session_id" not in properties:
+                properties["$session_id"] = ctx.session_id
+        groups = message.groups
+        if groups:
+            if not isinstance(groups, Mapping):
+                return self._invalid(f"Capture.groups of {name!r} must be a mapping")
+            properties["$groups"] = dict(groups)
+        if (message.send_feature_flags or message.flags is not None) and not self._warned_flags:
+            self._warned_flags = True
+            logger.warning(
+                "send_feature_flags / flags= are accepted but this version has no feature-flag "
+                "support yet: events are sent without $feature/* properties"
+            )
+        event_uuid, timestamp = self._uuid_and_time(message)
+        return {
+            "event": name,
+            "distinct_id": distinct_id,
+            "properties": properties,
+            "timestamp": timestamp,
+            "uuid": event_uuid,
+        }
+
+    def _identify_event(self, message: Identify) -> Event | None:
+        return self._person_event(
+            "$identify", message.distinct_id, message.properties, message.set_once, message
+        )
+
+    def _person_event(
+        self,
+        name: str,
+        distinct_id: object,
+        set_props: Mapping[str, Any] | None,
+        set_once: Mapping[str, Any] | None,
+        message: Any,
+    ) -> Event | None:
+        did = _as_id(distinct_id)
+        if not did:
+            return self._invalid(f"{name} needs a non-empty distinct_id")
+        for field_name, value in (("properties", set_props), ("set_once", set_once)):
+            if value is not None and not isinstance(value, Mapping):
+                return self._invalid(f"{name} {field_name} must be a mapping")
+        properties = dict(self._base_properties)
+        event_uuid, timestamp = self._uuid_and_time(message)
+        event: Event = {
+            "event": name,
+            "distinct_id": did,
+            "properties": properties,
+            "timestamp": timestamp,
+            "uuid": event_uuid,
+        }
+        # In properties (the form every endpoint accepts) and mirrored at top level (v0).
+        if set_props is not None or name == "$identify":
+            properties["$set"] = event["$set"] = dict(set_props or {})
+        if set_once is not None:
+            properties["$set_once"] = event["$set_once"] = dict(set_once)
+        return event
+
+    def _alias_event(self, message: Alias) -> Event | None:
+        previous, new = _as_id(message.distinct_id), _as_id(message.alias)
+        if not previous or not new:
+            return self._invalid("Alias needs a non-empty distinct_id and alias")
+        properties = {**self._base_properties, "distinct_id": previous, "alias": new}
+        self._add_session(properties)
+        event_uuid, timestamp = self._uuid_and_time(message)
+        return {
+            "event": "$create_alias",
+            "distinct_id": previous,
+            "properties": properties,
+            "timestamp": timestamp,
+            "uuid": event_uuid,
+        }
+
+    def _group_identify_event(self, message: GroupIdentify) -> Event | None:
+        group_type, group_key = _as_id(message.type), _as_id(message.key)
+        if not group_type or not group_key:
+            return self._invalid("GroupIdentify needs a non-empty type and key")
+        props = message.properties
+        if props is not None and not isinstance(props, Mapping):
+            return self._invalid("GroupIdentify.properties must be a mapping")
+        properties = {
+            **self._base_properties,
+            "$group_type": group_type,
+            "$group_key": group_key,
+            "$group_set": dict(props or {}),
+        }
+        self._add_session(properties)
+        event_uuid, timestamp = self._uuid_and_time(message)
+        return {
+            "event": "$groupidentify",
+            "distinct_id": _as_id(message.distinct_id) or f"${group_type}_{group_key}",
+            "properties": properties,
+            "timestamp": timestamp,
+            "uuid": event_uuid,
+        }
+
+    @staticmethod
+    def _add_session(properties: dict[str, Any]) -> None:
+        ctx = _current.get()
+        if ctx is not None and ctx.session_id:
+            properties.setdefault("$session_id", ctx.session_id)
+
+    def _run_before_send(self, event: Event) -> Event | None:
+        """Run the hook chain on the caller's thread; fail closed."""
+        event["timestamp"] = format_timestamp(event["timestamp"])[0]
+        name = event.get("event")
+        for hook in self._before_send:
+            try:
+                result = hook(event)
+            except Exception as exc:
+                self._stats.drop(
+                    "before_send_error",
+                    1,
+                    f": before_send hook {_hook_name(hook)} raised {type(exc).__name__} "
+                    f"on {name!r}; event discarded",
+                )
+                return None
+            if result is None:
+                self._stats.drop("before_send", 1, f": before_send returned None for {name!r}")
+                return None
+            if not isinstance(result, dict):
+                self._stats.drop(
+                    "before_send_error",
+                    1,
+                    f": before_send hook {_hook_name(hook)} returned "
+                    f"{type(result).__name__}, not a dict",
+                )
+                return None
+            event = result
+        if not isinstance(event.get("event"), str) or not event.get("event"):
+            return self._invalid("before_send left the event without a name")
+        if not _as_id(event.get("distinct_id")):
+            return self._invalid("before_send left the event without a distinct_id")
+        event["distinct_id"] = _as_id(event["distinct_id"])
+        if not isinstance(event.get("properties"), dict):
+            event["properties"] = {}
+        checked = normalize_uuid(event.get("uuid"))
+        event["uuid"] = checked or self._replace_uuid(event.get("uuid"))
+        return event
+
+    # ------------------------------------------------------------------ conveniences
+
+    def capture(
+        self,
+        event: str,
+        distinct_id: object = None,
+        properties: Mapping[str, Any] | None = None,
+        *,
+        groups: Mapping[str, Any] | None = None,
+        timestamp: Any = None,
+        uuid: Any = None,
+        send_feature_flags: bool = False,
+        flags: object | None = None,
+        disable_geoip: bool | None = None,
+    ) -> str | None:
+        """Capture an event; returns its uuid or ``None`` if dropped."""
+        return self.enqueue(
+            Capture(
+                event,
+                distinct_id,
+                properties,
+                groups,
+                timestamp,
+                uuid,
+                send_feature_flags,
+                flags,
+                disable_geoip,
+            )
+        )
+
+    def identify(
+        self,
+        distinct_id: object,
+        properties: Mapping[str, Any] | None = None,
+        set_once: Mapping[str, Any] | None = None,
+    ) -> str | None:
+        """Send ``$identify`` setting person ``properties`` (and ``set_once`` ones)."""
+        return self.enqueue(Identify(distinct_id, properties, set_once))
+
+    def set(self, distinct_id: object, properties: Mapping[str, Any]) -> str | None:
+        """Set person properties (a ``$set`` event); empty properties send nothing."""
+        return self._person_convenience("$set", distinct_id, properties, None)
+
+    def set_once(self, distinct_id: object, properties: Mapping[str, Any]) -> str | None:
+        """Set person properties only where not yet set (a ``$set_once`` event)."""
+        return self._person_convenience("$set_once", distinct_id, None, properties)
+
+    def _person_convenience(
+        self,
+        name: str,
+        distinct_id: object,
+        set_props: Mapping[str, Any] | None,
+        set_once: Mapping[str, Any] | None,
+    ) -> str | None:
+        if not (set_props or set_once):
+            self._invalid(f"{name} called with no properties")
+            return None
+        if self._closed or self._disabled or self._opted_out:
+            return self.enqueue(Identify(distinct_id))  # counted with the right reason
+        try:
+            return self._submit(
+                self._person_event(name, distinct_id, set_props, set_once, Identify(distinct_id))
+            )
+        except Exception:
+            logger.exception("%s failed unexpectedly; the event was dropped", name)
+            return None
+
+    def alias(self, previous_id: object, distinct_id: object) -> str | None:
+        """Make ``distinct_id`` (new) an alias of the person known as ``previous_id``."""
+        return self.enqueue(Alias(distinct_id=previous_id, alias=distinct_id))
+
+    def group_identify(
+        self,
+        group_type: str,
+        group_key: object,
+        properties: Mapping[str, Any] | None = None,
+        distinct_id: object = None,
+    ) -> str | None:
+        """Create or update a group (``$groupidentify``)."""
+        return self.enqueue(GroupIdentify(group_type, group_key, properties, distinct_id))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send everything queued before the call through one delivery cycle (with
+        retries); ``True`` if all of it was delivered. ``timeout=0`` does not wait."""
+        try:
+            return self._exporter.flush(timeout)
+        except Exception:
+            logger.exception("flush failed unexpectedly")
+            return False
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush and stop; later ``enqueue`` calls return ``None``. Idempotent."""
+        with self._close_lock:
+            self._closed = True
+        try:
+            return self._exporter.close(timeout)
+        except Exception:
+            logger.exception("close failed unexpectedly")
+            return False
+
+    shutdown = close
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close(self.shutdown_timeout)
+
+
+def _as_id(value: object) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    return text or None
+
+
+def _hooks(before_send: object) -> tuple[Any, ...]:
+    if before_send is None:
+        return ()
+    hooks = tuple(before_send) if isinstance(before_send, list | tuple) else (before_send,)
+    for hook in hooks:
+        if not callable(hook):
+            raise ValueError(f"before_send must be a callable or a list of callables, got {hook!r}")
+    return hooks
+
+
+def _hook_name(hook: object) -> str:
+    return getattr(hook, "__qualname__", None) or type(hook).__name__
+
+
+def _with_enqueued(snapshot: ClientStats, enqueued: int) -> ClientStats:
+    from dataclasses import replace
+
+    return replace(snapshot, enqueued=enqueued)
+
+
+# ---------------------------------------------------------------------- interpreter exit
+
+_live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+def _close_all_at_exit() -> None:
+    """Flush every open client within its ``shutdown_timeout`` before the interpreter
+    goes away (the flush threads are daemons, so they cannot hold the exit up)."""
+    for client in list(_live_clients):
+        if client._closed:
+            continue
+        try:
+            client.close(client.shutdown_timeout)
+        except Exception:
+            pass
+
+
+atexit.register(_close_all_at_exit)

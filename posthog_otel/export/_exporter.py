@@ -1,0 +1,527 @@
+"""The batching exporter: a bounded FIFO queue drained by its own flush thread.
+
+Data path: ``submit`` (caller's thread: an append under a lock) → ``_take_batch``
+(flush thread: pop, serialize, cap by count and bytes) → ``_deliver`` (one delivery
+cycle: send with retries and backoff, split on 413/400) → delivered, dropped with a
+reason, or *retained* at the head of the queue for a later cycle.
+
+Accounting is by counts, never by position: ``_accepted`` events entered the queue,
+``_resolved`` of them left it for good (delivered or dropped), so ``flush`` knows when
+everything enqueued before it has been dealt with, and events enqueued while a batch is
+in flight are neither lost nor reordered.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .._log import logger, mark_internal_thread, suppress_instrumentation
+from .._stats import StatsRecorder
+from ._clock import Clock, SystemClock
+from ._retry import Outcome, backoff, classify, cooldown, parse_retry_after
+from ._transport import HttpTransport, TransportError
+
+Event = dict[str, Any]
+ErrorCallback = Callable[[Exception, list[Event]], None]
+
+
+class Lane(Protocol):
+    """How events are encoded and batched into requests for one endpoint."""
+
+    max_event_bytes: int
+
+    def encode(self, event: Event) -> bytes: ...
+
+    def request(self, payloads: list[bytes]) -> tuple[str, bytes, dict[str, str]]: ...
+
+    def envelope_overhead(self) -> int: ...
+
+
+class DeliveryError(Exception):
+    """Why a batch was finally given up, passed to ``on_error``."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ExporterConfig:
+    flush_at: int = 100
+    flush_interval: float = 5.0
+    max_queue_size: int = 10_000
+    max_batch_size: int = 1000
+    max_batch_bytes: int = 5 * 1024 * 1024
+    timeout: float = 10.0
+    max_retries: int = 3
+    max_retry_cycles: int = 8
+    sync_mode: bool = False
+
+
+class _Batch:
+    """Events taken off the queue, with their encoded payloads (encoded once: the uuid,
+    timestamp and bytes of an event never change across retries)."""
+
+    __slots__ = ("events", "payloads")
+
+    def __init__(self, events: list[Event], payloads: list[bytes]) -> None:
+        self.events = events
+        self.payloads = payloads
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def halves(self) -> tuple[_Batch, _Batch]:
+        mid = len(self.events) // 2
+        return (
+            _Batch(self.events[:mid], self.payloads[:mid]),
+            _Batch(self.events[mid:], self.payloads[mid:]),
+        )
+
+    def extend(self, other: _Batch) -> None:
+        self.events += other.events
+        self.payloads += other.payloads
+
+
+_live_exporters: weakref.WeakSet[BatchExporter] = weakref.WeakSet()
+
+
+def _reinit_in_child() -> None:
+    for exporter in list(_live_exporters):
+        exporter._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_in_child)
+
+
+class BatchExporter:
+    """Owns the queue and the flush thread of one lane."""
+
+    def __init__(
+        self,
+        lane: Lane,
+        transport: HttpTransport,
+        config: ExporterConfig,
+        *,
+        stats: StatsRecorder,
+        clock: Clock | None = None,
+        on_error: ErrorCallback | None = None,
+        thread_name: str = "posthog_otel-flush",
+    ) -> None:
+        self._lane = lane
+        self._transport = transport
+        self._config = config
+        self._stats = stats
+        self._clock = clock or SystemClock()
+        self._on_error = on_error
+        self._thread_name = thread_name
+        self._flush_at = config.flush_at
+        self._max_queue = config.max_queue_size
+        self._sync = config.sync_mode
+        self._init_state()
+        _live_exporters.add(self)
+
+    def _init_state(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._sync_lock = threading.Lock()
+        self._pending: deque[Event] = deque()
+        self._carry: _Batch | None = None  # encoded, not yet sent: goes before _pending
+        self._retained: _Batch | None = None  # failed a cycle: goes before everything
+        self._held = 0  # len(carry) + len(retained): counts toward max_queue_size
+        self._retained_cycles = 0
+        self._cooldown_until = 0.0
+        self._in_flight = 0
+        self._accepted = 0
+        self._resolved = 0
+        self._failures = 0
+        self._flush_requested = 0
+        self._drained = 0
+        self._closing = False
+        self._stop = False
+        self._abandon = False
+        self._thread: threading.Thread | None = None
+        self._next_tick = self._clock.monotonic() + self._config.flush_interval
+
+    # ------------------------------------------------------------------ caller side
+
+    def submit(self, event: Event) -> bool:
+        """Append ``event``; ``False`` (counted) if the queue is full or closed. Never blocks
+        on I/O (in ``sync_mode`` the delivery runs here, by design)."""
+        with self._cond:
+            if self._closing:
+                refused = "closed"
+            elif len(self._pending) + self._held >= self._max_queue:
+                refused = "queue_full"
+            else:
+                refused = ""
+                self._pending.append(event)
+                self._accepted += 1
+                if self._thread is None and not self._sync:
+                    self._start_thread_locked()
+                if len(self._pending) == self._flush_at:
+                    self._cond.notify()
+        if refused:
+            detail = f" (max_queue_size={self._max_queue})" if refused == "queue_full" else ""
+            self._stats.drop(refused, 1, detail)
+            return False
+        if self._sync:
+            self._drain_sync(explicit=False)
+        return True
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Deliver everything queued before the call through one delivery cycle.
+
+        ``True`` when all of it was delivered; ``False`` on a failure (the events stay
+        retained for a later cycle) or when ``timeout`` seconds passed (``0``: start the
+        flush and return at once).
+        """
+        if self._sync:
+            return self._drain_sync()
+        with self._cond:
+            target = self._accepted
+            if self._resolved >= target:
+                return True
+            failures = self._failures
+            self._flush_requested += 1
+            generation = self._flush_requested
+            if self._thread is None:
+                self._start_thread_locked()
+            self._cond.notify_all()
+            if not self._wait_locked(
+                lambda: self._resolved >= target or self._drained >= generation, timeout
+            ):
+                return False
+            return self._resolved >= target and self._failures == failures
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Refuse new events, flush, stop the thread. Idempotent; ``True`` if everything
+        was delivered within ``timeout``. What could not be delivered is counted as
+        dropped (``shutdown``, or the reason it failed) and never silently kept."""
+        with self._cond:
+            already = self._closing
+            self._closing = True
+        if already:
+            return self._wait_stopped(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delivered = self.flush(timeout)
+        with self._cond:
+            self._stop = True
+            thread = self._thread
+            self._cond.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(None if deadline is None else max(deadline - time.monotonic(), 0.0))
+        self._give_up_on_shutdown()
+        if thread is None or not thread.is_alive():
+            self._transport.close()
+        return delivered
+
+    def stop_sending(self) -> None:
+        """Make the flush thread stop after its current request (used at interpreter exit
+        once the shutdown budget is spent)."""
+        self._give_up_on_shutdown()
+
+    @property
+    def depths(self) -> tuple[int, int, int]:
+        """(queued, in_flight, retained) right now."""
+        with self._cond:
+            retained = len(self._retained) if self._retained is not None else 0
+            return len(self._pending) + self._held, self._in_flight, retained
+
+    @property
+    def accepted(self) -> int:
+        return self._accepted
+
+    # ------------------------------------------------------------------ flush thread
+
+    def _start_thread_locked(self) -> None:
+        thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
+        self._thread = thread
+        thread.start()
+
+    def _run(self) -> None:
+        mark_internal_thread()
+        suppress_instrumentation()
+        while True:
+            with self._cond:
+                while True:
+                    if self._stop:
+                        return
+                    now = self._clock.monotonic()
+                    explicit = self._flush_requested > self._drained
+                    if self._should_send_locked(now, explicit):
+                        break
+                    if now >= self._next_tick:
+                        self._next_tick = now + self._config.flush_interval
+                    self._clock.wait(self._cond, self._next_wake_locked(now) - now, idle=True)
+                generation = self._flush_requested
+                self._next_tick = now + self._config.flush_interval
+            try:
+                self._drain(explicit)
+            except Exception:  # the loop must never die
+                logger.exception("posthog_otel flush thread: unexpected error")
+            with self._cond:
+                self._drained = max(self._drained, generation)
+                self._cond.notify_all()
+
+    def _should_send_locked(self, now: float, explicit: bool) -> bool:
+        if self._retained is not None:
+            return explicit or now >= self._cooldown_until
+        if not self._pending and self._carry is None:
+            return False
+        return explicit or len(self._pending) >= self._flush_at or now >= self._next_tick
+
+    def _next_wake_locked(self, now: float) -> float:
+        if self._retained is not None:
+            return self._cooldown_until
+        return self._next_tick
+
+    def _drain(self, explicit: bool) -> bool:
+        """Send batches until the queue is empty (a timer or size trigger stops once fewer
+        than ``flush_at`` remain); stop at the first batch that has to be retained."""
+        first = True
+        while not self._abandon:
+            batch = self._take_batch(explicit=explicit, first=first)
+            if batch is None:
+                return True
+            first = False
+            if not self._deliver(batch):
+                return False
+        return False
+
+    def _drain_sync(self, *, explicit: bool = True) -> bool:
+        with self._sync_lock:
+            with self._cond:
+                failures = self._failures
+            ok = self._drain(explicit)
+            with self._cond:
+                return ok and self._failures == failures
+
+    def _take_batch(self, *, explicit: bool, first: bool) -> _Batch | None:
+        """The next batch to send: the retained one, else up to ``max_batch_size`` events
+        from the head of the queue, encoded here and capped at ``max_batch_bytes``."""
+        config = self._config
+        budget = config.max_batch_bytes - self._lane.envelope_overhead()
+        while True:
+            with self._cond:
+                if self._retained is not None:
+                    if not explicit and self._clock.monotonic() < self._cooldown_until:
+                        return None
+                    batch, self._retained = self._retained, None
+                    self._held -= len(batch)
+                    self._in_flight = len(batch)
+                    return batch
+                carry_len = len(self._carry) if self._carry is not None else 0
+                queued = len(self._pending) + carry_len
+                if queued == 0 or (not explicit and not first and queued < self._flush_at):
+                    return None
+                batch = self._carry or _Batch([], [])
+                self._carry = None
+                self._held -= carry_len
+                take = min(config.max_batch_size - len(batch), len(self._pending))
+                popleft = self._pending.popleft
+                raw = [popleft() for _ in range(take)]
+                self._in_flight = len(batch) + take
+            size = sum(len(p) + 1 for p in batch.payloads)
+            dropped = 0
+            for index, event in enumerate(raw):
+                payload = self._encode(event)
+                if payload is None:
+                    dropped += 1
+                    continue
+                if size + len(payload) + 1 > budget and batch.events:
+                    self._put_back(raw, index, event, payload)
+                    break
+                batch.events.append(event)
+                batch.payloads.append(payload)
+                size += len(payload) + 1
+            if dropped:
+                self._resolve(dropped, failed=True)
+            with self._cond:
+                self._in_flight = len(batch)
+            if batch.events:
+                return batch
+
+    def _encode(self, event: Event) -> bytes | None:
+        try:
+            payload = self._lane.encode(event)
+        except Exception as exc:
+            self._stats.drop(
+                "serialization", 1, f": {type(exc).__name__} in {event.get('event')!r}"
+            )
+            return None
+        if len(payload) > self._lane.max_event_bytes:
+            self._stats.drop(
+                "oversize",
+                1,
+                f": {event.get('event')!r} is {len(payload)} bytes "
+                f"(limit {self._lane.max_event_bytes})",
+            )
+            return None
+        return payload
+
+    def _put_back(self, raw: list[Event], index: int, event: Event, payload: bytes) -> None:
+        """Return what did not fit in this batch to the head of the queue, in order."""
+        carry = _Batch([event], [payload])
+        with self._cond:
+            self._pending.extendleft(reversed(raw[index + 1 :]))
+            self._carry = carry
+            self._held += 1
+
+    def _deliver(self, batch: _Batch) -> bool:
+        """One delivery cycle for ``batch``; ``False`` if part of it had to be retained."""
+        work: deque[_Batch] = deque([batch])
+        while work:
+            part = work.popleft()
+            outcome, status, retry_after, error = self._send(part)
+            if outcome is Outcome.DELIVERED:
+                with self._stats.lock:
+                    self._stats.sent += len(part)
+                self._resolve(len(part), failed=False)
+            elif outcome is Outcome.SPLIT and len(part) > 1:
+                first, second = part.halves()
+                work.appendleft(second)
+                work.appendleft(first)
+            elif outcome is Outcome.RETRY:
+                for rest in work:
+                    part.extend(rest)
+                self._retain(part, retry_after, error)
+                return False
+            else:
+                reason = "oversize" if status == 413 else "rejected"
+                self._give_up(part, reason, error)
+        with self._cond:
+            self._retained_cycles = 0
+        return True
+
+    def _send(self, batch: _Batch) -> tuple[Outcome, int | None, float | None, DeliveryError]:
+        """Send ``batch`` with up to ``max_retries`` retries and backoff."""
+        retry_after: float | None = None
+        status: int | None = None
+        error = DeliveryError("not sent")
+        for attempt in range(self._config.max_retries + 1):
+            if attempt:
+                if self._abandon:
+                    break
+                with self._stats.lock:
+                    self._stats.retries += 1
+                self._sleep(backoff(attempt - 1, retry_after))
+                if self._abandon:
+                    break
+            path, body, headers = self._lane.request(batch.payloads)
+            try:
+                response = self._transport.request(
+                    "POST", path, content=body, headers=headers, timeout=self._config.timeout
+                )
+            except TransportError as exc:
+                status, retry_after = None, None
+                error = DeliveryError(str(exc))
+            else:
+                status = response.status
+                retry_after = parse_retry_after(response.headers)
+                error = DeliveryError(
+                    f"HTTP {status}: {response.content[:200].decode('utf-8', 'replace')}",
+                    status=status,
+                )
+            outcome = classify(status, len(batch))
+            if outcome is not Outcome.RETRY:
+                return outcome, status, retry_after, error
+        return Outcome.RETRY, status, retry_after, error
+
+    def _sleep(self, seconds: float) -> None:
+        with self._cond:
+            deadline = self._clock.monotonic() + seconds
+            while not self._abandon:
+                remaining = deadline - self._clock.monotonic()
+                if remaining <= 0:
+                    return
+                self._clock.wait(self._cond, remaining, idle=False)
+
+    def _retain(self, batch: _Batch, retry_after: float | None, error: DeliveryError) -> None:
+        with self._cond:
+            self._retained_cycles += 1
+            cycles = self._retained_cycles
+            give_up = cycles >= self._config.max_retry_cycles or self._abandon
+            if not give_up:
+                self._retained = batch
+                self._held += len(batch)
+                self._in_flight = 0
+                self._cooldown_until = self._clock.monotonic() + cooldown(cycles, retry_after)
+        if give_up:
+            with self._cond:
+                self._retained_cycles = 0
+            reason = "shutdown" if self._abandon else "retries_exhausted"
+            self._give_up(batch, reason, error)
+        else:
+            logger.warning(
+                "delivery of %d event(s) failed (%s); kept for retry (cycle %d of %d)",
+                len(batch),
+                error,
+                cycles,
+                self._config.max_retry_cycles,
+            )
+
+    def _give_up(self, batch: _Batch, reason: str, error: DeliveryError) -> None:
+        with self._stats.lock:
+            self._stats.failed_batches += 1
+        self._stats.drop(reason, len(batch), f": {error}")
+        self._resolve(len(batch), failed=True)
+        if self._on_error is not None:
+            try:
+                self._on_error(error, batch.events)
+            except Exception:
+                logger.exception("on_error callback raised")
+
+    def _resolve(self, count: int, *, failed: bool) -> None:
+        with self._cond:
+            self._resolved += count
+            self._in_flight = max(self._in_flight - count, 0)
+            if failed:
+                self._failures += count
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------------ shutdown, fork
+
+    def _wait_locked(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
+        if timeout is None:
+            while not predicate():
+                self._cond.wait()
+            return True
+        return self._cond.wait_for(predicate, timeout)
+
+    def _wait_stopped(self, timeout: float | None) -> bool:
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        with self._cond:
+            return self._resolved >= self._accepted
+
+    def _give_up_on_shutdown(self) -> None:
+        """Stop retrying and count whatever is still queued as lost at shutdown."""
+        with self._cond:
+            self._abandon = True
+            self._stop = True
+            left = len(self._pending) + self._held
+            self._pending.clear()
+            self._carry = self._retained = None
+            self._held = 0
+            self._resolved += left
+            self._failures += left
+            self._cond.notify_all()
+        if left:
+            self._stats.drop("shutdown", left, " (close() ran out of time)")
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child starts with an empty queue and no thread; the parent keeps and
+        sends what it had. Our HTTP pool belongs to the parent, so it is dropped too."""
+        closing = self._closing
+        self._init_state()
+        self._closing = closing
+        self._transport.reset_after_fork()

@@ -1,0 +1,109 @@
+"""The v0 ``/batch/`` lane: how an event is encoded and how a batch becomes a request."""
+
+from __future__ import annotations
+
+import zlib
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from .._stats import StatsRecorder
+from ._serialize import dumps, format_timestamp
+
+MAX_EVENT_BYTES = 900 * 1024
+_GZIP_LEVEL = 6
+_TRUE_STRINGS = {"true": True, "1": True, "false": False, "0": False}
+
+
+class V0Lane:
+    """Encodes events in the v0 shape and wraps batches in the ``/batch/`` envelope."""
+
+    path = "/batch/"
+    max_event_bytes = MAX_EVENT_BYTES
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        gzip: bool,
+        historical_migration: bool,
+        stats: StatsRecorder,
+    ) -> None:
+        self._gzip = gzip
+        self._stats = stats
+        self._envelope_tail = (
+            b'],"historical_migration":'
+            + (b"true" if historical_migration else b"false")
+            + b',"sent_at":'
+        )
+        self._api_key_json = orjson.dumps(api_key)
+
+    def encode(self, event: dict[str, Any]) -> bytes:
+        """JSON bytes of one event in the v0 wire shape (raises only if unencodable)."""
+        timestamp, ok = format_timestamp(event.get("timestamp"))
+        if not ok:
+            self._stats.correct(
+                "invalid_timestamp",
+                f"event {event.get('event')!r} has an unusable timestamp; sent as now",
+            )
+        properties = event.get("properties")
+        if not isinstance(properties, dict):
+            properties = {}
+        if "$cookieless_mode" in properties:
+            properties = _coerce_cookieless(properties)
+        wire: dict[str, Any] = {
+            "event": event.get("event"),
+            "distinct_id": event.get("distinct_id"),
+            "properties": properties,
+            "timestamp": timestamp,
+            "uuid": event.get("uuid"),
+        }
+        for key in ("$set", "$set_once"):
+            if key in event:
+                wire[key] = event[key]
+        return dumps(wire)
+
+    def request(self, payloads: list[bytes]) -> tuple[str, bytes, dict[str, str]]:
+        """Path, body and headers for one attempt (``sent_at`` is fresh per attempt)."""
+        sent_at = orjson.dumps(datetime.now(timezone.utc).isoformat())
+        body = b"".join(
+            (
+                b'{"batch":[',
+                b",".join(payloads),
+                self._envelope_tail,
+                sent_at,
+                b',"api_key":',
+                self._api_key_json,
+                b"}",
+            )
+        )
+        headers = {"Content-Type": "application/json"}
+        if self._gzip:
+            compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31)
+            body = compressor.compress(body) + compressor.flush()
+            headers["Content-Encoding"] = "gzip"
+        return self.path, body, headers
+
+    @staticmethod
+    def envelope_overhead() -> int:
+        """Bytes the envelope adds around the events (an upper bound)."""
+        return 256
+
+
+def _coerce_cookieless(properties: dict[str, Any]) -> dict[str, Any]:
+    """The server rejects a whole request over a non-boolean ``$cookieless_mode``."""
+    value = properties["$cookieless_mode"]
+    if isinstance(value, bool):
+        return properties
+    properties = dict(properties)
+    coerced: bool | None = None
+    if isinstance(value, str):
+        coerced = _TRUE_STRINGS.get(value.strip().lower())
+    elif isinstance(value, int | float):
+        coerced = value != 0
+    if coerced is None:
+        del properties["$cookieless_mode"]
+    else:
+        properties["$cookieless_mode"] = coerced
+    return properties

@@ -1,0 +1,473 @@
+"""``FakePostHog``: a real HTTP server on 127.0.0.1 that validates like PostHog.
+
+It accepts the v0 capture endpoints (plain and gzip), answers with the status codes the
+real capture service uses (``reference/posthog-server.md`` §1.6-1.7 and §6), records
+every request and every accepted event, injects faults on demand, and serves ``/flags``
+and ``/flags/definitions`` from data that tests can replace at run time.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import threading
+import time
+import uuid
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+CAPTURE_PATHS = frozenset({"/batch", "/e", "/i/v0/e", "/capture", "/track", "/engage"})
+MAX_BODY_BYTES = 20 * 1024 * 1024
+MAX_EVENT_BYTES = 1_000_000
+_DECOMPRESSED_BUDGET = 5 * MAX_BODY_BYTES
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the server saw it (body already decompressed)."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    raw_body: bytes
+    body: bytes
+    status: int
+    json: Any = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Fault:
+    status: int | None = None  # answer with this status
+    retry_after: str | None = None
+    delay: float = 0.0
+    drop: bool = False  # close the connection without an answer
+    hold: threading.Event | None = None  # wait until set before answering
+    path: str | None = None  # only for this path (normalized, no trailing slash)
+
+
+class _Rejected(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class FakePostHog:
+    """A fake PostHog on a random loopback port. Use as a context manager or call
+    ``start()``/``stop()``; ``url`` is the host to give the client."""
+
+    def __init__(
+        self,
+        *,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        max_event_bytes: int = MAX_EVENT_BYTES,
+        flags: Mapping[str, Any] | None = None,
+        flag_definitions: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.max_body_bytes = max_body_bytes
+        self.max_event_bytes = max_event_bytes
+        self._lock = threading.Condition()
+        self._faults: deque[_Fault] = deque()
+        self.requests: list[RecordedRequest] = []
+        self.events: list[dict[str, Any]] = []
+        self._flags_response: Callable[[dict[str, Any]], Mapping[str, Any]] | Mapping[str, Any] = (
+            flags or {"flags": {}, "errorsWhileComputingFlags": False}
+        )
+        self._definitions: Mapping[str, Any] = flag_definitions or {
+            "flags": [],
+            "group_type_mapping": {},
+            "cohorts": {},
+        }
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> FakePostHog:
+        handler = _make_handler(self)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="FakePostHog", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.hold is not None:
+                    fault.hold.set()
+            self._faults.clear()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakePostHog:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "FakePostHog is not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    # ---------------------------------------------------------------- faults
+
+    def fail_next(
+        self,
+        count: int = 1,
+        status: int = 503,
+        *,
+        retry_after: float | str | None = None,
+        path: str | None = None,
+    ) -> None:
+        """Answer the next ``count`` requests (to ``path``, if given) with ``status``."""
+        for _ in range(count):
+            self._add_fault(
+                _Fault(
+                    status=status,
+                    retry_after=None if retry_after is None else str(retry_after),
+                    path=path,
+                )
+            )
+
+    def delay_next(self, seconds: float, count: int = 1, *, path: str | None = None) -> None:
+        """Wait ``seconds`` before handling each of the next ``count`` requests."""
+        for _ in range(count):
+            self._add_fault(_Fault(delay=seconds, path=path))
+
+    def drop_next(self, count: int = 1, *, path: str | None = None) -> None:
+        """Close the connection of the next ``count`` requests without answering."""
+        for _ in range(count):
+            self._add_fault(_Fault(drop=True, path=path))
+
+    def hold_next(self, *, path: str | None = None) -> threading.Event:
+        """Hold the next request until the returned event is set (then handle it)."""
+        release = threading.Event()
+        self._add_fault(_Fault(hold=release, path=path))
+        return release
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _add_fault(self, fault: _Fault) -> None:
+        if fault.path is not None:
+            fault.path = _normalize(fault.path)
+        with self._lock:
+            self._faults.append(fault)
+
+    def _take_fault(self, path: str) -> _Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.path is None or fault.path == path:
+                    self._faults.remove(fault)
+                    return fault
+        return None
+
+    # ---------------------------------------------------------------- flags
+
+    def set_flags(
+        self, response: Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any]]
+    ) -> None:
+        """What ``/flags`` answers: a fixed body, or a function of the request body."""
+        with self._lock:
+            self._flags_response = response
+
+    def set_flag_definitions(self, definitions: Mapping[str, Any]) -> None:
+        """What ``/flags/definitions`` (and the legacy local-evaluation path) serve."""
+        with self._lock:
+            self._definitions = definitions
+
+    # ---------------------------------------------------------------- inspection
+
+    def wait_for_events(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Block until at least ``count`` events were accepted; return them all."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: len(self.events) >= count, timeout):
+                raise TimeoutError(f"expected {count} events, got {len(self.events)}")
+            return list(self.events)
+
+    def wait_for_requests(
+        self, count: int, timeout: float = 10.0, *, path: str | None = None
+    ) -> list[RecordedRequest]:
+        """Block until at least ``count`` requests (to ``path``) were answered."""
+        wanted = _normalize(path) if path else None
+
+        def matching() -> list[RecordedRequest]:
+            return [r for r in self.requests if wanted is None or r.path == wanted]
+
+        with self._lock:
+            if not self._lock.wait_for(lambda: len(matching()) >= count, timeout):
+                raise TimeoutError(f"expected {count} requests, got {len(matching())}")
+            return matching()
+
+    def event_names(self) -> list[str]:
+        with self._lock:
+            return [e.get("event", "") for e in self.events]
+
+    def capture_requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.path in CAPTURE_PATHS]
+
+    def reset(self) -> None:
+        """Forget recorded requests and events (faults and flag data stay)."""
+        with self._lock:
+            self.requests.clear()
+            self.events.clear()
+
+    # ---------------------------------------------------------------- handling
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(request)
+            self.events.extend(request.events)
+            self._lock.notify_all()
+
+    def _handle_capture(
+        self, raw: bytes, headers: Mapping[str, str], path: str
+    ) -> tuple[int, bytes, bytes, Any, list[dict[str, Any]]]:
+        if len(raw) > self.max_body_bytes:
+            raise _Rejected(413, "payload_too_large", "request body too large")
+        body = _decode_body(raw, headers)
+        if not body:
+            raise _Rejected(400, "empty_payload", "empty payload")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Rejected(400, "invalid_utf8", "body is not UTF-8") from None
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            raise _Rejected(400, "request_parsing_error", "body is not JSON") from None
+        events, batch_token = _events_of(payload, path)
+        token = _token_of(events, batch_token)
+        if not events:
+            raise _Rejected(400, "empty_batch", "empty batch")
+        for event in events:
+            self._validate_event(event)
+        return 200, body, text.encode(), payload, events if token else []
+
+    def _validate_event(self, event: Any) -> None:
+        if not isinstance(event, dict):
+            raise _Rejected(400, "request_parsing_error", "event is not an object")
+        if "event" not in event:
+            raise _Rejected(400, "request_hydration_error", "event without a name")
+        if not event["event"]:
+            raise _Rejected(400, "missing_event_name", "empty event name")
+        properties = event.get("properties") or {}
+        distinct_id = event.get("distinct_id", event.get("$distinct_id"))
+        if distinct_id is None and isinstance(properties, dict):
+            distinct_id = properties.get("distinct_id")
+        if distinct_id is None or distinct_id == "":
+            raise _Rejected(400, "missing_distinct_id", "missing distinct_id")
+        event_uuid = event.get("uuid")
+        if event_uuid not in (None, ""):
+            try:
+                uuid.UUID(str(event_uuid))
+            except ValueError:
+                raise _Rejected(400, "request_parsing_error", "invalid uuid") from None
+        cookieless = properties.get("$cookieless_mode") if isinstance(properties, dict) else None
+        if cookieless is not None and not isinstance(cookieless, bool):
+            raise _Rejected(400, "invalid_cookieless_mode", "non-boolean $cookieless_mode")
+        if len(json.dumps(event).encode()) > self.max_event_bytes:
+            raise _Rejected(413, "event_too_big", "maximum event size exceeded")
+
+    def _handle_flags(self, body: bytes) -> tuple[int, Any]:
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            return 400, {"error": "body is not JSON"}
+        if not isinstance(request, dict) or not _valid_token(
+            request.get("api_key") or request.get("token")
+        ):
+            return 401, {"error": "invalid token"}
+        if not request.get("distinct_id"):
+            return 400, {"error": "missing distinct_id"}
+        with self._lock:
+            response = self._flags_response
+        answer = response(request) if callable(response) else response
+        out = {"errorsWhileComputingFlags": False, "requestId": str(uuid.uuid4())}
+        out.update(answer)
+        return 200, out
+
+    def _handle_definitions(self, headers: Mapping[str, str]) -> tuple[int, Any, str | None]:
+        auth = headers.get("authorization", "")
+        secret = auth[7:] if auth.lower().startswith("bearer ") else ""
+        if not secret or secret.startswith("phc_"):
+            return 401, {"detail": "authentication required"}, None
+        with self._lock:
+            definitions = self._definitions
+        body = json.dumps(definitions, sort_keys=True).encode()
+        etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+        if headers.get("if-none-match") == etag:
+            return 304, None, etag
+        return 200, definitions, etag
+
+
+def _normalize(path: str) -> str:
+    path = urlsplit(path).path
+    return path.rstrip("/") or "/"
+
+
+def _decode_body(raw: bytes, headers: Mapping[str, str]) -> bytes:
+    encoding = headers.get("content-encoding", "").lower()
+    if encoding in ("gzip", "gzip-js") or raw[:3] == b"\x1f\x8b\x08":
+        try:
+            decompressor = zlib.decompressobj(31)
+            body = decompressor.decompress(raw, _DECOMPRESSED_BUDGET + 1)
+        except zlib.error:
+            raise _Rejected(400, "request_decoding_error", "invalid gzip") from None
+        if len(body) > _DECOMPRESSED_BUDGET:
+            raise _Rejected(413, "payload_too_large", "decompressed body too large")
+        return body
+    return raw
+
+
+def _events_of(payload: Any, path: str) -> tuple[list[Any], Any]:
+    if isinstance(payload, list):
+        return payload, None
+    if isinstance(payload, dict) and "batch" in payload:
+        batch = payload["batch"]
+        if not isinstance(batch, list):
+            raise _Rejected(400, "request_parsing_error", "batch is not a list")
+        return batch, payload.get("api_key", payload.get("token"))
+    if isinstance(payload, dict):
+        if "event" not in payload and path != "/engage":
+            raise _Rejected(400, "request_hydration_error", "event without a name")
+        return [payload], None
+    raise _Rejected(400, "request_parsing_error", "unexpected JSON shape")
+
+
+def _token_of(events: Iterable[Any], batch_token: Any) -> str:
+    if batch_token is not None:
+        token = batch_token
+    else:
+        tokens = set()
+        for event in events:
+            if not isinstance(event, dict):
+                continue
+            found = event.get("token", event.get("$token", event.get("api_key")))
+            if found is None and isinstance(event.get("properties"), dict):
+                found = event["properties"].get("token")
+            if found is not None:
+                tokens.add(str(found))
+        if len(tokens) > 1:
+            raise _Rejected(401, "multiple_tokens", "more than one token in one request")
+        if not tokens:
+            raise _Rejected(401, "no_token", "no token")
+        token = tokens.pop()
+    if not _valid_token(token):
+        raise _Rejected(401, "invalid_token", "invalid token")
+    return str(token)
+
+
+def _valid_token(token: Any) -> bool:
+    if not isinstance(token, str):
+        return False
+    token = token.strip()
+    return (
+        bool(token)
+        and len(token.encode()) <= 64
+        and token.isascii()
+        and "\x00" not in token
+        and not token.startswith("phx_")
+    )
+
+
+def _make_handler(server: FakePostHog) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self._handle("GET")
+
+        def do_POST(self) -> None:
+            self._handle("POST")
+
+        def _handle(self, method: str) -> None:
+            parts = urlsplit(self.path)
+            path = _normalize(parts.path)
+            query = parse_qs(parts.query, keep_blank_values=True)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            fault = server._take_fault(path)
+            if fault is not None:
+                if fault.hold is not None:
+                    fault.hold.wait(30)
+                if fault.delay:
+                    time.sleep(fault.delay)
+                if fault.drop:
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if fault.status is not None:
+                    retry = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+                    self._reply(fault.status, {"error": "injected fault"}, retry)
+                    server._record(
+                        RecordedRequest(method, path, query, headers, raw, b"", fault.status)
+                    )
+                    return
+            status, body, payload = 200, b"", None
+            events: list[dict[str, Any]] = []
+            reply: Any = {"status": 1}
+            extra: dict[str, str] = {}
+            try:
+                if path in CAPTURE_PATHS:
+                    if method != "POST":
+                        reply = {"status": 1}
+                    else:
+                        status, body, _text, payload, events = server._handle_capture(
+                            raw, headers, path
+                        )
+                elif path == "/flags":
+                    body = _decode_body(raw, headers)
+                    status, reply = server._handle_flags(body)
+                elif path in ("/flags/definitions", "/api/feature_flag/local_evaluation"):
+                    status, reply, etag = server._handle_definitions(headers)
+                    if etag:
+                        extra["ETag"] = etag
+                else:
+                    status, reply = 404, {"error": "not found"}
+            except _Rejected as rejected:
+                status, reply = rejected.status, {"code": rejected.code, "error": str(rejected)}
+                events = []
+            self._reply(status, reply, extra)
+            server._record(
+                RecordedRequest(method, path, query, headers, raw, body, status, payload, events)
+            )
+
+        def _reply(self, status: int, reply: Any, extra: Mapping[str, str]) -> None:
+            data = b"" if status == 304 or reply is None else json.dumps(reply).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in extra.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if data:
+                self.wfile.write(data)
+
+    return Handler
+
+
+def gunzip(data: bytes) -> bytes:
+    """Decompress a gzip body (handy in tests that look at raw requests)."""
+    return gzip.decompress(data)
