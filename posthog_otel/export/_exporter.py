@@ -29,6 +29,7 @@ from ._retry import Outcome, backoff, classify, cooldown, parse_retry_after
 from ._transport import HttpTransport, TransportError
 
 Event = dict[str, Any]
+_ABANDON_GRACE = 0.2
 ErrorCallback = Callable[[Exception, list[Event]], None]
 
 
@@ -219,6 +220,9 @@ class BatchExporter:
         if thread is not None and thread is not threading.current_thread():
             thread.join(None if deadline is None else max(deadline - time.monotonic(), 0.0))
         self._give_up_on_shutdown()
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            # A thread in backoff stops at once now; one blocked in a request cannot.
+            thread.join(_ABANDON_GRACE)
         if thread is None or not thread.is_alive():
             self._transport.close()
         return delivered

@@ -86,6 +86,7 @@ class FakePostHog:
             "group_type_mapping": {},
             "cohorts": {},
         }
+        self._reject_if: Callable[[dict[str, Any]], bool] | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -96,7 +97,10 @@ class FakePostHog:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="FakePostHog", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="FakePostHog",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -159,6 +163,12 @@ class FakePostHog:
         release = threading.Event()
         self._add_fault(_Fault(hold=release, path=path))
         return release
+
+    def reject_if(self, predicate: Callable[[dict[str, Any]], bool] | None) -> None:
+        """Answer 400 to any capture request holding an event for which ``predicate`` is
+        true, as the real server does for events it cannot accept (all or nothing)."""
+        with self._lock:
+            self._reject_if = predicate
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -283,6 +293,9 @@ class FakePostHog:
         cookieless = properties.get("$cookieless_mode") if isinstance(properties, dict) else None
         if cookieless is not None and not isinstance(cookieless, bool):
             raise _Rejected(400, "invalid_cookieless_mode", "non-boolean $cookieless_mode")
+        predicate = self._reject_if
+        if predicate is not None and predicate(event):
+            raise _Rejected(400, "invalid_event", "event rejected by reject_if")
         if len(json.dumps(event).encode()) > self.max_event_bytes:
             raise _Rejected(413, "event_too_big", "maximum event size exceeded")
 
@@ -420,10 +433,10 @@ def _make_handler(server: FakePostHog) -> type[BaseHTTPRequestHandler]:
                     return
                 if fault.status is not None:
                     retry = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-                    self._reply(fault.status, {"error": "injected fault"}, retry)
                     server._record(
                         RecordedRequest(method, path, query, headers, raw, b"", fault.status)
                     )
+                    self._reply(fault.status, {"error": "injected fault"}, retry)
                     return
             status, body, payload = 200, b"", None
             events: list[dict[str, Any]] = []
@@ -449,10 +462,11 @@ def _make_handler(server: FakePostHog) -> type[BaseHTTPRequestHandler]:
             except _Rejected as rejected:
                 status, reply = rejected.status, {"code": rejected.code, "error": str(rejected)}
                 events = []
-            self._reply(status, reply, extra)
+            # Recorded before answering, so a client that saw the answer finds the record.
             server._record(
                 RecordedRequest(method, path, query, headers, raw, body, status, payload, events)
             )
+            self._reply(status, reply, extra)
 
         def _reply(self, status: int, reply: Any, extra: Mapping[str, str]) -> None:
             data = b"" if status == 304 or reply is None else json.dumps(reply).encode()

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from posthog_otel import Client
+from posthog_otel.testing import FakeClock, FakePostHog
+
+API_KEY = "phc_test_key_0123456789"
+
+
+@pytest.fixture
+def server(posthog_server: FakePostHog) -> FakePostHog:
+    """The project's own pytest plugin fixture, under a shorter name."""
+    return posthog_server
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_client(server: FakePostHog) -> Iterator[Callable[..., Client]]:
+    """Build clients pointed at the fake server; each is closed after the test."""
+    clients: list[Client] = []
+
+    def make(**kwargs: Any) -> Client:
+        kwargs.setdefault("host", server.url)
+        kwargs.setdefault("flush_interval", 60.0)
+        client = Client(kwargs.pop("api_key", API_KEY), **kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close(timeout=2)
+
+
+@pytest.fixture
+def warnings_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.WARNING, logger="posthog_otel")
+    return caplog
