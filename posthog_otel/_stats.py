@@ -46,6 +46,11 @@ class StatsRecorder:
     """Thread-safe counters shared by the client (caller threads) and the exporter."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Start from zero with fresh locks (also used in a forked child, whose counters
+        describe its own events and whose inherited locks may be held)."""
         self.lock = threading.Lock()
         self.enqueued = 0
         self.sent = 0

@@ -390,7 +390,9 @@ def test_close_returns_within_timeout_when_server_is_down(make_client, warnings_
     assert "shutdown" in warnings_log.text
 
 
-def test_close_absorbs_a_503_and_records_a_delivery_warning(server, make_client, clock, warnings_log):
+def test_close_absorbs_a_503_and_records_a_delivery_warning(
+    server, make_client, clock, warnings_log
+):
     client = make_client(_clock=clock, max_retries=0)
     server.fail_next(1, 503)
     client.capture("Save", "user-123")

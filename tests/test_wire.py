@@ -196,9 +196,7 @@ def test_group_identify_shape(server, make_client):
 
 def test_pageview_and_set_in_capture_properties(server, make_client):
     client = make_client()
-    client.capture(
-        "$pageview", "u1", {"$current_url": "https://x.test/a", "$set": {"plan": "pro"}}
-    )
+    client.capture("$pageview", "u1", {"$current_url": "https://x.test/a", "$set": {"plan": "pro"}})
     (event,) = sent(server, client, 1)
     assert event["event"] == "$pageview"
     assert event["properties"]["$current_url"] == "https://x.test/a"

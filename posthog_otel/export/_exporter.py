@@ -528,4 +528,5 @@ class BatchExporter:
         closing = self._closing
         self._init_state()
         self._closing = closing
+        self._stats.reset()
         self._transport.reset_after_fork()
