@@ -38,6 +38,8 @@ BeforeSend = Callable[[Event], "Event | None"]
 OnError = Callable[[Exception, list[Event]], None]
 
 _MAX_BATCH_BYTES = 5 * 1024 * 1024
+_EMPTY: Mapping[str, Any] = {}
+_now = time.time
 
 
 class Client:
@@ -134,6 +136,7 @@ class Client:
         self._base_properties_geoip_flipped = self._make_base_properties(not self._disable_geoip)
         self._opted_out = False
         self._closed = False
+        self._accepting = False
         self._close_lock = threading.Lock()
         self._warned_flags = False
 
@@ -162,6 +165,8 @@ class Client:
             clock=_clock,
             on_error=self._on_error,
         )
+        self._exporter_submit = self._exporter.submit
+        self._update_accepting()
         _live_clients.add(self)
 
     def _make_base_properties(self, disable_geoip: bool) -> dict[str, Any]:
@@ -187,10 +192,12 @@ class Client:
     def opt_out(self) -> None:
         """Stop capturing (in memory, at runtime): ``enqueue`` returns ``None``."""
         self._opted_out = True
+        self._update_accepting()
 
     def opt_in(self) -> None:
         """Resume capturing after ``opt_out()``."""
         self._opted_out = False
+        self._update_accepting()
 
     @property
     def is_opted_out(self) -> bool:
@@ -209,33 +216,49 @@ class Client:
         """Queue ``message`` for delivery; its uuid, or ``None`` if it was dropped
         (every drop is counted in ``stats.dropped``). Never raises, never blocks."""
         try:
-            if self._closed:
-                self._stats.drop("closed", 1, " (enqueue after close())")
-                return None
-            if self._disabled:
-                self._stats.drop("disabled", 1, " (client disabled)")
-                return None
-            if self._opted_out:
-                self._stats.drop("opted_out", 1, " (client opted out)")
-                return None
-            cls = type(message)
-            if cls is Capture:
-                event = self._capture_event(message)  # type: ignore[arg-type]
-            elif cls is Identify:
-                event = self._identify_event(message)  # type: ignore[arg-type]
-            elif cls is Alias:
-                event = self._alias_event(message)  # type: ignore[arg-type]
-            elif cls is GroupIdentify:
-                event = self._group_identify_event(message)  # type: ignore[arg-type]
+            if not self._accepting:
+                return self._refuse()
+            if type(message) is Capture:
+                event = self._capture_event(message)
             else:
-                event = self._invalid(
-                    f"message must be Capture, Identify, Alias or GroupIdentify, not {cls.__name__}"
-                )
-            return self._submit(event)
+                event = self._other_event(message)
+            if event is None:
+                return None
+            if self._before_send:
+                event = self._run_before_send(event)
+                if event is None:
+                    return None
+            if self._exporter_submit(event):
+                return event["uuid"]  # type: ignore[no-any-return]
+            return None
         except Exception:
             logger.exception("enqueue failed unexpectedly; the event was dropped")
             self._stats.drop("invalid", 1, " (internal error)")
             return None
+
+    def _update_accepting(self) -> None:
+        self._accepting = not (self._closed or self._disabled or self._opted_out)
+
+    def _refuse(self) -> None:
+        """Count an event refused because the client is closed, disabled or opted out."""
+        if self._closed:
+            self._stats.drop("closed", 1, " (enqueue after close())")
+        elif self._disabled:
+            self._stats.drop("disabled", 1, " (client disabled)")
+        else:
+            self._stats.drop("opted_out", 1, " (client opted out)")
+
+    def _other_event(self, message: object) -> Event | None:
+        cls = type(message)
+        if cls is Identify:
+            return self._identify_event(message)  # type: ignore[arg-type]
+        if cls is Alias:
+            return self._alias_event(message)  # type: ignore[arg-type]
+        if cls is GroupIdentify:
+            return self._group_identify_event(message)  # type: ignore[arg-type]
+        return self._invalid(
+            f"message must be Capture, Identify, Alias or GroupIdentify, not {cls.__name__}"
+        )
 
     def _submit(self, event: Event | None) -> str | None:
         if event is None:
@@ -244,7 +267,7 @@ class Client:
             event = self._run_before_send(event)
             if event is None:
                 return None
-        if self._exporter.submit(event):
+        if self._exporter_submit(event):
             return event["uuid"]  # type: ignore[no-any-return]
         return None
 
@@ -260,29 +283,30 @@ class Client:
         else:
             event_uuid = normalize_uuid(given) or self._replace_uuid(given)
         timestamp = message.timestamp
-        return event_uuid, time.time() if timestamp is None else timestamp
+        return event_uuid, _now() if timestamp is None else timestamp
 
     def _replace_uuid(self, given: object) -> str:
-        self._stats.correct(
-            "invalid_uuid", f"uuid {given!r} is not a UUID; a new one was generated"
-        )
+        self._stats.correct("invalid_uuid", f"uuid {given!r} is not a UUID; replaced by a new one")
         return uuid7()
 
     def _capture_event(self, message: Capture) -> Event | None:
+        """The hot path: assemble a capture's wire event with as little work as possible."""
         name = message.event
         if type(name) is not str or not name:
             return self._invalid(f"Capture.event must be a non-empty string, got {name!r}")
         props = message.properties
         if props is None:
-            props = {}
+            props = _EMPTY
         elif type(props) is not dict and not isinstance(props, Mapping):
             return self._invalid(
                 f"Capture.properties of {name!r} must be a mapping, not {type(props).__name__}"
             )
-        if message.disable_geoip is None or message.disable_geoip == self._disable_geoip:
-            base = self._base_properties
-        else:
-            base = self._base_properties_geoip_flipped
+        geoip = message.disable_geoip
+        base = (
+            self._base_properties
+            if geoip is None or geoip == self._disable_geoip
+            else self._base_properties_geoip_flipped
+        )
         distinct_id = message.distinct_id
         if distinct_id is not None and type(distinct_id) is not str:
             distinct_id = str(distinct_id)
@@ -307,20 +331,27 @@ class Client:
             if not isinstance(groups, Mapping):
                 return self._invalid(f"Capture.groups of {name!r} must be a mapping")
             properties["$groups"] = dict(groups)
-        if (message.send_feature_flags or message.flags is not None) and not self._warned_flags:
+        if message.send_feature_flags or message.flags is not None:
+            self._warn_no_flags()
+        given_uuid = message.uuid
+        timestamp = message.timestamp
+        return {
+            "event": name,
+            "distinct_id": distinct_id,
+            "properties": properties,
+            "timestamp": _now() if timestamp is None else timestamp,
+            "uuid": uuid7()
+            if given_uuid is None
+            else normalize_uuid(given_uuid) or self._replace_uuid(given_uuid),
+        }
+
+    def _warn_no_flags(self) -> None:
+        if not self._warned_flags:
             self._warned_flags = True
             logger.warning(
                 "send_feature_flags / flags= are accepted but this version has no feature-flag "
                 "support yet: events are sent without $feature/* properties"
             )
-        event_uuid, timestamp = self._uuid_and_time(message)
-        return {
-            "event": name,
-            "distinct_id": distinct_id,
-            "properties": properties,
-            "timestamp": timestamp,
-            "uuid": event_uuid,
-        }
 
     def _identify_event(self, message: Identify) -> Event | None:
         return self._person_event(
@@ -496,8 +527,8 @@ class Client:
         if not (set_props or set_once):
             self._invalid(f"{name} called with no properties")
             return None
-        if self._closed or self._disabled or self._opted_out:
-            return self.enqueue(Identify(distinct_id))  # counted with the right reason
+        if not self._accepting:
+            return self._refuse()
         try:
             return self._submit(
                 self._person_event(name, distinct_id, set_props, set_once, Identify(distinct_id))
@@ -535,6 +566,7 @@ class Client:
         """Flush and stop; later ``enqueue`` calls return ``None``. Idempotent."""
         with self._close_lock:
             self._closed = True
+            self._update_accepting()
         try:
             return self._exporter.close(timeout)
         except Exception:

@@ -131,7 +131,8 @@ class BatchExporter:
         _live_exporters.add(self)
 
     def _init_state(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)  # the same lock: submit takes it bare
         self._sync_lock = threading.Lock()
         self._pending: deque[Event] = deque()
         self._carry: _Batch | None = None  # encoded, not yet sent: goes before _pending
@@ -156,19 +157,20 @@ class BatchExporter:
     def submit(self, event: Event) -> bool:
         """Append ``event``; ``False`` (counted) if the queue is full or closed. Never blocks
         on I/O (in ``sync_mode`` the delivery runs here, by design)."""
-        with self._cond:
+        pending = self._pending
+        with self._lock:
             if self._closing:
                 refused = "closed"
-            elif len(self._pending) + self._held >= self._max_queue:
+            elif len(pending) + self._held >= self._max_queue:
                 refused = "queue_full"
             else:
-                refused = ""
-                self._pending.append(event)
+                pending.append(event)
                 self._accepted += 1
                 if self._thread is None and not self._sync:
                     self._start_thread_locked()
-                if len(self._pending) == self._flush_at:
+                if len(pending) == self._flush_at:
                     self._cond.notify()
+                refused = ""
         if refused:
             detail = f" (max_queue_size={self._max_queue})" if refused == "queue_full" else ""
             self._stats.drop(refused, 1, detail)

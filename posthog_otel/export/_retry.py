@@ -10,7 +10,6 @@ import enum
 import random
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 
 MAX_BACKOFF = 30.0
 COOLDOWN_START = 30.0
@@ -49,6 +48,8 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
         return max(float(value), 0.0)
     except ValueError:
         pass
+    from email.utils import parsedate_to_datetime  # rare: only for HTTP-date values
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

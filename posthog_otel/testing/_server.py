@@ -404,6 +404,8 @@ def _valid_token(token: Any) -> bool:
 def _make_handler(server: FakePostHog) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Buffer the answer so headers and body leave in one segment (no Nagle stall).
+        wbufsize = 64 * 1024
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
