@@ -59,17 +59,17 @@ def caller_cost(sink: Sink, n: int, rounds: int) -> dict[str, float]:
 
     def run_enqueue(count: int) -> None:
         enqueue = ours.enqueue
-        for i in range(count):
+        for _ in range(count):
             enqueue(Capture("bench_event", "user-1", PROPS))
 
     def run_capture(count: int) -> None:
         capture = ours.capture
-        for i in range(count):
+        for _ in range(count):
             capture("bench_event", "user-1", PROPS)
 
     def run_theirs(count: int) -> None:
         capture = theirs.capture
-        for i in range(count):
+        for _ in range(count):
             capture("bench_event", distinct_id="user-1", properties=PROPS)
 
     out = {
@@ -93,10 +93,10 @@ def throughput(sink: Sink, n: int, gzip: bool) -> dict[str, float]:
         gc.collect()
         started = time.perf_counter()
         if name == "posthog":
-            for i in range(n):
+            for _ in range(n):
                 client.capture("bench_event", distinct_id="user-1", properties=PROPS)
         else:
-            for i in range(n):
+            for _ in range(n):
                 client.capture("bench_event", "user-1", PROPS)
         getattr(client, flush)()
         elapsed = time.perf_counter() - started

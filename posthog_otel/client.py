@@ -239,14 +239,16 @@ class Client:
     def _update_accepting(self) -> None:
         self._accepting = not (self._closed or self._disabled or self._opted_out)
 
-    def _refuse(self) -> None:
-        """Count an event refused because the client is closed, disabled or opted out."""
+    def _refuse(self) -> str | None:
+        """Count an event refused because the client is closed, disabled or opted out;
+        returns ``None`` for the caller."""
         if self._closed:
             self._stats.drop("closed", 1, " (enqueue after close())")
         elif self._disabled:
             self._stats.drop("disabled", 1, " (client disabled)")
         else:
             self._stats.drop("opted_out", 1, " (client opted out)")
+        return None
 
     def _other_event(self, message: object) -> Event | None:
         cls = type(message)
@@ -567,6 +569,12 @@ class Client:
         with self._close_lock:
             self._closed = True
             self._update_accepting()
+        if self._exporter.on_worker_thread():
+            # From on_error, on the flush thread: finish in a helper thread (SHU-06).
+            threading.Thread(
+                target=self._exporter.close, args=(timeout,), name="posthog_otel-close"
+            ).start()
+            return False
         try:
             return self._exporter.close(timeout)
         except Exception:

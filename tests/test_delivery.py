@@ -452,3 +452,20 @@ def test_flush_thread_suppresses_otel_instrumentation(server, make_client):
     assert seen == [True]
     assert otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY) is None
     http.close()
+
+
+def test_on_error_may_call_flush_and_close_without_deadlock(server, make_client, clock):
+    calls = []
+
+    def on_error(exc, events):
+        calls.append(client.flush(1))
+        calls.append(client.close(1))
+
+    client = make_client(_clock=clock, on_error=on_error)
+    server.fail_next(1, 401)
+    client.capture("rejected", "u")
+    done = threading.Event()
+    threading.Thread(target=lambda: (client.flush(5), done.set()), daemon=True).start()
+    assert done.wait(5)
+    assert calls == [False, False]
+    assert client.capture("after", "u") is None

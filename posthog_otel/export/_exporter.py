@@ -188,6 +188,11 @@ class BatchExporter:
         """
         if self._sync:
             return self._drain_sync()
+        if self.on_worker_thread():
+            # Called from on_error on our own thread: it cannot wait for itself.
+            with self._cond:
+                self._flush_requested += 1
+            return False
         with self._cond:
             target = self._accepted
             if self._resolved >= target:
@@ -233,6 +238,10 @@ class BatchExporter:
         """Make the flush thread stop after its current request (used at interpreter exit
         once the shutdown budget is spent)."""
         self._give_up_on_shutdown()
+
+    def on_worker_thread(self) -> bool:
+        """True when called on this exporter's flush thread (from ``on_error``)."""
+        return self._thread is not None and self._thread is threading.current_thread()
 
     @property
     def depths(self) -> tuple[int, int, int]:
