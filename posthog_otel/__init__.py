@@ -17,7 +17,10 @@ from ._version import __version__
 if TYPE_CHECKING:
     from ._stats import ClientStats
     from .client import Client
+    from .logging import PostHogHandler
     from .messages import Alias, Capture, GroupIdentify, Groups, Identify, Properties
+    from .otel import PostHogSpanExporter
+    from .structlog import PostHogProcessor
 
 __all__ = [
     "Alias",
@@ -27,6 +30,9 @@ __all__ = [
     "GroupIdentify",
     "Groups",
     "Identify",
+    "PostHogHandler",
+    "PostHogProcessor",
+    "PostHogSpanExporter",
     "Properties",
     "__version__",
     "context",
@@ -43,6 +49,10 @@ _LAZY = {
     "GroupIdentify": ".messages",
     "Properties": ".messages",
     "Groups": ".messages",
+    # Integrations: their optional dependencies load only when they are first used.
+    "PostHogHandler": ".logging",
+    "PostHogProcessor": ".structlog",
+    "PostHogSpanExporter": ".otel",
 }
 
 

@@ -12,12 +12,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import _config
-from ._context import _current
+from ._context import IdentityContext, _current
 from ._ids import normalize_uuid, uuid7
 from ._log import logger
 from ._stats import ClientStats, StatsRecorder
 from ._version import __version__
 from .export import BatchExporter, Clock, ExporterConfig, HttpTransport, V0Lane
+from .export._exporter import Deferred
 from .export._serialize import format_timestamp
 from .messages import Alias, Capture, GroupIdentify, Identify, Message
 
@@ -83,6 +84,7 @@ class Client:
         flag_definition_cache_provider: object | None = None,
         flag_result_cache_ttl: float | None = None,
         _clock: Clock | None = None,
+        _exit_hook: bool = True,
     ) -> None:
         if api_key is not None and not isinstance(api_key, str):
             raise ValueError(f"api_key must be a string, got {type(api_key).__name__}")
@@ -167,7 +169,8 @@ class Client:
         )
         self._exporter_submit = self._exporter.submit
         self._update_accepting()
-        _live_clients.add(self)
+        if _exit_hook:  # an owner that closes the client itself (the span exporter) opts out
+            _live_clients.add(self)
 
     def _make_base_properties(self, disable_geoip: bool) -> dict[str, Any]:
         base: dict[str, Any] = {"$lib": LIB_NAME, "$lib_version": __version__}
@@ -219,7 +222,7 @@ class Client:
             if not self._accepting:
                 return self._refuse()
             if type(message) is Capture:
-                event = self._capture_event(message)
+                event = self._capture_event(message, _current.get())
             else:
                 event = self._other_event(message)
             if event is None:
@@ -262,6 +265,32 @@ class Client:
             f"message must be Capture, Identify, Alias or GroupIdentify, not {cls.__name__}"
         )
 
+    def _enqueue_capture(self, message: Capture, ctx: IdentityContext | None) -> str | None:
+        """``enqueue`` for the integrations: a capture under an explicit identity context
+        (the one a structlog event or span carried, or a personless one)."""
+        try:
+            if not self._accepting:
+                return self._refuse()
+            return self._submit(self._capture_event(message, ctx))
+        except Exception:
+            logger.exception("capture failed unexpectedly; the event was dropped")
+            self._stats.drop("invalid", 1, " (internal error)")
+            return None
+
+    def _submit_deferred(self, item: Deferred) -> bool:
+        """Queue an event to be built on the flush thread (see ``PostHogHandler``)."""
+        if not self._accepting:
+            self._refuse()
+            return False
+        return self._exporter_submit(item)
+
+    def _deferred_capture(self, message: Capture, ctx: IdentityContext | None) -> Event | None:
+        """Build and filter a deferred capture; runs on the flush thread."""
+        event = self._capture_event(message, ctx)
+        if event is not None and self._before_send:
+            return self._run_before_send(event)
+        return event
+
     def _submit(self, event: Event | None) -> str | None:
         if event is None:
             return None
@@ -291,8 +320,11 @@ class Client:
         self._stats.correct("invalid_uuid", f"uuid {given!r} is not a UUID; replaced by a new one")
         return uuid7()
 
-    def _capture_event(self, message: Capture) -> Event | None:
-        """The hot path: assemble a capture's wire event with as little work as possible."""
+    def _capture_event(self, message: Capture, ctx: IdentityContext | None) -> Event | None:
+        """The hot path: assemble a capture's wire event with as little work as possible.
+
+        ``ctx`` is the identity context in force when the event happened (the caller's,
+        or the one a deferred log record snapshotted)."""
         name = message.event
         if type(name) is not str or not name:
             return self._invalid(f"Capture.event must be a non-empty string, got {name!r}")
@@ -312,7 +344,6 @@ class Client:
         distinct_id = message.distinct_id
         if distinct_id is not None and type(distinct_id) is not str:
             distinct_id = str(distinct_id)
-        ctx = _current.get()
         if ctx is None:
             if not distinct_id:
                 return self._invalid(

@@ -456,10 +456,12 @@ def test_flush_thread_suppresses_otel_instrumentation(server, make_client):
 
 def test_on_error_may_call_flush_and_close_without_deadlock(server, make_client, clock):
     calls = []
+    handled = threading.Event()
 
     def on_error(exc, events):
         calls.append(client.flush(1))
         calls.append(client.close(1))
+        handled.set()
 
     client = make_client(_clock=clock, on_error=on_error)
     server.fail_next(1, 401)
@@ -467,5 +469,6 @@ def test_on_error_may_call_flush_and_close_without_deadlock(server, make_client,
     done = threading.Event()
     threading.Thread(target=lambda: (client.flush(5), done.set()), daemon=True).start()
     assert done.wait(5)
+    assert handled.wait(5)
     assert calls == [False, False]
     assert client.capture("after", "u") is None

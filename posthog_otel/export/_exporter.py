@@ -45,6 +45,13 @@ class Lane(Protocol):
     def envelope_overhead(self) -> int: ...
 
 
+class Deferred(Protocol):
+    """A queue item whose event is built on the flush thread (``PostHogHandler`` queues
+    log records this way so that ``logger.info`` pays only for an append)."""
+
+    def materialize(self) -> Event | None: ...
+
+
 class DeliveryError(Exception):
     """Why a batch was finally given up, passed to ``on_error``."""
 
@@ -134,7 +141,7 @@ class BatchExporter:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)  # the same lock: submit takes it bare
         self._sync_lock = threading.Lock()
-        self._pending: deque[Event] = deque()
+        self._pending: deque[Event | Deferred] = deque()
         self._carry: _Batch | None = None  # encoded, not yet sent: goes before _pending
         self._retained: _Batch | None = None  # failed a cycle: goes before everything
         self._held = 0  # len(carry) + len(retained): counts toward max_queue_size
@@ -154,7 +161,7 @@ class BatchExporter:
 
     # ------------------------------------------------------------------ caller side
 
-    def submit(self, event: Event) -> bool:
+    def submit(self, event: Event | Deferred) -> bool:
         """Append ``event``; ``False`` (counted) if the queue is full or closed. Never blocks
         on I/O (in ``sync_mode`` the delivery runs here, by design)."""
         pending = self._pending
@@ -345,8 +352,12 @@ class BatchExporter:
                 raw = [popleft() for _ in range(take)]
                 self._in_flight = len(batch) + take
             size = sum(len(p) + 1 for p in batch.payloads)
-            dropped = 0
-            for index, event in enumerate(raw):
+            dropped = skipped = 0
+            for index, item in enumerate(raw):
+                event = item if isinstance(item, dict) else self._materialize(item)
+                if event is None:
+                    skipped += 1
+                    continue
                 payload = self._encode(event)
                 if payload is None:
                     dropped += 1
@@ -359,10 +370,21 @@ class BatchExporter:
                 size += len(payload) + 1
             if dropped:
                 self._resolve(dropped, failed=True)
+            if skipped:
+                self._resolve(skipped, failed=False)
             with self._cond:
                 self._in_flight = len(batch)
             if batch.events:
                 return batch
+
+    def _materialize(self, item: Deferred) -> Event | None:
+        """Build a deferred event (a log record) here, off the caller's thread; ``None``
+        when it turned out not to be an event (the builder counts why)."""
+        try:
+            return item.materialize()
+        except Exception as exc:
+            self._stats.drop("invalid", 1, f": building a deferred event raised {exc!r}")
+            return None
 
     def _encode(self, event: Event) -> bytes | None:
         try:
@@ -382,7 +404,9 @@ class BatchExporter:
             return None
         return payload
 
-    def _put_back(self, raw: list[Event], index: int, event: Event, payload: bytes) -> None:
+    def _put_back(
+        self, raw: list[Event | Deferred], index: int, event: Event, payload: bytes
+    ) -> None:
         """Return what did not fit in this batch to the head of the queue, in order."""
         carry = _Batch([event], [payload])
         with self._cond:

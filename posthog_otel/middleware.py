@@ -1,0 +1,147 @@
+"""Request middleware: ``X-POSTHOG-DISTINCT-ID`` / ``X-POSTHOG-SESSION-ID`` into the
+identity context, so every capture, log record, structlog event and span of the
+request is attributed to that person (contract HDR).
+
+The headers identify for analytics only: never use them to authenticate or authorize.
+Explicit values (a ``distinct_id`` passed to a call, an inner ``context``) win.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from typing import Any
+
+from ._context import context
+
+__all__ = ["PostHogASGIMiddleware", "PostHogWSGIMiddleware", "sanitize_header"]
+
+MAX_HEADER_LENGTH = 1000
+
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[
+    [Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]
+]
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def sanitize_header(value: object) -> str | None:
+    """A header value fit for identity: a string (the first valid one of a list),
+    trimmed, without control characters, at most 1000 characters; else ``None``."""
+    if isinstance(value, list | tuple):
+        for item in value:
+            cleaned = sanitize_header(item)
+            if cleaned:
+                return cleaned
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if not isinstance(value, str):
+        return None
+    cleaned = "".join(ch for ch in value if unicodedata.category(ch) != "Cc").strip()
+    return cleaned[:MAX_HEADER_LENGTH] or None
+
+
+def _request_properties(
+    method: str | None, scheme: str, host: str | None, path: str, query: str, agent: str | None
+) -> dict[str, Any]:
+    properties: dict[str, Any] = {"$request_method": method, "$request_path": path}
+    if host:
+        properties["$current_url"] = f"{scheme}://{host}{path}" + (f"?{query}" if query else "")
+    if agent:
+        properties["$user_agent"] = agent
+    return properties
+
+
+class PostHogASGIMiddleware:
+    """ASGI middleware (Starlette, FastAPI, Django ASGI, ...): one identity context per
+    HTTP or WebSocket connection, carried into the tasks the request starts."""
+
+    def __init__(self, app: ASGIApp, *, request_properties: bool = True) -> None:
+        self.app = app
+        self.request_properties = request_properties
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope.get("type") not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        distinct_id = session_id = host = agent = None
+        try:
+            for raw_name, raw_value in scope.get("headers") or ():
+                name = raw_name.lower()
+                if name == b"x-posthog-distinct-id" and distinct_id is None:
+                    distinct_id = sanitize_header(raw_value)
+                elif name == b"x-posthog-session-id" and session_id is None:
+                    session_id = sanitize_header(raw_value)
+                elif name == b"host":
+                    host = raw_value.decode("latin-1")
+                elif name == b"user-agent":
+                    agent = raw_value.decode("latin-1")
+            properties = (
+                _request_properties(
+                    scope.get("method"),
+                    scope.get("scheme", "http"),
+                    host,
+                    scope.get("path", ""),
+                    (scope.get("query_string") or b"").decode("latin-1"),
+                    agent,
+                )
+                if self.request_properties
+                else None
+            )
+        except Exception:  # a malformed scope only means no identity (HDR-12)
+            distinct_id = session_id = None
+            properties = None
+        with context(distinct_id=distinct_id, session_id=session_id, properties=properties):
+            await self.app(scope, receive, send)
+
+
+class PostHogWSGIMiddleware:
+    """WSGI middleware (Flask, Django, ...): one identity context per request, also
+    while the response body is iterated."""
+
+    def __init__(self, app: WSGIApp, *, request_properties: bool = True) -> None:
+        self.app = app
+        self.request_properties = request_properties
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        identity: dict[str, Any] = {
+            "distinct_id": sanitize_header(environ.get("HTTP_X_POSTHOG_DISTINCT_ID")),
+            "session_id": sanitize_header(environ.get("HTTP_X_POSTHOG_SESSION_ID")),
+        }
+        if self.request_properties:
+            identity["properties"] = _request_properties(
+                environ.get("REQUEST_METHOD"),
+                environ.get("wsgi.url_scheme", "http"),
+                environ.get("HTTP_HOST") or environ.get("SERVER_NAME"),
+                environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
+                environ.get("QUERY_STRING", ""),
+                environ.get("HTTP_USER_AGENT"),
+            )
+        with context(**identity):
+            result = self.app(environ, start_response)
+        return _InContext(result, identity)
+
+
+class _InContext:
+    """A WSGI response body iterated inside the request's identity context, which is
+    set around each chunk only, so nothing leaks into the server between chunks."""
+
+    def __init__(self, result: Iterable[bytes], identity: dict[str, Any]) -> None:
+        self._result = result
+        self._iterator: Iterator[bytes] | None = None
+        self._identity = identity
+
+    def __iter__(self) -> _InContext:
+        return self
+
+    def __next__(self) -> bytes:
+        with context(**self._identity):
+            if self._iterator is None:
+                self._iterator = iter(self._result)
+            return next(self._iterator)
+
+    def close(self) -> None:
+        close = getattr(self._result, "close", None)
+        if close is not None:
+            close()

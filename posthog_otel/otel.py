@@ -1,0 +1,200 @@
+"""OpenTelemetry: spans that carry a distinct id become PostHog events.
+
+Attach to the application's provider::
+
+    posthog_otel.otel.instrument(provider, client)     # exporter + identity stamping
+
+or, with only a span's own attributes counting::
+
+    provider.add_span_processor(BatchSpanProcessor(PostHogSpanExporter(client)))
+
+``BatchSpanProcessor.force_flush`` does not call the exporter's ``force_flush``; on the
+bare-exporter path call ``client.flush()`` yourself. Through ``instrument(...)`` a
+provider ``force_flush`` really delivers.
+
+Zero-code: the entry point ``opentelemetry_traces_exporter = posthog`` lets
+``OTEL_TRACES_EXPORTER=posthog OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none
+opentelemetry-instrument python app.py`` (with ``opentelemetry-distro``) export spans with
+a client configured from ``POSTHOG_API_KEY``/``POSTHOG_HOST``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import baggage
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind
+
+from ._context import _current
+from ._integration import PERSONLESS, first_id
+from ._log import logger
+from .messages import Capture
+
+if TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ["IDENTITY_KEYS", "PostHogSpanExporter", "PostHogSpanProcessor", "instrument"]
+
+IDENTITY_KEYS = ("posthog.distinct_id", "posthogDistinctId", "distinct_id", "user.id", "enduser.id")
+SESSION_KEYS = ("session.id", "$session_id", "sessionId")
+EVENT_KEY = "posthog.event"
+CONTEXT_DISTINCT_ID = "posthog.context_distinct_id"
+CONTEXT_SESSION_ID = "posthog.context_session_id"
+BAGGAGE_DISTINCT_ID = "posthog.distinct_id"
+_NOT_PROPERTIES = frozenset(
+    (*IDENTITY_KEYS, EVENT_KEY, CONTEXT_DISTINCT_ID, CONTEXT_SESSION_ID, *SESSION_KEYS)
+)
+
+
+class PostHogSpanExporter(SpanExporter):
+    """Turns finished spans into ``Capture`` events on the client's queue.
+
+    A span becomes an event when its attributes carry a distinct id (``IDENTITY_KEYS``,
+    in that order) or ``posthog.event``, or when it is a root or SERVER span stamped
+    with context identity by ``instrument()``; child spans inherit nothing by default,
+    so a request does not turn into one event per database call. ``export`` returns at
+    once: the client's flush thread does the I/O.
+
+    With ``client=None`` the exporter builds and owns a client configured from the
+    environment (zero-code use); ``shutdown()`` closes that client, and only flushes a
+    client you passed in.
+    """
+
+    def __init__(self, client: Client | None = None, *, personless: bool = False) -> None:
+        if client is None:
+            from .client import Client
+
+            # No exit hook of its own: the provider's shutdown (at exit) closes it after
+            # the last spans were exported.
+            client = Client(_exit_hook=False)
+            self._owns_client = True
+        else:
+            self._owns_client = False
+        self.client = client
+        self.personless = personless
+        self._shutdown = False
+        self._lock = threading.Lock()
+        self.errors = 0
+        """Spans that could not be converted because of an internal error."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._shutdown:
+            return SpanExportResult.FAILURE
+        for span in spans:
+            try:
+                self._export_span(span)
+            except Exception:
+                with self._lock:
+                    self.errors += 1
+                logger.debug("could not convert a span to an event", exc_info=True)
+        return SpanExportResult.SUCCESS
+
+    def _export_span(self, span: ReadableSpan) -> None:
+        attributes: Mapping[str, Any] = span.attributes or {}
+        distinct_id = first_id(attributes, IDENTITY_KEYS)
+        event = attributes.get(EVENT_KEY)
+        if distinct_id is None:
+            stamped = first_id(attributes, (CONTEXT_DISTINCT_ID,))
+            entry = span.parent is None or span.parent.is_remote or span.kind is SpanKind.SERVER
+            if stamped is not None and (entry or event is not None):
+                distinct_id = stamped
+            elif event is None or not self.personless:
+                return
+        properties: dict[str, Any] = {
+            key: value for key, value in attributes.items() if key not in _NOT_PROPERTIES
+        }
+        span_context = span.context
+        if span_context is not None:
+            properties["$trace_id"] = f"{span_context.trace_id:032x}"
+            properties["$span_id"] = f"{span_context.span_id:016x}"
+        if span.parent is not None:
+            properties["$parent_span_id"] = f"{span.parent.span_id:016x}"
+        if span.start_time is not None and span.end_time is not None:
+            properties["$duration_ms"] = (span.end_time - span.start_time) / 1e6
+        properties["$span_status"] = span.status.status_code.name
+        service = span.resource.attributes.get("service.name") if span.resource else None
+        if service is not None:
+            properties["$service_name"] = service
+        session = first_id(attributes, (*SESSION_KEYS, CONTEXT_SESSION_ID))
+        if session is not None:
+            properties["$session_id"] = session
+        ended = span.end_time
+        timestamp = datetime.fromtimestamp(ended / 1e9, timezone.utc) if ended is not None else None
+        name = event if isinstance(event, str) and event else span.name
+        self.client._enqueue_capture(
+            Capture(name, distinct_id, properties, timestamp=timestamp),
+            None if distinct_id is not None else PERSONLESS,
+        )
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Deliver what the client has queued."""
+        return self.client.flush(timeout_millis / 1000)
+
+    def shutdown(self) -> None:
+        """Flush; close the client only if this exporter created it."""
+        if self._shutdown:
+            return
+        self._shutdown = True
+        if self._owns_client:
+            self.client.close(self.client.shutdown_timeout)
+        else:
+            self.client.flush(self.client.shutdown_timeout)
+
+
+class PostHogSpanProcessor(SpanProcessor):
+    """Stamps identity on spans as they start and exports them through a
+    ``BatchSpanProcessor`` of ``PostHogSpanExporter``; ``force_flush`` also flushes the
+    client, so ``provider.force_flush()`` really delivers."""
+
+    def __init__(self, exporter: PostHogSpanExporter, **batch_options: Any) -> None:
+        self.exporter = exporter
+        self._batch = BatchSpanProcessor(exporter, **batch_options)
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        ctx = _current.get()
+        distinct_id = ctx.distinct_id if ctx is not None else None
+        if not distinct_id:
+            value = baggage.get_baggage(BAGGAGE_DISTINCT_ID, parent_context)
+            distinct_id = str(value) if value else None
+        if distinct_id:
+            span.set_attribute(CONTEXT_DISTINCT_ID, distinct_id)
+        if ctx is not None and ctx.session_id:
+            span.set_attribute(CONTEXT_SESSION_ID, ctx.session_id)
+        self._batch.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self._batch.on_end(span)
+
+    def shutdown(self) -> None:
+        self._batch.shutdown()  # type: ignore[no-untyped-call]
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        drained = self._batch.force_flush(timeout_millis)
+        return self.exporter.client.flush(timeout_millis / 1000) and drained
+
+
+def instrument(
+    provider: TracerProvider,
+    client: Client | None = None,
+    *,
+    personless: bool = False,
+    **batch_options: Any,
+) -> PostHogSpanProcessor:
+    """Attach PostHog to ``provider``: spans started inside an identity context (or
+    under baggage ``posthog.distinct_id``) carry that id, and root/SERVER spans with an
+    identity become events. ``batch_options`` go to the ``BatchSpanProcessor``."""
+    if client is None:
+        from . import default_client
+
+        client = default_client()
+    processor = PostHogSpanProcessor(
+        PostHogSpanExporter(client, personless=personless), **batch_options
+    )
+    provider.add_span_processor(processor)
+    return processor

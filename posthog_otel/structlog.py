@@ -1,0 +1,157 @@
+"""``PostHogProcessor``: structlog events that carry a distinct id become PostHog events.
+
+Place it after ``merge_contextvars``/``add_log_level``/``add_logger_name`` and before
+``format_exc_info`` and the final renderer::
+
+    structlog.configure(processors=[
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        PostHogProcessor(),
+        structlog.processors.JSONRenderer(),
+    ])
+
+``log.info("user_signed_up", distinct_id="u1", plan="pro")`` becomes the event
+``user_signed_up`` for ``u1`` with property ``plan``. The processor returns the event
+dict unchanged (the chain goes on) and never raises.
+
+Keys that are structlog's own bookkeeping and never become properties: ``event``,
+``timestamp``, ``level``, ``logger``, ``exc_info``, ``exception``, ``stack``,
+``stack_info``, ``stacklevel``, ``positional_args``, ``_record``, ``_from_structlog``
+(and any ``_``-prefixed key), plus the distinct id key and ``groups``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from ._context import _current
+from ._integration import PERSONLESS, active_span_ids, first_id, resolve_client
+from ._log import is_internal_thread, logger
+from .logging import structlog_captured
+from .messages import Capture
+
+if TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ["PostHogProcessor"]
+
+_BOOKKEEPING = frozenset(
+    {
+        "event",
+        "timestamp",
+        "level",
+        "logger",
+        "exc_info",
+        "exception",
+        "stack",
+        "stack_info",
+        "stacklevel",
+        "positional_args",
+    }
+)
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+    "msg": logging.INFO,
+}
+
+
+class PostHogProcessor:
+    """A structlog processor that captures events carrying a distinct id.
+
+    The distinct id comes from the event dict (``distinct_id_key``), then structlog's
+    bound context variables, then the identity context. Events below ``level`` and
+    events without an identity (unless ``personless=True``) are passed on untouched.
+    """
+
+    def __init__(
+        self,
+        client: Client | None = None,
+        *,
+        level: int | str = logging.INFO,
+        distinct_id_key: str = "distinct_id",
+        personless: bool = False,
+        api_key: str | None = None,
+        host: str | None = None,
+    ) -> None:
+        self.client, _ = resolve_client(client, api_key, host)
+        self.level = _level_number(level)
+        self.distinct_id_key = distinct_id_key
+        self.personless = personless
+        self._skip = _BOOKKEEPING | {distinct_id_key, "groups"}
+        self.errors = 0
+        """Events that could not be captured because of an internal error."""
+
+    def __call__(
+        self, wrapped_logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        try:
+            self._capture(wrapped_logger, method_name, event_dict)
+        except Exception:
+            self.errors += 1
+            logger.debug("PostHogProcessor could not capture an event", exc_info=True)
+        return event_dict
+
+    def _capture(
+        self, wrapped_logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+    ) -> None:
+        structlog_captured.set(None)
+        if is_internal_thread():
+            return
+        level_name = str(event_dict.get("level") or method_name).lower()
+        if _LEVELS.get(level_name, logging.INFO) < self.level:
+            return
+        name = event_dict.get("event")
+        if not isinstance(name, str) or not name:
+            return
+        distinct_id = first_id(event_dict, (self.distinct_id_key,))
+        if distinct_id is None:
+            distinct_id = _bound_contextvar(self.distinct_id_key)
+        ctx = _current.get()
+        if distinct_id is None and (ctx is None or not ctx.distinct_id):
+            if not self.personless:
+                return
+            ctx = ctx or PERSONLESS
+        skip = self._skip
+        properties = {
+            key: value
+            for key, value in event_dict.items()
+            if key not in skip and not key.startswith("_")
+        }
+        properties["$log_level"] = level_name
+        logger_name = event_dict.get("logger") or getattr(wrapped_logger, "name", None)
+        if isinstance(logger_name, str):
+            properties["$logger_name"] = logger_name
+        span = active_span_ids()
+        if span is not None:
+            properties.setdefault("$trace_id", span[0])
+            properties.setdefault("$span_id", span[1])
+        groups = event_dict.get("groups")
+        self.client._enqueue_capture(
+            Capture(name, distinct_id, properties, groups=groups if groups else None), ctx
+        )
+        structlog_captured.set(name)
+
+
+def _level_number(level: int | str) -> int:
+    if isinstance(level, int):
+        return level
+    number = _LEVELS.get(level.lower())
+    if number is None:
+        raise ValueError(f"level must be a logging level name or number, got {level!r}")
+    return number
+
+
+def _bound_contextvar(key: str) -> str | None:
+    """``key`` from structlog's contextvars, for chains without ``merge_contextvars``."""
+    from structlog.contextvars import get_contextvars
+
+    return first_id(get_contextvars(), (key,))

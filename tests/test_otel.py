@@ -1,0 +1,238 @@
+"""PostHogSpanExporter and instrument() with the real OpenTelemetry SDK."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry import baggage
+from opentelemetry import context as otel_context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from posthog_otel import PostHogSpanExporter, context
+from posthog_otel.otel import instrument
+
+from .conftest import API_KEY
+
+
+@pytest.fixture
+def provider():
+    provider = TracerProvider(resource=Resource.create({"service.name": "checkout"}))
+    yield provider
+    provider.shutdown()
+
+
+def test_span_with_identity_becomes_event(server, make_client, provider):
+    client = make_client()
+    provider.add_span_processor(SimpleSpanProcessor(PostHogSpanExporter(client)))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("checkout", attributes={"posthog.distinct_id": "u1"}) as s:
+        s.set_attribute("cart.items", 3)
+        s.set_attribute("session.id", "sess-1")
+        with tracer.start_as_current_span("db query") as child:
+            child.set_attribute("db.system", "postgres")
+        s.set_status(Status(StatusCode.ERROR, "boom"))
+        ids = s.get_span_context()
+    client.flush(5)
+    (event,) = server.events  # the child span carries no identity: no event
+    assert event["event"] == "checkout"
+    assert event["distinct_id"] == "u1"
+    props = event["properties"]
+    assert props["cart.items"] == 3
+    assert props["$trace_id"] == f"{ids.trace_id:032x}"
+    assert props["$span_id"] == f"{ids.span_id:016x}"
+    assert "$parent_span_id" not in props
+    assert props["$span_status"] == "ERROR"
+    assert props["$service_name"] == "checkout"
+    assert props["$session_id"] == "sess-1"
+    assert props["$duration_ms"] >= 0
+    assert "posthog.distinct_id" not in props and "session.id" not in props
+
+
+@pytest.mark.parametrize(
+    ("attributes", "expected"),
+    [
+        ({"posthog.distinct_id": "a", "user.id": "b"}, "a"),
+        ({"posthogDistinctId": "a", "distinct_id": "b"}, "a"),
+        ({"distinct_id": "a", "user.id": "b"}, "a"),
+        ({"user.id": "a", "enduser.id": "b"}, "a"),
+        ({"enduser.id": 42}, "42"),
+    ],
+)
+def test_identity_key_order(server, make_client, provider, attributes, expected):
+    client = make_client()
+    provider.add_span_processor(SimpleSpanProcessor(PostHogSpanExporter(client)))
+    with provider.get_tracer("t").start_as_current_span("op", attributes=attributes):
+        pass
+    client.flush(5)
+    assert server.events[0]["distinct_id"] == expected
+
+
+def test_posthog_event_attribute_names_the_event_and_timestamp_is_span_end(
+    server, make_client, provider
+):
+    from datetime import datetime, timezone
+
+    client = make_client()
+    provider.add_span_processor(SimpleSpanProcessor(PostHogSpanExporter(client)))
+    tracer = provider.get_tracer("t")
+    span = tracer.start_span("POST /orders", attributes={"posthog.event": "order_placed"})
+    span.set_attribute("user.id", "u7")
+    span.end(end_time=1_700_000_000_500_000_000)
+    client.flush(5)
+    (event,) = server.events
+    assert event["event"] == "order_placed"
+    assert datetime.fromisoformat(event["timestamp"]) == datetime.fromtimestamp(
+        1_700_000_000.5, timezone.utc
+    )
+    assert "posthog.event" not in event["properties"]
+
+
+def test_batch_processor_and_bare_exporter_need_client_flush(server, make_client, provider):
+    client = make_client()
+    provider.add_span_processor(BatchSpanProcessor(PostHogSpanExporter(client)))
+    with provider.get_tracer("t").start_as_current_span("op", attributes={"user.id": "u"}):
+        pass
+    assert provider.force_flush()
+    assert client.flush(5)
+    assert server.event_names() == ["op"]
+
+
+def test_instrument_stamps_context_identity_on_entry_spans(server, make_client, provider):
+    client = make_client()
+    instrument(provider, client)
+    tracer = provider.get_tracer("t")
+    with (
+        context(distinct_id="ctx-user", session_id="s-1"),
+        tracer.start_as_current_span("GET /cart", kind=SpanKind.SERVER),
+    ):
+        with tracer.start_as_current_span("SELECT cart"):
+            pass
+        with tracer.start_as_current_span("tracked", attributes={"posthog.event": "viewed"}):
+            pass
+    with tracer.start_as_current_span("no identity"):
+        pass
+    assert provider.force_flush()  # through instrument(), a provider flush delivers
+    names = server.event_names()
+    assert sorted(names) == ["GET /cart", "viewed"]
+    for event in server.events:
+        assert event["distinct_id"] == "ctx-user"
+        assert event["properties"]["$session_id"] == "s-1"
+        assert "posthog.context_distinct_id" not in event["properties"]
+    child = next(e for e in server.events if e["event"] == "viewed")
+    assert "$parent_span_id" in child["properties"]
+
+
+def test_instrument_reads_baggage(server, make_client, provider):
+    client = make_client()
+    instrument(provider, client)
+    token = otel_context.attach(baggage.set_baggage("posthog.distinct_id", "baggage-user"))
+    try:
+        with provider.get_tracer("t").start_as_current_span("root"):
+            pass
+    finally:
+        otel_context.detach(token)
+    provider.force_flush()
+    assert server.events[0]["distinct_id"] == "baggage-user"
+
+
+def test_exporter_shutdown_does_not_close_a_users_client(server, make_client):
+    client = make_client()
+    exporter = PostHogSpanExporter(client)
+    exporter.shutdown()
+    assert client.capture("still works", "u")
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    assert exporter.export([]) is SpanExportResult.FAILURE
+
+
+def test_exporter_owned_client_is_closed_by_shutdown(server, monkeypatch):
+    monkeypatch.setenv("POSTHOG_API_KEY", API_KEY)
+    monkeypatch.setenv("POSTHOG_HOST", server.url)
+    provider = TracerProvider()
+    exporter = PostHogSpanExporter()
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    with provider.get_tracer("t").start_as_current_span("op", attributes={"user.id": "u"}):
+        pass
+    provider.shutdown()
+    assert server.event_names() == ["op"]
+    assert exporter.client.capture("after", "u") is None
+
+
+def test_exporter_without_key_never_raises(monkeypatch):
+    monkeypatch.delenv("POSTHOG_API_KEY", raising=False)
+    monkeypatch.delenv("POSTHOG_PROJECT_API_KEY", raising=False)
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(PostHogSpanExporter()))
+    with provider.get_tracer("t").start_as_current_span("op", attributes={"user.id": "u"}):
+        pass
+    provider.shutdown()
+
+
+attribute_values = st.one_of(
+    st.text(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(),
+    st.booleans(),
+    st.lists(st.integers(min_value=0, max_value=100), max_size=3),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(attributes=st.dictionaries(st.text(min_size=1), attribute_values, max_size=6))
+def test_generated_attributes_never_raise(attributes):
+    from posthog_otel import Client
+    from posthog_otel.testing import FakePostHog
+
+    with FakePostHog() as server:
+        client = Client(API_KEY, host=server.url)
+        exporter = PostHogSpanExporter(client, personless=True)
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        with provider.get_tracer("t").start_as_current_span("op", attributes=attributes) as s:
+            s.set_attribute("posthog.event", "generated")
+        assert client.flush(5)
+        assert exporter.errors == 0
+        assert len(server.events) + client.stats.dropped["invalid"] == 1
+        provider.shutdown()
+        client.close()
+
+
+def test_zero_code_opentelemetry_instrument(server, tmp_path):
+    app = tmp_path / "app.py"
+    app.write_text(
+        textwrap.dedent(
+            """
+            from opentelemetry import trace
+            tracer = trace.get_tracer("zero-code")
+            for i in range(3):
+                with tracer.start_as_current_span("signup", attributes={"user.id": f"u{i}"}):
+                    pass
+            """
+        )
+    )
+    env = {
+        **os.environ,
+        "OTEL_TRACES_EXPORTER": "posthog",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        "OTEL_SERVICE_NAME": "zero-code-app",
+        "POSTHOG_API_KEY": API_KEY,
+        "POSTHOG_HOST": server.url,
+    }
+    instrument_cli = os.path.join(os.path.dirname(sys.executable), "opentelemetry-instrument")
+    proc = subprocess.run(
+        [instrument_cli, sys.executable, str(app)], env=env, capture_output=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    events = server.events
+    assert sorted(e["distinct_id"] for e in events) == ["u0", "u1", "u2"]
+    assert {e["properties"]["$service_name"] for e in events} == {"zero-code-app"}
