@@ -1,4 +1,5 @@
-"""Send a few real events through posthog-otel.
+"""Send a few real events through posthog-otel: messages, a log record, a structlog
+event and an OpenTelemetry span.
 
 With POSTHOG_API_KEY (and optionally POSTHOG_HOST) set, the events go to that PostHog.
 Without it, a built-in fake PostHog is started on 127.0.0.1, the events go there, and
@@ -26,6 +27,45 @@ def send_events(client: Client) -> None:
     client.capture("$pageview", "user-1", {"$current_url": "https://example.com/pricing"})
     with context(distinct_id="user-1", session_id="session-7"):
         client.capture("checkout_started", properties={"cart_items": 3})
+    send_telemetry(client)
+
+
+def send_telemetry(client: Client) -> None:
+    """The same client fed by the telemetry a service already produces."""
+    import logging
+
+    import structlog
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from posthog_otel import PostHogHandler, PostHogProcessor
+    from posthog_otel.otel import instrument
+
+    # 1. stdlib logging: a record with a distinct id is an event.
+    log = logging.getLogger("quickstart")
+    log.setLevel(logging.INFO)
+    handler = PostHogHandler(client)
+    log.addHandler(handler)
+    log.info("report_exported", extra={"distinct_id": "user-1", "rows": 1200})
+    log.removeHandler(handler)
+
+    # 2. structlog: the processor captures, then the chain renders as usual.
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            PostHogProcessor(client),
+            structlog.processors.KeyValueRenderer(),
+        ]
+    )
+    structlog.get_logger().info("invite_sent", distinct_id="user-1", invitees=2)
+
+    # 3. OpenTelemetry: a span with identity (or a root span in an identity context).
+    provider = TracerProvider()
+    instrument(provider, client)
+    with provider.get_tracer("quickstart").start_as_current_span(
+        "order_placed", attributes={"user.id": "user-1", "amount": 99}
+    ):
+        pass
+    provider.shutdown()
 
 
 def main() -> None:

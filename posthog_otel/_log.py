@@ -41,7 +41,11 @@ class RateLimitedWarner:
         logger.warning(message, *args)
 
 
-_thread_state = threading.local()
+class _ThreadState(threading.local):
+    internal = False  # a class default: reading it is one attribute lookup
+
+
+thread_state = _ThreadState()
 
 
 def mark_internal_thread() -> None:
@@ -50,11 +54,11 @@ def mark_internal_thread() -> None:
     Integrations drop telemetry produced on such threads, so that our own uploads and
     their log lines can never feed back into the queue.
     """
-    _thread_state.internal = True
+    thread_state.internal = True
 
 
 def is_internal_thread() -> bool:
-    return getattr(_thread_state, "internal", False)
+    return thread_state.internal
 
 
 def suppress_instrumentation() -> None:

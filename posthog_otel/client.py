@@ -18,7 +18,6 @@ from ._log import logger
 from ._stats import ClientStats, StatsRecorder
 from ._version import __version__
 from .export import BatchExporter, Clock, ExporterConfig, HttpTransport, V0Lane
-from .export._exporter import Deferred
 from .export._serialize import format_timestamp
 from .messages import Alias, Capture, GroupIdentify, Identify, Message
 
@@ -276,13 +275,6 @@ class Client:
             logger.exception("capture failed unexpectedly; the event was dropped")
             self._stats.drop("invalid", 1, " (internal error)")
             return None
-
-    def _submit_deferred(self, item: Deferred) -> bool:
-        """Queue an event to be built on the flush thread (see ``PostHogHandler``)."""
-        if not self._accepting:
-            self._refuse()
-            return False
-        return self._exporter_submit(item)
 
     def _deferred_capture(self, message: Capture, ctx: IdentityContext | None) -> Event | None:
         """Build and filter a deferred capture; runs on the flush thread."""

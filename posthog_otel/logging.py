@@ -9,6 +9,7 @@ to the client's queue; the event is built (and ``before_send`` runs) on the flus
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import datetime, timezone
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._context import IdentityContext, _current
 from ._integration import PERSONLESS, active_span_ids, resolve_client
-from ._log import is_internal_thread
+from ._log import thread_state
 from .messages import Capture
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None
     "otelTraceSampled",
     "otelServiceName",
 }
+
+_OTEL_TRACE = "opentelemetry.trace"
 
 # Set by PostHogProcessor to the name of the structlog event it captured, so that the
 # same event arriving here through structlog's stdlib integration is not sent twice.
@@ -90,20 +93,25 @@ class PostHogHandler(logging.Handler):
         names = (*DEFAULT_IGNORED_LOGGERS, *ignore_loggers)
         self._ignored_names = frozenset(names)
         self._ignored_prefixes = tuple(name + "." for name in names)
+        self._logger_allowed: dict[str, bool] = {}
         self.skipped = 0
         """Records not captured because they had no distinct id."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Snapshot identity and span, append to the queue; nothing else on this thread."""
         try:
-            name = record.name
-            if (
-                name in self._ignored_names
-                or name.startswith(self._ignored_prefixes)
-                or is_internal_thread()
-            ):
+            allowed = self._logger_allowed.get(record.name)
+            if allowed is None:
+                allowed = self._allow_logger(record.name)
+            if not allowed or thread_state.internal:
                 return
-            if type(record.msg) is dict or self._captured_by_structlog(record):
-                return  # structlog's ProcessorFormatter / PostHogProcessor already sent it
+            if type(record.msg) is dict:
+                return  # structlog's ProcessorFormatter: PostHogProcessor sends those
+            captured = structlog_captured.get()
+            if captured is not None:
+                structlog_captured.set(None)
+                if captured == record.msg:
+                    return  # PostHogProcessor already sent this one
             ctx = _current.get()
             if record.__dict__.get(self.distinct_id_key) in (None, "") and (
                 ctx is None or not ctx.distinct_id
@@ -112,19 +120,62 @@ class PostHogHandler(logging.Handler):
                     self.skipped += 1
                     return
                 ctx = ctx or PERSONLESS
-            self.client._submit_deferred(_DeferredRecord(self, record, ctx, active_span_ids()))
+            span = active_span_ids() if _OTEL_TRACE in sys.modules else None
+            client = self.client
+            if client._accepting:
+                client._exporter_submit((self._build, record, ctx, span))
+            else:
+                client._refuse()
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)
 
-    @staticmethod
-    def _captured_by_structlog(record: logging.LogRecord) -> bool:
-        captured = structlog_captured.get()
-        if captured is None:
-            return False
-        structlog_captured.set(None)
-        return captured == record.msg
+    def _allow_logger(self, name: str) -> bool:
+        allowed = name not in self._ignored_names and not name.startswith(self._ignored_prefixes)
+        if len(self._logger_allowed) < 10_000:  # logger names are few; stay bounded anyway
+            self._logger_allowed[name] = allowed
+        return allowed
+
+    def _build(
+        self,
+        record: logging.LogRecord,
+        ctx: IdentityContext | None,
+        span: tuple[str, str] | None,
+    ) -> dict[str, Any] | None:
+        """The event for ``record``; runs on the flush thread."""
+        properties = {
+            key: value
+            for key, value in record.__dict__.items()
+            if key not in _RECORD_ATTRIBUTES and not key.startswith("_")
+        }
+        event = properties.pop("event", None)
+        template = record.msg if isinstance(record.msg, str) else str(record.msg)
+        if not isinstance(event, str) or not event:
+            event = template
+        distinct_id = properties.pop(self.distinct_id_key, None)
+        groups = properties.pop("groups", None)
+        properties["$log_level"] = record.levelname.lower()
+        properties["$logger_name"] = record.name
+        try:
+            message = record.getMessage()
+        except Exception:  # bad %-args: keep the template
+            message = template
+        if message != event:
+            properties["$log_message"] = message
+        if span is not None:
+            properties.setdefault("$trace_id", span[0])
+            properties.setdefault("$span_id", span[1])
+        return self.client._deferred_capture(
+            Capture(
+                event,
+                distinct_id,
+                properties,
+                groups=groups,
+                timestamp=datetime.fromtimestamp(record.created, timezone.utc),
+            ),
+            ctx,
+        )
 
     def flush(self) -> None:
         """Deliver what is queued, within the client's ``shutdown_timeout``."""
@@ -139,56 +190,3 @@ class PostHogHandler(logging.Handler):
                 self.client.flush(self.client.shutdown_timeout)
         finally:
             super().close()
-
-
-class _DeferredRecord:
-    """A log record waiting to become an event on the flush thread."""
-
-    __slots__ = ("ctx", "handler", "record", "span")
-
-    def __init__(
-        self,
-        handler: PostHogHandler,
-        record: logging.LogRecord,
-        ctx: IdentityContext | None,
-        span: tuple[str, str] | None,
-    ) -> None:
-        self.handler = handler
-        self.record = record
-        self.ctx = ctx
-        self.span = span
-
-    def materialize(self) -> dict[str, Any] | None:
-        record, handler = self.record, self.handler
-        properties = {
-            key: value
-            for key, value in record.__dict__.items()
-            if key not in _RECORD_ATTRIBUTES and not key.startswith("_")
-        }
-        event = properties.pop("event", None)
-        template = record.msg if isinstance(record.msg, str) else str(record.msg)
-        if not isinstance(event, str) or not event:
-            event = template
-        distinct_id = properties.pop(handler.distinct_id_key, None)
-        groups = properties.pop("groups", None)
-        properties["$log_level"] = record.levelname.lower()
-        properties["$logger_name"] = record.name
-        try:
-            message = record.getMessage()
-        except Exception:  # bad %-args: keep the template
-            message = template
-        if message != event:
-            properties["$log_message"] = message
-        if self.span is not None:
-            properties.setdefault("$trace_id", self.span[0])
-            properties.setdefault("$span_id", self.span[1])
-        return handler.client._deferred_capture(
-            Capture(
-                event,
-                distinct_id,
-                properties,
-                groups=groups,
-                timestamp=datetime.fromtimestamp(record.created, timezone.utc),
-            ),
-            self.ctx,
-        )

@@ -45,11 +45,11 @@ class Lane(Protocol):
     def envelope_overhead(self) -> int: ...
 
 
-class Deferred(Protocol):
-    """A queue item whose event is built on the flush thread (``PostHogHandler`` queues
-    log records this way so that ``logger.info`` pays only for an append)."""
-
-    def materialize(self) -> Event | None: ...
+# A queue item whose event is built on the flush thread: ``(build, *args)``, turned into
+# an event by ``build(*args)`` (``None`` if it is not one after all; the builder counts
+# why). ``PostHogHandler`` queues log records this way, so that ``logger.info`` pays only
+# for a tuple and an append.
+Deferred = tuple[Any, ...]
 
 
 class DeliveryError(Exception):
@@ -381,7 +381,8 @@ class BatchExporter:
         """Build a deferred event (a log record) here, off the caller's thread; ``None``
         when it turned out not to be an event (the builder counts why)."""
         try:
-            return item.materialize()
+            event: Event | None = item[0](*item[1:])
+            return event
         except Exception as exc:
             self._stats.drop("invalid", 1, f": building a deferred event raised {exc!r}")
             return None
