@@ -1,0 +1,471 @@
+"""Local flag evaluation over compiled definitions, in the server's order.
+
+``Definitions.compile(payload)`` turns a ``/flags/definitions`` response into compiled
+flags once; ``Definitions.evaluate(key, ...)`` then decides a flag for one person (or
+group) or raises ``Unresolved`` when only the server can: experience continuity, a
+static cohort, an unknown group type, a property that was not passed, an unsupported
+filter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from ._errors import (
+    EXPERIENCE_CONTINUITY,
+    MISSING_CONTEXT,
+    UNRESOLVED_DEPENDENCY,
+    UNSUPPORTED_DEFINITION,
+    Inconclusive,
+    NeedsServer,
+    pick,
+)
+from ._hashing import bucket, holdout_bucket
+from ._operators import compile_property
+
+FlagValue = bool | str
+Properties = Mapping[str, Any]
+_NOT_CACHED = object()
+
+
+@dataclass
+class _State:
+    """One evaluation: its inputs and the values of the flags it depended on."""
+
+    definitions: Definitions
+    distinct_id: Any
+    device_id: Any
+    cache: dict[str, FlagValue | None] = field(default_factory=dict)
+
+
+Filter = Callable[[Properties, _State], bool]
+
+
+@dataclass
+class _Condition:
+    filters: list[Filter]
+    rollout: float | None
+    variant: str | None
+    has_own_aggregation: bool
+    aggregation: int | None
+
+
+@dataclass
+class CompiledFlag:
+    """A flag definition, prepared for evaluation."""
+
+    key: str
+    definition: Mapping[str, Any]
+    active: bool
+    continuity: bool
+    aggregation: int | None
+    device_bucketing: bool
+    enrollment: bool
+    super_conditions: bool
+    holdout: tuple[float, Any] | None
+    early_exit: bool
+    conditions: list[_Condition]
+    variants: list[tuple[str, float, float]]
+    payloads: Mapping[str, Any]
+
+    @property
+    def id(self) -> Any:
+        return self.definition.get("id")
+
+    @property
+    def version(self) -> Any:
+        return self.definition.get("version")
+
+
+class Definitions:
+    """Compiled flags, cohorts and group types from one definitions payload."""
+
+    def __init__(self, payload: Mapping[str, Any]) -> None:
+        version = payload.get("property_matching_version", 1)
+        self.matching_version = version
+        self.group_type_mapping: Mapping[str, str] = payload.get("group_type_mapping") or {}
+        self.cohorts: Mapping[str, Any] = payload.get("cohorts") or {}
+        self._cohort_matchers: dict[str, Filter] = {}
+        self.raw_flags: list[Mapping[str, Any]] = list(payload.get("flags") or [])
+        self.flags: dict[str, CompiledFlag] = {}
+        for raw in self.raw_flags:
+            key = raw.get("key")
+            if key is not None:
+                self.flags[key] = self._compile_flag(raw)
+
+    # ------------------------------------------------------------ compiling
+
+    def _compile_flag(self, raw: Mapping[str, Any]) -> CompiledFlag:
+        filters = raw.get("filters") or {}
+        holdout = filters.get("holdout")
+        holdout_spec = None
+        if (
+            holdout
+            and holdout.get("exclusion_percentage") is not None
+            and holdout.get("id") is not None
+        ):
+            holdout_spec = (
+                min(max(float(holdout["exclusion_percentage"]), 0.0), 100.0),
+                holdout["id"],
+            )
+        variants = []
+        low = 0.0
+        for variant in (filters.get("multivariate") or {}).get("variants") or []:
+            high = low + variant["rollout_percentage"] / 100
+            variants.append((variant["key"], low, high))
+            low = high
+        aggregation = filters.get("aggregation_group_type_index")
+        identifier = raw.get("bucketing_identifier") or filters.get("bucketing_identifier")
+        return CompiledFlag(
+            key=raw["key"],
+            definition=raw,
+            active=bool(raw.get("active")),
+            continuity=bool(raw.get("ensure_experience_continuity", False)),
+            aggregation=aggregation,
+            device_bucketing=identifier == "device_id",
+            enrollment=filters.get("feature_enrollment") is True,
+            super_conditions=bool(filters.get("super_groups")),
+            holdout=holdout_spec,
+            early_exit=bool(filters.get("early_exit")),
+            conditions=[
+                _Condition(
+                    filters=[self._compile_filter(p) for p in condition.get("properties") or []],
+                    rollout=condition.get("rollout_percentage"),
+                    variant=condition.get("variant"),
+                    has_own_aggregation="aggregation_group_type_index" in condition,
+                    aggregation=condition.get("aggregation_group_type_index", aggregation),
+                )
+                for condition in filters.get("groups") or []
+            ],
+            variants=variants,
+            payloads=filters.get("payloads") or {},
+        )
+
+    def _compile_filter(self, prop: Mapping[str, Any]) -> Filter:
+        kind = prop.get("type")
+        if kind == "cohort":
+            return self._compile_cohort_filter(prop)
+        if kind == "flag":
+            return _compile_dependency(prop)
+        matcher = compile_property(prop, self.matching_version)
+        return lambda properties, state: matcher(properties)
+
+    def _compile_cohort_filter(self, prop: Mapping[str, Any]) -> Filter:
+        cohort_id = str(prop.get("value"))
+        operator = prop.get("operator") or "exact"
+
+        def cohort(properties: Properties, state: _State) -> bool:
+            if cohort_id not in self.cohorts:
+                raise NeedsServer(UNSUPPORTED_DEFINITION, f"cohort {cohort_id} is not local")
+            if operator not in ("exact", "in", "not_in"):
+                raise Inconclusive(UNSUPPORTED_DEFINITION, f"cohort operator {operator!r}")
+            matched = self._cohort(cohort_id)(properties, state)
+            return not matched if operator == "not_in" else matched
+
+        return cohort
+
+    def _cohort(self, cohort_id: str) -> Filter:
+        matcher = self._cohort_matchers.get(cohort_id)
+        if matcher is None:
+            # Compiled on first use: cohorts may refer to each other (even in cycles).
+            self._cohort_matchers[cohort_id] = lambda p, s: self._cohort_matchers[cohort_id](p, s)
+            matcher = self._compile_group(self.cohorts[cohort_id])
+            self._cohort_matchers[cohort_id] = matcher
+        return matcher
+
+    def _compile_group(self, group: Any) -> Filter:
+        """An AND/OR property group: every entry is evaluated (a static cohort anywhere
+        still needs the server); a decisive entry wins over inconclusive ones."""
+        if group == {}:
+            return lambda properties, state: True
+        if (
+            not isinstance(group, dict)
+            or group.get("type") not in ("AND", "OR")
+            or not isinstance(group.get("values"), list)
+        ):
+            return _needs_server("malformed cohort property group")
+        is_and: bool = group["type"] == "AND"
+        entries: list[tuple[Filter, bool]] = []
+        for entry in group["values"]:
+            if not isinstance(entry, dict):
+                return _needs_server("malformed cohort entry")
+            if entry == {} or "values" in entry or entry.get("type") in ("AND", "OR"):
+                entries.append((self._compile_group(entry), False))
+            else:
+                entries.append((self._compile_filter(entry), bool(entry.get("negation", False))))
+        if not entries:
+            return lambda properties, state: True
+
+        def evaluate(properties: Properties, state: _State) -> bool:
+            decisive: bool | None = None
+            reason: str | None = None
+            for matcher, negated in entries:
+                try:
+                    matched = matcher(properties, state) != negated
+                except Inconclusive as error:
+                    reason = pick(reason, error.reason)
+                    continue
+                if matched != is_and:
+                    decisive = matched
+            if decisive is not None:
+                return decisive
+            if reason is not None:
+                raise Inconclusive(reason, "cohort cannot be decided")
+            return is_and
+
+        return evaluate
+
+    # ------------------------------------------------------------ evaluating
+
+    def evaluate(
+        self,
+        key: str,
+        distinct_id: Any,
+        *,
+        groups: Mapping[str, Any] | None = None,
+        person_properties: Properties | None = None,
+        group_properties: Mapping[str, Properties] | None = None,
+        device_id: Any = None,
+    ) -> FlagValue:
+        """The flag's value for this person (or group); raises ``KeyError`` for an
+        unknown flag and ``Unresolved`` when only the server can decide."""
+        flag = self.flags[key]
+        return self.evaluate_flag(
+            flag,
+            distinct_id,
+            groups or {},
+            person_properties or {},
+            group_properties or {},
+            device_id,
+        )
+
+    def evaluate_flag(
+        self,
+        flag: CompiledFlag,
+        distinct_id: Any,
+        groups: Mapping[str, Any],
+        person_properties: Properties,
+        group_properties: Mapping[str, Properties],
+        device_id: Any = None,
+    ) -> FlagValue:
+        if not flag.active:
+            return False
+        if flag.continuity:
+            raise Inconclusive(EXPERIENCE_CONTINUITY, "experience continuity")
+        if flag.super_conditions:
+            # Early-access super conditions: posthog 7.91.1 ignores them; the server does not.
+            raise Inconclusive(UNSUPPORTED_DEFINITION, "super conditions")
+        state = _State(self, distinct_id, device_id)
+        if flag.aggregation is not None:
+            group_name = self.group_type_mapping.get(str(flag.aggregation))
+            if not group_name:
+                raise Inconclusive(UNSUPPORTED_DEFINITION, "unknown group type index")
+            if group_name not in groups:
+                # posthog 7.91.1 answers False here; it cannot know, so we ask (LFE-22).
+                raise Inconclusive(MISSING_CONTEXT, f"group {group_name!r} not passed")
+            if group_name not in group_properties:
+                raise Inconclusive(MISSING_CONTEXT, "group properties not passed")
+            group_key = groups[group_name]
+            state.distinct_id = group_key
+            return self._match(
+                flag, group_properties[group_name], state, group_key, groups, group_properties
+            )
+        if flag.device_bucketing:
+            if not device_id:
+                raise Inconclusive(MISSING_CONTEXT, "device_id needed for bucketing")
+            bucketing: Any = device_id
+        else:
+            bucketing = distinct_id
+        return self._match(flag, person_properties, state, bucketing, groups, group_properties)
+
+    def _match(
+        self,
+        flag: CompiledFlag,
+        properties: Properties,
+        state: _State,
+        bucketing: Any,
+        groups: Mapping[str, Any],
+        group_properties: Mapping[str, Properties],
+    ) -> FlagValue:
+        if flag.enrollment:
+            return _enrollment(flag, properties)
+        if flag.holdout is not None:
+            percentage, holdout_id = flag.holdout
+            if percentage == 100.0 or holdout_bucket(bucketing) <= percentage / 100:
+                return f"holdout-{holdout_id}"
+        reason: str | None = None
+        for condition in flag.conditions:
+            try:
+                outcome = self._condition(
+                    flag, condition, properties, state, bucketing, groups, group_properties
+                )
+            except Inconclusive as error:
+                reason = pick(reason, error.reason)
+                continue
+            if outcome is _OUT_OF_ROLLOUT:
+                if flag.early_exit:
+                    break
+                continue
+            if outcome is not None:
+                return cast(FlagValue, outcome)
+        if reason is not None:
+            raise Inconclusive(reason, "no condition could be decided")
+        return False
+
+    def _condition(
+        self,
+        flag: CompiledFlag,
+        condition: _Condition,
+        properties: Properties,
+        state: _State,
+        bucketing: Any,
+        groups: Mapping[str, Any],
+        group_properties: Mapping[str, Properties],
+    ) -> FlagValue | object | None:
+        """The value when the condition matches, ``_OUT_OF_ROLLOUT``, or ``None``."""
+        if condition.aggregation != flag.aggregation and condition.aggregation is not None:
+            # Mixed targeting: this condition is about a group, not the flag's subject.
+            group_name = self.group_type_mapping.get(str(condition.aggregation))
+            if not group_name or group_name not in groups:
+                return None
+            if group_name not in group_properties:
+                raise Inconclusive(MISSING_CONTEXT, "group properties not passed")
+            properties = group_properties[group_name]
+            bucketing = groups[group_name]
+        if condition.filters:
+            if not _all_match(condition.filters, properties, state):
+                return None
+            if condition.rollout is None:
+                return self._value(flag, condition, bucketing)
+        if condition.rollout is not None and bucket(flag.key, bucketing) > condition.rollout / 100:
+            return _OUT_OF_ROLLOUT
+        return self._value(flag, condition, bucketing)
+
+    @staticmethod
+    def _value(flag: CompiledFlag, condition: _Condition, bucketing: Any) -> FlagValue:
+        override = condition.variant
+        if override and any(key == override for key, _, _ in flag.variants):
+            return override
+        if flag.variants:
+            point = bucket(flag.key, bucketing, "variant")
+            for key, low, high in flag.variants:
+                if low <= point < high:
+                    return key
+        return True
+
+
+_OUT_OF_ROLLOUT = object()
+
+
+def _all_match(filters: list[Filter], properties: Properties, state: _State) -> bool:
+    """AND of a condition's filters, in the server's way: a definite non-match wins;
+    a "needs server" from the first undecidable filter aborts the flag."""
+    reason: str | None = None
+    server: NeedsServer | None = None
+    for matcher in filters:
+        try:
+            matched = matcher(properties, state)
+        except NeedsServer as error:
+            if reason is None:
+                server = error
+            reason = pick(reason, error.reason)
+            continue
+        except Inconclusive as error:
+            reason = pick(reason, error.reason)
+            continue
+        except Exception:
+            if reason is None:
+                raise
+            break
+        if not matched:
+            return False
+    if server is not None:
+        raise server
+    if reason is not None:
+        raise Inconclusive(reason, "a filter could not be decided")
+    return True
+
+
+def _enrollment(flag: CompiledFlag, properties: Properties) -> bool:
+    key = f"$feature_enrollment/{flag.key}"
+    if flag.aggregation is not None:
+        raise Inconclusive(UNSUPPORTED_DEFINITION, "group flag with feature enrollment")
+    if key not in properties:
+        raise Inconclusive(MISSING_CONTEXT, f"{key} not passed")
+    value = properties[key]
+    return value is True or value == "true"
+
+
+def _needs_server(message: str) -> Filter:
+    def matcher(properties: Properties, state: _State) -> bool:
+        raise NeedsServer(UNSUPPORTED_DEFINITION, message)
+
+    return matcher
+
+
+def _compile_dependency(prop: Mapping[str, Any]) -> Filter:
+    """A ``flag_evaluates_to`` filter: the parent flag's value against the expected one."""
+    parent = prop.get("key")
+    expected = prop.get("value")
+    if (prop.get("operator") or "exact") != "flag_evaluates_to" or not parent or expected is None:
+        return lambda properties, state: False  # malformed: a definite no-match, as on the server
+    chain = prop.get("dependency_chain", _NOT_CACHED)
+
+    def dependency(properties: Properties, state: _State) -> bool:
+        if chain is _NOT_CACHED or not isinstance(chain, list) or not chain:
+            raise Inconclusive(UNSUPPORTED_DEFINITION, "bad dependency chain")
+        flags, cache = state.definitions.flags, state.cache
+        for key in chain:
+            if key not in cache and not state.definitions.flags.get(key):
+                cache[key] = None
+                raise Inconclusive(UNSUPPORTED_DEFINITION, f"dependency {key!r} not loaded")
+        for key in chain:
+            if key not in cache:
+                _evaluate_dependency(flags[key], properties, state)
+        actual = cache.get(parent)
+        if actual is None:
+            reason = (
+                UNRESOLVED_DEPENDENCY
+                if parent in flags and parent in cache
+                else UNSUPPORTED_DEFINITION
+            )
+            raise Inconclusive(reason, f"dependency {parent!r} unresolved")
+        return _dependency_matches(expected, actual)
+
+    return dependency
+
+
+def _evaluate_dependency(flag: CompiledFlag, properties: Properties, state: _State) -> None:
+    cache = state.cache
+    if not flag.active:
+        cache[flag.key] = False
+        return
+    if flag.continuity:
+        cache[flag.key] = None
+        raise Inconclusive(UNRESOLVED_DEPENDENCY, "dependency with experience continuity")
+    if flag.aggregation is not None or not flag.device_bucketing:
+        bucketing = state.distinct_id
+    elif state.device_id:
+        bucketing = state.device_id
+    else:
+        cache[flag.key] = None
+        raise Inconclusive(UNRESOLVED_DEPENDENCY, "dependency needs device_id")
+    try:
+        cache[flag.key] = state.definitions._match(flag, properties, state, bucketing, {}, {})
+    except NeedsServer as error:
+        raise NeedsServer(UNRESOLVED_DEPENDENCY, str(error)) from error
+    except Inconclusive as error:
+        cache[flag.key] = None
+        raise Inconclusive(UNRESOLVED_DEPENDENCY, str(error)) from error
+
+
+def _dependency_matches(expected: Any, actual: FlagValue) -> bool:
+    if isinstance(actual, str) and actual:
+        if isinstance(expected, bool):
+            return expected
+        return isinstance(expected, str) and actual == expected
+    if isinstance(actual, bool) and isinstance(expected, bool):
+        return actual == expected
+    return False

@@ -1,0 +1,297 @@
+"""Property filters compiled once, when definitions load, into matchers.
+
+A matcher takes the properties of the evaluation and answers ``True``/``False``, or
+raises ``Inconclusive`` when local evaluation cannot know (the property was not passed,
+the filter is unusable, the value cannot be compared the way the server would).
+Everything that depends only on the filter (parsed numbers, versions, absolute dates,
+compiled regexes, rendered strings) is computed here, not per evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from . import _values as v
+from ._errors import MISSING_CONTEXT, UNSUPPORTED_DEFINITION, Inconclusive
+from ._regex import compile_regex
+
+Properties = Mapping[str, Any]
+Matcher = Callable[[Properties], bool]
+
+_TEXT = (
+    "icontains",
+    "not_icontains",
+    "starts_with",
+    "not_starts_with",
+    "ends_with",
+    "not_ends_with",
+)
+_NUMERIC = ("gt", "gte", "lt", "lte")
+_DATES = ("is_date_before", "is_date_after")
+_SEMVER_COMPARE = ("semver_eq", "semver_neq", "semver_gt", "semver_gte", "semver_lt", "semver_lte")
+_SEMVER_RANGE = ("semver_tilde", "semver_caret", "semver_wildcard")
+OPERATORS = frozenset(
+    (
+        *("exact", "is_not", "is_set", "is_not_set", "regex", "not_regex"),
+        *_TEXT,
+        *_NUMERIC,
+        *_DATES,
+        *_SEMVER_COMPARE,
+        *_SEMVER_RANGE,
+    )
+)
+
+
+def _unsupported(message: str) -> Inconclusive:
+    return Inconclusive(UNSUPPORTED_DEFINITION, message)
+
+
+def _always_unsupported(message: str) -> Matcher:
+    def matcher(properties: Properties) -> bool:
+        raise _unsupported(message)
+
+    return matcher
+
+
+def compile_property(prop: Mapping[str, Any], matching_version: int) -> Matcher:
+    """The matcher for one person or group property filter."""
+    key: Any = prop.get("key")
+    operator = prop.get("operator") or "exact"
+    value = prop.get("value")
+    if operator not in OPERATORS:
+        return _always_unsupported(f"unknown operator {operator!r}")
+    if operator in ("is_set", "is_not_set"):
+        result = operator == "is_set"
+
+        def is_set(properties: Properties) -> bool:
+            if key not in properties:
+                raise Inconclusive(MISSING_CONTEXT, "property not passed")
+            return result
+
+        return is_set
+    compare = _compile_comparison(operator, value, matching_version)
+
+    def matcher(properties: Properties) -> bool:
+        if key not in properties:
+            raise Inconclusive(MISSING_CONTEXT, "property not passed")
+        return compare(properties[key])
+
+    return matcher
+
+
+def _compile_comparison(operator: str, value: Any, version: int) -> Callable[[Any], bool]:
+    if operator in _NUMERIC:
+        return _numeric(operator, value)
+    if operator in ("exact", "is_not"):
+        return _exact(value, version, negate=operator == "is_not")
+    if operator in _TEXT:
+        return _text(operator, value)
+    if operator in ("regex", "not_regex"):
+        return _regex(operator, value)
+    # Dates and versions: a null value simply does not match (before the filter is read).
+    compare = _dates(operator, value) if operator in _DATES else _semver(operator, value)
+
+    def null_safe(override: Any) -> bool:
+        return False if override is None else compare(override)
+
+    return null_safe
+
+
+def _numeric(operator: str, value: Any) -> Callable[[Any], bool]:
+    bound = v.to_number(value)
+    if bound is None:
+        return _raise_always("the numeric filter is not a finite number")
+
+    def compare(override: Any) -> bool:
+        number = v.to_number(override)
+        if number is None:
+            return False
+        if operator == "gt":
+            return number > bound
+        if operator == "gte":
+            return number >= bound
+        if operator == "lt":
+            return number < bound
+        return number <= bound
+
+    return compare
+
+
+def _raise_always(message: str) -> Callable[[Any], bool]:
+    def compare(override: Any) -> bool:
+        raise _unsupported(message)
+
+    return compare
+
+
+def _exact(value: Any, version: int, *, negate: bool) -> Callable[[Any], bool]:
+    # Decide, from the filter alone, how an override is compared.
+    if value == []:
+
+        def test(override: Any, text: str) -> bool:
+            return v.is_truthy(override)
+
+    elif version != 2 and v.is_boolean_like(value):
+        expected = v.is_truthy(value)
+
+        def test(override: Any, text: str) -> bool:
+            return v.is_truthy(override) == expected
+
+    else:
+        try:
+            candidates = (
+                {v.to_text(item, UNSUPPORTED_DEFINITION).lower() for item in value}
+                if isinstance(value, list)
+                else {v.to_text(value, UNSUPPORTED_DEFINITION).lower()}
+            )
+        except Inconclusive as error:
+            message = str(error)
+
+            def test(override: Any, text: str) -> bool:
+                raise _unsupported(message)
+
+        else:
+
+            def test(override: Any, text: str) -> bool:
+                return text in candidates
+
+    def compare(override: Any) -> bool:
+        text = v.to_text(override, MISSING_CONTEXT).lower()
+        matched = test(override, text)
+        return not matched if negate else matched
+
+    return compare
+
+
+def _text(operator: str, value: Any) -> Callable[[Any], bool]:
+    try:
+        needle = v.ascii_lower(value, UNSUPPORTED_DEFINITION)
+    except Inconclusive as error:
+        message = str(error)
+
+        def unusable(override: Any) -> bool:
+            v.ascii_lower(override, MISSING_CONTEXT)
+            raise _unsupported(message)
+
+        return unusable
+    negate = operator.startswith("not_")
+    if operator.endswith("icontains"):
+
+        def found(text: str) -> bool:
+            return needle in text
+
+    elif operator.endswith("starts_with"):
+
+        def found(text: str) -> bool:
+            return text.startswith(needle)
+
+    else:
+
+        def found(text: str) -> bool:
+            return text.endswith(needle)
+
+    def compare(override: Any) -> bool:
+        matched = found(v.ascii_lower(override, MISSING_CONTEXT))
+        return not matched if negate else matched
+
+    return compare
+
+
+def _regex(operator: str, value: Any) -> Callable[[Any], bool]:
+    pattern = str(value)
+    negate = operator == "not_regex"
+    if pattern == "":
+        return lambda override: (v.to_text(override, MISSING_CONTEXT), not negate)[1]
+    try:
+        compiled = compile_regex(pattern)
+    except Inconclusive as error:
+        message = str(error)
+
+        def deferred(override: Any) -> bool:
+            v.to_text(override, MISSING_CONTEXT)
+            raise _unsupported(message)
+
+        return deferred
+    if compiled is None:  # an invalid pattern matches nothing, negated or not
+        return lambda override: (v.to_text(override, MISSING_CONTEXT), False)[1]
+
+    def compare(override: Any) -> bool:
+        matched = compiled.search(v.to_text(override, MISSING_CONTEXT))
+        return not matched if negate else matched
+
+    return compare
+
+
+def _dates(operator: str, value: Any) -> Callable[[Any], bool]:
+    text = str(value)
+    before = operator == "is_date_before"
+    now = datetime.now(timezone.utc)
+    if v.relative_date(text, now) is not None:
+
+        def bound() -> datetime:
+            resolved = v.relative_date(text, datetime.now(timezone.utc))
+            assert resolved is not None
+            return resolved
+
+    else:
+        try:
+            if v._YEAR.fullmatch(text.strip()):
+                # A bare year means "that year, today": resolved at evaluation time.
+                v.parse_datetime(text)
+
+                def bound() -> datetime:
+                    return v.aware(v.parse_datetime(text))
+
+            else:
+                fixed = v.aware(v.parse_datetime(text))
+
+                def bound() -> datetime:
+                    return fixed
+
+        except Exception:
+            return _raise_always("the date set on the flag is not a valid format")
+
+    def compare(override: Any) -> bool:
+        try:
+            limit = bound()
+        except Exception:
+            raise _unsupported("the date set on the flag is not a valid format") from None
+        moment = v.date_of(override)
+        if isinstance(moment, datetime):
+            return moment < limit if before else moment > limit
+        day = limit.date()
+        return moment < day if before else moment > day
+
+    return compare
+
+
+def _semver(operator: str, value: Any) -> Callable[[Any], bool]:
+    try:
+        if operator in _SEMVER_RANGE:
+            lower, upper = v.version_range(operator, value)
+        else:
+            target = v.parse_version(value)
+    except (ValueError, TypeError):
+        return _raise_always(f"{value!r} is not a valid version for {operator}")
+
+    def parse(override: Any) -> v.Version:
+        try:
+            return v.parse_version(override)
+        except (ValueError, TypeError):
+            raise Inconclusive(MISSING_CONTEXT, "not a version") from None
+
+    if operator in _SEMVER_RANGE:
+        return lambda override: lower <= parse(override) < upper
+    if operator == "semver_eq":
+        return lambda override: parse(override) == target
+    if operator == "semver_neq":
+        return lambda override: parse(override) != target
+    if operator == "semver_gt":
+        return lambda override: parse(override) > target
+    if operator == "semver_gte":
+        return lambda override: parse(override) >= target
+    if operator == "semver_lt":
+        return lambda override: parse(override) < target
+    return lambda override: parse(override) <= target

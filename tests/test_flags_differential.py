@@ -1,0 +1,119 @@
+"""Local evaluation agrees with posthog==7.91.1's on generated cases.
+
+posthog's ``Posthog._compute_flag_locally`` is the reference: a value, or an exception
+meaning "cannot decide locally". Ours: a value, or ``Unresolved``. Where SPEC §2.4 has us
+answer "inconclusive" on purpose (a group flag without its group, super conditions),
+the case is checked separately instead.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from posthog import Posthog
+
+from posthog_otel.flags._errors import Unresolved
+from posthog_otel.flags._evaluator import Definitions
+
+from .flag_cases import cases
+
+INCONCLUSIVE = "<inconclusive>"
+CASES = 12_000
+
+
+@pytest.fixture(scope="module")
+def reference():
+    logging.getLogger("posthog").setLevel(logging.CRITICAL)
+    client = Posthog("phc_reference", host="http://127.0.0.1:9", sync_mode=True, send=False)
+    yield client
+    client.shutdown()
+
+
+def theirs(client, defs, key, inputs):
+    client.feature_flags = defs["flags"]
+    client.group_type_mapping = defs["group_type_mapping"]
+    client.cohorts = defs["cohorts"]
+    client._property_matching_version = defs.get("property_matching_version", 1)
+    try:
+        return client._compute_flag_locally(
+            client.feature_flags_by_key[key],
+            inputs["distinct_id"],
+            groups=inputs["groups"],
+            person_properties=inputs["person_properties"],
+            group_properties=inputs["group_properties"],
+        )
+    except Exception:
+        return INCONCLUSIVE
+
+
+def ours(defs, key, inputs):
+    try:
+        return Definitions(defs).evaluate(key, **inputs)
+    except Unresolved:
+        return INCONCLUSIVE
+
+
+def deliberately_inconclusive(defs, key, inputs) -> bool:
+    flag = next(f for f in defs["flags"] if f["key"] == key)
+    filters = flag.get("filters") or {}
+    index = filters.get("aggregation_group_type_index")
+    if not flag.get("active") or flag.get("ensure_experience_continuity"):
+        return False
+    if filters.get("super_groups"):
+        return True
+    if index is None:
+        return False
+    name = defs["group_type_mapping"].get(str(index))
+    return bool(name) and name not in inputs["groups"]
+
+
+def test_local_evaluation_agrees_with_posthog(reference):
+    disagreements = []
+    compared = decided = 0
+    for defs, key, inputs in cases(seed=20261126, count=CASES):
+        expected = theirs(reference, defs, key, inputs)
+        actual = ours(defs, key, inputs)
+        if deliberately_inconclusive(defs, key, inputs):
+            assert expected is False and actual == INCONCLUSIVE, (key, defs, inputs)
+            continue
+        compared += 1
+        decided += expected != INCONCLUSIVE
+        if expected != actual or type(expected) is not type(actual):
+            disagreements.append((expected, actual, key, defs, inputs))
+    assert compared >= 10_000
+    assert decided >= compared // 4, "too few decidable cases to mean anything"
+    assert not disagreements, f"{len(disagreements)} disagreements, first: {disagreements[0]}"
+
+
+def test_property_operators_agree_with_posthog():
+    """Operator by operator, far more densely than whole flags can."""
+    import random
+
+    from posthog.feature_flags import match_property
+
+    from posthog_otel.flags._operators import compile_property
+
+    from .flag_cases import PERSON_KEYS, property_filter, property_value
+
+    rng = random.Random(7)
+    disagreements = []
+    decided = 0
+    for _ in range(40_000):
+        prop = property_filter(rng)
+        version = rng.choice([1, 2])
+        keys = rng.sample(PERSON_KEYS, rng.randint(0, len(PERSON_KEYS)))
+        values = {key: property_value(rng, key) for key in keys}
+        try:
+            expected = match_property(prop, values, version)
+        except Exception:
+            expected = INCONCLUSIVE
+        try:
+            actual = compile_property(prop, version)(values)
+        except Unresolved:
+            actual = INCONCLUSIVE
+        decided += expected != INCONCLUSIVE
+        if expected != actual:
+            disagreements.append((prop, version, values, expected, actual))
+    assert not disagreements, f"{len(disagreements)} disagreements, first: {disagreements[0]}"
+    assert decided >= 10_000
