@@ -17,6 +17,7 @@ from ._version import __version__
 if TYPE_CHECKING:
     from ._stats import ClientStats
     from .client import Client
+    from .flags import FlagEvaluations, FlagResult
     from .logging import PostHogHandler
     from .messages import Alias, Capture, GroupIdentify, Groups, Identify, Properties
     from .otel import PostHogSpanExporter
@@ -27,6 +28,8 @@ __all__ = [
     "Capture",
     "Client",
     "ClientStats",
+    "FlagEvaluations",
+    "FlagResult",
     "GroupIdentify",
     "Groups",
     "Identify",
@@ -49,6 +52,8 @@ _LAZY = {
     "GroupIdentify": ".messages",
     "Properties": ".messages",
     "Groups": ".messages",
+    "FlagResult": ".flags",
+    "FlagEvaluations": ".flags",
     # Integrations: their optional dependencies load only when they are first used.
     "PostHogHandler": ".logging",
     "PostHogProcessor": ".structlog",

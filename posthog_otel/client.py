@@ -17,8 +17,10 @@ from ._ids import normalize_uuid, uuid7
 from ._log import logger
 from ._stats import ClientStats, StatsRecorder
 from ._version import __version__
-from .export import BatchExporter, Clock, ExporterConfig, HttpTransport, V0Lane
+from .export import BatchExporter, Clock, ExporterConfig, HttpTransport, SystemClock, V0Lane
 from .export._serialize import format_timestamp
+from .flags._results import FlagEvaluations, FlagResult, FlagValue
+from .flags._service import FlagsService
 from .messages import Alias, Capture, GroupIdentify, Identify, Message
 
 if TYPE_CHECKING:
@@ -167,6 +169,19 @@ class Client:
             on_error=self._on_error,
         )
         self._exporter_submit = self._exporter.submit
+        self._flags = FlagsService(
+            self,
+            self._transport,
+            api_key=self._api_key,
+            secret_key=self._secret_key,
+            poll_interval=self.feature_flags_poll_interval,
+            request_timeout=self.feature_flags_request_timeout,
+            max_retries=self.feature_flags_request_max_retries,
+            initial_load_timeout=self.feature_flags_initial_load_timeout,
+            cache_provider=flag_definition_cache_provider,  # type: ignore[arg-type]
+            disable_geoip=self._disable_geoip,
+            clock=_clock or SystemClock(),
+        )
         self._update_accepting()
         if _exit_hook:  # an owner that closes the client itself (the span exporter) opts out
             _live_clients.add(self)
@@ -356,8 +371,13 @@ class Client:
             if not isinstance(groups, Mapping):
                 return self._invalid(f"Capture.groups of {name!r} must be a mapping")
             properties["$groups"] = dict(groups)
-        if message.send_feature_flags or message.flags is not None:
-            self._warn_no_flags()
+        snapshot = message.flags
+        if snapshot is not None or message.send_feature_flags:
+            if not isinstance(snapshot, FlagEvaluations):
+                snapshot = self._flags_for_event(distinct_id, groups)
+            if snapshot is not None:
+                for flag_property, value in snapshot.event_properties().items():
+                    properties.setdefault(flag_property, value)
         given_uuid = message.uuid
         timestamp = message.timestamp
         return {
@@ -370,13 +390,34 @@ class Client:
             else normalize_uuid(given_uuid) or self._replace_uuid(given_uuid),
         }
 
-    def _warn_no_flags(self) -> None:
-        if not self._warned_flags:
-            self._warned_flags = True
-            logger.warning(
-                "send_feature_flags / flags= are accepted but this version has no feature-flag "
-                "support yet: events are sent without $feature/* properties"
-            )
+    def _flags_for_event(
+        self, distinct_id: object, groups: Mapping[str, Any] | None
+    ) -> FlagEvaluations | None:
+        """``send_feature_flags``: local evaluation on the caller's thread, no request.
+
+        When definitions are not loaded the event goes without flag properties (and one
+        warning says so); the flags worker that fetches them remotely comes later.
+        """
+        definitions = self._flags.definitions(wait=False)
+        if definitions is None:
+            if not self._warned_flags:
+                self._warned_flags = True
+                logger.warning(
+                    "send_feature_flags needs locally loaded flag definitions (a secret key); "
+                    "events are sent without $feature/* properties until they are loaded"
+                )
+            return None
+        did, results = self._flags.evaluate(
+            distinct_id,
+            flag_keys=None,
+            groups=groups,
+            person_properties=None,
+            group_properties=None,
+            only_evaluate_locally=True,
+            force_remote=False,
+            disable_geoip=None,
+        )
+        return FlagEvaluations(did, results)
 
     def _identify_event(self, message: Identify) -> Event | None:
         return self._person_event(
@@ -576,6 +617,155 @@ class Client:
         """Create or update a group (``$groupidentify``)."""
         return self.enqueue(GroupIdentify(group_type, group_key, properties, distinct_id))
 
+    # ------------------------------------------------------------------ feature flags
+
+    def get_feature_flag_result(
+        self,
+        key: str,
+        distinct_id: object = None,
+        *,
+        groups: Mapping[str, Any] | None = None,
+        person_properties: Mapping[str, Any] | None = None,
+        group_properties: Mapping[str, Mapping[str, Any]] | None = None,
+        only_evaluate_locally: bool = False,
+        force_remote: bool = False,
+        disable_geoip: bool | None = None,
+        send_feature_flag_events: bool = True,
+    ) -> FlagResult | None:
+        """The flag's value, payload and provenance; ``None`` if it cannot be known.
+
+        Local evaluation first (when definitions are loaded), one ``/flags`` request
+        otherwise. Never raises; with no distinct id (argument or identity context) no
+        request is made and no event is sent.
+        """
+        if self._disabled:
+            return None
+        try:
+            return self._flags.result(
+                key,
+                distinct_id,
+                groups=groups,
+                person_properties=person_properties,
+                group_properties=group_properties,
+                only_evaluate_locally=only_evaluate_locally,
+                force_remote=force_remote,
+                disable_geoip=disable_geoip,
+                send_events=send_feature_flag_events,
+            )
+        except Exception:
+            logger.exception("feature flag %r could not be evaluated", key)
+            return None
+
+    def get_feature_flag(
+        self, key: str, distinct_id: object = None, **options: Any
+    ) -> FlagValue | None:
+        """The variant, ``True``/``False``, or ``None`` when unknown."""
+        result = self.get_feature_flag_result(key, distinct_id, **options)
+        return None if result is None else result.get_value()
+
+    def is_feature_enabled(
+        self, key: str, distinct_id: object = None, *, default_value: bool = False, **options: Any
+    ) -> bool:
+        """Whether the flag is on (any variant counts); ``default_value`` when unknown."""
+        result = self.get_feature_flag_result(key, distinct_id, **options)
+        return default_value if result is None else result.enabled
+
+    feature_enabled = is_feature_enabled
+
+    def get_feature_flag_payload(
+        self,
+        key: str,
+        distinct_id: object = None,
+        *,
+        match_value: FlagValue | None = None,
+        send_feature_flag_events: bool = False,
+        **options: Any,
+    ) -> Any:
+        """The JSON payload of the flag's value (silent by default)."""
+        result = self.get_feature_flag_result(
+            key, distinct_id, send_feature_flag_events=send_feature_flag_events, **options
+        )
+        if result is None or (match_value is not None and result.get_value() != match_value):
+            return None
+        return result.payload
+
+    def evaluate_flags(
+        self,
+        distinct_id: object = None,
+        *,
+        flag_keys: Sequence[str] | None = None,
+        groups: Mapping[str, Any] | None = None,
+        person_properties: Mapping[str, Any] | None = None,
+        group_properties: Mapping[str, Mapping[str, Any]] | None = None,
+        only_evaluate_locally: bool = False,
+        force_remote: bool = False,
+        disable_geoip: bool | None = None,
+    ) -> FlagEvaluations:
+        """A snapshot of flags for one person: one local pass, at most one request."""
+        if self._disabled:
+            return FlagEvaluations(None, {})
+        try:
+            did, results = self._flags.evaluate(
+                distinct_id,
+                flag_keys=flag_keys,
+                groups=groups,
+                person_properties=person_properties,
+                group_properties=group_properties,
+                only_evaluate_locally=only_evaluate_locally,
+                force_remote=force_remote,
+                disable_geoip=disable_geoip,
+            )
+        except Exception:
+            logger.exception("feature flags could not be evaluated")
+            return FlagEvaluations(None, {})
+        return self._flags.snapshot(did, results, groups)
+
+    def get_all_flags(self, distinct_id: object = None, **options: Any) -> dict[str, FlagValue]:
+        """Every flag's value for this person (``flag_keys=`` to scope)."""
+        snapshot = self.evaluate_flags(distinct_id, **options)
+        return {key: result.get_value() for key, result in snapshot.results.items()}
+
+    def get_all_flags_and_payloads(
+        self, distinct_id: object = None, **options: Any
+    ) -> dict[str, dict[str, Any]]:
+        """``{"featureFlags": {...}, "featureFlagPayloads": {...}}`` (payloads of enabled
+        flags, decoded from JSON)."""
+        snapshot = self.evaluate_flags(distinct_id, **options)
+        return {
+            "featureFlags": {k: r.get_value() for k, r in snapshot.results.items()},
+            "featureFlagPayloads": {
+                k: r.payload
+                for k, r in snapshot.results.items()
+                if r.enabled and r.payload is not None
+            },
+        }
+
+    def reload_feature_flags(self) -> None:
+        """Fetch flag definitions now (when local evaluation is configured)."""
+        try:
+            self._flags.reload()
+        except Exception:
+            logger.exception("reloading flag definitions failed")
+
+    def set_person_properties_for_flags(
+        self, properties: Mapping[str, Any], reload_feature_flags: bool = True
+    ) -> None:
+        """Person properties used by later flag evaluations (in an identity context: for
+        that context only). Definitions are not refetched: they apply from the next read."""
+        self._flags.set_person_overrides(properties)
+
+    def set_group_properties_for_flags(
+        self, group_properties: Mapping[str, Mapping[str, Any]], reload_feature_flags: bool = True
+    ) -> None:
+        """Group properties (by group type) used by later flag evaluations."""
+        self._flags.set_group_overrides(group_properties)
+
+    def reset_person_properties_for_flags(self) -> None:
+        self._flags.reset_person_overrides()
+
+    def reset_group_properties_for_flags(self) -> None:
+        self._flags.reset_group_overrides()
+
     # ------------------------------------------------------------------ lifecycle
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -598,6 +788,10 @@ class Client:
                 target=self._exporter.close, args=(timeout,), name="posthog_otel-close"
             ).start()
             return False
+        try:
+            self._flags.close()
+        except Exception:
+            logger.exception("closing the flag poller failed")
         try:
             return self._exporter.close(timeout)
         except Exception:

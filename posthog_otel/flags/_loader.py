@@ -1,0 +1,266 @@
+"""Flag definitions: polled from ``/flags/definitions`` (or shared through a cache
+provider), compiled, and swapped in atomically.
+
+One refresh at a time. ETag/304 keeps what we have. 401/403 clear the definitions and
+slow the polling down (5x the interval, at most 5 min) until a 200; 402 clears them;
+other failures keep the last good set and warn. The poller is a daemon thread started
+on first use, restarted lazily in a forked child, and stopped by ``close()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import os
+import threading
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from .._log import logger, mark_internal_thread, suppress_instrumentation
+from ..export._clock import Clock
+from ..export._transport import HttpTransport, TransportError
+from ._evaluator import Definitions
+
+DEFINITIONS_TIMEOUT = 10.0
+_AUTH_BACKOFF_FACTOR = 5
+_AUTH_BACKOFF_MAX = 300.0
+_PROVIDER_TIMEOUT = 5.0
+
+
+class FlagDefinitionCacheProvider(Protocol):
+    """Shares definitions between processes (contract FDL-11..14). Every method may be
+    sync or async; errors are logged and never erase loaded definitions."""
+
+    def should_fetch_flag_definitions(self) -> Any: ...
+
+    def get_flag_definitions(self) -> Any: ...
+
+    def on_flag_definitions_received(self, data: Mapping[str, Any]) -> Any: ...
+
+    def shutdown(self) -> Any: ...
+
+
+_live_loaders: weakref.WeakSet[DefinitionsLoader] = weakref.WeakSet()
+
+
+def _reinit_in_child() -> None:
+    for loader in list(_live_loaders):
+        loader._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_in_child)
+
+
+class DefinitionsLoader:
+    def __init__(
+        self,
+        transport: HttpTransport,
+        *,
+        api_key: str,
+        secret_key: str,
+        poll_interval: float,
+        clock: Clock,
+        cache_provider: FlagDefinitionCacheProvider | None = None,
+        on_change: Callable[[Definitions | None, Definitions | None], None] | None = None,
+    ) -> None:
+        self._transport = transport
+        self._api_key = api_key
+        self._secret_key = secret_key
+        self.poll_interval = poll_interval
+        self._clock = clock
+        self._provider = cache_provider
+        self._on_change = on_change
+        self.definitions: Definitions | None = None
+        self.etag: str | None = None
+        self.requests = 0
+        self._refresh_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._loaded = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._next_wait = poll_interval
+        _live_loaders.add(self)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Start polling (idempotent): the first refresh runs on the poller thread."""
+        with self._cond:
+            if self._thread is not None or self._closed:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="posthog_otel-flags", daemon=True
+            )
+            self._thread.start()
+
+    def wait_loaded(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for the first refresh to finish (whatever its outcome)."""
+        self.start()
+        return self._loaded.wait(timeout)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            thread = self._thread
+            self._cond.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(2.0)
+        if self._provider is not None:
+            try:
+                _resolve(self._provider.shutdown())
+            except Exception:
+                logger.warning("flag definition cache provider failed to shut down", exc_info=True)
+
+    def _after_fork_in_child(self) -> None:
+        self._refresh_lock = threading.Lock()
+        self._cond = threading.Condition()
+        loaded = self._loaded.is_set()
+        self._loaded = threading.Event()
+        if loaded:
+            self._loaded.set()
+        self._thread = None  # restarted by the next start()
+
+    def _run(self) -> None:
+        mark_internal_thread()
+        suppress_instrumentation()
+        while True:
+            try:
+                self.refresh()
+            except Exception:
+                logger.exception("flag definitions refresh failed unexpectedly")
+            finally:
+                self._loaded.set()
+            with self._cond:
+                deadline = self._clock.monotonic() + self._next_wait
+                while not self._closed and (remaining := deadline - self._clock.monotonic()) > 0:
+                    self._clock.wait(self._cond, remaining, idle=True)
+                if self._closed:
+                    return
+
+    # ---------------------------------------------------------------- refresh
+
+    def refresh(self) -> None:
+        """One refresh: through the cache provider if it says so, else from PostHog."""
+        with self._refresh_lock:
+            if self._provider is not None and not self._should_fetch():
+                self._load_from_provider()
+                return
+            self._fetch()
+
+    def _should_fetch(self) -> bool:
+        assert self._provider is not None
+        try:
+            return bool(_resolve(self._provider.should_fetch_flag_definitions()))
+        except Exception:
+            logger.warning("flag definition cache: should_fetch failed; fetching", exc_info=True)
+            return True
+
+    def _load_from_provider(self) -> None:
+        assert self._provider is not None
+        try:
+            data = _resolve(self._provider.get_flag_definitions())
+        except Exception:
+            logger.warning("flag definition cache: get failed; keeping definitions", exc_info=True)
+            return
+        if not isinstance(data, Mapping) or not isinstance(data.get("flags"), list):
+            if self.definitions is None and data is None:
+                self._fetch()  # nothing cached, nothing loaded: recover directly
+            return
+        self._install(data)
+
+    def _fetch(self) -> None:
+        headers = {"Authorization": f"Bearer {self._secret_key}"}
+        if self.etag:
+            headers["If-None-Match"] = self.etag
+        self.requests += 1
+        try:
+            response = self._transport.request(
+                "GET",
+                "/flags/definitions",
+                params={"token": self._api_key, "send_cohorts": ""},
+                headers=headers,
+                timeout=DEFINITIONS_TIMEOUT,
+            )
+        except TransportError as exc:
+            logger.warning("flag definitions refresh failed (%s); keeping the last good set", exc)
+            self._next_wait = self.poll_interval
+            return
+        status = response.status
+        if status == 304:
+            self.etag = response.headers.get("etag") or self.etag
+            self._next_wait = self.poll_interval
+            return
+        if status in (401, 403):
+            logger.error(
+                "flag definitions refused (%d): check the secret key; local evaluation is off "
+                "and flags are evaluated remotely",
+                status,
+            )
+            self._clear()
+            self._next_wait = min(self.poll_interval * _AUTH_BACKOFF_FACTOR, _AUTH_BACKOFF_MAX)
+            return
+        if status == 402:
+            logger.warning("flag definitions: quota exceeded (402); local evaluation is off")
+            self._clear()
+            self._next_wait = self.poll_interval
+            return
+        self._next_wait = self.poll_interval
+        if status != 200:
+            logger.warning(
+                "flag definitions refresh failed (HTTP %d); keeping the last good set", status
+            )
+            return
+        try:
+            data = json.loads(response.content)
+        except ValueError:
+            logger.warning("flag definitions: malformed body; keeping the last good set")
+            return
+        if not isinstance(data, dict) or not isinstance(data.get("flags"), list):
+            if isinstance(data, dict) and "feature_flags" in (data.get("quotaLimited") or []):
+                logger.warning("flag definitions: quota limited; keeping the last good set")
+            else:
+                logger.warning("flag definitions: unexpected body; keeping the last good set")
+            return
+        self._install(data)
+        self.etag = response.headers.get("etag")
+        if self._provider is not None:
+            try:
+                _resolve(self._provider.on_flag_definitions_received(data))
+            except Exception:
+                logger.warning("flag definition cache: store failed", exc_info=True)
+
+    def _install(self, data: Mapping[str, Any]) -> None:
+        try:
+            compiled = Definitions(data)
+        except Exception:
+            logger.warning(
+                "flag definitions could not be compiled; keeping the last good set", exc_info=True
+            )
+            return
+        previous, self.definitions = self.definitions, compiled
+        self._changed(previous, compiled)
+
+    def _clear(self) -> None:
+        previous, self.definitions, self.etag = self.definitions, None, None
+        self._changed(previous, None)
+
+    def _changed(self, previous: Definitions | None, current: Definitions | None) -> None:
+        if self._on_change is not None:
+            try:
+                self._on_change(previous, current)
+            except Exception:
+                logger.exception("flag definitions change callback failed")
+
+
+def _resolve(result: Any) -> Any:
+    """A provider's answer, awaited with a time limit when it is a coroutine."""
+    if inspect.isawaitable(result):
+
+        async def bounded() -> Any:
+            return await asyncio.wait_for(result, _PROVIDER_TIMEOUT)
+
+        return asyncio.run(bounded())
+    return result

@@ -1,0 +1,101 @@
+"""What a flag read returns: ``FlagResult`` for one flag, ``FlagEvaluations`` for a
+snapshot of several (one local pass, at most one request)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+FlagValue = bool | str
+
+
+@dataclass(frozen=True)
+class FlagResult:
+    """One flag's evaluation: value, payload and where it came from."""
+
+    key: str
+    enabled: bool
+    variant: str | None = None
+    payload: Any = None
+    reason: str | None = None
+    locally_evaluated: bool = False
+    id: int | None = None
+    version: int | None = None
+    request_id: str | None = None
+    error: str | None = None  # why the value may be missing or stale ($feature_flag_error)
+
+    def get_value(self) -> FlagValue:
+        """The variant if there is one, else whether the flag is enabled."""
+        return self.variant if self.variant is not None else self.enabled
+
+
+Exposure = Callable[[FlagResult], None]
+
+
+@dataclass(frozen=True)
+class FlagEvaluations:
+    """An immutable snapshot of flag values for one person (``Client.evaluate_flags``).
+
+    Reading a flag with ``is_enabled`` or ``get_flag`` sends its ``$feature_flag_called``
+    event once; ``get_flag_payload`` is silent. Pass the snapshot to
+    ``capture(..., flags=snapshot)`` to attach exactly these values to an event.
+    """
+
+    distinct_id: str | None
+    results: Mapping[str, FlagResult]
+    _expose: Exposure | None = field(default=None, repr=False, compare=False)
+    _accessed: set[str] = field(default_factory=set, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def _read(self, key: str) -> FlagResult | None:
+        result = self.results.get(key)
+        if result is not None:
+            with self._lock:
+                first = key not in self._accessed
+                self._accessed.add(key)
+            if first and self._expose is not None:
+                self._expose(result)
+        return result
+
+    def is_enabled(self, key: str, default_value: bool = False) -> bool:
+        result = self._read(key)
+        return default_value if result is None else result.enabled
+
+    def get_flag(self, key: str) -> FlagValue | None:
+        result = self._read(key)
+        return None if result is None else result.get_value()
+
+    def get_flag_payload(self, key: str) -> Any:
+        result = self.results.get(key)
+        return None if result is None else result.payload
+
+    def only(self, keys: Iterable[str]) -> FlagEvaluations:
+        """A snapshot restricted to ``keys``."""
+        wanted = set(keys)
+        return FlagEvaluations(
+            self.distinct_id,
+            {k: r for k, r in self.results.items() if k in wanted},
+            self._expose,
+        )
+
+    def only_accessed(self) -> FlagEvaluations:
+        """A snapshot of the flags read so far (what the code branched on)."""
+        with self._lock:
+            accessed = set(self._accessed)
+        return self.only(accessed)
+
+    @property
+    def keys(self) -> list[str]:
+        return sorted(self.results)
+
+    def event_properties(self) -> dict[str, Any]:
+        """``$feature/<key>`` for every flag and ``$active_feature_flags``."""
+        properties: dict[str, Any] = {
+            f"$feature/{key}": result.get_value() for key, result in self.results.items()
+        }
+        properties["$active_feature_flags"] = sorted(
+            key for key, result in self.results.items() if result.get_value() is not False
+        )
+        return properties

@@ -1,0 +1,344 @@
+"""The client's flag API behind ``Client``: identity, local evaluation first, one
+remote call when needed, exposure events deduplicated, property overrides."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from .._context import _current
+from .._log import logger
+from ..export._clock import Clock
+from ..export._transport import HttpTransport
+from ..messages import Capture
+from ._errors import Unresolved
+from ._evaluator import CompiledFlag, Definitions
+from ._loader import DefinitionsLoader, FlagDefinitionCacheProvider
+from ._remote import RemoteAnswer, RemoteFlags
+from ._results import FlagEvaluations, FlagResult, FlagValue
+
+if TYPE_CHECKING:
+    from ..client import Client
+
+LOCAL_REASON = "Evaluated locally"
+_TRACKER_MAX_IDS = 50_000
+
+# Overrides set inside an identity context apply to that context only.
+_context_overrides: ContextVar[tuple[dict[str, Any], dict[str, dict[str, Any]]] | None] = (
+    ContextVar("posthog_otel_flag_overrides", default=None)
+)
+
+
+class FlagsService:
+    def __init__(
+        self,
+        client: Client,
+        transport: HttpTransport,
+        *,
+        api_key: str,
+        secret_key: str | None,
+        poll_interval: float,
+        request_timeout: float,
+        max_retries: int,
+        initial_load_timeout: float,
+        cache_provider: FlagDefinitionCacheProvider | None,
+        disable_geoip: bool,
+        clock: Clock,
+    ) -> None:
+        self._client = client
+        self._initial_load_timeout = initial_load_timeout
+        self._disable_geoip = disable_geoip
+        self.remote = RemoteFlags(
+            transport, api_key, timeout=request_timeout, max_retries=max_retries, clock=clock
+        )
+        self.loader: DefinitionsLoader | None = None
+        if secret_key:
+            self.loader = DefinitionsLoader(
+                transport,
+                api_key=api_key,
+                secret_key=secret_key,
+                poll_interval=poll_interval,
+                clock=clock,
+                cache_provider=cache_provider,
+                on_change=self._definitions_changed,
+            )
+        self._person_overrides: dict[str, Any] = {}
+        self._group_overrides: dict[str, dict[str, Any]] = {}
+        self._seen: OrderedDict[str, set[tuple[Any, ...]]] = OrderedDict()
+        self._seen_lock = threading.Lock()
+
+    # ---------------------------------------------------------------- definitions
+
+    def definitions(self, *, wait: bool = True) -> Definitions | None:
+        """The loaded definitions; the first call waits (bounded) for the first load."""
+        loader = self.loader
+        if loader is None:
+            return None
+        if wait:
+            loader.wait_loaded(self._initial_load_timeout)
+        else:
+            loader.start()
+        return loader.definitions
+
+    def _definitions_changed(
+        self, previous: Definitions | None, current: Definitions | None
+    ) -> None:
+        with self._seen_lock:
+            self._seen.clear()  # flag state changed: exposures may differ now (FFT-04)
+
+    def reload(self) -> None:
+        if self.loader is not None:
+            self.loader.refresh()
+
+    def close(self) -> None:
+        if self.loader is not None:
+            self.loader.close()
+        with self._seen_lock:
+            self._seen.clear()
+
+    # ---------------------------------------------------------------- inputs
+
+    def _inputs(
+        self,
+        distinct_id: object,
+        groups: Mapping[str, Any] | None,
+        person_properties: Mapping[str, Any] | None,
+        group_properties: Mapping[str, Mapping[str, Any]] | None,
+    ) -> tuple[str | None, dict[str, Any], dict[str, Any], dict[str, dict[str, Any]]]:
+        ctx = _current.get()
+        if distinct_id is None or distinct_id == "":
+            did = ctx.distinct_id if ctx is not None else None
+        else:
+            did = distinct_id if isinstance(distinct_id, str) else str(distinct_id)
+        overrides = _context_overrides.get() if ctx is not None else None
+        person_base, group_base = overrides or (self._person_overrides, self._group_overrides)
+        person = {**person_base, **(person_properties or {})}
+        group_map = dict(groups or {})
+        group_props: dict[str, dict[str, Any]] = {}
+        for name, key in group_map.items():
+            group_props[name] = {
+                "$group_key": key,
+                **group_base.get(name, {}),
+                **((group_properties or {}).get(name) or {}),
+            }
+        return did, group_map, person, group_props
+
+    # ---------------------------------------------------------------- single flag
+
+    def result(
+        self,
+        key: str,
+        distinct_id: object,
+        *,
+        groups: Mapping[str, Any] | None,
+        person_properties: Mapping[str, Any] | None,
+        group_properties: Mapping[str, Mapping[str, Any]] | None,
+        only_evaluate_locally: bool,
+        force_remote: bool,
+        disable_geoip: bool | None,
+        send_events: bool,
+    ) -> FlagResult | None:
+        did, groups_, person, group_props = self._inputs(
+            distinct_id, groups, person_properties, group_properties
+        )
+        if did is None:
+            return None  # no identity: no request, no exposure (HDR-08)
+        result: FlagResult | None = None
+        error: str | None = None
+        definitions = None if force_remote else self.definitions()
+        if definitions is not None and key in definitions.flags:
+            flag = definitions.flags[key]
+            result = _local_result(definitions, flag, did, groups_, person, group_props)
+        if result is None and not only_evaluate_locally:
+            answer = self._remote(did, groups_, person, group_props, disable_geoip, [key])
+            result = answer.flags.get(key)
+            error = answer.error or (None if result is not None else "flag_missing")
+            if answer.errors_while_computing:
+                error = ",".join(e for e in ("errors_while_computing_flags", error) if e)
+        if send_events and (result is not None or error is not None):
+            self.expose(did, key, result, groups_, error)
+        return result
+
+    def _remote(
+        self,
+        did: str,
+        groups: dict[str, Any],
+        person: dict[str, Any],
+        group_props: dict[str, dict[str, Any]],
+        disable_geoip: bool | None,
+        keys: list[str] | None,
+    ) -> RemoteAnswer:
+        return self.remote.evaluate(
+            did,
+            groups=groups,
+            person_properties=person,
+            group_properties=group_props,
+            disable_geoip=self._disable_geoip if disable_geoip is None else disable_geoip,
+            flag_keys=keys,
+        )
+
+    # ---------------------------------------------------------------- many flags
+
+    def evaluate(
+        self,
+        distinct_id: object,
+        *,
+        flag_keys: Iterable[str] | None,
+        groups: Mapping[str, Any] | None,
+        person_properties: Mapping[str, Any] | None,
+        group_properties: Mapping[str, Mapping[str, Any]] | None,
+        only_evaluate_locally: bool,
+        force_remote: bool,
+        disable_geoip: bool | None,
+    ) -> tuple[str | None, dict[str, FlagResult]]:
+        """One local pass and at most one request for the (scoped) flags."""
+        did, groups_, person, group_props = self._inputs(
+            distinct_id, groups, person_properties, group_properties
+        )
+        keys = None if flag_keys is None else list(dict.fromkeys(flag_keys))
+        if did is None or keys == []:
+            return did, {}
+        results: dict[str, FlagResult] = {}
+        definitions = None if force_remote else self.definitions()
+        unresolved: list[str] = []
+        if definitions is not None:
+            for key in keys if keys is not None else list(definitions.flags):
+                flag = definitions.flags.get(key)
+                local = (
+                    None
+                    if flag is None
+                    else _local_result(definitions, flag, did, groups_, person, group_props)
+                )
+                if local is None:
+                    unresolved.append(key)
+                else:
+                    results[key] = local
+        if (definitions is None or unresolved) and not only_evaluate_locally:
+            scope = keys if keys is not None else (None if definitions is None else unresolved)
+            answer = self._remote(did, groups_, person, group_props, disable_geoip, scope)
+            if answer.error is None:
+                for key, remote in answer.flags.items():
+                    if keys is None or key in keys:
+                        results[key] = remote
+        return did, results
+
+    def snapshot(
+        self, did: str | None, results: dict[str, FlagResult], groups: Mapping[str, Any] | None
+    ) -> FlagEvaluations:
+        groups_ = dict(groups or {})
+
+        def expose(result: FlagResult) -> None:
+            if did is not None:
+                self.expose(did, result.key, result, groups_, None)
+
+        return FlagEvaluations(did, results, expose)
+
+    # ---------------------------------------------------------------- exposure
+
+    def expose(
+        self,
+        did: str,
+        key: str,
+        result: FlagResult | None,
+        groups: Mapping[str, Any],
+        error: str | None,
+    ) -> None:
+        """``$feature_flag_called`` once per (distinct id, flag, value, groups)."""
+        value: FlagValue | None = None if result is None else result.get_value()
+        seen_key = (key, value, tuple(sorted((str(k), str(v)) for k, v in groups.items())))
+        with self._seen_lock:
+            seen = self._seen.get(did)
+            if seen is None:
+                while len(self._seen) >= _TRACKER_MAX_IDS:
+                    self._seen.popitem(last=False)  # oldest id first, never a full wipe
+                seen = self._seen[did] = set()
+            else:
+                self._seen.move_to_end(did)
+            if seen_key in seen:
+                return
+            seen.add(seen_key)
+        properties: dict[str, Any] = {
+            "$feature_flag": key,
+            "$feature_flag_response": value,
+            f"$feature/{key}": value,
+            "locally_evaluated": bool(result and result.locally_evaluated),
+        }
+        if result is not None:
+            for name, item in (
+                ("$feature_flag_payload", result.payload),
+                ("$feature_flag_id", result.id),
+                ("$feature_flag_version", result.version),
+                ("$feature_flag_reason", result.reason),
+                ("$feature_flag_request_id", result.request_id),
+            ):
+                if item is not None:
+                    properties[name] = item
+        if error:
+            properties["$feature_flag_error"] = error
+        self._client.enqueue(
+            Capture("$feature_flag_called", did, properties, groups=groups or None)
+        )
+
+    # ---------------------------------------------------------------- overrides
+
+    def set_person_overrides(self, properties: Mapping[str, Any]) -> None:
+        self._override_target()[0].update(properties)
+
+    def set_group_overrides(self, properties: Mapping[str, Mapping[str, Any]]) -> None:
+        groups = self._override_target()[1]
+        for name, values in properties.items():
+            groups.setdefault(name, {}).update(values)
+
+    def reset_person_overrides(self) -> None:
+        self._override_target()[0].clear()
+
+    def reset_group_overrides(self) -> None:
+        self._override_target()[1].clear()
+
+    def _override_target(self) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        if _current.get() is None:
+            return self._person_overrides, self._group_overrides
+        target = _context_overrides.get()
+        if target is None:
+            target = ({}, {})
+            _context_overrides.set(target)
+        return target
+
+
+def _local_result(
+    definitions: Definitions,
+    flag: CompiledFlag,
+    did: str,
+    groups: Mapping[str, Any],
+    person: Mapping[str, Any],
+    group_props: Mapping[str, Mapping[str, Any]],
+) -> FlagResult | None:
+    """The locally evaluated result, or ``None`` when only the server can decide."""
+    try:
+        value = definitions.evaluate_flag(flag, did, groups, person, group_props)
+    except Unresolved:
+        return None
+    except Exception:
+        logger.exception("local evaluation of %r failed", flag.key)
+        return None
+    payload_key = str(value).lower() if isinstance(value, bool) else value
+    payload = flag.payloads.get(payload_key) if value is not False else None
+    if isinstance(payload, str):
+        try:
+            payload = json.loads(payload)
+        except ValueError:
+            payload = None
+    return FlagResult(
+        key=flag.key,
+        enabled=value is not False,
+        variant=value if isinstance(value, str) else None,
+        payload=payload,
+        reason=LOCAL_REASON,
+        locally_evaluated=True,
+        id=flag.id,
+        version=flag.version,
+    )
