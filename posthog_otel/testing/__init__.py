@@ -5,6 +5,7 @@ yields a started ``FakePostHog``; give ``posthog_server.url`` to the client as `
 """
 
 from ._clock import FakeClock
+from ._flag_cache import InMemoryFlagDefinitionCache
 from ._server import FakePostHog, RecordedRequest
 
-__all__ = ["FakeClock", "FakePostHog", "RecordedRequest"]
+__all__ = ["FakeClock", "FakePostHog", "InMemoryFlagDefinitionCache", "RecordedRequest"]

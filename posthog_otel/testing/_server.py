@@ -331,6 +331,13 @@ class FakePostHog:
         return 200, definitions, etag
 
 
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
 def _normalize(path: str) -> str:
     path = urlsplit(path).path
     return path.rstrip("/") or "/"
@@ -455,6 +462,7 @@ def _make_handler(server: FakePostHog) -> type[BaseHTTPRequestHandler]:
                 elif path == "/flags":
                     body = _decode_body(raw, headers)
                     status, reply = server._handle_flags(body)
+                    payload = _json_or_none(body)
                 elif path in ("/flags/definitions", "/api/feature_flag/local_evaluation"):
                     status, reply, etag = server._handle_definitions(headers)
                     if etag:
