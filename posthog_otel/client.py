@@ -657,17 +657,58 @@ class Client:
             return None
 
     def get_feature_flag(
-        self, key: str, distinct_id: object = None, **options: Any
+        self,
+        key: str,
+        distinct_id: object = None,
+        *,
+        groups: Mapping[str, Any] | None = None,
+        person_properties: Mapping[str, Any] | None = None,
+        group_properties: Mapping[str, Mapping[str, Any]] | None = None,
+        only_evaluate_locally: bool = False,
+        force_remote: bool = False,
+        disable_geoip: bool | None = None,
+        send_feature_flag_events: bool = True,
     ) -> FlagValue | None:
         """The variant, ``True``/``False``, or ``None`` when unknown."""
-        result = self.get_feature_flag_result(key, distinct_id, **options)
+        result = self.get_feature_flag_result(
+            key,
+            distinct_id,
+            groups=groups,
+            person_properties=person_properties,
+            group_properties=group_properties,
+            only_evaluate_locally=only_evaluate_locally,
+            force_remote=force_remote,
+            disable_geoip=disable_geoip,
+            send_feature_flag_events=send_feature_flag_events,
+        )
         return None if result is None else result.get_value()
 
     def is_feature_enabled(
-        self, key: str, distinct_id: object = None, *, default_value: bool = False, **options: Any
+        self,
+        key: str,
+        distinct_id: object = None,
+        *,
+        default_value: bool = False,
+        groups: Mapping[str, Any] | None = None,
+        person_properties: Mapping[str, Any] | None = None,
+        group_properties: Mapping[str, Mapping[str, Any]] | None = None,
+        only_evaluate_locally: bool = False,
+        force_remote: bool = False,
+        disable_geoip: bool | None = None,
+        send_feature_flag_events: bool = True,
     ) -> bool:
         """Whether the flag is on (any variant counts); ``default_value`` when unknown."""
-        result = self.get_feature_flag_result(key, distinct_id, **options)
+        result = self.get_feature_flag_result(
+            key,
+            distinct_id,
+            groups=groups,
+            person_properties=person_properties,
+            group_properties=group_properties,
+            only_evaluate_locally=only_evaluate_locally,
+            force_remote=force_remote,
+            disable_geoip=disable_geoip,
+            send_feature_flag_events=send_feature_flag_events,
+        )
         return default_value if result is None else result.enabled
 
     feature_enabled = is_feature_enabled

@@ -30,14 +30,16 @@ Properties = Mapping[str, Any]
 _NOT_CACHED = object()
 
 
-@dataclass
 class _State:
     """One evaluation: its inputs and the values of the flags it depended on."""
 
-    definitions: Definitions
-    distinct_id: Any
-    device_id: Any
-    cache: dict[str, FlagValue | None] = field(default_factory=dict)
+    __slots__ = ("cache", "definitions", "device_id", "distinct_id")
+
+    def __init__(self, definitions: Definitions, distinct_id: Any, device_id: Any) -> None:
+        self.definitions = definitions
+        self.distinct_id = distinct_id
+        self.device_id = device_id
+        self.cache: dict[str, FlagValue | None] = {}
 
 
 Filter = Callable[[Properties, _State], bool]
@@ -69,6 +71,7 @@ class CompiledFlag:
     conditions: list[_Condition]
     variants: list[tuple[str, float, float]]
     payloads: Mapping[str, Any]
+    results: dict[Any, Any] = field(default_factory=dict)  # the service's per-value cache
 
     @property
     def id(self) -> Any:
@@ -257,7 +260,7 @@ class Definitions:
         if flag.super_conditions:
             # Early-access super conditions: posthog 7.91.1 ignores them; the server does not.
             raise Inconclusive(UNSUPPORTED_DEFINITION, "super conditions")
-        state = _State(self, distinct_id, device_id)
+        state = _State(self, distinct_id, device_id)  # cheap: four slots
         if flag.aggregation is not None:
             group_name = self.group_type_mapping.get(str(flag.aggregation))
             if not group_name:

@@ -10,7 +10,7 @@ compiled regexes, rendered strings) is computed here, not per evaluation.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from . import _values as v
@@ -228,12 +228,21 @@ def _dates(operator: str, value: Any) -> Callable[[Any], bool]:
     text = str(value)
     before = operator == "is_date_before"
     now = datetime.now(timezone.utc)
-    if v.relative_date(text, now) is not None:
+    relative = v.relative_parts(text)
+    if relative is not None and v.relative_date(text, now) is not None:
+        number, interval = relative
+        if interval in "hdw":
+            delta = timedelta(**{{"h": "hours", "d": "days", "w": "weeks"}[interval]: number})
 
-        def bound() -> datetime:
-            resolved = v.relative_date(text, datetime.now(timezone.utc))
-            assert resolved is not None
-            return resolved
+            def bound() -> datetime:
+                return datetime.now(timezone.utc) - delta
+
+        else:
+
+            def bound() -> datetime:
+                resolved = v.relative_date(text, datetime.now(timezone.utc))
+                assert resolved is not None
+                return resolved
 
     else:
         try:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ..client import Client
 
 LOCAL_REASON = "Evaluated locally"
+_EMPTY: dict[str, Any] = {}
 _TRACKER_MAX_IDS = 50_000
 
 # Overrides set inside an identity context apply to that context only.
@@ -66,6 +67,7 @@ class FlagsService:
                 cache_provider=cache_provider,
                 on_change=self._definitions_changed,
             )
+        self._first_load_done = False
         self._person_overrides: dict[str, Any] = {}
         self._group_overrides: dict[str, dict[str, Any]] = {}
         self._seen: OrderedDict[str, set[tuple[Any, ...]]] = OrderedDict()
@@ -78,10 +80,11 @@ class FlagsService:
         loader = self.loader
         if loader is None:
             return None
-        if wait:
-            loader.wait_loaded(self._initial_load_timeout)
-        else:
-            loader.start()
+        if not self._first_load_done:  # after the first load, no locks on this path
+            if wait:
+                self._first_load_done = loader.wait_loaded(self._initial_load_timeout)
+            else:
+                loader.start()
         return loader.definitions
 
     def _definitions_changed(
@@ -108,7 +111,9 @@ class FlagsService:
         groups: Mapping[str, Any] | None,
         person_properties: Mapping[str, Any] | None,
         group_properties: Mapping[str, Mapping[str, Any]] | None,
-    ) -> tuple[str | None, dict[str, Any], dict[str, Any], dict[str, dict[str, Any]]]:
+    ) -> tuple[str | None, Mapping[str, Any], Mapping[str, Any], Mapping[str, Mapping[str, Any]]]:
+        """Distinct id (argument, else identity context) and the evaluation inputs with
+        the property overrides merged under the call's own (which win)."""
         ctx = _current.get()
         if distinct_id is None or distinct_id == "":
             did = ctx.distinct_id if ctx is not None else None
@@ -116,8 +121,14 @@ class FlagsService:
             did = distinct_id if isinstance(distinct_id, str) else str(distinct_id)
         overrides = _context_overrides.get() if ctx is not None else None
         person_base, group_base = overrides or (self._person_overrides, self._group_overrides)
-        person = {**person_base, **(person_properties or {})}
-        group_map = dict(groups or {})
+        person: Mapping[str, Any] = (
+            {**person_base, **(person_properties or {})}
+            if person_base
+            else (person_properties or _EMPTY)  # read-only from here on: no copy needed
+        )
+        if not groups:
+            return did, _EMPTY, person, _EMPTY
+        group_map = dict(groups)
         group_props: dict[str, dict[str, Any]] = {}
         for name, key in group_map.items():
             group_props[name] = {
@@ -166,9 +177,9 @@ class FlagsService:
     def _remote(
         self,
         did: str,
-        groups: dict[str, Any],
-        person: dict[str, Any],
-        group_props: dict[str, dict[str, Any]],
+        groups: Mapping[str, Any],
+        person: Mapping[str, Any],
+        group_props: Mapping[str, Mapping[str, Any]],
         disable_geoip: bool | None,
         keys: list[str] | None,
     ) -> RemoteAnswer:
@@ -325,6 +336,14 @@ def _local_result(
     except Exception:
         logger.exception("local evaluation of %r failed", flag.key)
         return None
+    cached = flag.results.get(value)
+    if cached is None:
+        # A local result depends only on the flag and the value: build it once.
+        cached = flag.results[value] = _build_local_result(flag, value)
+    return cached
+
+
+def _build_local_result(flag: CompiledFlag, value: FlagValue) -> FlagResult:
     payload_key = str(value).lower() if isinstance(value, bool) else value
     payload = flag.payloads.get(payload_key) if value is not False else None
     if isinstance(payload, str):

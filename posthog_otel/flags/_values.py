@@ -173,14 +173,24 @@ def parse_datetime(value: str) -> datetime:
         text = text[:-1] + "+00:00"
     elif text.upper().endswith(" UTC"):
         text = text[:-4] + "+00:00"
-    elif _YEAR.fullmatch(text):
+    elif len(text) == 4 and _YEAR.fullmatch(text):
         today = datetime.now()
         return datetime(int(text), today.month, today.day)
-    return datetime.fromisoformat(_SPACED_OFFSET.sub(r"\1", text))
+    if " " in text:
+        text = _SPACED_OFFSET.sub(r"\1", text)
+    return datetime.fromisoformat(text)
 
 
 def aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+def relative_parts(value: str) -> tuple[int, str] | None:
+    """(number, interval letter) of a relative date such as ``-7d``, else ``None``."""
+    match = _RELATIVE.search(value)
+    if match is None:
+        return None
+    return int(match.group("number")), match.group("interval")
 
 
 def relative_date(value: str, now: datetime) -> datetime | None:
