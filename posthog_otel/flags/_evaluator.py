@@ -22,7 +22,7 @@ from ._errors import (
     NeedsServer,
     pick,
 )
-from ._hashing import bucket, holdout_bucket
+from ._hashing import bucket_with_prefix, holdout_bucket
 from ._operators import compile_property
 
 FlagValue = bool | str
@@ -72,6 +72,13 @@ class CompiledFlag:
     variants: list[tuple[str, float, float]]
     payloads: Mapping[str, Any]
     results: dict[Any, Any] = field(default_factory=dict)  # the service's per-value cache
+
+    @property
+    def hash_prefix(self) -> bytes:
+        return self._hash_prefix
+
+    def __post_init__(self) -> None:
+        self._hash_prefix = f"{self.key}.".encode()
 
     @property
     def id(self) -> Any:
@@ -342,7 +349,10 @@ class Definitions:
                 return None
             if condition.rollout is None:
                 return self._value(flag, condition, bucketing)
-        if condition.rollout is not None and bucket(flag.key, bucketing) > condition.rollout / 100:
+        if (
+            condition.rollout is not None
+            and bucket_with_prefix(flag.hash_prefix, bucketing) > condition.rollout / 100
+        ):
             return _OUT_OF_ROLLOUT
         return self._value(flag, condition, bucketing)
 
@@ -352,7 +362,7 @@ class Definitions:
         if override and any(key == override for key, _, _ in flag.variants):
             return override
         if flag.variants:
-            point = bucket(flag.key, bucketing, "variant")
+            point = bucket_with_prefix(flag.hash_prefix, bucketing, b"variant")
             for key, low, high in flag.variants:
                 if low <= point < high:
                     return key

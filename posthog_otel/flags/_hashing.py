@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import struct
 from hashlib import sha1
 
 _SCALE = float(0xFFFFFFFFFFFFFFF)  # 15 hex digits
+_FIRST_8_BYTES = struct.Struct(">Q").unpack_from
+_HOLDOUT_PREFIX = b"holdout-"
 
 
 def bucket(key: str, bucketing_value: object, salt: str = "") -> float:
-    """``int(sha1(f"{key}.{value}{salt}")[:15], 16) / (2**60 - 1)``: a number in [0, 1].
+    """``int(sha1(f"{key}.{value}{salt}")[:15], 16) / (2**60 - 1)``: a number in [0, 1]."""
+    return bucket_with_prefix(f"{key}.".encode(), bucketing_value, salt.encode())
 
-    The first 15 hex digits are the top 60 bits of the digest's first 8 bytes.
+
+def bucket_with_prefix(prefix: bytes, bucketing_value: object, salt: bytes = b"") -> float:
+    """``bucket`` with the ``"<key>."`` bytes prepared once per flag.
+
+    The first 15 hex digits of the digest are the top 60 bits of its first 8 bytes.
     """
-    digest = sha1(f"{key}.{bucketing_value}{salt}".encode()).digest()
-    return (int.from_bytes(digest[:8], "big") >> 4) / _SCALE
+    value = bucketing_value if isinstance(bucketing_value, str) else f"{bucketing_value}"
+    top_60_bits: int = _FIRST_8_BYTES(sha1(prefix + value.encode() + salt).digest())[0] >> 4
+    return top_60_bits / _SCALE
 
 
 def holdout_bucket(bucketing_value: object) -> float:
     """The holdout hash: the server hashes ``holdout-<value>`` (a dash, not a dot)."""
-    digest = sha1(f"holdout-{bucketing_value}".encode()).digest()
-    return (int.from_bytes(digest[:8], "big") >> 4) / _SCALE
+    return bucket_with_prefix(_HOLDOUT_PREFIX, bucketing_value)

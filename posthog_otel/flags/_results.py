@@ -24,7 +24,6 @@ class FlagResult:
     id: int | None = None
     version: int | None = None
     request_id: str | None = None
-    error: str | None = None  # why the value may be missing or stale ($feature_flag_error)
 
     def get_value(self) -> FlagValue:
         """The variant if there is one, else whether the flag is enabled."""
