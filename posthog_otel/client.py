@@ -8,6 +8,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from .export import BatchExporter, Clock, ExporterConfig, HttpTransport, SystemC
 from .export._serialize import format_timestamp
 from .flags._results import FlagEvaluations, FlagResult, FlagValue
 from .flags._service import FlagsService
+from .flags._worker import FlagsWorker
 from .messages import Alias, Capture, GroupIdentify, Identify, Message
 
 if TYPE_CHECKING:
@@ -141,7 +143,6 @@ class Client:
         self._closed = False
         self._accepting = False
         self._close_lock = threading.Lock()
-        self._warned_flags = False
 
         if debug:
             logger.setLevel("DEBUG")
@@ -169,6 +170,7 @@ class Client:
             on_error=self._on_error,
         )
         self._exporter_submit = self._exporter.submit
+        self._flags_worker = FlagsWorker(self._fetch_event_flags, self._deliver_completed)
         self._flags = FlagsService(
             self,
             self._transport,
@@ -236,6 +238,8 @@ class Client:
             if not self._accepting:
                 return self._refuse()
             if type(message) is Capture:
+                if message.send_feature_flags and message.flags is None:
+                    return self._capture_with_flags(message)
                 event = self._capture_event(message, _current.get())
             else:
                 event = self._other_event(message)
@@ -390,22 +394,49 @@ class Client:
             else normalize_uuid(given_uuid) or self._replace_uuid(given_uuid),
         }
 
+    def _capture_with_flags(self, message: Capture) -> str | None:
+        """``send_feature_flags=True``: flag properties from local evaluation on this
+        thread (microseconds, no request) when definitions are loaded; otherwise the
+        flags worker fetches them with one ``/flags`` call and queues the event."""
+        if self._flags.definitions(wait=False) is not None:
+            return self._submit(self._capture_event(message, _current.get()))
+        event = self._capture_event(replace(message, send_feature_flags=False), _current.get())
+        if event is None:
+            return None
+        groups = message.groups if isinstance(message.groups, Mapping) else {}
+        self._flags_worker.submit(event, event["distinct_id"], groups)
+        return event["uuid"]  # type: ignore[no-any-return]
+
+    def _fetch_event_flags(
+        self, distinct_id: str, groups: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """The flags worker's request: ``$feature/*`` properties from one ``/flags`` call."""
+        did, results = self._flags.evaluate(
+            distinct_id,
+            flag_keys=None,
+            groups=groups,
+            person_properties=None,
+            group_properties=None,
+            only_evaluate_locally=False,
+            force_remote=True,
+            disable_geoip=None,
+        )
+        return FlagEvaluations(did, results).event_properties() if results else None
+
+    def _deliver_completed(self, event: Event) -> None:
+        """A worker-completed event: ``before_send`` (on the worker), then the queue."""
+        if self._before_send:
+            event = self._run_before_send(event)  # type: ignore[assignment]
+            if event is None:
+                return
+        self._exporter_submit(event)
+
     def _flags_for_event(
         self, distinct_id: object, groups: Mapping[str, Any] | None
     ) -> FlagEvaluations | None:
-        """``send_feature_flags``: local evaluation on the caller's thread, no request.
-
-        When definitions are not loaded the event goes without flag properties (and one
-        warning says so); the flags worker that fetches them remotely comes later.
-        """
+        """``send_feature_flags`` with loaded definitions: local evaluation, no request."""
         definitions = self._flags.definitions(wait=False)
         if definitions is None:
-            if not self._warned_flags:
-                self._warned_flags = True
-                logger.warning(
-                    "send_feature_flags needs locally loaded flag definitions (a secret key); "
-                    "events are sent without $feature/* properties until they are loaded"
-                )
             return None
         did, results = self._flags.evaluate(
             distinct_id,
@@ -813,7 +844,10 @@ class Client:
         """Send everything queued before the call through one delivery cycle (with
         retries); ``True`` if all of it was delivered. ``timeout=0`` does not wait."""
         try:
-            return self._exporter.flush(timeout)
+            started = time.monotonic()
+            self._flags_worker.drain(timeout)
+            remaining = None if timeout is None else max(timeout - (time.monotonic() - started), 0)
+            return self._exporter.flush(remaining)
         except Exception:
             logger.exception("flush failed unexpectedly")
             return False
@@ -830,6 +864,7 @@ class Client:
             ).start()
             return False
         try:
+            self._flags_worker.close(timeout)
             self._flags.close()
         except Exception:
             logger.exception("closing the flag poller failed")
@@ -875,8 +910,6 @@ def _hook_name(hook: object) -> str:
 
 
 def _with_enqueued(snapshot: ClientStats, enqueued: int) -> ClientStats:
-    from dataclasses import replace
-
     return replace(snapshot, enqueued=enqueued)
 
 

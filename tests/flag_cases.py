@@ -296,6 +296,10 @@ def flag(rng: random.Random, key: str, earlier: list[str], earlier_defs: list) -
         filters["feature_enrollment"] = True
     if rng.random() < 0.05:
         filters["bucketing_identifier"] = "device_id"
+    if rng.random() < 0.03:
+        filters["super_groups"] = [
+            {"properties": [property_filter(rng)], "rollout_percentage": 100}
+        ]
     return {
         "id": len(earlier) + 1,
         "key": key,

@@ -363,3 +363,32 @@ def test_disabled_client_answers_defaults(flags_server, make_client):
     assert client.is_feature_enabled("beta-ui", "u1", default_value=True) is True
     assert client.evaluate_flags("u1").results == {}
     assert flags_server.requests == []
+
+
+def test_send_feature_flags_without_definitions_uses_the_flags_worker(flags_server, make_client):
+    client = make_client(host=flags_server.url)  # no secret key: no local definitions
+    flags_server.set_flags(
+        {"flags": {"beta-ui": remote_record("beta-ui"), "off": remote_record("off", False)}}
+    )
+    hold = flags_server.hold_next(path="/flags")
+    returned = client.capture("purchase", "u1", send_feature_flags=True)
+    returned2 = client.capture("purchase", "u1", send_feature_flags=True)
+    assert returned and returned2  # the caller did not wait for /flags
+    hold.set()
+    assert client.flush(5)
+    events = [e for e in flags_server.events if e["event"] == "purchase"]
+    assert [e["uuid"] for e in events] == [returned, returned2]
+    for event in events:
+        assert event["properties"]["$feature/beta-ui"] is True
+        assert event["properties"]["$feature/off"] is False
+        assert event["properties"]["$active_feature_flags"] == ["beta-ui"]
+    assert len(flag_requests(flags_server)) == 1  # shared by both events
+
+
+def test_send_feature_flags_when_flags_fail_still_sends(flags_server, make_client):
+    client = make_client(host=flags_server.url)
+    flags_server.fail_next(1, 500, path="/flags")
+    assert client.capture("purchase", "u1", send_feature_flags=True)
+    assert client.flush(5)
+    (event,) = [e for e in flags_server.events if e["event"] == "purchase"]
+    assert "$active_feature_flags" not in event["properties"]

@@ -70,18 +70,20 @@ def deliberately_inconclusive(defs, key, inputs) -> bool:
 
 def test_local_evaluation_agrees_with_posthog(reference):
     disagreements = []
-    compared = decided = 0
+    compared = decided = deliberate = 0
     for defs, key, inputs in cases(seed=20261126, count=CASES):
         expected = theirs(reference, defs, key, inputs)
         actual = ours(defs, key, inputs)
         if deliberately_inconclusive(defs, key, inputs):
-            assert expected is False and actual == INCONCLUSIVE, (key, defs, inputs)
+            # posthog answers without being able to know; we ask the server instead.
+            assert actual == INCONCLUSIVE, (key, defs, inputs)
+            deliberate += expected != INCONCLUSIVE
             continue
         compared += 1
         decided += expected != INCONCLUSIVE
         if expected != actual or type(expected) is not type(actual):
             disagreements.append((expected, actual, key, defs, inputs))
-    assert compared >= 10_000
+    assert compared >= 10_000 and deliberate >= 100
     assert decided >= compared // 4, "too few decidable cases to mean anything"
     assert not disagreements, f"{len(disagreements)} disagreements, first: {disagreements[0]}"
 
