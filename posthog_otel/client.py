@@ -183,6 +183,7 @@ class Client:
             cache_provider=flag_definition_cache_provider,  # type: ignore[arg-type]
             disable_geoip=self._disable_geoip,
             clock=_clock or SystemClock(),
+            result_cache_ttl=flag_result_cache_ttl,
         )
         self._update_accepting()
         if _exit_hook:  # an owner that closes the client itself (the span exporter) opts out
@@ -290,6 +291,21 @@ class Client:
             if not self._accepting:
                 return self._refuse()
             return self._submit(self._capture_event(message, ctx))
+        except Exception:
+            logger.exception("capture failed unexpectedly; the event was dropped")
+            self._stats.drop("invalid", 1, " (internal error)")
+            return None
+
+    def _enqueue_minimal(self, message: Capture, keep: frozenset[str]) -> str | None:
+        """A capture whose properties are cut down to ``keep`` (minimal flag events):
+        super properties, context properties and anything else are left out."""
+        try:
+            if not self._accepting:
+                return self._refuse()
+            event = self._capture_event(message, _current.get())
+            if event is not None:
+                event["properties"] = {k: v for k, v in event["properties"].items() if k in keep}
+            return self._submit(event)
         except Exception:
             logger.exception("capture failed unexpectedly; the event was dropped")
             self._stats.drop("invalid", 1, " (internal error)")

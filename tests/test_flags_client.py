@@ -392,3 +392,82 @@ def test_send_feature_flags_when_flags_fail_still_sends(flags_server, make_clien
     assert client.flush(5)
     (event,) = [e for e in flags_server.events if e["event"] == "purchase"]
     assert "$active_feature_flags" not in event["properties"]
+
+
+def test_minimal_flag_called_events(make_client):
+    plain = {**BETA, "key": "plain"}
+    no_experiment = {**BETA, "key": "no-exp", "has_experiment": False}
+    with_experiment = {**BETA, "key": "exp", "has_experiment": True}
+    definitions = {
+        "flags": [plain, no_experiment, with_experiment],
+        "group_type_mapping": {},
+        "cohorts": {},
+        "minimal_flag_called_events": True,
+    }
+    with FakePostHog(flag_definitions=definitions) as server:
+        client = make_client(
+            host=server.url, secret_key=SECRET, super_properties={"team": "growth"}
+        )
+        pro = {"plan": "pro"}
+        for key in ("plain", "no-exp", "exp"):
+            client.get_feature_flag(key, "u1", person_properties=pro)
+        client.reload_feature_flags()  # a 304 keeps the gate with the definitions
+        client.get_feature_flag("no-exp", "u2", person_properties=pro)
+        client.flush(5)
+        by_key = {
+            (e["distinct_id"], e["properties"]["$feature_flag"]): e["properties"]
+            for e in called_events(server)
+        }
+        assert by_key[("u1", "plain")]["team"] == "growth"  # has_experiment unknown: full
+        assert by_key[("u1", "exp")]["team"] == "growth"
+        assert by_key[("u1", "exp")]["$feature_flag_has_experiment"] is True
+        for did in ("u1", "u2"):
+            minimal = by_key[(did, "no-exp")]
+            assert "team" not in minimal and "$feature/no-exp" not in minimal
+            assert "$feature_flag_payload" not in minimal
+            assert minimal["$feature_flag_response"] is True
+            assert minimal["$feature_flag_has_experiment"] is False
+            assert minimal["$lib"] == "posthog-otel"
+        statuses = [r.status for r in server.requests if r.path == "/flags/definitions"]
+        assert statuses == [200, 304]
+
+
+def test_minimal_events_from_a_remote_gate(flags_server, make_client):
+    client = make_client(host=flags_server.url, super_properties={"team": "growth"})
+    record = remote_record("beta-ui")
+    record["metadata"]["has_experiment"] = False
+    flags_server.set_flags({"flags": {"beta-ui": record}, "minimalFlagCalledEvents": True})
+    client.get_feature_flag("beta-ui", "u1")
+    client.flush(5)
+    (event,) = called_events(flags_server)
+    assert "team" not in event["properties"]
+    assert event["properties"]["$feature_flag_request_id"]
+
+
+def test_opt_in_result_cache(flags_server, make_client):
+    from posthog_otel.testing import FakeClock
+
+    clock = FakeClock()
+    client = make_client(host=flags_server.url, flag_result_cache_ttl=60, _clock=clock)
+    flags_server.set_flags({"flags": {"beta-ui": remote_record("beta-ui", payload='{"c": 1}')}})
+    assert client.get_feature_flag("beta-ui", "u1") is True
+    assert client.get_feature_flag("beta-ui", "u1") is True
+    assert client.get_feature_flag_payload("beta-ui", "u1") == {"c": 1}
+    assert len(flag_requests(flags_server)) == 1  # later reads come from memory
+    assert client.get_feature_flag("beta-ui", "u2") is True  # another person: a request
+    assert len(flag_requests(flags_server)) == 2
+    clock.advance(61)
+    assert client.get_feature_flag("beta-ui", "u1") is True  # expired: asked again
+    assert len(flag_requests(flags_server)) == 3
+    flags_server.fail_next(1, 500, path="/flags")
+    clock.advance(61)
+    assert client.get_feature_flag("beta-ui", "u1") is None  # an error is not cached
+    assert client.get_feature_flag("beta-ui", "u1") is True
+
+
+def test_no_result_cache_by_default(flags_server, make_client):
+    client = make_client(host=flags_server.url)
+    flags_server.set_flags({"flags": {"beta-ui": remote_record("beta-ui")}})
+    client.get_feature_flag("beta-ui", "u1")
+    client.get_feature_flag("beta-ui", "u1")
+    assert len(flag_requests(flags_server)) == 2

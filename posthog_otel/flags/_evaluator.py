@@ -95,6 +95,7 @@ class Definitions:
     def __init__(self, payload: Mapping[str, Any]) -> None:
         version = payload.get("property_matching_version", 1)
         self.matching_version = version
+        self.minimal_flag_called_events = payload.get("minimal_flag_called_events") is True
         self.group_type_mapping: Mapping[str, str] = payload.get("group_type_mapping") or {}
         self.cohorts: Mapping[str, Any] = payload.get("cohorts") or {}
         self._cohort_matchers: dict[str, Filter] = {}

@@ -8,6 +8,7 @@ status is final. Errors are returned as codes, never raised into the caller.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from .._log import logger
 from ..export._clock import Clock
 from ..export._transport import HttpTransport, TransportError
-from ._results import FlagResult
+from ._results import FlagResult, attach_exposure_info
 
 
 @dataclass
@@ -126,16 +127,20 @@ def parse_flags_response(data: Mapping[str, Any]) -> RemoteAnswer:
             reason = record.get("reason") or {}
             enabled = bool(record.get("enabled"))
             variant = record.get("variant")
-            answer.flags[key] = FlagResult(
-                key=key,
-                enabled=enabled,
-                variant=variant if isinstance(variant, str) and enabled else None,
-                payload=_decode_payload(metadata.get("payload")) if enabled else None,
-                reason=reason.get("code"),
-                locally_evaluated=False,
-                id=metadata.get("id"),
-                version=metadata.get("version"),
-                request_id=answer.request_id,
+            answer.flags[key] = attach_exposure_info(
+                FlagResult(
+                    key=key,
+                    enabled=enabled,
+                    variant=variant if isinstance(variant, str) and enabled else None,
+                    payload=_decode_payload(metadata.get("payload")) if enabled else None,
+                    reason=reason.get("code"),
+                    locally_evaluated=False,
+                    id=metadata.get("id"),
+                    version=metadata.get("version"),
+                    request_id=answer.request_id,
+                ),
+                answer.minimal_flag_called_events,
+                metadata.get("has_experiment"),
             )
         return answer
     values = data.get("featureFlags") or {}
@@ -165,3 +170,59 @@ def _decode_payload(payload: Any) -> Any:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(name)
+
+
+class ResultCache:
+    """Opt-in (``flag_result_cache_ttl``): remote results served from memory for
+    ``ttl`` seconds per (distinct id, groups, properties), so repeated reads send no
+    request (contract FFC). Only complete answers are stored: an error or a quota-limited
+    answer keeps what was cached before. Cleared when definitions change and on close."""
+
+    def __init__(self, ttl: float, clock: Clock) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[bytes, tuple[float, dict[str, FlagResult]]] = {}
+
+    @staticmethod
+    def key(
+        distinct_id: str,
+        groups: Mapping[str, Any],
+        person: Mapping[str, Any],
+        group_properties: Mapping[str, Mapping[str, Any]],
+    ) -> bytes:
+        import orjson
+
+        from ..export._serialize import clean
+
+        return orjson.dumps(
+            clean([distinct_id, groups, person, group_properties], set()),
+            option=orjson.OPT_SORT_KEYS,
+        )
+
+    def get(self, key: bytes | None, flag: str) -> FlagResult | None:
+        if key is None:
+            return None
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is None or self._clock.monotonic() - entry[0] > self._ttl:
+            return None
+        return entry[1].get(flag)
+
+    def put(self, key: bytes | None, flags: Mapping[str, FlagResult]) -> None:
+        if key is None:
+            return
+        now = self._clock.monotonic()
+        with self._lock:
+            if len(self._entries) >= 10_000:  # bounded: drop what has expired, else the oldest
+                self._entries = {
+                    k: v for k, v in self._entries.items() if now - v[0] <= self._ttl
+                } or dict(list(self._entries.items())[5_000:])
+            entry = self._entries.get(key)
+            merged = dict(entry[1]) if entry and now - entry[0] <= self._ttl else {}
+            merged.update(flags)
+            self._entries[key] = (now, merged)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()

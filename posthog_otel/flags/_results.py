@@ -30,6 +30,19 @@ class FlagResult:
         return self.variant if self.variant is not None else self.enabled
 
 
+def attach_exposure_info(result: FlagResult, minimal_gate: bool, has_experiment: Any) -> FlagResult:
+    """Remember, with the result, what its ``$feature_flag_called`` event needs: the
+    server's minimal-event gate and ``has_experiment``, as they were when the result was
+    produced (FFT-09). Private: not a field, not compared, not shown."""
+    object.__setattr__(result, "_exposure_info", (minimal_gate, has_experiment))
+    return result
+
+
+def exposure_info(result: FlagResult) -> tuple[bool, Any]:
+    info: tuple[bool, Any] = getattr(result, "_exposure_info", (False, None))
+    return info
+
+
 Exposure = Callable[[FlagResult], None]
 
 

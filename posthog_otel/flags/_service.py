@@ -18,13 +18,52 @@ from ..messages import Capture
 from ._errors import Unresolved
 from ._evaluator import CompiledFlag, Definitions
 from ._loader import DefinitionsLoader, FlagDefinitionCacheProvider
-from ._remote import RemoteAnswer, RemoteFlags
-from ._results import FlagEvaluations, FlagResult, FlagValue
+from ._remote import RemoteAnswer, RemoteFlags, ResultCache
+from ._results import (
+    FlagEvaluations,
+    FlagResult,
+    FlagValue,
+    attach_exposure_info,
+    exposure_info,
+)
 
 if TYPE_CHECKING:
     from ..client import Client
 
 LOCAL_REASON = "Evaluated locally"
+# What a minimal $feature_flag_called keeps (FFT-08) when the server asks for minimal
+# events and the flag is known to have no experiment.
+MINIMAL_EVENT_PROPERTIES = frozenset(
+    {
+        "$feature_flag",
+        "$feature_flag_response",
+        "$feature_flag_has_experiment",
+        "$feature_flag_id",
+        "$feature_flag_version",
+        "$feature_flag_reason",
+        "$feature_flag_request_id",
+        "$feature_flag_evaluated_at",
+        "$feature_flag_error",
+        "locally_evaluated",
+        "$groups",
+        "$process_person_profile",
+        "$session_id",
+        "$lib",
+        "$lib_version",
+        "$is_server",
+        "$geoip_disable",
+        "$referring_domain",
+        "utm_source",
+        "utm_medium",
+        "utm_campaign",
+        "utm_content",
+        "utm_term",
+        "gad_source",
+        "mc_cid",
+        "gclid",
+        "fbclid",
+    }
+)
 _EMPTY: dict[str, Any] = {}
 _TRACKER_MAX_IDS = 50_000
 
@@ -49,6 +88,7 @@ class FlagsService:
         cache_provider: FlagDefinitionCacheProvider | None,
         disable_geoip: bool,
         clock: Clock,
+        result_cache_ttl: float | None = None,
     ) -> None:
         self._client = client
         self._initial_load_timeout = initial_load_timeout
@@ -68,6 +108,7 @@ class FlagsService:
                 on_change=self._definitions_changed,
             )
         self._first_load_done = False
+        self.cache = ResultCache(result_cache_ttl, clock) if result_cache_ttl else None
         self._person_overrides: dict[str, Any] = {}
         self._group_overrides: dict[str, dict[str, Any]] = {}
         self._seen: OrderedDict[str, set[tuple[Any, ...]]] = OrderedDict()
@@ -92,6 +133,8 @@ class FlagsService:
     ) -> None:
         with self._seen_lock:
             self._seen.clear()  # flag state changed: exposures may differ now (FFT-04)
+        if self.cache is not None:
+            self.cache.clear()
 
     def reload(self) -> None:
         if self.loader is not None:
@@ -100,6 +143,8 @@ class FlagsService:
     def close(self) -> None:
         if self.loader is not None:
             self.loader.close()
+        if self.cache is not None:
+            self.cache.clear()
         with self._seen_lock:
             self._seen.clear()
 
@@ -165,11 +210,19 @@ class FlagsService:
             flag = definitions.flags[key]
             result = _local_result(definitions, flag, did, groups_, person, group_props)
         if result is None and not only_evaluate_locally:
+            cache, cache_key = self.cache, None
+            if cache is not None:
+                cache_key = cache.key(did, groups_, person, group_props)
+                cached = cache.get(cache_key, key)
+            if cache is not None and cached is not None:
+                return cached  # served from the opt-in cache: no request, already exposed
             answer = self._remote(did, groups_, person, group_props, disable_geoip, [key])
             result = answer.flags.get(key)
             error = answer.error or (None if result is not None else "flag_missing")
             if answer.errors_while_computing:
                 error = ",".join(e for e in ("errors_while_computing_flags", error) if e)
+            if cache is not None and answer.error is None:
+                cache.put(cache_key, answer.flags)
         if send_events and (result is not None or error is not None):
             self.expose(did, key, result, groups_, error)
         return result
@@ -290,9 +343,14 @@ class FlagsService:
                     properties[name] = item
         if error:
             properties["$feature_flag_error"] = error
-        self._client.enqueue(
-            Capture("$feature_flag_called", did, properties, groups=groups or None)
-        )
+        minimal, has_experiment = (False, None) if result is None else exposure_info(result)
+        if isinstance(has_experiment, bool):
+            properties["$feature_flag_has_experiment"] = has_experiment
+        message = Capture("$feature_flag_called", did, properties, groups=groups or None)
+        if minimal and has_experiment is False:
+            self._client._enqueue_minimal(message, MINIMAL_EVENT_PROPERTIES)
+        else:
+            self._client.enqueue(message)
 
     # ---------------------------------------------------------------- overrides
 
@@ -339,7 +397,11 @@ def _local_result(
     cached = flag.results.get(value)
     if cached is None:
         # A local result depends only on the flag and the value: build it once.
-        cached = flag.results[value] = _build_local_result(flag, value)
+        cached = flag.results[value] = attach_exposure_info(
+            _build_local_result(flag, value),
+            definitions.minimal_flag_called_events,
+            flag.definition.get("has_experiment"),
+        )
     return cached
 
 
