@@ -395,6 +395,11 @@ class Client:
         if snapshot is not None or message.send_feature_flags:
             if not isinstance(snapshot, FlagEvaluations):
                 snapshot = self._flags_for_event(distinct_id, groups)
+            elif message.send_feature_flags:
+                self._stats.warner.warn(
+                    "flags_and_send_feature_flags",
+                    "capture(flags=..., send_feature_flags=True): the snapshot wins",
+                )
             if snapshot is not None:
                 for flag_property, value in snapshot.event_properties().items():
                     properties.setdefault(flag_property, value)

@@ -313,12 +313,37 @@ def test_evaluate_flags_snapshot(flags_server, flags_client):
     flags_client.capture("checkout", "u1", {"$feature/beta-ui": "caller wins"}, flags=accessed)
     flags_client.flush(5)
     called = called_events(flags_server)
-    assert [e["properties"]["$feature_flag"] for e in called] == ["beta-ui", "remote-only"]
+    assert [e["properties"]["$feature_flag"] for e in called] == ["beta-ui", "nope", "remote-only"]
+    assert called[1]["properties"]["$feature_flag_error"] == "flag_missing"  # EVF-13
+    assert called[1]["properties"]["$feature_flag_response"] is None
     checkout = next(e for e in flags_server.events if e["event"] == "checkout")
     assert checkout["properties"]["$feature/beta-ui"] == "caller wins"
     assert checkout["properties"]["$feature/remote-only"] == "v"
     assert checkout["properties"]["$active_feature_flags"] == ["beta-ui", "remote-only"]
     assert flags_client.evaluate_flags("u1", flag_keys=[]).results == {}
+
+
+def test_snapshot_filters(flags_server, flags_client, caplog):
+    snapshot = flags_client.evaluate_flags("u1", person_properties={"plan": "pro"})
+    assert snapshot.only_accessed().results == {}  # nothing read yet: empty, not everything
+    only = snapshot.only(["beta-ui", "unknown"])
+    assert sorted(only.results) == ["beta-ui"] and "unknown" in caplog.text
+    assert only.get_flag("split") is None  # filtered snapshots do not report flag_missing
+    only.is_enabled("beta-ui")
+    assert snapshot.only_accessed().results == {}  # the parent's tracking is its own
+    flags_client.flush(5)
+    assert [e["properties"]["$feature_flag"] for e in called_events(flags_server)] == ["beta-ui"]
+
+
+def test_local_values_are_not_replaced_by_remote_ones(flags_server, flags_client):
+    flags_server.set_flags(
+        {"flags": {"split": remote_record("split", variant="remote"), "x": remote_record("x")}}
+    )
+    snapshot = flags_client.evaluate_flags("u1", flag_keys=["split", "x"])
+    (request,) = flag_requests(flags_server)
+    assert request.json["flag_keys_to_evaluate"] == ["split", "x"]  # the original keys
+    assert snapshot.results["split"].locally_evaluated  # EVF-04
+    assert snapshot.get_flag("x") is True
 
 
 def test_send_feature_flags_uses_local_definitions(flags_server, flags_client):

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._log import logger
+
 FlagValue = bool | str
 
 
@@ -43,7 +45,7 @@ def exposure_info(result: FlagResult) -> tuple[bool, Any]:
     return info
 
 
-Exposure = Callable[[FlagResult], None]
+Exposure = Callable[[str, "FlagResult | None"], None]
 
 
 @dataclass(frozen=True)
@@ -58,17 +60,21 @@ class FlagEvaluations:
     distinct_id: str | None
     results: Mapping[str, FlagResult]
     _expose: Exposure | None = field(default=None, repr=False, compare=False)
+    _filtered: bool = field(default=False, repr=False, compare=False)
     _accessed: set[str] = field(default_factory=set, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def _read(self, key: str) -> FlagResult | None:
+        """Record the access and send ``$feature_flag_called`` once (``flag_missing``
+        for a key an original snapshot does not hold)."""
         result = self.results.get(key)
-        if result is not None:
-            with self._lock:
-                first = key not in self._accessed
-                self._accessed.add(key)
-            if first and self._expose is not None:
-                self._expose(result)
+        if result is None and self._filtered:
+            return None
+        with self._lock:
+            first = key not in self._accessed
+            self._accessed.add(key)
+        if first and self._expose is not None:
+            self._expose(key, result)
         return result
 
     def is_enabled(self, key: str, default_value: bool = False) -> bool:
@@ -84,18 +90,25 @@ class FlagEvaluations:
         return None if result is None else result.payload
 
     def only(self, keys: Iterable[str]) -> FlagEvaluations:
-        """A snapshot restricted to ``keys``."""
+        """A snapshot restricted to ``keys`` (unknown keys are left out, with a warning)."""
         wanted = set(keys)
+        unknown = wanted.difference(self.results)
+        if unknown:
+            logger.warning(
+                "FlagEvaluations.only: no such flags in the snapshot: %s", sorted(unknown)
+            )
         return FlagEvaluations(
             self.distinct_id,
             {k: r for k, r in self.results.items() if k in wanted},
             self._expose,
+            True,
         )
 
     def only_accessed(self) -> FlagEvaluations:
-        """A snapshot of the flags read so far (what the code branched on)."""
+        """A snapshot of the flags read so far (what the code branched on); empty before
+        any read."""
         with self._lock:
-            accessed = set(self._accessed)
+            accessed = self._accessed.intersection(self.results)
         return self.only(accessed)
 
     @property

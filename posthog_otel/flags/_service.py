@@ -286,7 +286,8 @@ class FlagsService:
             answer = self._remote(did, groups_, person, group_props, disable_geoip, scope)
             if answer.error is None:
                 for key, remote in answer.flags.items():
-                    if keys is None or key in keys:
+                    # A locally resolved value is never replaced by the remote one (EVF-04).
+                    if (keys is None or key in keys) and key not in results:
                         results[key] = remote
         return did, results
 
@@ -295,9 +296,9 @@ class FlagsService:
     ) -> FlagEvaluations:
         groups_ = dict(groups or {})
 
-        def expose(result: FlagResult) -> None:
+        def expose(key: str, result: FlagResult | None) -> None:
             if did is not None:
-                self.expose(did, result.key, result, groups_, None)
+                self.expose(did, key, result, groups_, None if result else "flag_missing")
 
         return FlagEvaluations(did, results, expose)
 
