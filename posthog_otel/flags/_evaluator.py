@@ -71,6 +71,7 @@ class CompiledFlag:
     conditions: list[_Condition]
     variants: list[tuple[str, float, float]]
     payloads: Mapping[str, Any]
+    needs_state: bool = False  # has cohort or dependency filters
     results: dict[Any, Any] = field(default_factory=dict)  # the service's per-value cache
 
     @property
@@ -99,6 +100,7 @@ class Definitions:
         self.group_type_mapping: Mapping[str, str] = payload.get("group_type_mapping") or {}
         self.cohorts: Mapping[str, Any] = payload.get("cohorts") or {}
         self._cohort_matchers: dict[str, Filter] = {}
+        self._no_state = _State(self, None, None)
         self.raw_flags: list[Mapping[str, Any]] = list(payload.get("flags") or [])
         self.flags: dict[str, CompiledFlag] = {}
         for raw in self.raw_flags:
@@ -152,6 +154,11 @@ class Definitions:
             ],
             variants=variants,
             payloads=filters.get("payloads") or {},
+            needs_state=any(
+                isinstance(p, Mapping) and p.get("type") in ("cohort", "flag")
+                for condition in filters.get("groups") or []
+                for p in condition.get("properties") or []
+            ),
         )
 
     def _compile_filter(self, prop: Mapping[str, Any]) -> Filter:
@@ -268,7 +275,8 @@ class Definitions:
         if flag.super_conditions:
             # Early-access super conditions: posthog 7.91.1 ignores them; the server does not.
             raise Inconclusive(UNSUPPORTED_DEFINITION, "super conditions")
-        state = _State(self, distinct_id, device_id)  # cheap: four slots
+        # Only cohort and dependency filters use the state; most flags share a dummy one.
+        state = _State(self, distinct_id, device_id) if flag.needs_state else self._no_state
         if flag.aggregation is not None:
             group_name = self.group_type_mapping.get(str(flag.aggregation))
             if not group_name:
@@ -279,7 +287,8 @@ class Definitions:
             if group_name not in group_properties:
                 raise Inconclusive(MISSING_CONTEXT, "group properties not passed")
             group_key = groups[group_name]
-            state.distinct_id = group_key
+            if flag.needs_state:
+                state.distinct_id = group_key
             return self._match(
                 flag, group_properties[group_name], state, group_key, groups, group_properties
             )
@@ -350,9 +359,12 @@ class Definitions:
                 return None
             if condition.rollout is None:
                 return self._value(flag, condition, bucketing)
+        rollout = condition.rollout
+        # A bucket is at most 1.0, so a rollout of 100 % or more needs no hash.
         if (
-            condition.rollout is not None
-            and bucket_with_prefix(flag.hash_prefix, bucketing) > condition.rollout / 100
+            rollout is not None
+            and rollout < 100
+            and bucket_with_prefix(flag.hash_prefix, bucketing) > rollout / 100
         ):
             return _OUT_OF_ROLLOUT
         return self._value(flag, condition, bucketing)

@@ -248,8 +248,20 @@ def date_of(value: Any) -> date | datetime:
     if isinstance(value, date):
         return value
     if isinstance(value, str):
-        try:
-            return aware(parse_datetime(value))
-        except Exception:
-            raise Inconclusive(MISSING_CONTEXT, "not a date") from None
+        parsed = _parsed_dates.get(value)
+        if parsed is None:
+            try:
+                parsed = aware(parse_datetime(value))
+            except Exception:
+                raise Inconclusive(MISSING_CONTEXT, "not a date") from None
+            if len(value.strip()) != 4:  # a bare year depends on today: never memoized
+                if len(_parsed_dates) >= _PARSED_DATES_MAX:
+                    _parsed_dates.clear()
+                _parsed_dates[value] = parsed
+        return parsed
     raise Inconclusive(MISSING_CONTEXT, "not a date")
+
+
+# A person's date properties come back call after call: parse each string once.
+_PARSED_DATES_MAX = 4096
+_parsed_dates: dict[str, datetime] = {}
