@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .flags import FlagEvaluations, FlagResult
     from .logging import PostHogHandler
     from .messages import Alias, Capture, GroupIdentify, Groups, Identify, Properties
+    from .openfeature import PostHogProvider
     from .otel import PostHogSpanExporter
     from .structlog import PostHogProcessor
 
@@ -35,6 +36,7 @@ __all__ = [
     "Identify",
     "PostHogHandler",
     "PostHogProcessor",
+    "PostHogProvider",
     "PostHogSpanExporter",
     "Properties",
     "__version__",
@@ -58,6 +60,7 @@ _LAZY = {
     "PostHogHandler": ".logging",
     "PostHogProcessor": ".structlog",
     "PostHogSpanExporter": ".otel",
+    "PostHogProvider": ".openfeature",
 }
 
 

@@ -267,8 +267,14 @@ class Definitions:
         person_properties: Properties,
         group_properties: Mapping[str, Properties],
         device_id: Any = None,
+        trace: list[Any] | None = None,
     ) -> FlagValue:
+        """As ``evaluate``; ``trace``, when given, receives how the value was decided:
+        ``"inactive"``, ``"enrollment"``, ``"holdout"``, ``("condition", index)`` or
+        ``"no_match"`` (for OpenFeature reasons)."""
         if not flag.active:
+            if trace is not None:
+                trace.append("inactive")
             return False
         if flag.continuity:
             raise Inconclusive(EXPERIENCE_CONTINUITY, "experience continuity")
@@ -290,7 +296,13 @@ class Definitions:
             if flag.needs_state:
                 state.distinct_id = group_key
             return self._match(
-                flag, group_properties[group_name], state, group_key, groups, group_properties
+                flag,
+                group_properties[group_name],
+                state,
+                group_key,
+                groups,
+                group_properties,
+                trace,
             )
         if flag.device_bucketing:
             if not device_id:
@@ -298,7 +310,9 @@ class Definitions:
             bucketing: Any = device_id
         else:
             bucketing = distinct_id
-        return self._match(flag, person_properties, state, bucketing, groups, group_properties)
+        return self._match(
+            flag, person_properties, state, bucketing, groups, group_properties, trace
+        )
 
     def _match(
         self,
@@ -308,15 +322,20 @@ class Definitions:
         bucketing: Any,
         groups: Mapping[str, Any],
         group_properties: Mapping[str, Properties],
+        trace: list[Any] | None = None,
     ) -> FlagValue:
         if flag.enrollment:
+            if trace is not None:
+                trace.append("enrollment")
             return _enrollment(flag, properties)
         if flag.holdout is not None:
             percentage, holdout_id = flag.holdout
             if percentage == 100.0 or holdout_bucket(bucketing) <= percentage / 100:
+                if trace is not None:
+                    trace.append("holdout")
                 return f"holdout-{holdout_id}"
         reason: str | None = None
-        for condition in flag.conditions:
+        for index, condition in enumerate(flag.conditions):
             try:
                 outcome = self._condition(
                     flag, condition, properties, state, bucketing, groups, group_properties
@@ -329,9 +348,13 @@ class Definitions:
                     break
                 continue
             if outcome is not None:
+                if trace is not None:
+                    trace.append(("condition", index))
                 return cast(FlagValue, outcome)
         if reason is not None:
             raise Inconclusive(reason, "no condition could be decided")
+        if trace is not None:
+            trace.append("no_match")
         return False
 
     def _condition(

@@ -65,6 +65,7 @@ class DefinitionsLoader:
         clock: Clock,
         cache_provider: FlagDefinitionCacheProvider | None = None,
         on_change: Callable[[Definitions | None, Definitions | None], None] | None = None,
+        on_refreshed: Callable[[bool], None] | None = None,
     ) -> None:
         self._transport = transport
         self._api_key = api_key
@@ -73,6 +74,7 @@ class DefinitionsLoader:
         self._clock = clock
         self._provider = cache_provider
         self._on_change = on_change
+        self._on_refreshed = on_refreshed  # told whether each refresh from PostHog worked
         self.definitions: Definitions | None = None
         self.etag: str | None = None
         self.requests = 0
@@ -172,6 +174,15 @@ class DefinitionsLoader:
         self._install(data)
 
     def _fetch(self) -> None:
+        ok = self._fetch_once()
+        if self._on_refreshed is not None:
+            try:
+                self._on_refreshed(ok)
+            except Exception:
+                logger.exception("flag definitions refresh callback failed")
+
+    def _fetch_once(self) -> bool:
+        """One request; ``True`` when PostHog answered with usable definitions (or 304)."""
         headers = {"Authorization": f"Bearer {self._secret_key}"}
         if self.etag:
             headers["If-None-Match"] = self.etag
@@ -187,12 +198,12 @@ class DefinitionsLoader:
         except TransportError as exc:
             logger.warning("flag definitions refresh failed (%s); keeping the last good set", exc)
             self._next_wait = self.poll_interval
-            return
+            return False
         status = response.status
         if status == 304:
             self.etag = response.headers.get("etag") or self.etag
             self._next_wait = self.poll_interval
-            return
+            return True
         if status in (401, 403):
             logger.error(
                 "flag definitions refused (%d): check the secret key; local evaluation is off "
@@ -201,29 +212,29 @@ class DefinitionsLoader:
             )
             self._clear()
             self._next_wait = min(self.poll_interval * _AUTH_BACKOFF_FACTOR, _AUTH_BACKOFF_MAX)
-            return
+            return False
         if status == 402:
             logger.warning("flag definitions: quota exceeded (402); local evaluation is off")
             self._clear()
             self._next_wait = self.poll_interval
-            return
+            return False
         self._next_wait = self.poll_interval
         if status != 200:
             logger.warning(
                 "flag definitions refresh failed (HTTP %d); keeping the last good set", status
             )
-            return
+            return False
         try:
             data = json.loads(response.content)
         except ValueError:
             logger.warning("flag definitions: malformed body; keeping the last good set")
-            return
+            return False
         if not isinstance(data, dict) or not isinstance(data.get("flags"), list):
             if isinstance(data, dict) and "feature_flags" in (data.get("quotaLimited") or []):
                 logger.warning("flag definitions: quota limited; keeping the last good set")
             else:
                 logger.warning("flag definitions: unexpected body; keeping the last good set")
-            return
+            return False
         self._install(data)
         self.etag = response.headers.get("etag")
         if self._provider is not None:
@@ -231,6 +242,7 @@ class DefinitionsLoader:
                 _resolve(self._provider.on_flag_definitions_received(data))
             except Exception:
                 logger.warning("flag definition cache: store failed", exc_info=True)
+        return True
 
     def _install(self, data: Mapping[str, Any]) -> None:
         try:

@@ -8,7 +8,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._context import _current
 from .._log import logger
@@ -29,6 +29,20 @@ from ._results import (
 
 if TYPE_CHECKING:
     from ..client import Client
+
+
+class DefinitionsListener(Protocol):
+    def definitions_changed(self, keys: list[str]) -> None: ...
+
+    def definitions_refreshed(self, ok: bool) -> None: ...
+
+
+def changed_keys(previous: Definitions | None, current: Definitions | None) -> list[str]:
+    """Keys whose definition was added, removed or edited between two loads."""
+    before = {} if previous is None else {f["key"]: f for f in previous.raw_flags if "key" in f}
+    after = {} if current is None else {f["key"]: f for f in current.raw_flags if "key" in f}
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
 
 LOCAL_REASON = "Evaluated locally"
 # What a minimal $feature_flag_called keeps (FFT-08) when the server asks for minimal
@@ -91,6 +105,7 @@ class FlagsService:
         result_cache_ttl: float | None = None,
     ) -> None:
         self._client = client
+        self.clock = clock
         self._initial_load_timeout = initial_load_timeout
         self._disable_geoip = disable_geoip
         self.remote = RemoteFlags(
@@ -106,7 +121,9 @@ class FlagsService:
                 clock=clock,
                 cache_provider=cache_provider,
                 on_change=self._definitions_changed,
+                on_refreshed=self._refreshed,
             )
+        self._listeners: list[DefinitionsListener] = []
         self._first_load_done = False
         self.cache = ResultCache(result_cache_ttl, clock) if result_cache_ttl else None
         self._person_overrides: dict[str, Any] = {}
@@ -135,6 +152,21 @@ class FlagsService:
             self._seen.clear()  # flag state changed: exposures may differ now (FFT-04)
         if self.cache is not None:
             self.cache.clear()
+        changed = changed_keys(previous, current)
+        for listener in list(self._listeners):
+            listener.definitions_changed(changed)
+
+    def _refreshed(self, ok: bool) -> None:
+        for listener in list(self._listeners):
+            listener.definitions_refreshed(ok)
+
+    def add_listener(self, listener: DefinitionsListener) -> None:
+        """Be told of definition changes and refresh outcomes (the OpenFeature provider)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: DefinitionsListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     def reload(self) -> None:
         if self.loader is not None:
@@ -226,6 +258,28 @@ class FlagsService:
         if send_events and (result is not None or error is not None):
             self.expose(did, key, result, groups_, error)
         return result
+
+    def explain(
+        self,
+        key: str,
+        did: str,
+        groups: Mapping[str, Any],
+        person: Mapping[str, Any],
+        group_props: Mapping[str, Mapping[str, Any]],
+    ) -> tuple[FlagResult, CompiledFlag, list[Any]] | None:
+        """Local evaluation that also says how the value was decided (the trace of
+        ``Definitions.evaluate_flag``); ``None`` when it cannot decide locally."""
+        definitions = self.definitions()
+        flag = definitions.flags.get(key) if definitions is not None else None
+        if definitions is None or flag is None:
+            return None
+        trace: list[Any] = []
+        try:
+            value = definitions.evaluate_flag(flag, did, groups, person, group_props, None, trace)
+        except Unresolved:
+            return None
+        result = _local_result(definitions, flag, did, groups, person, group_props, value)
+        return (result, flag, trace) if result is not None else None
 
     def _remote(
         self,
@@ -386,15 +440,18 @@ def _local_result(
     groups: Mapping[str, Any],
     person: Mapping[str, Any],
     group_props: Mapping[str, Mapping[str, Any]],
+    value: FlagValue | None = None,
 ) -> FlagResult | None:
-    """The locally evaluated result, or ``None`` when only the server can decide."""
-    try:
-        value = definitions.evaluate_flag(flag, did, groups, person, group_props)
-    except Unresolved:
-        return None
-    except Exception:
-        logger.exception("local evaluation of %r failed", flag.key)
-        return None
+    """The locally evaluated result (of ``value``, when already known), or ``None`` when
+    only the server can decide."""
+    if value is None:
+        try:
+            value = definitions.evaluate_flag(flag, did, groups, person, group_props)
+        except Unresolved:
+            return None
+        except Exception:
+            logger.exception("local evaluation of %r failed", flag.key)
+            return None
     cached = flag.results.get(value)
     if cached is None:
         # A local result depends only on the flag and the value: build it once.
