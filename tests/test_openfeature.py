@@ -177,7 +177,7 @@ def test_remote_evaluation_reasons_and_metadata(server, make_client):
         assert of.get_boolean_details("odd", False, ctx()).reason == Reason.UNKNOWN
         gone = of.get_boolean_details("gone", False, ctx())
         assert gone.error_code == ErrorCode.FLAG_NOT_FOUND
-        body = [r for r in server.requests if r.path == "/flags"][0].json
+        body = next(r for r in server.requests if r.path == "/flags").json
         assert body["person_properties"] == {} and body["distinct_id"] == "u1"
     finally:
         api.shutdown()
@@ -202,7 +202,7 @@ def test_context_mapping(server, make_client):
         )
     finally:
         api.shutdown()
-    body = [r for r in server.requests if r.path == "/flags"][0].json
+    body = next(r for r in server.requests if r.path == "/flags").json
     assert body["distinct_id"] == "u9"
     assert body["person_properties"] == {"plan": "pro"}
     assert body["groups"] == {"company": "acme"}
