@@ -349,19 +349,33 @@ class PostHogProvider(AbstractProvider):
 
 
 def _metadata(result: FlagResult) -> Mapping[str, Any]:
-    items = {
-        "flag_id": result.id,
-        "version": result.version,
-        "posthog_reason": result.reason,
-        "locally_evaluated": result.locally_evaluated,
-        "request_id": result.request_id,
-    }
-    return MappingProxyType({k: v for k, v in items.items() if v is not None})
+    """Immutable flag metadata without ``None`` values; built once per result (local
+    results are shared objects, so this is usually a lookup)."""
+    cached: Mapping[str, Any] | None = getattr(result, "_openfeature_metadata", None)
+    if cached is None:
+        items = {
+            "flag_id": result.id,
+            "version": result.version,
+            "posthog_reason": result.reason,
+            "locally_evaluated": result.locally_evaluated,
+            "request_id": result.request_id,
+        }
+        cached = MappingProxyType({k: v for k, v in items.items() if v is not None})
+        object.__setattr__(result, "_openfeature_metadata", cached)
+    return cached
 
 
 def _local_reason(flag: CompiledFlag, trace: list[Any]) -> str:
-    """The OpenFeature reason for a locally decided value."""
+    """The OpenFeature reason for a locally decided value (memoized per flag)."""
     how = trace[-1] if trace else "no_match"
+    reasons: dict[Any, str] = flag.extras.setdefault("openfeature_reasons", {})
+    reason = reasons.get(how)
+    if reason is None:
+        reason = reasons[how] = _derive_reason(flag, how)
+    return reason
+
+
+def _derive_reason(flag: CompiledFlag, how: Any) -> str:
     if how == "inactive":
         return Reason.DISABLED
     if how == "holdout":

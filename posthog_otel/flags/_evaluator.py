@@ -73,6 +73,7 @@ class CompiledFlag:
     payloads: Mapping[str, Any]
     needs_state: bool = False  # has cohort or dependency filters
     results: dict[Any, Any] = field(default_factory=dict)  # the service's per-value cache
+    extras: dict[str, Any] = field(default_factory=dict)  # other consumers' per-flag memos
 
     @property
     def hash_prefix(self) -> bytes:

@@ -368,7 +368,11 @@ class FlagsService:
     ) -> None:
         """``$feature_flag_called`` once per (distinct id, flag, value, groups)."""
         value: FlagValue | None = None if result is None else result.get_value()
-        seen_key = (key, value, tuple(sorted((str(k), str(v)) for k, v in groups.items())))
+        normalized = tuple(sorted((str(k), str(v)) for k, v in groups.items())) if groups else ()
+        seen_key = (key, value, normalized)
+        known = self._seen.get(did)
+        if known is not None and seen_key in known:
+            return  # the common case, decided without the lock (reads are atomic)
         with self._seen_lock:
             seen = self._seen.get(did)
             if seen is None:

@@ -1,0 +1,99 @@
+"""``get_boolean_value`` through OpenFeature, side by side in one run:
+
+- OpenFeature's own ``InMemoryProvider`` (the baseline; target: at most 1.5x it),
+- ``PostHogProvider`` with local evaluation and exposure events on,
+- the official ``openfeature-provider-posthog`` on the same flag (posthog 7.91.1 with the
+  same definitions assigned locally).
+
+    python benchmarks/bench_openfeature.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import time
+import warnings
+from collections.abc import Callable
+
+from openfeature import api
+from openfeature.evaluation_context import EvaluationContext
+from openfeature.provider.in_memory_provider import InMemoryFlag, InMemoryProvider
+
+from posthog_otel import Client, PostHogProvider
+from posthog_otel.testing import FakePostHog
+
+FLAG = {
+    "id": 1,
+    "key": "new-checkout",
+    "active": True,
+    "filters": {"groups": [{"properties": [], "rollout_percentage": 45}]},
+}
+DEFINITIONS = {"flags": [FLAG], "group_type_mapping": {}, "cohorts": {}}
+
+
+def best_us(fn: Callable[[int], None], n: int, rounds: int) -> float:
+    results = []
+    for _ in range(rounds):
+        gc.collect()
+        started = time.perf_counter()
+        fn(n)
+        results.append((time.perf_counter() - started) / n * 1e6)
+    return min(results)
+
+
+def measure(provider: object, contexts: list[EvaluationContext], n: int, rounds: int) -> float:
+    api.set_provider_and_wait(provider)  # type: ignore[arg-type]
+    client = api.get_client()
+
+    def run(count: int) -> None:
+        get = client.get_boolean_value
+        for i in range(count):
+            get("new-checkout", False, contexts[i % 1000])
+
+    try:
+        return best_us(run, n, rounds)
+    finally:
+        api.shutdown()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    n, rounds = (2_000, 3) if args.quick else (20_000, 5)
+    logging.disable(logging.WARNING)
+    warnings.simplefilter("ignore", DeprecationWarning)
+    contexts = [EvaluationContext(f"user-{i}", {"plan": "pro"}) for i in range(1000)]
+    results = {}
+    in_memory = InMemoryProvider({"new-checkout": InMemoryFlag("on", {"on": True, "off": False})})
+    results["OpenFeature InMemoryProvider"] = measure(in_memory, contexts, n, rounds)
+    with FakePostHog(flag_definitions=DEFINITIONS) as server:
+        client = Client("phc_bench", host=server.url, secret_key="phs_bench")
+        client.reload_feature_flags()
+        results["posthog_otel PostHogProvider"] = measure(
+            PostHogProvider(client), contexts, n, rounds
+        )
+        client.close(10)
+    try:
+        from openfeature.contrib.provider.posthog import PostHogProvider as Official
+        from posthog import Posthog
+    except ImportError:
+        print("  (openfeature-provider-posthog is not installed: skipped)")
+    else:
+        official = Posthog("phc_bench", host="http://127.0.0.1:9", sync_mode=True, send=False)
+        official.feature_flags = DEFINITIONS["flags"]
+        official.group_type_mapping = {}
+        official.cohorts = {}
+        results["official openfeature-provider-posthog"] = measure(
+            Official(official), contexts, n, rounds
+        )
+    base = results["OpenFeature InMemoryProvider"]
+    print("## get_boolean_value, local evaluation (µs per call, 1000 rotating targeting keys)")
+    for name, value in results.items():
+        print(f"  {name:40s} {value:6.2f} µs  {value / base:4.2f}x the in-memory provider")
+
+
+if __name__ == "__main__":
+    main()
