@@ -690,19 +690,44 @@ class Client:
         otherwise. Never raises; with no distinct id (argument or identity context) no
         request is made and no event is sent.
         """
+        return self._flag_result(
+            key,
+            distinct_id,
+            groups,
+            person_properties,
+            group_properties,
+            only_evaluate_locally,
+            force_remote,
+            disable_geoip,
+            send_feature_flag_events,
+        )
+
+    def _flag_result(
+        self,
+        key: str,
+        distinct_id: object,
+        groups: Mapping[str, Any] | None,
+        person_properties: Mapping[str, Any] | None,
+        group_properties: Mapping[str, Mapping[str, Any]] | None,
+        only_evaluate_locally: bool,
+        force_remote: bool,
+        disable_geoip: bool | None,
+        send_events: bool,
+    ) -> FlagResult | None:
+        """The one path of every single-flag read (positional: it is hot)."""
         if self._disabled:
             return None
         try:
             return self._flags.result(
                 key,
                 distinct_id,
-                groups=groups,
-                person_properties=person_properties,
-                group_properties=group_properties,
-                only_evaluate_locally=only_evaluate_locally,
-                force_remote=force_remote,
-                disable_geoip=disable_geoip,
-                send_events=send_feature_flag_events,
+                groups,
+                person_properties,
+                group_properties,
+                only_evaluate_locally,
+                force_remote,
+                disable_geoip,
+                send_events,
             )
         except Exception:
             logger.exception("feature flag %r could not be evaluated", key)
@@ -722,16 +747,16 @@ class Client:
         send_feature_flag_events: bool = True,
     ) -> FlagValue | None:
         """The variant, ``True``/``False``, or ``None`` when unknown."""
-        result = self.get_feature_flag_result(
+        result = self._flag_result(
             key,
             distinct_id,
-            groups=groups,
-            person_properties=person_properties,
-            group_properties=group_properties,
-            only_evaluate_locally=only_evaluate_locally,
-            force_remote=force_remote,
-            disable_geoip=disable_geoip,
-            send_feature_flag_events=send_feature_flag_events,
+            groups,
+            person_properties,
+            group_properties,
+            only_evaluate_locally,
+            force_remote,
+            disable_geoip,
+            send_feature_flag_events,
         )
         return None if result is None else result.get_value()
 
@@ -750,16 +775,16 @@ class Client:
         send_feature_flag_events: bool = True,
     ) -> bool:
         """Whether the flag is on (any variant counts); ``default_value`` when unknown."""
-        result = self.get_feature_flag_result(
+        result = self._flag_result(
             key,
             distinct_id,
-            groups=groups,
-            person_properties=person_properties,
-            group_properties=group_properties,
-            only_evaluate_locally=only_evaluate_locally,
-            force_remote=force_remote,
-            disable_geoip=disable_geoip,
-            send_feature_flag_events=send_feature_flag_events,
+            groups,
+            person_properties,
+            group_properties,
+            only_evaluate_locally,
+            force_remote,
+            disable_geoip,
+            send_feature_flag_events,
         )
         return default_value if result is None else result.enabled
 

@@ -391,8 +391,10 @@ def _derive_reason(flag: CompiledFlag, how: Any) -> str:
     overridden = bool(condition.variant) and any(
         k == condition.variant for k, _, _ in flag.variants
     )
-    split = (condition.rollout is not None and condition.rollout < 100) or (
-        bool(flag.variants) and not overridden
+    split = (
+        (condition.rollout is not None and condition.rollout < 100)
+        or (bool(flag.variants) and not overridden)
+        or (flag.holdout is not None and flag.holdout[0] > 0)  # some are held out
     )
     if split:
         return Reason.SPLIT

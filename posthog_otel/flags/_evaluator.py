@@ -395,6 +395,8 @@ class Definitions:
 
     @staticmethod
     def _value(flag: CompiledFlag, condition: _Condition, bucketing: Any) -> FlagValue:
+        if not flag.variants:
+            return True
         override = condition.variant
         if override and any(key == override for key, _, _ in flag.variants):
             return override

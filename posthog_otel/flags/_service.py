@@ -221,7 +221,6 @@ class FlagsService:
         self,
         key: str,
         distinct_id: object,
-        *,
         groups: Mapping[str, Any] | None,
         person_properties: Mapping[str, Any] | None,
         group_properties: Mapping[str, Mapping[str, Any]] | None,
