@@ -17,12 +17,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _sink import Sink
+from _timing import best_us
 
 API_KEY = "phc_benchmark"
 PROPS = {"plan": "pro", "seats": 3, "trial": False, "source": "bench"}
@@ -38,17 +38,6 @@ def _theirs(host: str, **kwargs: object):  # type: ignore[no-untyped-def]
     from posthog import Posthog
 
     return Posthog(API_KEY, host=host, **kwargs)  # type: ignore[arg-type]
-
-
-def _best_per_call(fn: Callable[[int], None], n: int, rounds: int) -> float:
-    """Best mean µs per call over ``rounds`` runs of ``n`` calls."""
-    results = []
-    for _ in range(rounds):
-        gc.collect()
-        started = time.perf_counter()
-        fn(n)
-        results.append((time.perf_counter() - started) / n * 1e6)
-    return min(results)
 
 
 def caller_cost(sink: Sink, n: int, rounds: int) -> dict[str, float]:
@@ -73,9 +62,9 @@ def caller_cost(sink: Sink, n: int, rounds: int) -> dict[str, float]:
             capture("bench_event", distinct_id="user-1", properties=PROPS)
 
     out = {
-        "posthog capture()": _best_per_call(run_theirs, n, rounds),
-        "posthog_otel enqueue(Capture)": _best_per_call(run_enqueue, n, rounds),
-        "posthog_otel capture()": _best_per_call(run_capture, n, rounds),
+        "posthog capture()": best_us(run_theirs, n, rounds),
+        "posthog_otel enqueue(Capture)": best_us(run_enqueue, n, rounds),
+        "posthog_otel capture()": best_us(run_capture, n, rounds),
     }
     ours.close(30)
     theirs.shutdown()

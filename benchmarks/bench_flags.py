@@ -11,13 +11,16 @@ events off, so only evaluation is timed. Also ``get_all_flags`` over 20 flags.
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
-import time
+import sys
 import warnings
-from collections.abc import Callable
+from pathlib import Path
 
 from posthog import Posthog
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _timing import best_us
 
 from posthog_otel import Client
 from posthog_otel.testing import FakePostHog
@@ -83,16 +86,6 @@ def definitions() -> dict:
     for i in range(len(flags), 20):  # 20 flags for get_all_flags
         flags.append({**flags[i % 4], "id": i, "key": f"flag-{i}"})
     return {"flags": flags, "group_type_mapping": {}, "cohorts": {}}
-
-
-def best_us(fn: Callable[[int], None], n: int, rounds: int) -> float:
-    results = []
-    for _ in range(rounds):
-        gc.collect()
-        started = time.perf_counter()
-        fn(n)
-        results.append((time.perf_counter() - started) / n * 1e6)
-    return min(results)
 
 
 def main() -> None:

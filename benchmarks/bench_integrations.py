@@ -16,28 +16,16 @@ the GIL, as in an application under load.
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _sink import Sink
+from _timing import best_us
 
 from posthog_otel import Client, PostHogHandler, PostHogProcessor
-
-
-def best_us(fn: Callable[[int], None], n: int, rounds: int) -> float:
-    results = []
-    for _ in range(rounds):
-        gc.collect()
-        started = time.perf_counter()
-        fn(n)
-        results.append((time.perf_counter() - started) / n * 1e6)
-    return min(results)
 
 
 class DoNothingHandler(logging.Handler):

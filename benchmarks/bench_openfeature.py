@@ -11,15 +11,18 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
-import time
+import sys
 import warnings
-from collections.abc import Callable
+from pathlib import Path
 
 from openfeature import api
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.provider.in_memory_provider import InMemoryFlag, InMemoryProvider
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _timing import best_us
 
 from posthog_otel import Client, PostHogProvider
 from posthog_otel.testing import FakePostHog
@@ -31,16 +34,6 @@ FLAG = {
     "filters": {"groups": [{"properties": [], "rollout_percentage": 45}]},
 }
 DEFINITIONS = {"flags": [FLAG], "group_type_mapping": {}, "cohorts": {}}
-
-
-def best_us(fn: Callable[[int], None], n: int, rounds: int) -> float:
-    results = []
-    for _ in range(rounds):
-        gc.collect()
-        started = time.perf_counter()
-        fn(n)
-        results.append((time.perf_counter() - started) / n * 1e6)
-    return min(results)
 
 
 def measure(provider: object, contexts: list[EvaluationContext], n: int, rounds: int) -> float:
