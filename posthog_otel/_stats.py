@@ -52,7 +52,6 @@ class StatsRecorder:
         """Start from zero with fresh locks (also used in a forked child, whose counters
         describe its own events and whose inherited locks may be held)."""
         self.lock = threading.Lock()
-        self.enqueued = 0
         self.sent = 0
         self.retries = 0
         self.failed_batches = 0
@@ -71,12 +70,13 @@ class StatsRecorder:
             self.corrected[what] = self.corrected.get(what, 0) + 1
         self.warner.warn(what, "%s", detail)
 
-    def snapshot(self, *, queued: int, in_flight: int, retained: int) -> ClientStats:
+    def snapshot(self, *, queued: int, in_flight: int, retained: int, enqueued: int) -> ClientStats:
+        """The counters, with the exporter's queue depths and accepted count."""
         with self.lock:
             return ClientStats(
                 queued=queued,
                 in_flight=in_flight,
-                enqueued=self.enqueued,
+                enqueued=enqueued,
                 sent=self.sent,
                 retries=self.retries,
                 failed_batches=self.failed_batches,

@@ -227,8 +227,12 @@ class Client:
     def stats(self) -> ClientStats:
         """A snapshot of queue depth and delivery counters."""
         queued, in_flight, retained = self._exporter.depths
-        snapshot = self._stats.snapshot(queued=queued, in_flight=in_flight, retained=retained)
-        return _with_enqueued(snapshot, self._exporter.accepted)
+        return self._stats.snapshot(
+            queued=queued,
+            in_flight=in_flight,
+            retained=retained,
+            enqueued=self._exporter.accepted,
+        )
 
     # ------------------------------------------------------------------ enqueue
 
@@ -244,15 +248,7 @@ class Client:
                 event = self._capture_event(message, _current.get())
             else:
                 event = self._other_event(message)
-            if event is None:
-                return None
-            if self._before_send:
-                event = self._run_before_send(event)
-                if event is None:
-                    return None
-            if self._exporter_submit(event):
-                return event["uuid"]  # type: ignore[no-any-return]
-            return None
+            return self._submit(event)
         except Exception:
             logger.exception("enqueue failed unexpectedly; the event was dropped")
             self._stats.drop("invalid", 1, " (internal error)")
@@ -953,10 +949,6 @@ def _hooks(before_send: object) -> tuple[Any, ...]:
 
 def _hook_name(hook: object) -> str:
     return getattr(hook, "__qualname__", None) or type(hook).__name__
-
-
-def _with_enqueued(snapshot: ClientStats, enqueued: int) -> ClientStats:
-    return replace(snapshot, enqueued=enqueued)
 
 
 # ---------------------------------------------------------------------- interpreter exit

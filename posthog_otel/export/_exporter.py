@@ -241,11 +241,6 @@ class BatchExporter:
             self._transport.close()
         return delivered
 
-    def stop_sending(self) -> None:
-        """Make the flush thread stop after its current request (used at interpreter exit
-        once the shutdown budget is spent)."""
-        self._give_up_on_shutdown()
-
     def on_worker_thread(self) -> bool:
         """True when called on this exporter's flush thread (from ``on_error``)."""
         return self._thread is not None and self._thread is threading.current_thread()

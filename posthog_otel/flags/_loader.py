@@ -9,8 +9,6 @@ on first use, restarted lazily in a forked child, and stopped by ``close()``.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
 import os
 import threading
@@ -269,7 +267,10 @@ class DefinitionsLoader:
 
 def _resolve(result: Any) -> Any:
     """A provider's answer, awaited with a time limit when it is a coroutine."""
+    import inspect
+
     if inspect.isawaitable(result):
+        import asyncio
 
         async def bounded() -> Any:
             return await asyncio.wait_for(result, _PROVIDER_TIMEOUT)

@@ -8,7 +8,6 @@ and ``/flags/definitions`` from data that tests can replace at run time.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import threading
@@ -490,8 +489,3 @@ def _make_handler(server: FakePostHog) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(data)
 
     return Handler
-
-
-def gunzip(data: bytes) -> bytes:
-    """Decompress a gzip body (handy in tests that look at raw requests)."""
-    return gzip.decompress(data)
