@@ -161,6 +161,38 @@ def main() -> None:
                     ids[i % 1000], person_properties=PROPS, only_evaluate_locally=True
                 )
 
+        print("## the same, each call for a new distinct id (cold: nothing memoized)")
+        counter = iter(range(10**9))
+        for index, name in enumerate(FLAGS):
+            key = f"flag-{index}"
+
+            def cold_theirs(count: int, key: str = key) -> None:
+                for _ in range(count):
+                    theirs.get_feature_flag(
+                        key,
+                        f"cold-{next(counter)}",
+                        person_properties=PROPS,
+                        only_evaluate_locally=True,
+                        send_feature_flag_events=False,
+                    )
+
+            def cold_ours(count: int, key: str = key) -> None:
+                get = ours.get_feature_flag
+                for _ in range(count):
+                    get(
+                        key,
+                        f"cold-{next(counter)}",
+                        person_properties=PROPS,
+                        only_evaluate_locally=True,
+                        send_feature_flag_events=False,
+                    )
+
+            t_theirs = best_us(cold_theirs, n, rounds)
+            t_ours = best_us(cold_ours, n, rounds)
+            print(
+                f"  {name:34s} posthog {t_theirs:6.2f} µs  posthog_otel {t_ours:6.2f} µs  {t_theirs / t_ours:4.1f}x"
+            )
+
         t_theirs = best_us(all_theirs, n // 10, rounds)
         t_ours = best_us(all_ours, n // 10, rounds)
         print(

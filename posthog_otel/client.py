@@ -7,7 +7,7 @@ import atexit
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -836,21 +836,43 @@ class Client:
 
     def get_all_flags(self, distinct_id: object = None, **options: Any) -> dict[str, FlagValue]:
         """Every flag's value for this person (``flag_keys=`` to scope)."""
-        snapshot = self.evaluate_flags(distinct_id, **options)
-        return {key: result.get_value() for key, result in snapshot.results.items()}
+        return {
+            key: result.enabled if result.variant is None else result.variant
+            for key, result in self._all_results(distinct_id, options)
+        }
+
+    def _all_results(
+        self, distinct_id: object, options: Mapping[str, Any]
+    ) -> Iterable[tuple[str, FlagResult]]:
+        """The results of one evaluation pass, without building a snapshot (silent)."""
+        if self._disabled:
+            return ()
+        try:
+            _, results = self._flags.evaluate(
+                distinct_id,
+                flag_keys=options.get("flag_keys"),
+                groups=options.get("groups"),
+                person_properties=options.get("person_properties"),
+                group_properties=options.get("group_properties"),
+                only_evaluate_locally=options.get("only_evaluate_locally", False),
+                force_remote=options.get("force_remote", False),
+                disable_geoip=options.get("disable_geoip"),
+            )
+        except Exception:
+            logger.exception("feature flags could not be evaluated")
+            return ()
+        return results.items()
 
     def get_all_flags_and_payloads(
         self, distinct_id: object = None, **options: Any
     ) -> dict[str, dict[str, Any]]:
         """``{"featureFlags": {...}, "featureFlagPayloads": {...}}`` (payloads of enabled
         flags, decoded from JSON)."""
-        snapshot = self.evaluate_flags(distinct_id, **options)
+        results = list(self._all_results(distinct_id, options))
         return {
-            "featureFlags": {k: r.get_value() for k, r in snapshot.results.items()},
+            "featureFlags": {k: r.get_value() for k, r in results},
             "featureFlagPayloads": {
-                k: r.payload
-                for k, r in snapshot.results.items()
-                if r.enabled and r.payload is not None
+                k: r.payload for k, r in results if r.enabled and r.payload is not None
             },
         }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from ._errors import (
     EXPERIENCE_CONTINUITY,
@@ -168,8 +168,7 @@ class Definitions:
             return self._compile_cohort_filter(prop)
         if kind == "flag":
             return _compile_dependency(prop)
-        matcher = compile_property(prop, self.matching_version)
-        return lambda properties, state: matcher(properties)
+        return compile_property(prop, self.matching_version)
 
     def _compile_cohort_filter(self, prop: Mapping[str, Any]) -> Filter:
         cohort_id = str(prop.get("value"))
@@ -336,62 +335,43 @@ class Definitions:
                     trace.append("holdout")
                 return f"holdout-{holdout_id}"
         reason: str | None = None
+        aggregation = flag.aggregation
         for index, condition in enumerate(flag.conditions):
-            try:
-                outcome = self._condition(
-                    flag, condition, properties, state, bucketing, groups, group_properties
-                )
-            except Inconclusive as error:
-                reason = pick(reason, error.reason)
-                continue
-            if outcome is _OUT_OF_ROLLOUT:
+            subject, key = properties, bucketing
+            if condition.aggregation != aggregation and condition.aggregation is not None:
+                # Mixed targeting: this condition is about a group, not the flag's subject.
+                group_name = self.group_type_mapping.get(str(condition.aggregation))
+                if not group_name or group_name not in groups:
+                    continue
+                if group_name not in group_properties:
+                    reason = pick(reason, MISSING_CONTEXT)
+                    continue
+                subject, key = group_properties[group_name], groups[group_name]
+            if condition.filters:
+                try:
+                    if not _all_match(condition.filters, subject, state):
+                        continue
+                except Inconclusive as error:
+                    reason = pick(reason, error.reason)
+                    continue
+            rollout = condition.rollout
+            # A bucket is at most 1.0, so a rollout of 100 % or more needs no hash.
+            if (
+                rollout is not None
+                and rollout < 100
+                and bucket_with_prefix(flag.hash_prefix, key) > rollout / 100
+            ):
                 if flag.early_exit:
                     break
                 continue
-            if outcome is not None:
-                if trace is not None:
-                    trace.append(("condition", index))
-                return cast(FlagValue, outcome)
+            if trace is not None:
+                trace.append(("condition", index))
+            return self._value(flag, condition, key) if flag.variants else True
         if reason is not None:
             raise Inconclusive(reason, "no condition could be decided")
         if trace is not None:
             trace.append("no_match")
         return False
-
-    def _condition(
-        self,
-        flag: CompiledFlag,
-        condition: _Condition,
-        properties: Properties,
-        state: _State,
-        bucketing: Any,
-        groups: Mapping[str, Any],
-        group_properties: Mapping[str, Properties],
-    ) -> FlagValue | object | None:
-        """The value when the condition matches, ``_OUT_OF_ROLLOUT``, or ``None``."""
-        if condition.aggregation != flag.aggregation and condition.aggregation is not None:
-            # Mixed targeting: this condition is about a group, not the flag's subject.
-            group_name = self.group_type_mapping.get(str(condition.aggregation))
-            if not group_name or group_name not in groups:
-                return None
-            if group_name not in group_properties:
-                raise Inconclusive(MISSING_CONTEXT, "group properties not passed")
-            properties = group_properties[group_name]
-            bucketing = groups[group_name]
-        if condition.filters:
-            if not _all_match(condition.filters, properties, state):
-                return None
-            if condition.rollout is None:
-                return self._value(flag, condition, bucketing)
-        rollout = condition.rollout
-        # A bucket is at most 1.0, so a rollout of 100 % or more needs no hash.
-        if (
-            rollout is not None
-            and rollout < 100
-            and bucket_with_prefix(flag.hash_prefix, bucketing) > rollout / 100
-        ):
-            return _OUT_OF_ROLLOUT
-        return self._value(flag, condition, bucketing)
 
     @staticmethod
     def _value(flag: CompiledFlag, condition: _Condition, bucketing: Any) -> FlagValue:
@@ -406,9 +386,6 @@ class Definitions:
                 if low <= point < high:
                     return key
         return True
-
-
-_OUT_OF_ROLLOUT = object()
 
 
 def _all_match(filters: list[Filter], properties: Properties, state: _State) -> bool:

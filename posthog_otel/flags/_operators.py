@@ -18,7 +18,9 @@ from ._errors import MISSING_CONTEXT, UNSUPPORTED_DEFINITION, Inconclusive
 from ._regex import compile_regex
 
 Properties = Mapping[str, Any]
-Matcher = Callable[[Properties], bool]
+# A matcher takes the properties (and an evaluation state that property filters ignore,
+# so that the evaluator calls every kind of filter the same way, without an adapter).
+Matcher = Callable[..., bool]
 
 _TEXT = (
     "icontains",
@@ -49,7 +51,7 @@ def _unsupported(message: str) -> Inconclusive:
 
 
 def _always_unsupported(message: str) -> Matcher:
-    def matcher(properties: Properties) -> bool:
+    def matcher(properties: Properties, state: object = None) -> bool:
         raise _unsupported(message)
 
     return matcher
@@ -65,7 +67,7 @@ def compile_property(prop: Mapping[str, Any], matching_version: int) -> Matcher:
     if operator in ("is_set", "is_not_set"):
         result = operator == "is_set"
 
-        def is_set(properties: Properties) -> bool:
+        def is_set(properties: Properties, state: object = None) -> bool:
             if key not in properties:
                 raise Inconclusive(MISSING_CONTEXT, "property not passed")
             return result
@@ -73,7 +75,7 @@ def compile_property(prop: Mapping[str, Any], matching_version: int) -> Matcher:
         return is_set
     compare = _compile_comparison(operator, value, matching_version)
 
-    def matcher(properties: Properties) -> bool:
+    def matcher(properties: Properties, state: object = None) -> bool:
         if key not in properties:
             raise Inconclusive(MISSING_CONTEXT, "property not passed")
         return compare(properties[key])
@@ -90,13 +92,9 @@ def _compile_comparison(operator: str, value: Any, version: int) -> Callable[[An
         return _text(operator, value)
     if operator in ("regex", "not_regex"):
         return _regex(operator, value)
-    # Dates and versions: a null value simply does not match (before the filter is read).
-    compare = _dates(operator, value) if operator in _DATES else _semver(operator, value)
-
-    def null_safe(override: Any) -> bool:
-        return False if override is None else compare(override)
-
-    return null_safe
+    # Dates and versions: a null value simply does not match (before the filter is read);
+    # both comparisons check for it first.
+    return _dates(operator, value) if operator in _DATES else _semver(operator, value)
 
 
 def _numeric(operator: str, value: Any) -> Callable[[Any], bool]:
@@ -260,9 +258,11 @@ def _dates(operator: str, value: Any) -> Callable[[Any], bool]:
                     return fixed
 
         except Exception:
-            return _raise_always("the date set on the flag is not a valid format")
+            return _null_or_raise("the date set on the flag is not a valid format")
 
     def compare(override: Any) -> bool:
+        if override is None:
+            return False
         try:
             limit = bound()
         except Exception:
@@ -283,7 +283,7 @@ def _semver(operator: str, value: Any) -> Callable[[Any], bool]:
         else:
             target = v.parse_version(value)
     except (ValueError, TypeError):
-        return _raise_always(f"{value!r} is not a valid version for {operator}")
+        return _null_or_raise(f"{value!r} is not a valid version for {operator}")
 
     def parse(override: Any) -> v.Version:
         try:
@@ -292,15 +292,27 @@ def _semver(operator: str, value: Any) -> Callable[[Any], bool]:
             raise Inconclusive(MISSING_CONTEXT, "not a version") from None
 
     if operator in _SEMVER_RANGE:
-        return lambda override: lower <= parse(override) < upper
-    if operator == "semver_eq":
-        return lambda override: parse(override) == target
-    if operator == "semver_neq":
-        return lambda override: parse(override) != target
-    if operator == "semver_gt":
-        return lambda override: parse(override) > target
-    if operator == "semver_gte":
-        return lambda override: parse(override) >= target
-    if operator == "semver_lt":
-        return lambda override: parse(override) < target
-    return lambda override: parse(override) <= target
+        return lambda override: override is not None and lower <= parse(override) < upper
+    compare = _SEMVER_COMPARISONS[operator]
+    return lambda override: override is not None and compare(parse(override), target)
+
+
+_SEMVER_COMPARISONS: dict[str, Callable[[v.Version, v.Version], bool]] = {
+    "semver_eq": lambda a, b: a == b,
+    "semver_neq": lambda a, b: a != b,
+    "semver_gt": lambda a, b: a > b,
+    "semver_gte": lambda a, b: a >= b,
+    "semver_lt": lambda a, b: a < b,
+    "semver_lte": lambda a, b: a <= b,
+}
+
+
+def _null_or_raise(message: str) -> Callable[[Any], bool]:
+    """For an unusable date or version filter: a null value still simply does not match."""
+
+    def compare(override: Any) -> bool:
+        if override is None:
+            return False
+        raise _unsupported(message)
+
+    return compare

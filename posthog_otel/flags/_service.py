@@ -323,13 +323,23 @@ class FlagsService:
         definitions = None if force_remote else self.definitions()
         unresolved: list[str] = []
         if definitions is not None:
-            for key in keys if keys is not None else list(definitions.flags):
-                flag = definitions.flags.get(key)
-                local = (
-                    None
-                    if flag is None
-                    else _local_result(definitions, flag, did, groups_, person, group_props)
-                )
+            flags = definitions.flags
+            for key in keys if keys is not None else list(flags):
+                flag = flags.get(key)
+                local = None
+                if flag is not None:
+                    # ``_local_result``, inlined: this loop runs once per flag.
+                    try:
+                        value = definitions.evaluate_flag(flag, did, groups_, person, group_props)
+                    except Unresolved:
+                        value = None
+                    except Exception:  # a bug must not break the read; it is reported
+                        logger.exception("local evaluation of %r failed", key)
+                        value = None
+                    if value is not None:
+                        local = flag.results.get(value) or _local_result(
+                            definitions, flag, did, groups_, person, group_props, value
+                        )
                 if local is None:
                     unresolved.append(key)
                 else:

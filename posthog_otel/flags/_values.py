@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from ._errors import Inconclusive
+from ._errors import MISSING_CONTEXT, Inconclusive
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _NUMERIC = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -102,6 +102,14 @@ def is_truthy(value: Any) -> bool:
 
 def to_number(value: Any) -> float | None:
     """A finite float from a number or a plain numeric string; else ``None``."""
+    kind = type(value)
+    if kind is int:  # the common cases first (bool is not int here: type() is exact)
+        try:
+            return float(value)
+        except OverflowError:
+            return None
+    if kind is float:
+        return value if math.isfinite(value) else None
     if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         return None
     if isinstance(value, str) and not _NUMERIC.fullmatch(value):
@@ -241,8 +249,6 @@ def _years_before(moment: datetime, years: int) -> datetime | None:
 
 def date_of(value: Any) -> date | datetime:
     """A call-supplied date value, made comparable; ``Inconclusive`` when it is not one."""
-    from ._errors import MISSING_CONTEXT
-
     if isinstance(value, datetime):
         return aware(value)
     if isinstance(value, date):
