@@ -280,26 +280,21 @@ class Client:
             f"message must be Capture, Identify, Alias or GroupIdentify, not {cls.__name__}"
         )
 
-    def _enqueue_capture(self, message: Capture, ctx: IdentityContext | None) -> str | None:
+    def _enqueue_capture(
+        self,
+        message: Capture,
+        ctx: IdentityContext | None,
+        keep: frozenset[str] | None = None,
+    ) -> str | None:
         """``enqueue`` for the integrations: a capture under an explicit identity context
-        (the one a structlog event or span carried, or a personless one)."""
+        (the one a structlog event or span carried, or a personless one). With ``keep``,
+        the properties are cut down to those names (minimal flag events: super and
+        context properties are left out too)."""
         try:
             if not self._accepting:
                 return self._refuse()
-            return self._submit(self._capture_event(message, ctx))
-        except Exception:
-            logger.exception("capture failed unexpectedly; the event was dropped")
-            self._stats.drop("invalid", 1, " (internal error)")
-            return None
-
-    def _enqueue_minimal(self, message: Capture, keep: frozenset[str]) -> str | None:
-        """A capture whose properties are cut down to ``keep`` (minimal flag events):
-        super properties, context properties and anything else are left out."""
-        try:
-            if not self._accepting:
-                return self._refuse()
-            event = self._capture_event(message, _current.get())
-            if event is not None:
+            event = self._capture_event(message, ctx)
+            if event is not None and keep is not None:
                 event["properties"] = {k: v for k, v in event["properties"].items() if k in keep}
             return self._submit(event)
         except Exception:

@@ -416,7 +416,7 @@ class FlagsService:
             properties["$feature_flag_has_experiment"] = has_experiment
         message = Capture("$feature_flag_called", did, properties, groups=groups or None)
         if minimal and has_experiment is False:
-            self._client._enqueue_minimal(message, MINIMAL_EVENT_PROPERTIES)
+            self._client._enqueue_capture(message, _current.get(), MINIMAL_EVENT_PROPERTIES)
         else:
             self._client.enqueue(message)
 
