@@ -141,7 +141,9 @@ def test_close_stops_the_poller(defs_server, make_client):
 
 
 def _child_reads(client, out):
-    out.put((client.get_feature_flag("beta-ui", "child"), os.getpid()))
+    value = client.get_feature_flag("beta-ui", "child")
+    poller = client._flags.loader._thread
+    out.put((value, os.getpid(), poller is not None and poller.is_alive()))
 
 
 def test_poller_works_after_fork(defs_server, make_client):
@@ -153,8 +155,9 @@ def test_poller_works_after_fork(defs_server, make_client):
     child.start()
     child.join(30)
     assert child.exitcode == 0
-    value, pid = out.get(timeout=5)
+    value, pid, polling = out.get(timeout=5)
     assert value is True and pid != os.getpid()
+    assert polling  # the child polls with a thread of its own
     client.reload_feature_flags()  # the parent's loader is unaffected
     assert loaded_keys(client) == ["beta-ui"]
 

@@ -4,7 +4,9 @@ remote call when needed, exposure events deduplicated, property overrides."""
 from __future__ import annotations
 
 import json
+import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
@@ -87,6 +89,19 @@ _context_overrides: ContextVar[tuple[dict[str, Any], dict[str, dict[str, Any]]] 
 )
 
 
+_live_services: weakref.WeakSet[FlagsService] = weakref.WeakSet()
+
+
+def _reinit_in_child() -> None:
+    # The poller thread did not survive the fork: the next read starts it again.
+    for service in list(_live_services):
+        service._first_load_done = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_in_child)
+
+
 class FlagsService:
     def __init__(
         self,
@@ -130,6 +145,7 @@ class FlagsService:
         self._group_overrides: dict[str, dict[str, Any]] = {}
         self._seen: OrderedDict[str, set[tuple[Any, ...]]] = OrderedDict()
         self._seen_lock = threading.Lock()
+        _live_services.add(self)
 
     # ---------------------------------------------------------------- definitions
 
