@@ -21,12 +21,13 @@ from ._version import __version__
 from .export import BatchExporter, Clock, ExporterConfig, HttpTransport, SystemClock, V0Lane
 from .export._serialize import format_timestamp
 from .flags._results import FlagEvaluations, FlagResult, FlagValue
-from .flags._service import FlagsService
 from .flags._worker import FlagsWorker
 from .messages import Alias, Capture, GroupIdentify, Identify, Message
 
 if TYPE_CHECKING:
     import httpx
+
+    from .flags._service import FlagsService
 
 __all__ = ["Client"]
 
@@ -53,6 +54,8 @@ class Client:
     network: they assemble the event, run ``before_send`` and append it to a bounded
     queue that a background thread sends in gzip'd batches with retries.
     """
+
+    _flags: FlagsService  # built on first use (see __getattr__)
 
     def __init__(
         self,
@@ -171,23 +174,37 @@ class Client:
         )
         self._exporter_submit = self._exporter.submit
         self._flags_worker = FlagsWorker(self._fetch_event_flags, self._deliver_completed)
-        self._flags = FlagsService(
-            self,
-            self._transport,
-            api_key=self._api_key,
-            secret_key=self._secret_key,
-            poll_interval=self.feature_flags_poll_interval,
-            request_timeout=self.feature_flags_request_timeout,
-            max_retries=self.feature_flags_request_max_retries,
-            initial_load_timeout=self.feature_flags_initial_load_timeout,
-            cache_provider=flag_definition_cache_provider,  # type: ignore[arg-type]
-            disable_geoip=self._disable_geoip,
-            clock=_clock or SystemClock(),
-            result_cache_ttl=flag_result_cache_ttl,
-        )
+        self._clock = _clock or SystemClock()
+        self._flags_lock = threading.Lock()  # the flag service is built on first use
         self._update_accepting()
         if _exit_hook:  # an owner that closes the client itself (the span exporter) opts out
             _live_clients.add(self)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only ``_flags`` is computed: on first use, so that importing and building the
+        # flag evaluator costs nothing to an application that does not read flags.
+        if name != "_flags":
+            raise AttributeError(name)
+        with self._flags_lock:
+            service = self.__dict__.get("_flags")
+            if service is None:
+                from .flags._service import FlagsService
+
+                service = self.__dict__["_flags"] = FlagsService(
+                    self,
+                    self._transport,
+                    api_key=self._api_key,
+                    secret_key=self._secret_key,
+                    poll_interval=self.feature_flags_poll_interval,
+                    request_timeout=self.feature_flags_request_timeout,
+                    max_retries=self.feature_flags_request_max_retries,
+                    initial_load_timeout=self.feature_flags_initial_load_timeout,
+                    cache_provider=self.flag_definition_cache_provider,  # type: ignore[arg-type]
+                    disable_geoip=self._disable_geoip,
+                    clock=self._clock,
+                    result_cache_ttl=self.flag_result_cache_ttl,
+                )
+        return service
 
     def _make_base_properties(self, disable_geoip: bool) -> dict[str, Any]:
         base: dict[str, Any] = {"$lib": LIB_NAME, "$lib_version": __version__}
@@ -924,7 +941,8 @@ class Client:
             return False
         try:
             self._flags_worker.close(timeout)
-            self._flags.close()
+            if "_flags" in self.__dict__:  # never built: nothing to stop
+                self._flags.close()
         except Exception:
             logger.exception("closing the flag poller failed")
         try:

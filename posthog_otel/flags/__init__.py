@@ -1,13 +1,20 @@
 """Feature flags: local evaluation identical to PostHog's, remote evaluation, results.
 
 ``Definitions`` compiles a ``/flags/definitions`` payload once; ``evaluate`` decides a
-flag locally or raises ``Unresolved`` when only the server can.
+flag locally or raises ``Unresolved`` when only the server can. The submodules load on
+first use, so that a client which never reads a flag does not pay for them.
 """
 
-from ._errors import Inconclusive, NeedsServer, Unresolved
-from ._evaluator import CompiledFlag, Definitions
-from ._loader import FlagDefinitionCacheProvider
-from ._results import FlagEvaluations, FlagResult
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._errors import Inconclusive, NeedsServer, Unresolved
+    from ._evaluator import CompiledFlag, Definitions
+    from ._loader import FlagDefinitionCacheProvider
+    from ._results import FlagEvaluations, FlagResult
 
 __all__ = [
     "CompiledFlag",
@@ -19,3 +26,23 @@ __all__ = [
     "NeedsServer",
     "Unresolved",
 ]
+
+_WHERE = {
+    "CompiledFlag": "._evaluator",
+    "Definitions": "._evaluator",
+    "FlagDefinitionCacheProvider": "._loader",
+    "FlagEvaluations": "._results",
+    "FlagResult": "._results",
+    "Inconclusive": "._errors",
+    "NeedsServer": "._errors",
+    "Unresolved": "._errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'posthog_otel.flags' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
