@@ -12,7 +12,9 @@ Place it after ``merge_contextvars``/``add_log_level``/``add_logger_name`` and b
 
 ``log.info("user_signed_up", distinct_id="u1", plan="pro")`` becomes the event
 ``user_signed_up`` for ``u1`` with property ``plan``. The processor returns the event
-dict unchanged (the chain goes on) and never raises.
+dict unchanged (the chain goes on) and never raises. On the logging thread it only
+copies the dict and queues it; the event is built (and ``before_send`` runs) on the
+client's flush thread.
 
 Keys that are structlog's own bookkeeping and never become properties: ``event``,
 ``timestamp``, ``level``, ``logger``, ``exc_info``, ``exception``, ``stack``,
@@ -23,10 +25,12 @@ Keys that are structlog's own bookkeeping and never become properties: ``event``
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import MutableMapping
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ._context import _current
+from ._context import IdentityContext, _current
 from ._integration import PERSONLESS, active_span_ids, first_id, resolve_client
 from ._log import is_internal_thread, logger
 from .logging import structlog_captured
@@ -120,6 +124,40 @@ class PostHogProcessor:
             if not self.personless:
                 return
             ctx = ctx or PERSONLESS
+        logger_name = event_dict.get("logger") or getattr(wrapped_logger, "name", None)
+        client = self.client
+        if not client._accepting:
+            client._refuse()
+            return
+        # Like the logging handler: on this thread only a snapshot (later processors may
+        # change the dict) and an append; the event is built on the flush thread.
+        client._exporter_submit(
+            (
+                self._build,
+                dict(event_dict),
+                name,
+                distinct_id,
+                ctx,
+                level_name,
+                logger_name,
+                active_span_ids(),
+                time.time(),
+            )
+        )
+        structlog_captured.set(name)
+
+    def _build(
+        self,
+        event_dict: dict[str, Any],
+        name: str,
+        distinct_id: str | None,
+        ctx: IdentityContext | None,
+        level_name: str,
+        logger_name: Any,
+        span: tuple[str, str] | None,
+        created: float,
+    ) -> dict[str, Any] | None:
+        """The event for a structlog event dict; runs on the flush thread."""
         skip = self._skip
         properties = {
             key: value
@@ -127,18 +165,22 @@ class PostHogProcessor:
             if key not in skip and not key.startswith("_")
         }
         properties["$log_level"] = level_name
-        logger_name = event_dict.get("logger") or getattr(wrapped_logger, "name", None)
         if isinstance(logger_name, str):
             properties["$logger_name"] = logger_name
-        span = active_span_ids()
         if span is not None:
             properties.setdefault("$trace_id", span[0])
             properties.setdefault("$span_id", span[1])
         groups = event_dict.get("groups")
-        self.client._enqueue_capture(
-            Capture(name, distinct_id, properties, groups=groups if groups else None), ctx
+        return self.client._deferred_capture(
+            Capture(
+                name,
+                distinct_id,
+                properties,
+                groups=groups if groups else None,
+                timestamp=datetime.fromtimestamp(created, timezone.utc),
+            ),
+            ctx,
         )
-        structlog_captured.set(name)
 
 
 def _level_number(level: int | str) -> int:

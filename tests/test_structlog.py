@@ -190,3 +190,27 @@ def test_generated_event_dicts_never_raise_and_pass_through(event_dict, method):
     assert processor(None, method, event_dict) is event_dict
     assert event_dict == before
     client._exporter._give_up_on_shutdown()
+
+
+def test_snapshot_is_taken_and_event_built_off_the_logging_thread(server, make_client):
+    import threading
+
+    seen = []
+
+    def hook(event):
+        seen.append(threading.current_thread().name)
+        return event
+
+    client = make_client(before_send=hook)
+
+    def mutate(logger, method, event_dict):
+        event_dict["plan"] = "changed later"
+        event_dict.pop("seats")
+        return ""
+
+    configure(PostHogProcessor(client), final=mutate)
+    structlog.get_logger().info("upgraded", distinct_id="u1", plan="pro", seats=3)
+    client.flush(5)
+    (event,) = server.events
+    assert event["properties"]["plan"] == "pro" and event["properties"]["seats"] == 3
+    assert seen == ["posthog_otel-flush"]
