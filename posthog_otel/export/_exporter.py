@@ -13,15 +13,14 @@ in flight are neither lost nor reordered.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .._fork import reset_in_child
 from .._log import logger, mark_internal_thread, suppress_instrumentation
 from .._stats import StatsRecorder
 from ._clock import Clock, SystemClock
@@ -98,18 +97,6 @@ class _Batch:
         self.payloads += other.payloads
 
 
-_live_exporters: weakref.WeakSet[BatchExporter] = weakref.WeakSet()
-
-
-def _reinit_in_child() -> None:
-    for exporter in list(_live_exporters):
-        exporter._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reinit_in_child)
-
-
 class BatchExporter:
     """Owns the queue and the flush thread of one lane."""
 
@@ -135,7 +122,7 @@ class BatchExporter:
         self._max_queue = config.max_queue_size
         self._sync = config.sync_mode
         self._init_state()
-        _live_exporters.add(self)
+        reset_in_child(self._after_fork_in_child)
 
     def _init_state(self) -> None:
         self._lock = threading.Lock()

@@ -10,12 +10,11 @@ on first use, restarted lazily in a forked child, and stopped by ``close()``.
 from __future__ import annotations
 
 import json
-import os
 import threading
-import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from .._fork import reset_in_child
 from .._log import logger, mark_internal_thread, suppress_instrumentation
 from ..export._clock import Clock
 from ..export._transport import HttpTransport, TransportError
@@ -38,18 +37,6 @@ class FlagDefinitionCacheProvider(Protocol):
     def on_flag_definitions_received(self, data: Mapping[str, Any]) -> Any: ...
 
     def shutdown(self) -> Any: ...
-
-
-_live_loaders: weakref.WeakSet[DefinitionsLoader] = weakref.WeakSet()
-
-
-def _reinit_in_child() -> None:
-    for loader in list(_live_loaders):
-        loader._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reinit_in_child)
 
 
 class DefinitionsLoader:
@@ -82,7 +69,7 @@ class DefinitionsLoader:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._next_wait = poll_interval
-        _live_loaders.add(self)
+        reset_in_child(self._after_fork_in_child)
 
     # ---------------------------------------------------------------- lifecycle
 

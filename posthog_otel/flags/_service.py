@@ -4,15 +4,14 @@ remote call when needed, exposure events deduplicated, property overrides."""
 from __future__ import annotations
 
 import json
-import os
 import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._context import _current
+from .._fork import reset_in_child
 from .._log import logger
 from ..export._clock import Clock
 from ..export._transport import HttpTransport
@@ -89,19 +88,6 @@ _context_overrides: ContextVar[tuple[dict[str, Any], dict[str, dict[str, Any]]] 
 )
 
 
-_live_services: weakref.WeakSet[FlagsService] = weakref.WeakSet()
-
-
-def _reinit_in_child() -> None:
-    # The poller thread did not survive the fork: the next read starts it again.
-    for service in list(_live_services):
-        service._first_load_done = False
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reinit_in_child)
-
-
 class FlagsService:
     def __init__(
         self,
@@ -145,7 +131,11 @@ class FlagsService:
         self._group_overrides: dict[str, dict[str, Any]] = {}
         self._seen: OrderedDict[str, set[tuple[Any, ...]]] = OrderedDict()
         self._seen_lock = threading.Lock()
-        _live_services.add(self)
+        reset_in_child(self._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        # The poller thread did not survive the fork: the next read starts it again.
+        self._first_load_done = False
 
     # ---------------------------------------------------------------- definitions
 

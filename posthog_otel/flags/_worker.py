@@ -6,13 +6,13 @@ properties. These events are exempt from FIFO order."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .._fork import reset_in_child
 from .._log import logger, mark_internal_thread, suppress_instrumentation
 
 SHARE_WINDOW = 1.0  # seconds during which one /flags answer serves the same person
@@ -29,9 +29,9 @@ class FlagsWorker:
         self._fetch = fetch  # (distinct id, groups) -> event properties, or None
         self._deliver = deliver  # before_send + queue, on this worker's thread
         self._reset()
+        reset_in_child(self._reset)  # a forked child starts with its own worker
 
     def _reset(self) -> None:
-        self._pid = os.getpid()
         self._cond = threading.Condition()
         self._waiting: deque[tuple[Event, str, Mapping[str, Any]]] = deque()
         self._shared: dict[tuple[Any, ...], tuple[float, dict[str, Any] | None]] = {}
@@ -40,8 +40,6 @@ class FlagsWorker:
         self._closed = False
 
     def submit(self, event: Event, distinct_id: str, groups: Mapping[str, Any]) -> None:
-        if self._pid != os.getpid():
-            self._reset()  # a forked child starts with its own worker
         with self._cond:
             if not self._closed and len(self._waiting) < MAX_WAITING:
                 self._waiting.append((event, distinct_id, groups))
