@@ -340,3 +340,64 @@ def cases(seed: int, count: int):
             for raw in defs["flags"]:
                 yield copy.deepcopy(defs), raw["key"], inputs
                 produced += 1
+
+
+# ---------------------------------------------------------------- plain person flags
+#
+# Flags with nothing but person-property conditions, rollouts and variants take the
+# specialised evaluator (``posthog_otel.flags._fastpath``). These cases aim at it: more
+# conditions and odd float rollouts and splits, and properties that are mostly passed,
+# so that most filters decide.
+
+ROLLOUTS = [None, 0, 0.001, 1, 12.5, 33.333, 45, 50, 66.67, 99.999, 100, 150]
+
+
+def _split(rng: random.Random, count: int) -> list[float]:
+    if rng.random() < 0.5:
+        return rng.choice(
+            [[100.0], [50, 50], [33.33, 33.33, 33.34], [25.5, 25.5, 49], [10, 0, 90]]
+        )[:count] or [100.0]
+    cuts = sorted(rng.uniform(0, 100) for _ in range(count - 1))
+    return [
+        round(b - a, rng.choice([0, 2, 6])) for a, b in zip([0, *cuts], [*cuts, 100], strict=True)
+    ]
+
+
+def plain_person_flag(rng: random.Random, key: str) -> dict[str, Any]:
+    filters: dict[str, Any] = {"groups": [], "payloads": {}}
+    names: list[str] = []
+    if rng.random() < 0.5:
+        names = ["control", "test", "third", "fourth"][: rng.randint(1, 4)]
+        split = _split(rng, len(names))
+        filters["multivariate"] = {
+            "variants": [
+                {"key": n, "rollout_percentage": p} for n, p in zip(names, split, strict=False)
+            ]
+        }
+    for _ in range(rng.randint(1, 3)):
+        condition: dict[str, Any] = {
+            "properties": [property_filter(rng) for _ in range(rng.choice([0, 0, 1, 1, 2]))],
+            "rollout_percentage": rng.choice([*ROLLOUTS, rng.uniform(0, 100)]),
+        }
+        if names and rng.random() < 0.3:
+            condition["variant"] = rng.choice([*names, "nope", None])
+        filters["groups"].append(condition)
+    if rng.random() < 0.15:
+        filters["early_exit"] = True
+    return {"id": 1, "key": key, "version": 1, "active": True, "filters": filters}
+
+
+def plain_person_cases(seed: int, count: int):
+    """``(definitions, key, inputs)`` for plain person flags, deterministic per seed."""
+    rng = random.Random(seed)
+    for index in range(count):
+        key = f"plain-{index % 50}"
+        defs = {"flags": [plain_person_flag(rng, key)], "group_type_mapping": {}, "cohorts": {}}
+        person = {k: property_value(rng, k) for k in PERSON_KEYS if rng.random() < 0.85}
+        inputs = {
+            "distinct_id": f"user-{rng.randint(0, 10**9)}",
+            "groups": {},
+            "person_properties": person,
+            "group_properties": {},
+        }
+        yield defs, key, inputs

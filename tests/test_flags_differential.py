@@ -16,10 +16,11 @@ from posthog import Posthog
 from posthog_otel.flags._errors import Unresolved
 from posthog_otel.flags._evaluator import Definitions
 
-from .flag_cases import cases
+from .flag_cases import cases, plain_person_cases
 
 INCONCLUSIVE = "<inconclusive>"
 CASES = 12_000
+PLAIN_CASES = 6_000
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +87,31 @@ def test_local_evaluation_agrees_with_posthog(reference):
     assert compared >= 10_000 and deliberate >= 100
     assert decided >= compared // 4, "too few decidable cases to mean anything"
     assert not disagreements, f"{len(disagreements)} disagreements, first: {disagreements[0]}"
+
+
+def test_plain_person_flags_agree_with_posthog(reference):
+    """The specialised evaluator of plain person flags (``_fastpath``) on flags made for
+    it: odd float rollouts and variant splits, several conditions, early exit. Where it
+    answers, it must answer as posthog does; where it cannot, the general path must."""
+    disagreements = []
+    fast_answers = 0
+    for defs, key, inputs in plain_person_cases(seed=11, count=PLAIN_CASES):
+        expected = theirs(reference, defs, key, inputs)
+        flag = Definitions(defs).flags[key]
+        assert flag.fast is not None, defs
+        try:
+            fast = flag.fast(inputs["distinct_id"], inputs["person_properties"])
+        except Exception:
+            fast = None  # could not decide: the general path answers instead
+        else:
+            fast_answers += 1
+            if fast != expected or type(fast) is not type(expected):
+                disagreements.append(("fast", expected, fast, defs, inputs))
+        actual = ours(defs, key, inputs)
+        if actual != expected or type(actual) is not type(expected):
+            disagreements.append(("evaluate", expected, actual, defs, inputs))
+    assert not disagreements, f"{len(disagreements)} disagreements, first: {disagreements[0]}"
+    assert fast_answers >= PLAIN_CASES // 3, fast_answers
 
 
 def test_property_operators_agree_with_posthog():

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import ast
+import random
 from pathlib import Path
 
 import posthog
 import pytest
 
 from posthog_otel.flags._evaluator import Definitions
-from posthog_otel.flags._hashing import bucket, holdout_bucket
+from posthog_otel.flags._hashing import (
+    _SCALE,
+    bucket,
+    digest_bound,
+    holdout_bucket,
+    rollout_gate,
+    smallest_bucket,
+    variant_picker,
+    variant_ranges,
+)
 
 _TESTS = Path(posthog.__file__).parent / "test" / "test_feature_flags.py"
 
@@ -66,3 +76,78 @@ def test_holdout_membership_matches_server_bucketing():
         if definitions.evaluate("experiment-flag", f"user_{n}") == "holdout-727"
     }
     assert held_out == {"user_5", "user_6", "user_14", "user_15"}
+
+
+# ------------------------------------------------- rollouts and variants without floats
+
+THRESHOLDS = [0.0, 1.0, 0.5, 0.45, 0.125, 1 / 3, 0.33333, 0.9999, 1e-18, 5e-324, -0.1, 1.1]
+
+
+def _bucket_of(n: int) -> float:
+    return n / _SCALE  # the server's float expression, on a 60-bit n
+
+
+@pytest.mark.parametrize("inclusive", [False, True])
+def test_smallest_bucket_is_the_exact_boundary(inclusive):
+    rng = random.Random(3)
+    for threshold in [*THRESHOLDS, *(rng.random() for _ in range(300))]:
+        n = smallest_bucket(threshold, inclusive=inclusive)
+
+        def passes(k: int, threshold: float = threshold) -> bool:
+            return _bucket_of(k) >= threshold if inclusive else _bucket_of(k) > threshold
+
+        assert 0 <= n <= 1 << 60
+        if n < 1 << 60:
+            assert passes(n), (threshold, n)
+        if n > 0:
+            assert not passes(n - 1), (threshold, n)
+
+
+def test_digest_bound_orders_digests_like_their_top_60_bits():
+    rng = random.Random(4)
+    for bound_n in [0, 1, (1 << 60) - 1, 1 << 60, *(rng.getrandbits(60) for _ in range(300))]:
+        bound = digest_bound(bound_n)
+        for n in {
+            max(bound_n - 1, 0),
+            min(bound_n, (1 << 60) - 1),
+            min(bound_n + 1, (1 << 60) - 1),
+        }:
+            first_8 = ((n << 4) | rng.getrandbits(4)).to_bytes(8, "big")
+            digest = first_8 + rng.randbytes(12)
+            assert (digest >= bound) == (n >= bound_n), (bound_n, n)
+
+
+def test_gate_and_picker_agree_with_the_float_bucket():
+    rng = random.Random(5)
+    end_to_end = [("a", 0.0, 0.3333), ("b", 0.3333, 0.6666), ("c", 0.6666, 1.0)]
+    with_a_negative_split = [("a", 0.0, 0.6), ("b", 0.6, 0.3), ("c", 0.3, 0.9)]
+    for variants in [end_to_end, with_a_negative_split] * 100:
+        key = f"flag-{rng.randint(0, 99)}"
+        prefix = f"{key}.".encode()
+        rollout = rng.choice([0, 0.001, 12.5, 33.333, 50, 99.999, rng.uniform(0, 100)])
+        within = rollout_gate(prefix, rollout)
+        pick = variant_picker(prefix, variants)
+        for _ in range(50):
+            value = f"user-{rng.getrandbits(40)}"
+            assert within(value) == (bucket(key, value) <= rollout / 100)
+            point = bucket(key, value, "variant")
+            expected = next((k for k, low, high in variants if low <= point < high), True)
+            assert pick(value) == expected
+
+
+def test_variant_ranges_at_their_exact_edges():
+    """Split points that are exactly a bucket (0.5 is bucket 2**59) belong to the upper
+    variant, as ``low <= bucket < high`` says; checked on digests made for each edge."""
+    rng = random.Random(6)
+    variants = [("a", 0.0, 0.25), ("b", 0.25, 0.5), ("c", 0.5, 0.3333 + 0.5), ("d", 0.8333, 1.0)]
+    ranges = variant_ranges(variants)
+    edges = [
+        smallest_bucket(edge, inclusive=True) for _, low, high in variants for edge in (low, high)
+    ]
+    for edge in edges:
+        for n in {max(edge - 1, 0), min(edge, (1 << 60) - 1), min(edge + 1, (1 << 60) - 1)}:
+            digest = ((n << 4) | rng.getrandbits(4)).to_bytes(8, "big") + rng.randbytes(12)
+            point = _bucket_of(n)
+            expected = next((k for k, low, high in variants if low <= point < high), True)
+            actual = next((k for k, low, high in ranges if low <= digest < high), True)
+            assert actual == expected, (n, point)

@@ -22,6 +22,7 @@ from ._errors import (
     NeedsServer,
     pick,
 )
+from ._fastpath import PersonEvaluator, person_evaluator
 from ._hashing import bucket_with_prefix, holdout_bucket
 from ._operators import compile_property
 
@@ -74,6 +75,8 @@ class CompiledFlag:
     needs_state: bool = False  # has cohort or dependency filters
     results: dict[Any, Any] = field(default_factory=dict)  # the service's per-value cache
     extras: dict[str, Any] = field(default_factory=dict)  # other consumers' per-flag memos
+    # The specialised evaluator of a plain person flag (see ``_fastpath``), else None.
+    fast: PersonEvaluator | None = None
 
     @property
     def hash_prefix(self) -> bytes:
@@ -81,6 +84,7 @@ class CompiledFlag:
 
     def __post_init__(self) -> None:
         self._hash_prefix = f"{self.key}.".encode()
+        self.fast = person_evaluator(self)
 
     @property
     def id(self) -> Any:
@@ -272,6 +276,12 @@ class Definitions:
         """As ``evaluate``; ``trace``, when given, receives how the value was decided:
         ``"inactive"``, ``"enrollment"``, ``"holdout"``, ``("condition", index)`` or
         ``"no_match"`` (for OpenFeature reasons)."""
+        fast = flag.fast
+        if fast is not None and trace is None and type(distinct_id) is str:
+            try:
+                return fast(distinct_id, person_properties)
+            except Exception:
+                pass  # a filter could not decide: the general path below decides
         if not flag.active:
             if trace is not None:
                 trace.append("inactive")

@@ -1,24 +1,30 @@
-"""PostHog's bucketing hash: the same user lands in the same bucket as on the server."""
+"""PostHog's bucketing hash: the same user lands in the same bucket as on the server.
+
+A bucket is ``int(sha1(f"{key}.{value}{salt}")[:15], 16) / (2**60 - 1)``, a number in
+[0, 1]. ``bucket`` computes it the way the server does; ``rollout_gate`` and
+``variant_picker`` decide the same comparisons without it, for the evaluators that run
+on every flag read.
+"""
 
 from __future__ import annotations
 
 import struct
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
 from hashlib import sha1
 
 _SCALE = float(0xFFFFFFFFFFFFFFF)  # 15 hex digits
 _FIRST_8_BYTES = struct.Struct(">Q").unpack_from
 _HOLDOUT_PREFIX = b"holdout-"
+_VARIANT_SALT = b"variant"
+_BUCKETS = 1 << 60  # a bucket is n / _SCALE for a 60-bit n
+_ABOVE_EVERY_DIGEST = b"\xff" * 21  # longer than a 20-byte digest: greater than all
+_NO_DIGEST_BELOW = bytes(8)  # the bound of bucket 0
 
 
 def bucket(key: str, bucketing_value: object, salt: str = "") -> float:
-    """``int(sha1(f"{key}.{value}{salt}")[:15], 16) / (2**60 - 1)``: a number in [0, 1]."""
+    """The server's bucket of ``bucketing_value`` for the flag ``key``."""
     return bucket_with_prefix(f"{key}.".encode(), bucketing_value, salt.encode())
-
-
-# The same people are evaluated again and again (every request of a signed-in user), so
-# buckets are memoized. Bounded; cleared whole when full (a pure function: no staleness).
-_MEMO_MAX = 65_536
-_memo: dict[tuple[bytes, str, bytes], float] = {}
 
 
 def bucket_with_prefix(prefix: bytes, bucketing_value: object, salt: bytes = b"") -> float:
@@ -26,20 +32,94 @@ def bucket_with_prefix(prefix: bytes, bucketing_value: object, salt: bytes = b""
 
     The first 15 hex digits of the digest are the top 60 bits of its first 8 bytes.
     """
-    # Only strings are memo keys: True == 1 as keys, yet they hash as "True" and "1".
     value = bucketing_value if type(bucketing_value) is str else f"{bucketing_value}"
-    key = (prefix, value, salt)
-    cached = _memo.get(key)
-    if cached is not None:
-        return cached
     top_60_bits: int = _FIRST_8_BYTES(sha1(prefix + value.encode() + salt).digest())[0] >> 4
-    result = top_60_bits / _SCALE
-    if len(_memo) >= _MEMO_MAX:
-        _memo.clear()
-    _memo[key] = result
-    return result
+    return top_60_bits / _SCALE
 
 
 def holdout_bucket(bucketing_value: object) -> float:
     """The holdout hash: the server hashes ``holdout-<value>`` (a dash, not a dot)."""
     return bucket_with_prefix(_HOLDOUT_PREFIX, bucketing_value)
+
+
+# ---------------------------------------------------------------- without the float
+#
+# The bucket only ever meets a fixed number (a rollout or a variant's range), and it
+# grows with n, because a float division by a positive constant is monotonic. So
+# "bucket > t" holds exactly for n from some smallest n(t) on, found once, when the flag
+# is compiled, by a binary search over the very same float expression. A digest then
+# compares with that bound as bytes (big-endian, like n): no int, no float, per read.
+
+
+def smallest_bucket(threshold: float, *, inclusive: bool) -> int:
+    """The smallest n whose bucket is ``> threshold`` (``>=`` when inclusive), or
+    2**60 when no bucket is."""
+    low, high = 0, _BUCKETS
+    while low < high:
+        middle = (low + high) // 2
+        value = middle / _SCALE
+        if (value >= threshold) if inclusive else (value > threshold):
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def digest_bound(n: int) -> bytes:
+    """The bytes a digest is ``>=`` exactly when the top 60 bits of its first 8 bytes
+    are ``>= n``: an 8-byte prefix compares before the rest of the digest is looked at."""
+    return _ABOVE_EVERY_DIGEST if n >= _BUCKETS else (n << 4).to_bytes(8, "big")
+
+
+def rollout_gate(prefix: bytes, percentage: float) -> Callable[[str], bool]:
+    """``value -> bucket(value) <= percentage / 100``: is this id within the rollout."""
+    bound = digest_bound(smallest_bucket(percentage / 100, inclusive=False))
+
+    def within(value: str) -> bool:
+        return sha1(prefix + value.encode()).digest() < bound
+
+    return within
+
+
+def variant_picker(
+    prefix: bytes, variants: Sequence[tuple[str, float, float]]
+) -> Callable[[str], str | bool]:
+    """``value -> `` the first variant whose ``low <= bucket < high`` (salt "variant"),
+    or ``True`` when none is."""
+    ranges = variant_ranges(variants)
+    highs = [high for _, _, high in ranges]
+    lows = [low for _, low, _ in ranges]
+    if lows == [_NO_DIGEST_BELOW, *highs[:-1]] and highs == sorted(highs):
+        # Ranges laid end to end from 0 (no negative split): the first variant whose
+        # range holds the digest is the first whose upper bound is above it.
+        outcomes: tuple[str | bool, ...] = (*(key for key, _, _ in ranges), True)
+
+        def pick_sorted(value: str) -> str | bool:
+            return outcomes[
+                bisect_right(highs, sha1(prefix + value.encode() + _VARIANT_SALT).digest())
+            ]
+
+        return pick_sorted
+
+    def pick(value: str) -> str | bool:
+        digest = sha1(prefix + value.encode() + _VARIANT_SALT).digest()
+        for key, low, high in ranges:
+            if low <= digest < high:
+                return key
+        return True
+
+    return pick
+
+
+def variant_ranges(
+    variants: Sequence[tuple[str, float, float]],
+) -> tuple[tuple[str, bytes, bytes], ...]:
+    """Each variant's ``low <= bucket < high`` as ``low_bound <= digest < high_bound``."""
+    return tuple(
+        (
+            key,
+            digest_bound(smallest_bucket(low, inclusive=True)),
+            digest_bound(smallest_bucket(high, inclusive=True)),
+        )
+        for key, low, high in variants
+    )

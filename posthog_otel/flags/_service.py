@@ -243,9 +243,19 @@ class FlagsService:
         result: FlagResult | None = None
         error: str | None = None
         definitions = None if force_remote else self.definitions()
-        if definitions is not None and key in definitions.flags:
-            flag = definitions.flags[key]
-            result = _local_result(definitions, flag, did, groups_, person, group_props)
+        flag = None if definitions is None else definitions.flags.get(key)
+        if flag is not None:
+            assert definitions is not None
+            fast = flag.fast
+            value = None
+            if fast is not None:
+                try:
+                    value = fast(did, person)
+                except Exception:
+                    value = None
+            result = flag.results.get(value) if value is not None else None
+            if result is None:
+                result = _local_result(definitions, flag, did, groups_, person, group_props, value)
         if result is None and not only_evaluate_locally:
             cache, cache_key = self.cache, None
             if cache is not None:

@@ -1,0 +1,83 @@
+"""A specialised evaluator for the common flag: about one person, decided by its own
+property filters and rollouts.
+
+Most flags have no cohort, dependency, group, holdout, enrollment or experience
+continuity. For those, ``CompiledFlag.fast`` is a closure that runs the condition loop
+with everything bound in advance (filters, rollout gates, the variant picker) and no
+trace, state or reason bookkeeping. It only answers when every filter it runs decides;
+anything else (a missing property, an unusable filter, an error) makes it raise, and the
+caller then runs the general evaluator, which decides the way the server does. So the
+shortcut changes how fast a value comes back, never which value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._hashing import rollout_gate, variant_picker
+
+if TYPE_CHECKING:
+    from ._evaluator import CompiledFlag
+
+FlagValue = bool | str
+PersonEvaluator = Callable[[str, Mapping[str, Any]], FlagValue]
+_Condition = tuple[
+    tuple[Callable[..., bool], ...],  # the property filters, all of which must match
+    Callable[[str], bool] | None,  # the rollout gate; None: everyone who matches
+    FlagValue | None,  # the value of a match; None: pick the variant by hash
+]
+
+
+def person_evaluator(flag: CompiledFlag) -> PersonEvaluator | None:
+    """The specialised evaluator of ``flag``, or ``None`` when it needs the general one."""
+    if (
+        not flag.active
+        or flag.continuity
+        or flag.super_conditions
+        or flag.aggregation is not None
+        or flag.device_bucketing
+        or flag.enrollment
+        or flag.holdout is not None
+        or flag.needs_state
+        or not all(math.isfinite(bound) for _, low, high in flag.variants for bound in (low, high))
+    ):
+        return None
+    prefix = flag.hash_prefix
+    conditions: list[_Condition] = []
+    for condition in flag.conditions:
+        rollout = condition.rollout
+        if condition.aggregation is not None:
+            return None  # a condition about a group
+        if rollout is not None and (
+            type(rollout) not in (int, float) or not math.isfinite(rollout)
+        ):
+            return None
+        # A bucket is at most 1.0, so a rollout of 100 % or more needs no hash.
+        gate = rollout_gate(prefix, rollout) if rollout is not None and rollout < 100 else None
+        override = condition.variant
+        if not flag.variants:
+            outcome: FlagValue | None = True
+        elif override and any(key == override for key, _, _ in flag.variants):
+            outcome = override
+        else:
+            outcome = None
+        conditions.append((tuple(condition.filters), gate, outcome))
+    pick = variant_picker(prefix, flag.variants)
+    early_exit = flag.early_exit
+
+    def evaluate(distinct_id: str, properties: Mapping[str, Any]) -> FlagValue:
+        for filters, gate, outcome in conditions:
+            for matcher in filters:
+                if not matcher(properties):  # raises when it cannot decide
+                    break
+            else:
+                if gate is not None and not gate(distinct_id):
+                    if early_exit:
+                        return False
+                    continue
+                return pick(distinct_id) if outcome is None else outcome
+        return False
+
+    return evaluate
