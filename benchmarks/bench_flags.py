@@ -14,6 +14,7 @@ import argparse
 import logging
 import sys
 import warnings
+from itertools import islice
 from pathlib import Path
 
 from posthog import Posthog
@@ -162,15 +163,16 @@ def main() -> None:
                 )
 
         print("## the same, each call for a new distinct id (cold: nothing memoized)")
-        counter = iter(range(10**9))
+        # Every id is used once, by one call of one library; made before timing starts.
+        fresh = iter([f"cold-{i}" for i in range(n * rounds * 2 * len(FLAGS))])
         for index, name in enumerate(FLAGS):
             key = f"flag-{index}"
 
             def cold_theirs(count: int, key: str = key) -> None:
-                for _ in range(count):
+                for distinct_id in islice(fresh, count):
                     theirs.get_feature_flag(
                         key,
-                        f"cold-{next(counter)}",
+                        distinct_id,
                         person_properties=PROPS,
                         only_evaluate_locally=True,
                         send_feature_flag_events=False,
@@ -178,10 +180,10 @@ def main() -> None:
 
             def cold_ours(count: int, key: str = key) -> None:
                 get = ours.get_feature_flag
-                for _ in range(count):
+                for distinct_id in islice(fresh, count):
                     get(
                         key,
-                        f"cold-{next(counter)}",
+                        distinct_id,
                         person_properties=PROPS,
                         only_evaluate_locally=True,
                         send_feature_flag_events=False,

@@ -698,7 +698,9 @@ class Client:
         otherwise. Never raises; with no distinct id (argument or identity context) no
         request is made and no event is sent.
         """
-        return self._flag_result(
+        if self._disabled:
+            return None
+        return self._flags.result(
             key,
             distinct_id,
             groups,
@@ -709,37 +711,6 @@ class Client:
             disable_geoip,
             send_feature_flag_events,
         )
-
-    def _flag_result(
-        self,
-        key: str,
-        distinct_id: object,
-        groups: Mapping[str, Any] | None,
-        person_properties: Mapping[str, Any] | None,
-        group_properties: Mapping[str, Mapping[str, Any]] | None,
-        only_evaluate_locally: bool,
-        force_remote: bool,
-        disable_geoip: bool | None,
-        send_events: bool,
-    ) -> FlagResult | None:
-        """The one path of every single-flag read (positional: it is hot)."""
-        if self._disabled:
-            return None
-        try:
-            return self._flags.result(
-                key,
-                distinct_id,
-                groups,
-                person_properties,
-                group_properties,
-                only_evaluate_locally,
-                force_remote,
-                disable_geoip,
-                send_events,
-            )
-        except Exception:
-            logger.exception("feature flag %r could not be evaluated", key)
-            return None
 
     def get_feature_flag(
         self,
@@ -755,7 +726,9 @@ class Client:
         send_feature_flag_events: bool = True,
     ) -> FlagValue | None:
         """The variant, ``True``/``False``, or ``None`` when unknown."""
-        result = self._flag_result(
+        if self._disabled:
+            return None
+        result = self._flags.result(
             key,
             distinct_id,
             groups,
@@ -766,7 +739,7 @@ class Client:
             disable_geoip,
             send_feature_flag_events,
         )
-        return None if result is None else result.get_value()
+        return None if result is None else result.get_value()  # result() never raises
 
     def is_feature_enabled(
         self,
@@ -783,7 +756,9 @@ class Client:
         send_feature_flag_events: bool = True,
     ) -> bool:
         """Whether the flag is on (any variant counts); ``default_value`` when unknown."""
-        result = self._flag_result(
+        if self._disabled:
+            return default_value
+        result = self._flags.result(
             key,
             distinct_id,
             groups,
@@ -890,6 +865,8 @@ class Client:
 
     def reload_feature_flags(self) -> None:
         """Fetch flag definitions now (when local evaluation is configured)."""
+        if self._disabled:
+            return
         try:
             self._flags.reload()
         except Exception:

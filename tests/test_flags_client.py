@@ -387,6 +387,8 @@ def test_disabled_client_answers_defaults(flags_server, make_client):
     assert client.get_feature_flag("beta-ui", "u1") is None
     assert client.is_feature_enabled("beta-ui", "u1", default_value=True) is True
     assert client.evaluate_flags("u1").results == {}
+    assert client.get_feature_flag_result("beta-ui", "u1") is None
+    client.reload_feature_flags()
     assert flags_server.requests == []
 
 

@@ -48,6 +48,15 @@ def theirs(client, defs, key, inputs):
         return INCONCLUSIVE
 
 
+def call_args(inputs):
+    return (
+        inputs["distinct_id"],
+        inputs["groups"],
+        inputs["person_properties"],
+        inputs["group_properties"],
+    )
+
+
 def ours(defs, key, inputs):
     try:
         return Definitions(defs).evaluate(key, **inputs)
@@ -110,6 +119,22 @@ def test_plain_person_flags_agree_with_posthog(reference):
         actual = ours(defs, key, inputs)
         if actual != expected or type(actual) is not type(expected):
             disagreements.append(("evaluate", expected, actual, defs, inputs))
+        # The same flag without the shortcut: the same value and the same trace (the
+        # OpenFeature reasons come from the trace).
+        shortcut, general = Definitions(defs), Definitions(defs)
+        general.flags[key].fast = None
+        traces: tuple[list, list] = ([], [])
+        for definitions, trace in zip((shortcut, general), traces, strict=True):
+            try:
+                trace.append(
+                    definitions.evaluate_flag(
+                        definitions.flags[key], *call_args(inputs), trace=trace
+                    )
+                )
+            except Unresolved:
+                trace.append(INCONCLUSIVE)
+        if traces[0] != traces[1]:
+            disagreements.append(("trace", traces[1], traces[0], defs, inputs))
     assert not disagreements, f"{len(disagreements)} disagreements, first: {disagreements[0]}"
     assert fast_answers >= PLAIN_CASES // 3, fast_answers
 

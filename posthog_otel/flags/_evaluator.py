@@ -277,11 +277,14 @@ class Definitions:
         ``"inactive"``, ``"enrollment"``, ``"holdout"``, ``("condition", index)`` or
         ``"no_match"`` (for OpenFeature reasons)."""
         fast = flag.fast
-        if fast is not None and trace is None and type(distinct_id) is str:
+        if fast is not None and type(distinct_id) is str:
+            mark = 0 if trace is None else len(trace)
             try:
-                return fast(distinct_id, person_properties)
+                return fast(distinct_id, person_properties, trace)
             except Exception:
-                pass  # a filter could not decide: the general path below decides
+                if trace is not None:
+                    del trace[mark:]  # what the shortcut noted before giving up
+                # a filter could not decide: the general path below decides
         if not flag.active:
             if trace is not None:
                 trace.append("inactive")

@@ -4,7 +4,7 @@ property filters and rollouts.
 Most flags have no cohort, dependency, group, holdout, enrollment or experience
 continuity. For those, ``CompiledFlag.fast`` is a closure that runs the condition loop
 with everything bound in advance (filters, rollout gates, the variant picker) and no
-trace, state or reason bookkeeping. It only answers when every filter it runs decides;
+state or reason bookkeeping. It only answers when every filter it runs decides;
 anything else (a missing property, an unusable filter, an error) makes it raise, and the
 caller then runs the general evaluator, which decides the way the server does. So the
 shortcut changes how fast a value comes back, never which value.
@@ -22,8 +22,11 @@ if TYPE_CHECKING:
     from ._evaluator import CompiledFlag
 
 FlagValue = bool | str
-PersonEvaluator = Callable[[str, Mapping[str, Any]], FlagValue]
+# (distinct id, person properties[, trace]) -> value; the trace is as in
+# ``Definitions.evaluate_flag``.
+PersonEvaluator = Callable[..., FlagValue]
 _Condition = tuple[
+    int,  # its index, for the trace
     tuple[Callable[..., bool], ...],  # the property filters, all of which must match
     Callable[[str], bool] | None,  # the rollout gate; None: everyone who matches
     FlagValue | None,  # the value of a match; None: pick the variant by hash
@@ -63,21 +66,27 @@ def person_evaluator(flag: CompiledFlag) -> PersonEvaluator | None:
             outcome = override
         else:
             outcome = None
-        conditions.append((tuple(condition.filters), gate, outcome))
+        conditions.append((len(conditions), tuple(condition.filters), gate, outcome))
     pick = variant_picker(prefix, flag.variants)
     early_exit = flag.early_exit
 
-    def evaluate(distinct_id: str, properties: Mapping[str, Any]) -> FlagValue:
-        for filters, gate, outcome in conditions:
+    def evaluate(
+        distinct_id: str, properties: Mapping[str, Any], trace: list[Any] | None = None
+    ) -> FlagValue:
+        for index, filters, gate, outcome in conditions:
             for matcher in filters:
                 if not matcher(properties):  # raises when it cannot decide
                     break
             else:
                 if gate is not None and not gate(distinct_id):
                     if early_exit:
-                        return False
+                        break
                     continue
+                if trace is not None:
+                    trace.append(("condition", index))
                 return pick(distinct_id) if outcome is None else outcome
+        if trace is not None:
+            trace.append("no_match")
         return False
 
     return evaluate
