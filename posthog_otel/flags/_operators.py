@@ -74,10 +74,15 @@ def compile_property(prop: Mapping[str, Any], matching_version: int) -> Matcher:
             return result
 
         return is_set
-    direct = _direct_matcher(key, operator, value, matching_version)
-    if direct is not None:
-        return direct
-    compare = _compile_comparison(operator, value, matching_version)
+    if operator in _NUMERIC:
+        return _numeric(key, operator, value)
+    if operator in ("exact", "is_not"):
+        return _exact(key, value, matching_version, negate=operator == "is_not")
+    return _on_property(key, _compile_comparison(operator, value))
+
+
+def _on_property(key: Any, compare: Callable[[Any], bool]) -> Matcher:
+    """The matcher that applies ``compare`` to the property ``key``, which must be passed."""
 
     def matcher(properties: Properties, state: object = None) -> bool:
         if key not in properties:
@@ -87,43 +92,18 @@ def compile_property(prop: Mapping[str, Any], matching_version: int) -> Matcher:
     return matcher
 
 
-def _direct_matcher(key: Any, operator: str, value: Any, version: int) -> Matcher | None:
-    """The most common filters, a list of values and a number bound, as one closure
-    each (no inner comparison call per read); ``None`` for every other filter. They
-    answer exactly as ``_exact`` and ``_numeric`` do."""
-    if operator in _NUMERIC:
-        bound = v.to_number(value)
-        if bound is None:
-            return None
-        test = _NUMERIC_TESTS[operator]
+def _compile_comparison(operator: str, value: Any) -> Callable[[Any], bool]:
+    if operator in _TEXT:
+        return _text(operator, value)
+    if operator in ("regex", "not_regex"):
+        return _regex(operator, value)
+    # Dates and versions: a null value simply does not match (before the filter is read);
+    # both comparisons check for it first.
+    return _dates(operator, value) if operator in _DATES else _semver(operator, value)
 
-        def numeric(properties: Properties, state: object = None) -> bool:
-            found = properties.get(key, _ABSENT)
-            if found is _ABSENT:
-                raise Inconclusive(MISSING_CONTEXT, "property not passed")
-            if type(found) is int and -_EXACT_INT < found < _EXACT_INT:
-                return test(found, bound)  # int against float compares exactly in Python
-            number = v.to_number(found)
-            return False if number is None else test(number, bound)
 
-        return numeric
-    if operator not in ("exact", "is_not") or value == [] or _compares_truthiness(value, version):
-        return None
-    try:
-        candidates = _candidates(value)
-    except Inconclusive:
-        return None
-    negate = operator == "is_not"
-
-    def exact(properties: Properties, state: object = None) -> bool:
-        found = properties.get(key, _ABSENT)
-        if found is _ABSENT:
-            raise Inconclusive(MISSING_CONTEXT, "property not passed")
-        text = found if type(found) is str else v.to_text(found, MISSING_CONTEXT)
-        return (text.lower() in candidates) != negate
-
-    return exact
-
+# The two most common filters, numbers and lists of values, are one closure each, with
+# the property read inlined: no inner comparison call on every read.
 
 _ABSENT = object()
 _EXACT_INT = 2**53  # every int below this in size is exactly a float
@@ -135,49 +115,22 @@ _NUMERIC_TESTS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
-def _compares_truthiness(value: Any, version: int) -> bool:
-    """Whether an ``exact`` filter compares booleans (matching version 1) rather than text."""
-    return version != 2 and v.is_boolean_like(value)
-
-
-def _candidates(value: Any) -> frozenset[str]:
-    """The lower-cased texts an ``exact`` filter accepts; raises when one cannot be rendered."""
-    items = value if isinstance(value, list) else [value]
-    return frozenset(v.to_text(item, UNSUPPORTED_DEFINITION).lower() for item in items)
-
-
-def _compile_comparison(operator: str, value: Any, version: int) -> Callable[[Any], bool]:
-    if operator in _NUMERIC:
-        return _numeric(operator, value)
-    if operator in ("exact", "is_not"):
-        return _exact(value, version, negate=operator == "is_not")
-    if operator in _TEXT:
-        return _text(operator, value)
-    if operator in ("regex", "not_regex"):
-        return _regex(operator, value)
-    # Dates and versions: a null value simply does not match (before the filter is read);
-    # both comparisons check for it first.
-    return _dates(operator, value) if operator in _DATES else _semver(operator, value)
-
-
-def _numeric(operator: str, value: Any) -> Callable[[Any], bool]:
+def _numeric(key: Any, operator: str, value: Any) -> Matcher:
     bound = v.to_number(value)
     if bound is None:
-        return _raise_always("the numeric filter is not a finite number")
+        return _on_property(key, _raise_always("the numeric filter is not a finite number"))
+    test = _NUMERIC_TESTS[operator]
 
-    def compare(override: Any) -> bool:
-        number = v.to_number(override)
-        if number is None:
-            return False
-        if operator == "gt":
-            return number > bound
-        if operator == "gte":
-            return number >= bound
-        if operator == "lt":
-            return number < bound
-        return number <= bound
+    def numeric(properties: Properties, state: object = None) -> bool:
+        found = properties.get(key, _ABSENT)
+        if found is _ABSENT:
+            raise Inconclusive(MISSING_CONTEXT, "property not passed")
+        if type(found) is int and -_EXACT_INT < found < _EXACT_INT:
+            return test(found, bound)  # int against float compares exactly in Python
+        number = v.to_number(found)
+        return False if number is None else test(number, bound)
 
-    return compare
+    return numeric
 
 
 def _raise_always(message: str) -> Callable[[Any], bool]:
@@ -187,39 +140,47 @@ def _raise_always(message: str) -> Callable[[Any], bool]:
     return compare
 
 
-def _exact(value: Any, version: int, *, negate: bool) -> Callable[[Any], bool]:
-    # Decide, from the filter alone, how an override is compared.
+def _exact(key: Any, value: Any, version: int, *, negate: bool) -> Matcher:
+    """Text against the filter's texts, case-insensitively; or, for an empty list and
+    (matching version 1) booleans, truthiness."""
     if value == []:
 
-        def test(override: Any, text: str) -> bool:
+        def test(override: Any) -> bool:
             return v.is_truthy(override)
 
-    elif _compares_truthiness(value, version):
+    elif version != 2 and v.is_boolean_like(value):
         expected = v.is_truthy(value)
 
-        def test(override: Any, text: str) -> bool:
+        def test(override: Any) -> bool:
             return v.is_truthy(override) == expected
 
     else:
         try:
-            candidates = _candidates(value)
+            items = value if isinstance(value, list) else [value]
+            candidates = frozenset(v.to_text(i, UNSUPPORTED_DEFINITION).lower() for i in items)
         except Inconclusive as error:
             message = str(error)
 
-            def test(override: Any, text: str) -> bool:
+            def test(override: Any) -> bool:
                 raise _unsupported(message)
 
         else:
 
-            def test(override: Any, text: str) -> bool:
-                return text in candidates
+            def exact(properties: Properties, state: object = None) -> bool:
+                found = properties.get(key, _ABSENT)
+                if found is _ABSENT:
+                    raise Inconclusive(MISSING_CONTEXT, "property not passed")
+                text = found if type(found) is str else v.to_text(found, MISSING_CONTEXT)
+                return (text.lower() in candidates) != negate
+
+            return exact
 
     def compare(override: Any) -> bool:
-        text = v.to_text(override, MISSING_CONTEXT).lower()
-        matched = test(override, text)
+        v.to_text(override, MISSING_CONTEXT)  # a value JSON cannot render: inconclusive
+        matched = test(override)
         return not matched if negate else matched
 
-    return compare
+    return _on_property(key, compare)
 
 
 def _text(operator: str, value: Any) -> Callable[[Any], bool]:
