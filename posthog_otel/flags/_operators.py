@@ -105,7 +105,6 @@ def _compile_comparison(operator: str, value: Any) -> Callable[[Any], bool]:
 # The two most common filters, numbers and lists of values, are one closure each, with
 # the property read inlined: no inner comparison call on every read.
 
-_ABSENT = object()
 _EXACT_INT = 2**53  # every int below this in size is exactly a float
 _NUMERIC_TESTS: dict[str, Callable[[Any, Any], bool]] = {
     "gt": operator_.gt,
@@ -122,9 +121,9 @@ def _numeric(key: Any, operator: str, value: Any) -> Matcher:
     test = _NUMERIC_TESTS[operator]
 
     def numeric(properties: Properties, state: object = None) -> bool:
-        found = properties.get(key, _ABSENT)
-        if found is _ABSENT:
+        if key not in properties:
             raise Inconclusive(MISSING_CONTEXT, "property not passed")
+        found = properties[key]
         if type(found) is int and -_EXACT_INT < found < _EXACT_INT:
             return test(found, bound)  # int against float compares exactly in Python
         number = v.to_number(found)
@@ -167,9 +166,9 @@ def _exact(key: Any, value: Any, version: int, *, negate: bool) -> Matcher:
         else:
 
             def exact(properties: Properties, state: object = None) -> bool:
-                found = properties.get(key, _ABSENT)
-                if found is _ABSENT:
+                if key not in properties:
                     raise Inconclusive(MISSING_CONTEXT, "property not passed")
+                found = properties[key]
                 text = found if type(found) is str else v.to_text(found, MISSING_CONTEXT)
                 return (text.lower() in candidates) != negate
 
