@@ -48,6 +48,7 @@ def test_accepts_gzip_with_header_or_magic_bytes(server):
         ({"api_key": TOKEN, "batch": [{**EVENT, "distinct_id": ""}]}, 400),
         ({"api_key": TOKEN, "batch": [{**EVENT, "uuid": "nope"}]}, 400),
         ({"api_key": TOKEN, "batch": [{**EVENT, "properties": {"$cookieless_mode": "yes"}}]}, 400),
+        ({"api_key": TOKEN, "batch": [{**EVENT, "properties": {"$cookieless_mode": None}}]}, 400),
         ({"api_key": TOKEN, "batch": [EVENT, {**EVENT, "event": ""}]}, 400),
         ({"api_key": TOKEN, "batch": [{**EVENT, "distinct_id": 42}]}, 200),
         ({"api_key": TOKEN, "batch": [{**EVENT, "uuid": ""}]}, 200),

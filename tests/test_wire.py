@@ -293,6 +293,8 @@ def test_cookieless_mode_is_coerced_before_sending(server, make_client):
     client = make_client()
     client.capture("a", "u1", {"$cookieless_mode": "true"})
     client.capture("b", "u1", {"$cookieless_mode": "maybe"})
-    first, second = sent(server, client, 2)
+    client.capture("c", "u1", {"$cookieless_mode": None})
+    first, second, third = sent(server, client, 3)
     assert first["properties"]["$cookieless_mode"] is True
     assert "$cookieless_mode" not in second["properties"]
+    assert "$cookieless_mode" not in third["properties"]  # null is refused too

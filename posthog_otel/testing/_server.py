@@ -289,8 +289,11 @@ class FakePostHog:
                 uuid.UUID(str(event_uuid))
             except ValueError:
                 raise _Rejected(400, "request_parsing_error", "invalid uuid") from None
-        cookieless = properties.get("$cookieless_mode") if isinstance(properties, dict) else None
-        if cookieless is not None and not isinstance(cookieless, bool):
+        if (
+            isinstance(properties, dict)
+            and "$cookieless_mode" in properties
+            and not isinstance(properties["$cookieless_mode"], bool)
+        ):  # null too: present and not a boolean
             raise _Rejected(400, "invalid_cookieless_mode", "non-boolean $cookieless_mode")
         predicate = self._reject_if
         if predicate is not None and predicate(event):
