@@ -59,7 +59,8 @@ class PostHogSpanExporter(SpanExporter):
     in that order) or ``posthog.event``, or when it is a root or SERVER span stamped
     with context identity by ``instrument()``; child spans inherit nothing by default,
     so a request does not turn into one event per database call. ``export`` returns at
-    once: the client's flush thread does the I/O.
+    once: it queues the finished spans, and the client's flush thread builds the events
+    and does the I/O.
 
     With ``client=None`` the exporter builds and owns a client configured from the
     environment (zero-code use); ``shutdown()`` closes that client, and only flushes a
@@ -106,31 +107,26 @@ class PostHogSpanExporter(SpanExporter):
                 distinct_id = stamped
             elif event is None or not self.personless:
                 return
-        properties: dict[str, Any] = {
-            key: value for key, value in attributes.items() if key not in _NOT_PROPERTIES
-        }
-        span_context = span.context
-        if span_context is not None:
-            properties["$trace_id"] = f"{span_context.trace_id:032x}"
-            properties["$span_id"] = f"{span_context.span_id:016x}"
-        if span.parent is not None:
-            properties["$parent_span_id"] = f"{span.parent.span_id:016x}"
-        if span.start_time is not None and span.end_time is not None:
-            properties["$duration_ms"] = (span.end_time - span.start_time) / 1e6
-        properties["$span_status"] = span.status.status_code.name
-        service = span.resource.attributes.get("service.name") if span.resource else None
-        if service is not None:
-            properties["$service_name"] = service
-        session = first_id(attributes, (*SESSION_KEYS, CONTEXT_SESSION_ID))
-        if session is not None:
-            properties["$session_id"] = session
-        ended = span.end_time
-        timestamp = datetime.fromtimestamp(ended / 1e9, timezone.utc) if ended is not None else None
-        name = event if isinstance(event, str) and event else span.name
-        self.client._enqueue_capture(
-            Capture(name, distinct_id, properties, timestamp=timestamp),
-            None if distinct_id is not None else PERSONLESS,
-        )
+        client = self.client
+        if client._accepting:
+            # A finished span does not change: the event is built from it on the flush
+            # thread, so that export (on the app's thread, under SimpleSpanProcessor)
+            # costs a tuple and an append.
+            client._exporter_submit((self._build, span, distinct_id, event))
+        else:
+            client._refuse()
+
+    def _build(self, span: ReadableSpan, distinct_id: Any, event: Any) -> dict[str, Any] | None:
+        """The event for ``span``; runs on the flush thread."""
+        try:
+            return self.client._deferred_capture(
+                _span_capture(span, distinct_id, event),
+                None if distinct_id is not None else PERSONLESS,
+            )
+        except Exception:
+            with self._lock:
+                self.errors += 1
+            raise  # the exporter counts it as an invalid drop
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Deliver what the client has queued."""
@@ -145,6 +141,32 @@ class PostHogSpanExporter(SpanExporter):
             self.client.close(self.client.shutdown_timeout)
         else:
             self.client.flush(self.client.shutdown_timeout)
+
+
+def _span_capture(span: ReadableSpan, distinct_id: Any, event: Any) -> Capture:
+    attributes: Mapping[str, Any] = span.attributes or {}
+    properties: dict[str, Any] = {
+        key: value for key, value in attributes.items() if key not in _NOT_PROPERTIES
+    }
+    span_context = span.context
+    if span_context is not None:
+        properties["$trace_id"] = f"{span_context.trace_id:032x}"
+        properties["$span_id"] = f"{span_context.span_id:016x}"
+    if span.parent is not None:
+        properties["$parent_span_id"] = f"{span.parent.span_id:016x}"
+    if span.start_time is not None and span.end_time is not None:
+        properties["$duration_ms"] = (span.end_time - span.start_time) / 1e6
+    properties["$span_status"] = span.status.status_code.name
+    service = span.resource.attributes.get("service.name") if span.resource else None
+    if service is not None:
+        properties["$service_name"] = service
+    session = first_id(attributes, (*SESSION_KEYS, CONTEXT_SESSION_ID))
+    if session is not None:
+        properties["$session_id"] = session
+    ended = span.end_time
+    timestamp = datetime.fromtimestamp(ended / 1e9, timezone.utc) if ended is not None else None
+    name = event if isinstance(event, str) and event else span.name
+    return Capture(name, distinct_id, properties, timestamp=timestamp)
 
 
 class PostHogSpanProcessor(SpanProcessor):

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,8 +14,12 @@ from hypothesis import strategies as st
 from opentelemetry import baggage
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExportResult,
+)
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from posthog_otel import PostHogSpanExporter, context
@@ -184,6 +189,38 @@ attribute_values = st.one_of(
     st.booleans(),
     st.lists(st.integers(min_value=0, max_value=100), max_size=3),
 )
+
+
+def test_spans_are_built_into_events_on_the_flush_thread(server, make_client, provider):
+    seen = []
+
+    def hook(event):
+        seen.append(threading.current_thread().name)
+        return event
+
+    client = make_client(before_send=hook)
+    provider.add_span_processor(SimpleSpanProcessor(PostHogSpanExporter(client)))
+    with provider.get_tracer("t").start_as_current_span("op", attributes={"distinct_id": "u1"}):
+        pass  # SimpleSpanProcessor exports right here, on the app's thread
+    assert client.flush(5)
+    assert seen == ["posthog_otel-flush"]
+    assert server.event_names() == ["op"]
+
+
+def test_a_span_that_cannot_be_converted_is_counted(server, make_client):
+    class BrokenSpan(ReadableSpan):
+        @property
+        def status(self):
+            raise RuntimeError("broken span")
+
+    client = make_client()
+    exporter = PostHogSpanExporter(client)
+    span = BrokenSpan(name="op", attributes={"distinct_id": "u1"})
+    assert exporter.export([span]) is SpanExportResult.SUCCESS
+    assert client.flush(5)
+    assert exporter.errors == 1
+    assert client.stats.dropped["invalid"] == 1
+    assert server.events == []
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
