@@ -498,3 +498,50 @@ def test_no_result_cache_by_default(flags_server, make_client):
     client.get_feature_flag("beta-ui", "u1")
     client.get_feature_flag("beta-ui", "u1")
     assert len(flag_requests(flags_server)) == 2
+
+
+def _ask_with_a_deleted_flag(client):
+    return client.evaluate_flags(
+        "u1", flag_keys=["beta-ui", "deleted"], person_properties={"plan": "pro"}
+    )
+
+
+def test_a_deleted_flag_is_probed_once_per_refresh(flags_server, flags_client):
+    """EVF-06: a key absent from the definitions and from a complete /flags answer is
+    not asked for again until the next successful refresh (a 304 counts)."""
+    flags_server.set_flags({"flags": {}})
+    for _ in range(3):
+        snapshot = _ask_with_a_deleted_flag(flags_client)
+        assert sorted(snapshot.results) == ["beta-ui"]
+    assert len(flag_requests(flags_server)) == 1
+    definition_fetches = len([r for r in flags_server.requests if r.path == "/flags/definitions"])
+    flags_client.reload_feature_flags()  # answered 304: still a successful refresh
+    assert len([r for r in flags_server.requests if r.path == "/flags/definitions"]) == (
+        definition_fetches + 1
+    )
+    _ask_with_a_deleted_flag(flags_client)
+    _ask_with_a_deleted_flag(flags_client)
+    assert len(flag_requests(flags_server)) == 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"flags": {}, "errorsWhileComputingFlags": True},
+        {"flags": {}, "quotaLimited": ["feature_flags"]},
+    ],
+)
+def test_no_negative_knowledge_from_an_incomplete_answer(flags_server, flags_client, answer):
+    flags_server.set_flags(answer)
+    _ask_with_a_deleted_flag(flags_client)
+    _ask_with_a_deleted_flag(flags_client)
+    assert len(flag_requests(flags_server)) == 2
+
+
+def test_no_negative_knowledge_from_a_failed_request(flags_server, flags_client):
+    flags_server.set_flags({"flags": {}})
+    flags_server.fail_next(path="/flags", status=500)
+    _ask_with_a_deleted_flag(flags_client)
+    _ask_with_a_deleted_flag(flags_client)
+    _ask_with_a_deleted_flag(flags_client)
+    assert len(flag_requests(flags_server)) == 2  # the failure taught nothing; the answer did

@@ -81,6 +81,7 @@ MINIMAL_EVENT_PROPERTIES = frozenset(
 )
 _EMPTY: dict[str, Any] = {}
 _TRACKER_MAX_IDS = 50_000
+_KNOWN_MISSING_MAX = 10_000  # negative knowledge: flag keys the project does not have
 
 # Overrides set inside an identity context apply to that context only.
 _context_overrides: ContextVar[tuple[dict[str, Any], dict[str, dict[str, Any]]] | None] = (
@@ -131,6 +132,7 @@ class FlagsService:
         self._group_overrides: dict[str, dict[str, Any]] = {}
         self._seen: OrderedDict[str, set[tuple[Any, ...]]] = OrderedDict()
         self._seen_lock = threading.Lock()
+        self._known_missing: set[str] = set()
         reset_in_child(self._after_fork_in_child)
 
     def _after_fork_in_child(self) -> None:
@@ -163,6 +165,8 @@ class FlagsService:
             listener.definitions_changed(changed)
 
     def _refreshed(self, ok: bool) -> None:
+        if ok:
+            self._known_missing.clear()  # a deleted flag: one probe per refresh (EVF-06)
         for listener in list(self._listeners):
             listener.definitions_refreshed(ok)
 
@@ -362,6 +366,11 @@ class FlagsService:
                     unresolved.append(key)
                 else:
                     results[key] = local
+        if definitions is not None and unresolved and self._known_missing:
+            # Keys PostHog said it does not have, since the last refresh: no new probe.
+            unresolved = [
+                k for k in unresolved if k in definitions.flags or k not in self._known_missing
+            ]
         if (definitions is None or unresolved) and not only_evaluate_locally:
             scope = keys if keys is not None else (None if definitions is None else unresolved)
             answer = self._remote(did, groups_, person, group_props, disable_geoip, scope)
@@ -370,7 +379,17 @@ class FlagsService:
                     # A locally resolved value is never replaced by the remote one (EVF-04).
                     if (keys is None or key in keys) and key not in results:
                         results[key] = remote
+                if definitions is not None and scope and not answer.errors_while_computing:
+                    flags, answered = definitions.flags, answer.flags
+                    self._remember_missing(k for k in scope if k not in flags and k not in answered)
         return did, results
+
+    def _remember_missing(self, keys: Iterable[str]) -> None:
+        """Negative knowledge (EVF-06): keys absent from the definitions and from a
+        complete ``/flags`` answer. Forgotten at the next successful refresh."""
+        for key in keys:
+            if len(self._known_missing) < _KNOWN_MISSING_MAX:
+                self._known_missing.add(key)
 
     def snapshot(
         self, did: str | None, results: dict[str, FlagResult], groups: Mapping[str, Any] | None
