@@ -20,6 +20,7 @@ _VARIANT_SALT = b"variant"
 _BUCKETS = 1 << 60  # a bucket is n / _SCALE for a 60-bit n
 _ABOVE_EVERY_DIGEST = b"\xff" * 21  # longer than a 20-byte digest: greater than all
 _NO_DIGEST_BELOW = bytes(8)  # the bound of bucket 0
+_NEAR = 1 << 10  # how far from its estimate a threshold's smallest bucket is looked for
 
 
 def bucket(key: str, bucketing_value: object, salt: str = "") -> float:
@@ -54,11 +55,24 @@ def holdout_bucket(bucketing_value: object) -> float:
 def smallest_bucket(threshold: float, *, inclusive: bool) -> int:
     """The smallest n whose bucket is ``> threshold`` (``>=`` when inclusive), or
     2**60 when no bucket is."""
-    low, high = 0, _BUCKETS
+
+    def passes(n: int) -> bool:
+        value = n / _SCALE
+        return value >= threshold if inclusive else value > threshold
+
+    low, high = 0, _BUCKETS  # the answer is in [low, high]; high itself: "none"
+    if 0.0 <= threshold <= 1.0:
+        # n / _SCALE is within a few units of n / 2**60: start near the answer, and
+        # search all of it only if the guess turns out not to bracket it.
+        guess = int(threshold * _BUCKETS)
+        near_low, near_high = max(guess - _NEAR, 0), min(guess + _NEAR, _BUCKETS)
+        if (near_low == 0 or not passes(near_low - 1)) and (
+            near_high == _BUCKETS or passes(near_high)
+        ):
+            low, high = near_low, near_high
     while low < high:
         middle = (low + high) // 2
-        value = middle / _SCALE
-        if (value >= threshold) if inclusive else (value > threshold):
+        if passes(middle):
             high = middle
         else:
             low = middle + 1
