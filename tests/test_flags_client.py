@@ -545,3 +545,21 @@ def test_no_negative_knowledge_from_a_failed_request(flags_server, flags_client)
     _ask_with_a_deleted_flag(flags_client)
     _ask_with_a_deleted_flag(flags_client)
     assert len(flag_requests(flags_server)) == 2  # the failure taught nothing; the answer did
+
+
+def test_an_unreadable_definition_only_sends_that_flag_to_the_server(make_client, caplog):
+    unreadable = {
+        "id": 4,
+        "key": "unreadable",
+        "active": True,
+        "filters": {"groups": [{"rollout_percentage": 100}], "multivariate": {"variants": "?"}},
+    }
+    definitions = {**DEFINITIONS, "flags": [unreadable, *DEFINITIONS["flags"]]}
+    with FakePostHog(flag_definitions=definitions) as server:
+        server.set_flags({"flags": {"unreadable": remote_record("unreadable", variant="v")}})
+        client = make_client(host=server.url, secret_key=SECRET)
+        assert client.get_feature_flag("beta-ui", "u1", person_properties={"plan": "pro"})
+        assert flag_requests(server) == []  # the other flags are still evaluated locally
+        assert client.get_feature_flag("unreadable", "u1") == "v"
+        assert len(flag_requests(server)) == 1
+        assert "'unreadable' has a definition this SDK cannot read" in caplog.text

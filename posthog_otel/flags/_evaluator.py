@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._log import logger
 from ._errors import (
     EXPERIENCE_CONTINUITY,
     MISSING_CONTEXT,
@@ -106,12 +107,24 @@ class Definitions:
         self.cohorts: Mapping[str, Any] = payload.get("cohorts") or {}
         self._cohort_matchers: dict[str, Filter] = {}
         self._no_state = _State(self, None, None)
-        self.raw_flags: list[Mapping[str, Any]] = list(payload.get("flags") or [])
+        self.raw_flags: list[Mapping[str, Any]] = [
+            raw for raw in payload.get("flags") or [] if isinstance(raw, Mapping)
+        ]
         self.flags: dict[str, CompiledFlag] = {}
         for raw in self.raw_flags:
             key = raw.get("key")
-            if key is not None:
+            if not isinstance(key, str):
+                continue
+            try:
                 self.flags[key] = self._compile_flag(raw)
+            except Exception as exc:
+                # One unreadable flag must not take local evaluation away from the others.
+                logger.warning(
+                    "flag %r has a definition this SDK cannot read (%s); it is evaluated remotely",
+                    key,
+                    exc,
+                )
+                self.flags[key] = _unreadable(key, raw)
 
     # ------------------------------------------------------------ compiling
 
@@ -438,6 +451,34 @@ def _enrollment(flag: CompiledFlag, properties: Properties) -> bool:
         raise Inconclusive(MISSING_CONTEXT, f"{key} not passed")
     value = properties[key]
     return value is True or value == "true"
+
+
+def _unreadable(key: str, raw: Mapping[str, Any]) -> CompiledFlag:
+    """A flag whose definition could not be compiled: only the server can decide it
+    (and a flag that depends on it)."""
+    return CompiledFlag(
+        key=key,
+        definition=raw,
+        active=True,
+        continuity=False,
+        aggregation=None,
+        device_bucketing=False,
+        enrollment=False,
+        super_conditions=False,
+        holdout=None,
+        early_exit=False,
+        conditions=[
+            _Condition(
+                filters=[_needs_server("unreadable flag definition")],
+                rollout=None,
+                variant=None,
+                has_own_aggregation=False,
+                aggregation=None,
+            )
+        ],
+        variants=[],
+        payloads={},
+    )
 
 
 def _needs_server(message: str) -> Filter:
