@@ -125,14 +125,17 @@ def test_gate_and_picker_agree_with_the_float_bucket():
         key = f"flag-{rng.randint(0, 99)}"
         prefix = f"{key}.".encode()
         rollout = rng.choice([0, 0.001, 12.5, 33.333, 50, 99.999, rng.uniform(0, 100)])
-        within = rollout_gate(prefix, rollout)
+        gate = rollout_gate(prefix, rollout, "in")
         pick = variant_picker(prefix, variants)
+        gated_pick = variant_picker(prefix, variants, rollout)
         for _ in range(50):
             value = f"user-{rng.getrandbits(40)}"
-            assert within(value) == (bucket(key, value) <= rollout / 100)
+            within = bucket(key, value) <= rollout / 100
+            assert gate(value) == ("in" if within else None)
             point = bucket(key, value, "variant")
             expected = next((k for k, low, high in variants if low <= point < high), True)
             assert pick(value) == expected
+            assert gated_pick(value) == (expected if within else None)
 
 
 def test_variant_ranges_at_their_exact_edges():

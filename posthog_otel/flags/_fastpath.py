@@ -28,8 +28,8 @@ PersonEvaluator = Callable[..., FlagValue]
 _Condition = tuple[
     int,  # its index, for the trace
     tuple[Callable[..., bool], ...],  # the property filters, all of which must match
-    Callable[[str], bool] | None,  # the rollout gate; None: everyone who matches
-    FlagValue | None,  # the value of a match; None: pick the variant by hash
+    Callable[[str], FlagValue | None] | None,  # the hash: the value, or None if rolled out
+    FlagValue,  # the value of a match when no hash is needed
 ]
 
 
@@ -58,33 +58,34 @@ def person_evaluator(flag: CompiledFlag) -> PersonEvaluator | None:
         ):
             return None
         # A bucket is at most 1.0, so a rollout of 100 % or more needs no hash.
-        gate = rollout_gate(prefix, rollout) if rollout is not None and rollout < 100 else None
+        percentage = rollout if rollout is not None and rollout < 100 else None
         override = condition.variant
-        if not flag.variants:
-            outcome: FlagValue | None = True
-        elif override and any(key == override for key, _, _ in flag.variants):
-            outcome = override
-        else:
-            outcome = None
-        conditions.append((len(conditions), tuple(condition.filters), gate, outcome))
-    pick = variant_picker(prefix, flag.variants)
+        fixed = override if override and any(k == override for k, _, _ in flag.variants) else None
+        settle: Callable[[str], FlagValue | None] | None = None
+        outcome: FlagValue = True if fixed is None else fixed
+        if flag.variants and fixed is None:
+            settle = variant_picker(prefix, flag.variants, percentage)
+        elif percentage is not None:
+            settle = rollout_gate(prefix, percentage, outcome)
+        conditions.append((len(conditions), tuple(condition.filters), settle, outcome))
     early_exit = flag.early_exit
 
     def evaluate(
         distinct_id: str, properties: Mapping[str, Any], trace: list[Any] | None = None
     ) -> FlagValue:
-        for index, filters, gate, outcome in conditions:
+        for index, filters, settle, outcome in conditions:
             for matcher in filters:
                 if not matcher(properties):  # raises when it cannot decide
                     break
             else:
-                if gate is not None and not gate(distinct_id):
+                value = outcome if settle is None else settle(distinct_id)
+                if value is None:  # outside the rollout
                     if early_exit:
                         break
                     continue
                 if trace is not None:
                     trace.append(("condition", index))
-                return pick(distinct_id) if outcome is None else outcome
+                return value
         if trace is not None:
             trace.append("no_match")
         return False

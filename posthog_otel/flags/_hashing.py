@@ -12,7 +12,9 @@ import struct
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from hashlib import sha1
+from typing import TypeVar
 
+_T = TypeVar("_T")
 _SCALE = float(0xFFFFFFFFFFFFFFF)  # 15 hex digits
 _FIRST_8_BYTES = struct.Struct(">Q").unpack_from
 _HOLDOUT_PREFIX = b"holdout-"
@@ -85,44 +87,60 @@ def digest_bound(n: int) -> bytes:
     return _ABOVE_EVERY_DIGEST if n >= _BUCKETS else (n << 4).to_bytes(8, "big")
 
 
-def rollout_gate(prefix: bytes, percentage: float) -> Callable[[str], bool]:
-    """``value -> bucket(value) <= percentage / 100``: is this id within the rollout."""
-    bound = digest_bound(smallest_bucket(percentage / 100, inclusive=False))
+def rollout_gate(prefix: bytes, percentage: float, inside: _T) -> Callable[[str], _T | None]:
+    """``value -> inside`` when ``bucket(value) <= percentage / 100`` (the id is within
+    the rollout), else ``None``."""
+    bound = _rollout_bound(percentage)
+    keyed = sha1(prefix)  # the flag's part of every key, hashed once, copied per read
 
-    def within(value: str) -> bool:
-        return sha1(prefix + value.encode()).digest() < bound
+    def gate(value: str) -> _T | None:
+        state = keyed.copy()
+        state.update(value.encode())
+        return inside if state.digest() < bound else None
 
-    return within
+    return gate
 
 
 def variant_picker(
-    prefix: bytes, variants: Sequence[tuple[str, float, float]]
-) -> Callable[[str], str | bool]:
-    """``value -> `` the first variant whose ``low <= bucket < high`` (salt "variant"),
-    or ``True`` when none is."""
+    prefix: bytes, variants: Sequence[tuple[str, float, float]], percentage: float | None = None
+) -> Callable[[str], str | bool | None]:
+    """``value -> None`` when ``percentage`` is given and the id is outside that rollout;
+    otherwise the first variant whose ``low <= bucket < high`` under the variant hash
+    (salt "variant"), or ``True`` when none is. The variant key extends the rollout key,
+    so the second digest continues the first."""
     ranges = variant_ranges(variants)
+    bound = None if percentage is None else _rollout_bound(percentage)
+    keyed = sha1(prefix)
     highs = [high for _, _, high in ranges]
-    lows = [low for _, low, _ in ranges]
-    if lows == [_NO_DIGEST_BELOW, *highs[:-1]] and highs == sorted(highs):
-        # Ranges laid end to end from 0 (no negative split): the first variant whose
-        # range holds the digest is the first whose upper bound is above it.
-        outcomes: tuple[str | bool, ...] = (*(key for key, _, _ in ranges), True)
+    outcomes: tuple[str | bool, ...] = (*(key for key, _, _ in ranges), True)
+    choose: Callable[[bytes], str | bool] | None = None
+    if [low for _, low, _ in ranges] != [_NO_DIGEST_BELOW, *highs[:-1]] or highs != sorted(highs):
+        # Not laid end to end from 0 (a negative split): test every range in order.
+        def choose(digest: bytes) -> str | bool:
+            for key, low, high in ranges:
+                if low <= digest < high:
+                    return key
+            return True
 
-        def pick_sorted(value: str) -> str | bool:
-            return outcomes[
-                bisect_right(highs, sha1(prefix + value.encode() + _VARIANT_SALT).digest())
-            ]
-
-        return pick_sorted
-
-    def pick(value: str) -> str | bool:
-        digest = sha1(prefix + value.encode() + _VARIANT_SALT).digest()
-        for key, low, high in ranges:
-            if low <= digest < high:
-                return key
-        return True
+    def pick(value: str) -> str | bool | None:
+        state = keyed.copy()
+        state.update(value.encode())
+        if bound is not None and state.digest() >= bound:
+            return None
+        state.update(_VARIANT_SALT)
+        digest = state.digest()
+        if choose is not None:
+            return choose(digest)
+        # End to end: the first range holding the digest is the first whose upper bound
+        # is above it.
+        return outcomes[bisect_right(highs, digest)]
 
     return pick
+
+
+def _rollout_bound(percentage: float) -> bytes:
+    """The digests at or above this are outside a rollout of ``percentage``."""
+    return digest_bound(smallest_bucket(percentage / 100, inclusive=False))
 
 
 def variant_ranges(
