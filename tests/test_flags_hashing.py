@@ -154,3 +154,31 @@ def test_variant_ranges_at_their_exact_edges():
             expected = next((k for k, low, high in variants if low <= point < high), True)
             actual = next((k for k, low, high in ranges if low <= digest < high), True)
             assert actual == expected, (n, point)
+
+
+def test_gates_and_pickers_are_shared_safely_between_threads():
+    """Every read copies the flag's hashed prefix; concurrent reads never mix states."""
+    import threading
+
+    variants = [("a", 0.0, 0.5), ("b", 0.5, 1.0)]
+    gate = rollout_gate(b"flag.", 40, True)
+    pick = variant_picker(b"flag.", variants, 70)
+    values = [f"user-{i}" for i in range(2000)]
+    expected = [(gate(v), pick(v)) for v in values]
+    failures: list[str] = []
+    start = threading.Barrier(4)
+
+    def read() -> None:
+        start.wait()
+        for _ in range(5):
+            for value, wanted in zip(values, expected, strict=True):
+                if (gate(value), pick(value)) != wanted:
+                    failures.append(value)
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert {w for _, w in expected} >= {"a", "b", None}  # every outcome was exercised
