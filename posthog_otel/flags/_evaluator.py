@@ -26,8 +26,8 @@ from ._errors import (
 from ._fastpath import PersonEvaluator, person_evaluator
 from ._hashing import bucket_with_prefix, holdout_bucket
 from ._operators import compile_property
+from ._results import FlagValue
 
-FlagValue = bool | str
 Properties = Mapping[str, Any]
 _NOT_CACHED = object()
 
@@ -297,7 +297,22 @@ class Definitions:
             except Exception:
                 if trace is not None:
                     del trace[mark:]  # what the shortcut noted before giving up
-                # a filter could not decide: the general path below decides
+        return self.evaluate_general(
+            flag, distinct_id, groups, person_properties, group_properties, device_id, trace
+        )
+
+    def evaluate_general(
+        self,
+        flag: CompiledFlag,
+        distinct_id: Any,
+        groups: Mapping[str, Any],
+        person_properties: Properties,
+        group_properties: Mapping[str, Properties],
+        device_id: Any = None,
+        trace: list[Any] | None = None,
+    ) -> FlagValue:
+        """``evaluate_flag`` without the shortcut of ``flag.fast``: for a caller that
+        already tried it."""
         if not flag.active:
             if trace is not None:
                 trace.append("inactive")

@@ -17,11 +17,11 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._hashing import rollout_gate, variant_picker
+from ._results import FlagValue
 
 if TYPE_CHECKING:
     from ._evaluator import CompiledFlag
 
-FlagValue = bool | str
 # (distinct id, person properties[, trace]) -> value; the trace is as in
 # ``Definitions.evaluate_flag``.
 PersonEvaluator = Callable[..., FlagValue]

@@ -496,15 +496,14 @@ def _local_result(
     only the server can decide."""
     fast = flag.fast
     if value is None and fast is not None:
-        # ``evaluate_flag`` would take this shortcut too: taken here, a read is one call
-        # shorter. When it cannot decide, evaluate_flag below tries it again (rare).
+        # ``evaluate_flag``'s shortcut, taken here: a single-flag read is one call shorter.
         try:
             value = fast(did, person)
         except Exception:
-            value = None
+            value = None  # a filter could not decide: the general evaluator will
     if value is None:
         try:
-            value = definitions.evaluate_flag(flag, did, groups, person, group_props)
+            value = definitions.evaluate_general(flag, did, groups, person, group_props)
         except Unresolved:
             return None
         except Exception:
