@@ -30,18 +30,60 @@ def env_first(*names: str) -> str | None:
 
 def resolve_host(host: str | None) -> str:
     """The ingestion host: explicit, else ``POSTHOG_HOST``, else US cloud; app hosts
-    are mapped to their ingestion hosts and a trailing ``/`` is dropped."""
+    are mapped to their ingestion hosts and a trailing ``/`` is dropped.
+
+    A malformed host is refused here (explicit: ``ValueError``; from the environment: a
+    warning and the default), not found later by the flush thread as requests that can
+    never be sent."""
     from_env = host is None
     value = (host if host is not None else env_first("POSTHOG_HOST")) or ""
-    value = value.strip().rstrip("/")
+    if not isinstance(value, str):
+        raise ValueError(
+            f"host must be a string like 'https://us.i.posthog.com', not {type(value).__name__}"
+        )
+    value = value.strip()
+    shown = _hide_credentials(value)
+    value = value.rstrip("/")
     if not value:
         return DEFAULT_HOST
-    if not value.startswith(("http://", "https://")):
+    problem = _host_problem(value, shown)
+    if problem:
         if from_env:
-            logger.warning("POSTHOG_HOST has no http(s) scheme; using %s", DEFAULT_HOST)
+            logger.warning("POSTHOG_HOST %s; using %s", problem, DEFAULT_HOST)
             return DEFAULT_HOST
-        raise ValueError(f"host must start with http:// or https://, got {value!r}")
+        raise ValueError(f"host {problem}: give a URL like 'https://us.i.posthog.com'")
     return _APP_HOSTS.get(value, value)
+
+
+def _hide_credentials(value: str) -> str:
+    """``value`` as it may appear in a message: ``user:password@`` masked."""
+    import re
+
+    return re.sub(r"//[^/@]*@", "//***@", value)
+
+
+def _host_problem(value: str, shown: str) -> str:
+    """What is wrong with ``value`` as a host URL ("" if nothing); ``shown`` is how the
+    value appears in the message."""
+    from urllib.parse import urlsplit
+
+    if not value.startswith(("http://", "https://")):
+        return f"must start with http:// or https:// (got {shown!r})"
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        return f"must not contain spaces or control characters (got {shown!r})"
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises on a port that is not a number in range
+        hostname = parts.hostname
+    except ValueError as exc:
+        return f"is not a valid URL ({exc}; got {shown!r})"
+    if not hostname:
+        return f"has no host name (got {shown!r})"
+    if port == 0:
+        return f"has an invalid port 0 (got {shown!r})"
+    if parts.query or parts.fragment or "?" in value or "#" in value:
+        return f"must not have a query string or fragment (got {shown!r})"
+    return ""
 
 
 def check_int(name: str, value: object, minimum: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,8 +23,13 @@ DROP_REASONS = (
     "serialization",  # an event that could not be encoded at all
     "rejected",  # a terminal 4xx answer
     "retries_exhausted",  # given up after max_retry_cycles failed delivery cycles
-    "shutdown",  # still queued when close() ran out of time
+    "shutdown",  # still queued or in flight when close() ran out of time
 )
+# Drops of events refused before they entered the queue, and of events accepted into it:
+# ``attempted == enqueued + sum(PRE_QUEUE_DROPS)``, ``enqueued == sent + queued + in_flight
+# + sum(POST_QUEUE_DROPS)``.
+PRE_QUEUE_DROPS = DROP_REASONS[:7]
+POST_QUEUE_DROPS = DROP_REASONS[7:]
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,15 @@ class ClientStats:
     retained: int
     dropped: Mapping[str, int]
     corrected: Mapping[str, int] = field(default_factory=dict)
-    """Values the client repaired rather than dropped (``invalid_uuid``, ``invalid_timestamp``)."""
+    """Values the client repaired rather than dropped (``invalid_uuid``, ``invalid_timestamp``,
+    ``flags_unavailable``: a ``send_feature_flags`` event sent without flag properties)."""
+    attempted: int = 0
+    """Every event handed to the client by any path. At every quiet moment
+    ``attempted == enqueued + (drops before the queue)`` and ``enqueued == sent + queued +
+    in_flight + (drops after acceptance)``: see ``PRE_QUEUE_DROPS``/``POST_QUEUE_DROPS``."""
+    thread_restarts: int = 0
+    """How often a background thread (flush, flags worker, poller) was restarted after an
+    unexpected error escaped its loop."""
 
 
 class StatsRecorder:
@@ -52,18 +66,41 @@ class StatsRecorder:
         """Start from zero with fresh locks (also used in a forked child, whose counters
         describe its own events and whose inherited locks may be held)."""
         self.lock = threading.Lock()
+        # ``attempts()`` counts an event handed to the client: one GIL-atomic C call, no
+        # lock on the caller's hot path. A fork keeps the counter object and moves the base.
+        if not hasattr(self, "_attempts"):
+            self._attempts = itertools.count()
+            self.attempts = self._attempts.__next__
+        self._attempts_base = _peek(self._attempts)
+        self.thread_restarts = 0
         self.sent = 0
         self.retries = 0
         self.failed_batches = 0
         self.dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
-        self.corrected: dict[str, int] = {"invalid_uuid": 0, "invalid_timestamp": 0}
+        self.corrected: dict[str, int] = {
+            "invalid_uuid": 0,
+            "invalid_timestamp": 0,
+            "flags_unavailable": 0,
+        }
         self.warner = RateLimitedWarner()
+
+    @property
+    def attempted(self) -> int:
+        return _peek(self._attempts) - self._attempts_base
 
     def drop(self, reason: str, count: int = 1, detail: str = "") -> None:
         """Count ``count`` dropped events and warn (rate-limited) naming the reason."""
         with self.lock:
             self.dropped[reason] = self.dropped.get(reason, 0) + count
+        self.warn_drop(reason, count, detail)
+
+    def warn_drop(self, reason: str, count: int, detail: str = "") -> None:
+        """The rate-limited warning for a drop counted elsewhere (under another lock)."""
         self.warner.warn(reason, "dropped %d event(s): %s%s", count, reason, detail)
+
+    def thread_restarted(self) -> None:
+        with self.lock:
+            self.thread_restarts += 1
 
     def correct(self, what: str, detail: str) -> None:
         with self.lock:
@@ -72,6 +109,7 @@ class StatsRecorder:
 
     def snapshot(self, *, queued: int, in_flight: int, retained: int, enqueued: int) -> ClientStats:
         """The counters, with the exporter's queue depths and accepted count."""
+        attempted = self.attempted
         with self.lock:
             return ClientStats(
                 queued=queued,
@@ -83,4 +121,11 @@ class StatsRecorder:
                 retained=retained,
                 dropped=MappingProxyType(dict(self.dropped)),
                 corrected=MappingProxyType(dict(self.corrected)),
+                attempted=attempted,
+                thread_restarts=self.thread_restarts,
             )
+
+
+def _peek(counter: itertools.count[int]) -> int:
+    """The next value of an ``itertools.count`` without advancing it (``count(7)`` → 7)."""
+    return int(repr(counter)[6:-1])

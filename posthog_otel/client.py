@@ -19,6 +19,7 @@ from ._log import logger
 from ._stats import ClientStats, StatsRecorder
 from ._version import __version__
 from .export import BatchExporter, Clock, ExporterConfig, HttpTransport, SystemClock, V0Lane
+from .export._exporter import DEFAULT_ITEM_BYTES, DEFAULT_MAX_QUEUE_BYTES, Deferred
 from .export._serialize import format_timestamp
 from .flags._results import FlagEvaluations, FlagResult, FlagValue
 from .flags._worker import FlagsWorker
@@ -67,6 +68,7 @@ class Client:
         flush_at: int = 100,
         flush_interval: float = 5.0,
         max_queue_size: int = 10_000,
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         max_batch_size: int = 1000,
         max_batch_bytes: int = _MAX_BATCH_BYTES,
         gzip: bool = True,
@@ -109,6 +111,7 @@ class Client:
             flush_at=_config.check_int("flush_at", flush_at, 1),
             flush_interval=_config.check_float("flush_interval", flush_interval, positive=True),
             max_queue_size=_config.check_int("max_queue_size", max_queue_size, 1),
+            max_queue_bytes=_config.check_int("max_queue_bytes", max_queue_bytes, 1),
             max_batch_size=_config.check_int("max_batch_size", max_batch_size, 1),
             max_batch_bytes=_config.check_int("max_batch_bytes", max_batch_bytes, 64 * 1024),
             timeout=_config.check_float("timeout", timeout, positive=True),
@@ -157,6 +160,7 @@ class Client:
             )
 
         self._stats = StatsRecorder()
+        self._attempt = self._stats.attempts  # counts every event handed to the client
         self._transport = HttpTransport(self.host, user_agent=USER_AGENT, http_client=http_client)
         lane = V0Lane(
             self._api_key,
@@ -172,8 +176,10 @@ class Client:
             clock=_clock,
             on_error=self._on_error,
         )
-        self._exporter_submit = self._exporter.submit
-        self._flags_worker = FlagsWorker(self._fetch_event_flags, self._deliver_completed)
+        self._submit_event = self._exporter.submit
+        self._flags_worker = FlagsWorker(
+            self._fetch_event_flags, self._deliver_completed, self._stats
+        )
         self._clock = _clock or SystemClock()
         self._flags_lock = threading.Lock()  # the flag service is built on first use
         self._update_accepting()
@@ -242,13 +248,15 @@ class Client:
 
     @property
     def stats(self) -> ClientStats:
-        """A snapshot of queue depth and delivery counters."""
-        queued, in_flight, retained = self._exporter.depths
+        """A snapshot of queue depth and delivery counters. Events waiting in the flags
+        worker for ``/flags`` count as ``queued`` (and ``enqueued``)."""
+        waiting, abandoned = self._flags_worker.counts
+        enqueued, queued, in_flight, retained = self._exporter.counts()
         return self._stats.snapshot(
-            queued=queued,
+            queued=queued + waiting,
             in_flight=in_flight,
             retained=retained,
-            enqueued=self._exporter.accepted,
+            enqueued=enqueued + waiting + abandoned,
         )
 
     # ------------------------------------------------------------------ enqueue
@@ -256,9 +264,10 @@ class Client:
     def enqueue(self, message: Message) -> str | None:
         """Queue ``message`` for delivery; its uuid, or ``None`` if it was dropped
         (every drop is counted in ``stats.dropped``). Never raises, never blocks."""
+        self._attempt()
         try:
             if not self._accepting:
-                return self._refuse()
+                return self._count_refusal()
             if type(message) is Capture:
                 if message.send_feature_flags and message.flags is None:
                     return self._capture_with_flags(message)
@@ -274,7 +283,18 @@ class Client:
     def _update_accepting(self) -> None:
         self._accepting = not (self._closed or self._disabled or self._opted_out)
 
+    def _exporter_submit(self, item: Deferred, nbytes: int = DEFAULT_ITEM_BYTES) -> bool:
+        """For integrations: queue a deferred event (built on the flush thread), counted
+        as attempted. ``nbytes``: an estimate of what it keeps alive (``max_queue_bytes``)."""
+        self._attempt()
+        return self._submit_event(item, nbytes)
+
     def _refuse(self) -> str | None:
+        """For integrations: an event handed to the client while it accepts none."""
+        self._attempt()
+        return self._count_refusal()
+
+    def _count_refusal(self) -> str | None:
         """Count an event refused because the client is closed, disabled or opted out;
         returns ``None`` for the caller."""
         if self._closed:
@@ -307,9 +327,10 @@ class Client:
         (the one a structlog event or span carried, or a personless one). With ``keep``,
         the properties are cut down to those names (minimal flag events: super and
         context properties are left out too)."""
+        self._attempt()
         try:
             if not self._accepting:
-                return self._refuse()
+                return self._count_refusal()
             event = self._capture_event(message, ctx)
             if event is not None and keep is not None:
                 event["properties"] = {k: v for k, v in event["properties"].items() if k in keep}
@@ -333,7 +354,7 @@ class Client:
             event = self._run_before_send(event)
             if event is None:
                 return None
-        if self._exporter_submit(event):
+        if self._submit_event(event):
             return event["uuid"]  # type: ignore[no-any-return]
         return None
 
@@ -402,7 +423,7 @@ class Client:
         snapshot = message.flags
         if snapshot is not None or message.send_feature_flags:
             if not isinstance(snapshot, FlagEvaluations):
-                snapshot = self._flags_for_event(distinct_id, groups)
+                snapshot = self._flags_for_event(name, distinct_id, groups)
             elif message.send_feature_flags:
                 self._stats.warner.warn(
                     "flags_and_send_feature_flags",
@@ -427,7 +448,11 @@ class Client:
         """``send_feature_flags=True``: flag properties from local evaluation on this
         thread (microseconds, no request) when definitions are loaded; otherwise the
         flags worker fetches them with one ``/flags`` call and queues the event."""
-        if self._flags.definitions(wait=False) is not None:
+        try:
+            local = self._flags.definitions(wait=False) is not None
+        except Exception:
+            local = False  # the worker's path: without flags if /flags fails too
+        if local:
             return self._submit(self._capture_event(message, _current.get()))
         event = self._capture_event(replace(message, send_feature_flags=False), _current.get())
         if event is None:
@@ -458,26 +483,35 @@ class Client:
             event = self._run_before_send(event)  # type: ignore[assignment]
             if event is None:
                 return
-        self._exporter_submit(event)
+        self._submit_event(event)
 
     def _flags_for_event(
-        self, distinct_id: object, groups: Mapping[str, Any] | None
+        self, name: str, distinct_id: object, groups: Mapping[str, Any] | None
     ) -> FlagEvaluations | None:
-        """``send_feature_flags`` with loaded definitions: local evaluation, no request."""
-        definitions = self._flags.definitions(wait=False)
-        if definitions is None:
+        """``send_feature_flags`` with loaded definitions: local evaluation, no request.
+        Whatever goes wrong, the event goes without flag properties (counted)."""
+        try:
+            definitions = self._flags.definitions(wait=False)
+            if definitions is None:
+                return None
+            did, results = self._flags.evaluate(
+                distinct_id,
+                flag_keys=None,
+                groups=groups,
+                person_properties=None,
+                group_properties=None,
+                only_evaluate_locally=True,
+                force_remote=False,
+                disable_geoip=None,
+            )
+            return FlagEvaluations(did, results)
+        except Exception as exc:
+            self._stats.correct(
+                "flags_unavailable",
+                f"send_feature_flags: flags could not be evaluated ({type(exc).__name__}); "
+                f"{name!r} sent without flag properties",
+            )
             return None
-        did, results = self._flags.evaluate(
-            distinct_id,
-            flag_keys=None,
-            groups=groups,
-            person_properties=None,
-            group_properties=None,
-            only_evaluate_locally=True,
-            force_remote=False,
-            disable_geoip=None,
-        )
-        return FlagEvaluations(did, results)
 
     def _identify_event(self, message: Identify) -> Event | None:
         return self._person_event(
@@ -650,11 +684,12 @@ class Client:
         set_props: Mapping[str, Any] | None,
         set_once: Mapping[str, Any] | None,
     ) -> str | None:
+        self._attempt()
         if not (set_props or set_once):
             self._invalid(f"{name} called with no properties")
             return None
         if not self._accepting:
-            return self._refuse()
+            return self._count_refusal()
         try:
             return self._submit(
                 self._person_event(name, distinct_id, set_props, set_once, Identify(distinct_id))

@@ -8,7 +8,13 @@ reason, or *retained* at the head of the queue for a later cycle.
 Accounting is by counts, never by position: ``_accepted`` events entered the queue,
 ``_resolved`` of them left it for good (delivered or dropped), so ``flush`` knows when
 everything enqueued before it has been dealt with, and events enqueued while a batch is
-in flight are neither lost nor reordered.
+in flight are neither lost nor reordered. Every outcome goes through ``_settle``, under
+the queue's lock: once ``close()`` has counted what was still queued or in flight as
+``shutdown``, a late answer for an abandoned request counts nothing again.
+
+The queue is bounded twice: ``max_queue_size`` events and ``max_queue_bytes`` bytes (the
+caller's estimate per item, ``submit(item, nbytes)``, and the encoded size of what is
+held for a retry).
 """
 
 from __future__ import annotations
@@ -23,12 +29,16 @@ from typing import Any, Protocol
 from .._fork import reset_in_child
 from .._log import logger, mark_internal_thread, suppress_instrumentation
 from .._stats import StatsRecorder
+from .._threads import start_supervised
 from ._clock import Clock, SystemClock
 from ._retry import Outcome, backoff, classify, cooldown, parse_retry_after
 from ._transport import HttpTransport, TransportError
 
 Event = dict[str, Any]
 _ABANDON_GRACE = 0.2
+# What an item is assumed to weigh when the caller gives no estimate (``submit``).
+DEFAULT_ITEM_BYTES = 512
+DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
 ErrorCallback = Callable[[Exception, list[Event]], None]
 
 
@@ -64,6 +74,7 @@ class ExporterConfig:
     flush_at: int = 100
     flush_interval: float = 5.0
     max_queue_size: int = 10_000
+    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
     max_batch_size: int = 1000
     max_batch_bytes: int = 5 * 1024 * 1024
     timeout: float = 10.0
@@ -96,6 +107,10 @@ class _Batch:
         self.events += other.events
         self.payloads += other.payloads
 
+    def nbytes(self) -> int:
+        """Encoded size: what the batch weighs toward ``max_queue_bytes`` while held."""
+        return sum(len(p) for p in self.payloads)
+
 
 class BatchExporter:
     """Owns the queue and the flush thread of one lane."""
@@ -120,6 +135,7 @@ class BatchExporter:
         self._thread_name = thread_name
         self._flush_at = config.flush_at
         self._max_queue = config.max_queue_size
+        self._max_bytes = config.max_queue_bytes
         self._sync = config.sync_mode
         self._init_state()
         reset_in_child(self._after_fork_in_child)
@@ -129,6 +145,8 @@ class BatchExporter:
         self._cond = threading.Condition(self._lock)  # the same lock: submit takes it bare
         self._sync_lock = threading.Lock()
         self._pending: deque[Event | Deferred] = deque()
+        self._pending_bytes: deque[int] = deque()  # the estimate of each pending item
+        self._bytes = 0  # estimates of pending items + encoded size of carry and retained
         self._carry: _Batch | None = None  # encoded, not yet sent: goes before _pending
         self._retained: _Batch | None = None  # failed a cycle: goes before everything
         self._held = 0  # len(carry) + len(retained): counts toward max_queue_size
@@ -137,6 +155,7 @@ class BatchExporter:
         self._in_flight = 0
         self._accepted = 0
         self._resolved = 0
+        self._not_events = 0  # deferred items that turned out not to be events
         self._failures = 0
         self._flush_requested = 0
         self._drained = 0
@@ -148,17 +167,26 @@ class BatchExporter:
 
     # ------------------------------------------------------------------ caller side
 
-    def submit(self, event: Event | Deferred) -> bool:
+    def submit(self, event: Event | Deferred, nbytes: int = DEFAULT_ITEM_BYTES) -> bool:
         """Append ``event``; ``False`` (counted) if the queue is full or closed. Never blocks
-        on I/O (in ``sync_mode`` the delivery runs here, by design)."""
+        on I/O (in ``sync_mode`` the delivery runs here, by design).
+
+        ``nbytes`` is the caller's estimate of what the item keeps alive in memory; the
+        queue refuses an item (``queue_full``) that would take the total over
+        ``max_queue_bytes``.
+        """
         pending = self._pending
         with self._lock:
             if self._closing:
                 refused = "closed"
             elif len(pending) + self._held >= self._max_queue:
                 refused = "queue_full"
+            elif self._bytes + nbytes > self._max_bytes:
+                refused = "queue_bytes"
             else:
                 pending.append(event)
+                self._pending_bytes.append(nbytes)
+                self._bytes += nbytes
                 self._accepted += 1
                 if self._thread is None and not self._sync:
                     self._start_thread_locked()
@@ -166,7 +194,12 @@ class BatchExporter:
                     self._cond.notify()
                 refused = ""
         if refused:
-            detail = f" (max_queue_size={self._max_queue})" if refused == "queue_full" else ""
+            detail = ""
+            if refused == "queue_full":
+                detail = f" (max_queue_size={self._max_queue})"
+            elif refused == "queue_bytes":
+                refused = "queue_full"
+                detail = f" (max_queue_bytes={self._max_bytes}: {nbytes} more would not fit)"
             self._stats.drop(refused, 1, detail)
             return False
         if self._sync:
@@ -194,11 +227,17 @@ class BatchExporter:
             failures = self._failures
             self._flush_requested += 1
             generation = self._flush_requested
-            if self._thread is None:
-                self._start_thread_locked()
+            if (self._thread is None or not self._thread.is_alive()) and not self._stop:
+                self._start_thread_locked()  # never wait on a thread that is gone
+            thread = self._thread
             self._cond.notify_all()
             if not self._wait_locked(
-                lambda: self._resolved >= target or self._drained >= generation, timeout
+                lambda: (
+                    self._resolved >= target
+                    or self._drained >= generation
+                    or self._thread is not thread
+                ),
+                timeout,
             ):
                 return False
             return self._resolved >= target and self._failures == failures
@@ -241,14 +280,40 @@ class BatchExporter:
 
     @property
     def accepted(self) -> int:
-        return self._accepted
+        """Events that entered the queue (``stats.enqueued``): deferred items that turned
+        out not to be events are counted by the builder as drops before the queue instead."""
+        with self._cond:
+            return self._accepted - self._not_events
+
+    def counts(self) -> tuple[int, int, int, int]:
+        """(enqueued, queued, in_flight, retained), read together under the queue's lock."""
+        with self._cond:
+            retained = len(self._retained) if self._retained is not None else 0
+            return (
+                self._accepted - self._not_events,
+                len(self._pending) + self._held,
+                self._in_flight,
+                retained,
+            )
 
     # ------------------------------------------------------------------ flush thread
 
     def _start_thread_locked(self) -> None:
-        thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
-        self._thread = thread
-        thread.start()
+        self._thread = start_supervised(
+            self._thread_name,
+            self._run,
+            on_restart=self._stats.thread_restarted,
+            on_give_up=self._thread_gave_up,
+            stopping=lambda: self._stop,
+        )
+
+    def _thread_gave_up(self) -> None:
+        """The flush thread crashed too often and ended: wake anyone waiting on it; the
+        next ``submit`` or ``flush`` starts a fresh one."""
+        with self._cond:
+            if self._thread is threading.current_thread():
+                self._thread = None
+            self._cond.notify_all()
 
     def _run(self) -> None:
         mark_internal_thread()
@@ -269,11 +334,15 @@ class BatchExporter:
                 self._next_tick = now + self._config.flush_interval
             try:
                 self._drain(explicit)
-            except Exception:  # the loop must never die
-                logger.exception("posthog_otel flush thread: unexpected error")
-            with self._cond:
-                self._drained = max(self._drained, generation)
-                self._cond.notify_all()
+            except Exception:
+                # Nothing may stay in flight forever: what this cycle held is dropped
+                # (counted); the supervisor logs the error and runs the loop again.
+                self._settle_in_flight("rejected", " (internal error while sending)")
+                raise
+            finally:
+                with self._cond:
+                    self._drained = max(self._drained, generation)
+                    self._cond.notify_all()
 
     def _should_send_locked(self, now: float, explicit: bool) -> bool:
         if self._retained is not None:
@@ -304,7 +373,12 @@ class BatchExporter:
         with self._sync_lock:
             with self._cond:
                 failures = self._failures
-            ok = self._drain(explicit)
+            try:
+                ok = self._drain(explicit)
+            except Exception:  # on the caller's thread: count, log, never raise
+                self._settle_in_flight("rejected", " (internal error while sending)")
+                logger.exception("posthog_otel: unexpected error while sending")
+                ok = False
             with self._cond:
                 return ok and self._failures == failures
 
@@ -320,6 +394,7 @@ class BatchExporter:
                         return None
                     batch, self._retained = self._retained, None
                     self._held -= len(batch)
+                    self._bytes -= batch.nbytes()
                     self._in_flight = len(batch)
                     return batch
                 carry_len = len(self._carry) if self._carry is not None else 0
@@ -329,12 +404,16 @@ class BatchExporter:
                 batch = self._carry or _Batch([], [])
                 self._carry = None
                 self._held -= carry_len
+                self._bytes -= batch.nbytes()
                 take = min(config.max_batch_size - len(batch), len(self._pending))
                 popleft = self._pending.popleft
                 raw = [popleft() for _ in range(take)]
+                pop_bytes = self._pending_bytes.popleft
+                sizes = [pop_bytes() for _ in range(take)]
+                self._bytes -= sum(sizes)
                 self._in_flight = len(batch) + take
             size = sum(len(p) + 1 for p in batch.payloads)
-            dropped = skipped = 0
+            skipped = 0
             for index, item in enumerate(raw):
                 event = item if isinstance(item, dict) else self._materialize(item)
                 if event is None:
@@ -342,20 +421,22 @@ class BatchExporter:
                     continue
                 payload = self._encode(event)
                 if payload is None:
-                    dropped += 1
                     continue
                 if size + len(payload) + 1 > budget and batch.events:
-                    self._put_back(raw, index, event, payload)
+                    self._put_back(raw, sizes, index, event, payload)
                     break
                 batch.events.append(event)
                 batch.payloads.append(payload)
                 size += len(payload) + 1
-            if dropped:
-                self._resolve(dropped, failed=True)
-            if skipped:
-                self._resolve(skipped, failed=False)
             with self._cond:
-                self._in_flight = len(batch)
+                if skipped and not self._abandon:
+                    # Not events after all: the builder counted each as a drop before the
+                    # queue, so they leave ``enqueued`` rather than count as resolved drops.
+                    self._resolved += skipped
+                    self._not_events += skipped
+                    self._cond.notify_all()
+                if not self._abandon:
+                    self._in_flight = len(batch)
             if batch.events:
                 return batch
 
@@ -370,17 +451,16 @@ class BatchExporter:
             return None
 
     def _encode(self, event: Event) -> bytes | None:
+        """The event's payload; ``None`` when it is dropped (counted here)."""
         try:
             payload = self._lane.encode(event)
         except Exception as exc:
-            self._stats.drop(
-                "serialization", 1, f": {type(exc).__name__} in {event.get('event')!r}"
-            )
+            self._settle(1, "serialization", f": {type(exc).__name__} in {event.get('event')!r}")
             return None
         if len(payload) > self._lane.max_event_bytes:
-            self._stats.drop(
-                "oversize",
+            self._settle(
                 1,
+                "oversize",
                 f": {event.get('event')!r} is {len(payload)} bytes "
                 f"(limit {self._lane.max_event_bytes})",
             )
@@ -388,12 +468,21 @@ class BatchExporter:
         return payload
 
     def _put_back(
-        self, raw: list[Event | Deferred], index: int, event: Event, payload: bytes
+        self,
+        raw: list[Event | Deferred],
+        sizes: list[int],
+        index: int,
+        event: Event,
+        payload: bytes,
     ) -> None:
         """Return what did not fit in this batch to the head of the queue, in order."""
         carry = _Batch([event], [payload])
         with self._cond:
+            if self._abandon:
+                return  # close() already counted these as shutdown
             self._pending.extendleft(reversed(raw[index + 1 :]))
+            self._pending_bytes.extendleft(reversed(sizes[index + 1 :]))
+            self._bytes += sum(sizes[index + 1 :]) + carry.nbytes()
             self._carry = carry
             self._held += 1
 
@@ -404,9 +493,7 @@ class BatchExporter:
             part = work.popleft()
             outcome, status, retry_after, error = self._send(part)
             if outcome is Outcome.DELIVERED:
-                with self._stats.lock:
-                    self._stats.sent += len(part)
-                self._resolve(len(part), failed=False)
+                self._settle(len(part))
             elif outcome is Outcome.SPLIT and len(part) > 1:
                 first, second = part.halves()
                 work.appendleft(second)
@@ -437,14 +524,18 @@ class BatchExporter:
                 self._sleep(backoff(attempt - 1, retry_after))
                 if self._abandon:
                     break
-            path, body, headers = self._lane.request(batch.payloads)
             try:
+                path, body, headers = self._lane.request(batch.payloads)
                 response = self._transport.request(
                     "POST", path, content=body, headers=headers, timeout=self._config.timeout
                 )
             except TransportError as exc:
                 status, retry_after = None, None
                 error = DeliveryError(str(exc))
+                if exc.permanent:  # e.g. an invalid URL: no retry can succeed
+                    return Outcome.REJECT, None, None, error
+            except Exception as exc:  # every outcome of a send resolves every event in it
+                return Outcome.REJECT, None, None, DeliveryError(f"{type(exc).__name__}: {exc}")
             else:
                 status = response.status
                 retry_after = parse_retry_after(response.headers)
@@ -474,6 +565,7 @@ class BatchExporter:
             if not give_up:
                 self._retained = batch
                 self._held += len(batch)
+                self._bytes += batch.nbytes()
                 self._in_flight = 0
                 self._cooldown_until = self._clock.monotonic() + cooldown(cycles, retry_after)
         if give_up:
@@ -491,23 +583,49 @@ class BatchExporter:
             )
 
     def _give_up(self, batch: _Batch, reason: str, error: DeliveryError) -> None:
-        with self._stats.lock:
-            self._stats.failed_batches += 1
-        self._stats.drop(reason, len(batch), f": {error}")
-        self._resolve(len(batch), failed=True)
+        """Drop ``batch`` for ``reason``; ``on_error`` runs before the drop is settled, so a
+        ``flush()`` that sees the failure also sees the callback's effects."""
+        with self._cond:
+            if self._abandon:
+                return  # close() counted this batch as shutdown already
         if self._on_error is not None:
             try:
                 self._on_error(error, batch.events)
             except Exception:
                 logger.exception("on_error callback raised")
+        self._settle(len(batch), reason, f": {error}", failed_batch=True)
 
-    def _resolve(self, count: int, *, failed: bool) -> None:
+    def _settle(
+        self, count: int, reason: str = "", detail: str = "", *, failed_batch: bool = False
+    ) -> bool:
+        """Resolve ``count`` in-flight events: sent, or dropped for ``reason`` (counted and
+        warned). ``False`` and nothing counted when ``close()`` already counted them as
+        ``shutdown`` (an abandoned request that completed late is never counted as sent)."""
+        stats = self._stats
         with self._cond:
+            if self._abandon:
+                return False
             self._resolved += count
             self._in_flight = max(self._in_flight - count, 0)
-            if failed:
+            with stats.lock:  # lock order: queue, then stats (never the other way)
+                if reason:
+                    stats.dropped[reason] = stats.dropped.get(reason, 0) + count
+                    stats.failed_batches += failed_batch
+                else:
+                    stats.sent += count
+            if reason:
                 self._failures += count
             self._cond.notify_all()
+        if reason:
+            stats.warn_drop(reason, count, detail)  # outside the lock: it may log
+        return True
+
+    def _settle_in_flight(self, reason: str, detail: str) -> None:
+        """Drop whatever is still in flight (after an unexpected error in a cycle)."""
+        with self._cond:
+            count = self._in_flight
+        if count:
+            self._settle(count, reason, detail)
 
     # ------------------------------------------------------------------ shutdown, fork
 
@@ -528,17 +646,25 @@ class BatchExporter:
     def _give_up_on_shutdown(self) -> None:
         """Stop retrying and count whatever is still queued as lost at shutdown."""
         with self._cond:
+            if self._abandon:
+                return
+            left = len(self._pending) + self._held + self._in_flight
             self._abandon = True
             self._stop = True
-            left = len(self._pending) + self._held
             self._pending.clear()
+            self._pending_bytes.clear()
+            self._bytes = 0
             self._carry = self._retained = None
             self._held = 0
+            self._in_flight = 0  # a request still running is abandoned: counted here
             self._resolved += left
             self._failures += left
+            if left:
+                with self._stats.lock:
+                    self._stats.dropped["shutdown"] += left
             self._cond.notify_all()
         if left:
-            self._stats.drop("shutdown", left, " (close() ran out of time)")
+            self._stats.warn_drop("shutdown", left, " (close() ran out of time)")
 
     def _after_fork_in_child(self) -> None:
         """A forked child starts with an empty queue and no thread; the parent keeps and

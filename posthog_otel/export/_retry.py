@@ -7,6 +7,7 @@ lanes to come) live in one place.
 from __future__ import annotations
 
 import enum
+import math
 import random
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -14,6 +15,9 @@ from datetime import datetime, timezone
 MAX_BACKOFF = 30.0
 COOLDOWN_START = 30.0
 COOLDOWN_MAX = 300.0
+# The longest any Retry-After can make us wait: whatever a server says (``1e12``, ``inf``,
+# a date in year 9999), delivery resumes within the cool-down maximum.
+MAX_RETRY_AFTER = COOLDOWN_MAX
 
 
 class Outcome(enum.Enum):
@@ -39,24 +43,35 @@ def classify(status: int | None, batch_len: int) -> Outcome:
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta seconds or an HTTP date), if any."""
+    """Seconds from a ``Retry-After`` header (delta seconds or an HTTP date), if any.
+
+    Always finite and within ``[0, MAX_RETRY_AFTER]``: a hostile or broken value can
+    neither overflow a wait nor stop delivery for longer than the cool-down maximum.
+    """
     value = headers.get("retry-after")
     if not value:
         return None
     value = value.strip()
     try:
-        return max(float(value), 0.0)
+        return _clamp(float(value))
     except ValueError:
         pass
     from email.utils import parsedate_to_datetime  # rare: only for HTTP-date values
 
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return _clamp((when - datetime.now(timezone.utc)).total_seconds())
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max((when - datetime.now(timezone.utc)).total_seconds(), 0.0)
+
+
+def _clamp(seconds: float) -> float | None:
+    """``seconds`` within ``[0, MAX_RETRY_AFTER]``; ``None`` for NaN (no usable value)."""
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def backoff(retry_index: int, retry_after: float | None) -> float:
@@ -71,8 +86,9 @@ def backoff(retry_index: int, retry_after: float | None) -> float:
 
 
 def cooldown(failed_cycles: int, retry_after: float | None) -> float:
-    """Wait before retrying a retained batch: 30 s doubling to 5 min, or its Retry-After."""
-    wait: float = min(COOLDOWN_START * 2.0 ** max(failed_cycles - 1, 0), COOLDOWN_MAX)
+    """Wait before retrying a retained batch: 30 s doubling to 5 min, or its Retry-After,
+    never more than 5 min."""
+    wait: float = min(COOLDOWN_START * 2.0 ** min(max(failed_cycles - 1, 0), 16), COOLDOWN_MAX)
     if retry_after is not None:
-        wait = max(wait, retry_after)
+        wait = max(wait, _clamp(retry_after) or 0.0)
     return wait

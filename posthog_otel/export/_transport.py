@@ -1,27 +1,51 @@
-"""HTTP for the exporter (and later the flag calls): httpx, imported lazily.
+"""HTTP for the exporter and the flag calls: httpx, imported lazily.
 
 ``import posthog_otel`` must stay cheap, so httpx is imported the first time a request
 is made, on the flush thread. A user-supplied ``httpx.Client`` is used as it is and
 never closed by us; our own client is rebuilt in a forked child (its pool belongs to
 the parent).
+
+Every request has an overall deadline of ``timeout`` seconds, not only httpx's
+per-phase timeouts (a server that trickles a byte a second would otherwise hold a
+request forever). It is enforced twice:
+
+* on our own client, every socket operation of the request (connect, TLS, each send,
+  each read, headers included) is given at most the time left, by a network backend
+  that reads the deadline of the request running on its thread;
+* on every client (a user's too), the response body is streamed and the clock checked
+  between chunks.
+
+The body read is capped at ``MAX_RESPONSE_BYTES`` (decoded): a hostile server cannot
+make us buffer more. Every failure of the call becomes a ``TransportError``, so that a
+caller's handling of "no usable answer" covers all of them.
 """
 
 from __future__ import annotations
 
+import functools
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._log import logger
+
 if TYPE_CHECKING:
     import httpx
 
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+_WRITE_PIECE = 64 * 1024  # bytes written per deadline check
+
 
 class TransportError(Exception):
-    """No HTTP answer arrived (connection refused or reset, timeout, TLS, ...)."""
+    """No usable HTTP answer arrived (connection refused or reset, timeout, TLS, a
+    malformed answer, ...). ``permanent`` when trying again cannot help (an invalid URL)."""
 
-    def __init__(self, message: str, *, refused: bool = False) -> None:
+    def __init__(self, message: str, *, refused: bool = False, permanent: bool = False) -> None:
         super().__init__(message)
         self.refused = refused
+        self.permanent = permanent
 
 
 @dataclass(frozen=True)
@@ -31,8 +55,15 @@ class Response:
     content: bytes
 
 
+class _Deadline(threading.local):
+    at: float | None = None  # monotonic deadline of the request this thread is making
+
+
+_deadline = _Deadline()
+
+
 class HttpTransport:
-    """POST/GET against one host with a per-request timeout."""
+    """POST/GET against one host, each request within an overall deadline."""
 
     def __init__(
         self,
@@ -40,11 +71,13 @@ class HttpTransport:
         *,
         user_agent: str,
         http_client: httpx.Client | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self._host = host.rstrip("/")
         self._user_agent = user_agent
         self._user_client = http_client
         self._own_client: httpx.Client | None = None
+        self._max_response_bytes = max_response_bytes
 
     def request(
         self,
@@ -56,15 +89,18 @@ class HttpTransport:
         timeout: float,
         params: Mapping[str, str] | None = None,
     ) -> Response:
-        """Send one request; raise ``TransportError`` when no answer arrived."""
+        """Send one request and read its answer within ``timeout`` seconds overall;
+        raise ``TransportError`` when no usable answer arrived."""
         import httpx
 
-        client = self._client()
         all_headers = {"User-Agent": self._user_agent}
         if headers:
             all_headers.update(headers)
+        deadline = time.monotonic() + timeout
+        outer, _deadline.at = _deadline.at, deadline
         try:
-            response = client.request(
+            client = self._client()
+            request = client.build_request(
                 method,
                 self._host + path,
                 content=content,
@@ -72,11 +108,53 @@ class HttpTransport:
                 params=params,
                 timeout=timeout,
             )
+            response = client.send(request, stream=True)
+            try:
+                body = self._read(response, deadline)
+            finally:
+                response.close()
+        except TransportError:
+            raise
         except httpx.ConnectError as exc:
             raise TransportError(_describe(exc), refused=_is_refused(exc)) from None
+        except (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL) as exc:
+            raise TransportError(_describe(exc), permanent=True) from None
         except httpx.TransportError as exc:
             raise TransportError(_describe(exc)) from None
-        return Response(response.status_code, response.headers, response.content)
+        except Exception as exc:  # anything else from httpx or a user's client
+            raise TransportError(_describe(exc), permanent=True) from None
+        finally:
+            _deadline.at = outer
+        return Response(response.status_code, response.headers, body)
+
+    def _read(self, response: httpx.Response, deadline: float) -> bytes:
+        """The decoded body, read until ``deadline`` and up to the size cap.
+
+        A body that cannot be decoded (labelled gzip, but not) is read as empty: the
+        status still says what happened to the request."""
+        import httpx
+
+        chunks: list[bytes] = []
+        size = 0
+        limit = self._max_response_bytes
+        try:
+            for chunk in response.iter_bytes():
+                if time.monotonic() > deadline:
+                    raise TransportError(_overdue(response))
+                size += len(chunk)
+                if size > limit:
+                    logger.warning(
+                        "a response from %s was over %d bytes; the rest was not read",
+                        response.request.url.host,
+                        limit,
+                    )
+                    chunks.append(chunk[: limit - (size - len(chunk))])
+                    break
+                chunks.append(chunk)
+        except httpx.DecodingError as exc:
+            logger.warning("a response body could not be decoded (%s); read as empty", exc)
+            return b""
+        return b"".join(chunks)
 
     def _client(self) -> httpx.Client:
         if self._user_client is not None:
@@ -85,9 +163,11 @@ class HttpTransport:
         if client is None:
             import httpx
 
-            client = self._own_client = httpx.Client(
+            client = httpx.Client(
                 limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
             )
+            _install_deadline_backend(client)
+            self._own_client = client
         return client
 
     def reset_after_fork(self) -> None:
@@ -102,6 +182,109 @@ class HttpTransport:
                 client.close()
             except Exception:
                 pass
+
+
+# ------------------------------------------------------------------ deadline backend
+
+
+def _install_deadline_backend(client: httpx.Client) -> None:
+    """Give every connection pool of our own client the deadline-aware backend.
+
+    httpx has no public way to pass a network backend; the pools keep it in
+    ``_network_backend``. Should that change, requests keep the streaming check only."""
+    import httpcore
+
+    backend_class = _deadline_classes()[1]
+    for transport in (client._transport, *client._mounts.values()):
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if isinstance(backend, httpcore.NetworkBackend):
+            pool._network_backend = backend_class(backend)  # type: ignore[union-attr]
+
+
+def _remaining(timeout: float | None, error: type[Exception]) -> float | None:
+    """``timeout`` cut down to what is left of this thread's request deadline."""
+    at = _deadline.at
+    if at is None:
+        return timeout
+    left = at - time.monotonic()
+    if left <= 0:
+        raise error("the request's overall deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+@functools.cache
+def _deadline_classes() -> tuple[type[Any], type[Any]]:
+    """The stream and backend classes, built on first use: httpcore is imported with
+    httpx (on the flush thread), never by ``import posthog_otel``."""
+    import httpcore
+
+    class DeadlineStream(httpcore.NetworkStream):
+        """A connection whose every operation ends by the request's deadline."""
+
+        def __init__(self, inner: httpcore.NetworkStream) -> None:
+            self._inner = inner
+
+        def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            return self._inner.read(max_bytes, _remaining(timeout, httpcore.ReadTimeout))
+
+        def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            # In pieces, so that a server reading slowly cannot stretch one write.
+            view = memoryview(buffer)
+            for start in range(0, len(view), _WRITE_PIECE):
+                piece = bytes(view[start : start + _WRITE_PIECE])
+                self._inner.write(piece, _remaining(timeout, httpcore.WriteTimeout))
+
+        def close(self) -> None:
+            self._inner.close()
+
+        def start_tls(
+            self,
+            ssl_context: Any,
+            server_hostname: str | None = None,
+            timeout: float | None = None,
+        ) -> httpcore.NetworkStream:
+            inner = self._inner.start_tls(
+                ssl_context, server_hostname, _remaining(timeout, httpcore.ConnectTimeout)
+            )
+            return DeadlineStream(inner)
+
+        def get_extra_info(self, info: str) -> Any:
+            return self._inner.get_extra_info(info)
+
+    class DeadlineBackend(httpcore.NetworkBackend):
+        """Wraps httpcore's backend: connects, and hands out ``DeadlineStream``s."""
+
+        def __init__(self, inner: httpcore.NetworkBackend) -> None:
+            self._inner = inner
+
+        def connect_tcp(
+            self,
+            host: str,
+            port: int,
+            timeout: float | None = None,
+            local_address: str | None = None,
+            socket_options: Any = None,
+        ) -> httpcore.NetworkStream:
+            limit = _remaining(timeout, httpcore.ConnectTimeout)
+            return DeadlineStream(
+                self._inner.connect_tcp(host, port, limit, local_address, socket_options)
+            )
+
+        def connect_unix_socket(
+            self, path: str, timeout: float | None = None, socket_options: Any = None
+        ) -> httpcore.NetworkStream:
+            limit = _remaining(timeout, httpcore.ConnectTimeout)
+            return DeadlineStream(self._inner.connect_unix_socket(path, limit, socket_options))
+
+        def sleep(self, seconds: float) -> None:
+            self._inner.sleep(seconds)
+
+    return DeadlineStream, DeadlineBackend
+
+
+def _overdue(response: httpx.Response) -> str:
+    return f"ReadTimeout: no complete answer from {response.request.url.host} in time"
 
 
 def _describe(exc: Exception) -> str:

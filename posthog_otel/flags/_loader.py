@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from .._fork import reset_in_child
 from .._log import logger, mark_internal_thread, suppress_instrumentation
+from .._threads import start_supervised
 from ..export._clock import Clock
 from ..export._transport import HttpTransport, TransportError
 from ._evaluator import Definitions
@@ -51,6 +52,7 @@ class DefinitionsLoader:
         cache_provider: FlagDefinitionCacheProvider | None = None,
         on_change: Callable[[Definitions | None, Definitions | None], None] | None = None,
         on_refreshed: Callable[[bool], None] | None = None,
+        on_restart: Callable[[], None] | None = None,
     ) -> None:
         self._transport = transport
         self._api_key = api_key
@@ -60,6 +62,7 @@ class DefinitionsLoader:
         self._provider = cache_provider
         self._on_change = on_change
         self._on_refreshed = on_refreshed  # told whether each refresh from PostHog worked
+        self._on_restart = on_restart  # counts restarts of the supervised poller thread
         self.definitions: Definitions | None = None
         self.etag: str | None = None
         self.requests = 0
@@ -78,10 +81,20 @@ class DefinitionsLoader:
         with self._cond:
             if self._thread is not None or self._closed:
                 return
-            self._thread = threading.Thread(
-                target=self._run, name="posthog_otel-flags", daemon=True
+            self._thread = start_supervised(
+                "posthog_otel-flags",
+                self._run,
+                on_restart=self._on_restart,
+                on_give_up=self._thread_gave_up,
+                stopping=lambda: self._closed,
             )
-            self._thread.start()
+
+    def _thread_gave_up(self) -> None:
+        """The poller crashed too often and ended: the next ``start()`` starts another."""
+        with self._cond:
+            if self._thread is threading.current_thread():
+                self._thread = None
+        self._loaded.set()  # nobody waits for a first load that will not come from it
 
     def wait_loaded(self, timeout: float) -> bool:
         """Wait up to ``timeout`` for the first refresh to finish (whatever its outcome)."""

@@ -124,6 +124,7 @@ class FlagsService:
                 cache_provider=cache_provider,
                 on_change=self._definitions_changed,
                 on_refreshed=self._refreshed,
+                on_restart=client._stats.thread_restarted,
             )
         self._listeners: list[DefinitionsListener] = []
         self._first_load_done = False

@@ -2,7 +2,10 @@
 definitions are loaded wait here (never on the caller's thread, never on the flush
 thread) for one ``/flags`` request, shared by the events of the same person and groups
 within a short window, then join the queue. If ``/flags`` fails they go without flag
-properties. These events are exempt from FIFO order."""
+properties: whatever goes wrong with the flags (an error, a ``groups`` value whose
+``str()`` raises), the event is sent without them and counted in
+``stats.corrected["flags_unavailable"]``. These events are exempt from FIFO order, and
+count as ``queued`` while they wait here. The thread is supervised (``_threads``)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from typing import Any
 
 from .._fork import reset_in_child
 from .._log import logger, mark_internal_thread, suppress_instrumentation
+from .._stats import StatsRecorder
+from .._threads import start_supervised
 
 SHARE_WINDOW = 1.0  # seconds during which one /flags answer serves the same person
 MAX_WAITING = 10_000  # beyond this, events go at once without flag properties
@@ -25,9 +30,12 @@ Deliver = Callable[[Event], None]
 
 
 class FlagsWorker:
-    def __init__(self, fetch: FetchFlags, deliver: Deliver) -> None:
+    def __init__(
+        self, fetch: FetchFlags, deliver: Deliver, stats: StatsRecorder | None = None
+    ) -> None:
         self._fetch = fetch  # (distinct id, groups) -> event properties, or None
         self._deliver = deliver  # before_send + queue, on this worker's thread
+        self._stats = stats
         self._reset()
         reset_in_child(self._reset)  # a forked child starts with its own worker
 
@@ -38,43 +46,84 @@ class FlagsWorker:
         self._thread: threading.Thread | None = None
         self._busy = False
         self._closed = False
+        self._abandoned = 0  # events counted as ``shutdown`` by close()
+        self._current_abandoned = False  # the event being completed was one of them
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        """(events held here now, events dropped here as ``shutdown``): the held ones
+        count as ``queued`` and both as ``enqueued`` in the client's stats."""
+        with self._cond:
+            held = len(self._waiting) + (self._busy and not self._current_abandoned)
+            return held, self._abandoned
 
     def submit(self, event: Event, distinct_id: str, groups: Mapping[str, Any]) -> None:
         with self._cond:
             if not self._closed and len(self._waiting) < MAX_WAITING:
                 self._waiting.append((event, distinct_id, groups))
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._run, name="posthog_otel-flags-worker", daemon=True
-                    )
-                    self._thread.start()
+                self._ensure_thread_locked()
                 self._cond.notify()
                 return
         self._deliver(event)  # overflow or closed: send without flag properties
+
+    def _ensure_thread_locked(self) -> None:
+        """Start the worker thread if there is none (or it is gone)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = start_supervised(
+                "posthog_otel-flags-worker",
+                self._run,
+                on_restart=None if self._stats is None else self._stats.thread_restarted,
+                on_give_up=self._thread_gave_up,
+                stopping=lambda: self._closed,
+            )
+
+    def _thread_gave_up(self) -> None:
+        with self._cond:
+            if self._thread is threading.current_thread():
+                self._thread = None
+            self._busy = False
+            self._cond.notify_all()
 
     def _run(self) -> None:
         mark_internal_thread()
         suppress_instrumentation()
         while True:
             with self._cond:
+                self._busy = False
+                self._cond.notify_all()
                 while not self._waiting and not self._closed:
                     self._cond.wait()
                 if not self._waiting:
                     return
                 event, distinct_id, groups = self._waiting.popleft()
                 self._busy = True
-            try:
-                properties = self._flags_for(distinct_id, groups)
-                if properties:
-                    for name, value in properties.items():
-                        event["properties"].setdefault(name, value)
-                self._deliver(event)
-            except Exception:
-                logger.exception("flags worker: an event could not be completed")
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
+                self._current_abandoned = False
+            self._complete(event, distinct_id, groups)
+
+    def _complete(self, event: Event, distinct_id: str, groups: Mapping[str, Any]) -> None:
+        """Add flag properties if ``/flags`` answers, then hand the event on: whatever
+        goes wrong with the flags, the event is sent without them (counted)."""
+        try:
+            properties = self._flags_for(distinct_id, groups)
+            if properties:
+                for name, value in properties.items():
+                    event["properties"].setdefault(name, value)
+        except Exception as exc:
+            if self._stats is not None:
+                self._stats.correct(
+                    "flags_unavailable",
+                    f"send_feature_flags: /flags failed ({type(exc).__name__}: {exc}); "
+                    f"{event.get('event')!r} sent without flag properties",
+                )
+        with self._cond:
+            if self._current_abandoned:
+                return  # close() gave up on it and counted it as shutdown
+        try:
+            self._deliver(event)
+        except Exception:
+            logger.exception("flags worker: an event could not be queued")
+            if self._stats is not None:
+                self._stats.drop("invalid", 1, " (internal error)")
 
     def _flags_for(self, distinct_id: str, groups: Mapping[str, Any]) -> dict[str, Any] | None:
         key = (distinct_id, tuple(sorted((str(k), str(v)) for k, v in groups.items())))
@@ -89,17 +138,33 @@ class FlagsWorker:
         return properties
 
     def drain(self, timeout: float | None) -> bool:
-        """Wait until every waiting event was handed on; ``False`` on timeout."""
+        """Wait until every waiting event was handed on; ``False`` on timeout. Never
+        waits on a thread that is gone: one is started if events wait without one."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._waiting and not self._busy, timeout)
+            if self._waiting and not self._closed:
+                self._ensure_thread_locked()
+            thread = self._thread
+            return self._cond.wait_for(
+                lambda: (not self._waiting and not self._busy) or self._thread is not thread,
+                timeout,
+            )
 
     def close(self, timeout: float | None) -> None:
-        """Finish what waits (within ``timeout``), then send the rest without flags."""
+        """Finish what waits (within ``timeout``), then send the rest without flags; an
+        event still waiting on ``/flags`` after that is counted as ``shutdown``."""
         self.drain(timeout)
         with self._cond:
             self._closed = True
             left = list(self._waiting)
             self._waiting.clear()
+            abandoned = self._busy and not self._current_abandoned
+            if abandoned:
+                self._current_abandoned = True
+                self._abandoned += 1
             self._cond.notify_all()
+        if abandoned and self._stats is not None:
+            with self._stats.lock:
+                self._stats.dropped["shutdown"] += 1
+            self._stats.warn_drop("shutdown", 1, " (still waiting for /flags at close())")
         for event, _, _ in left:
             self._deliver(event)
