@@ -472,3 +472,38 @@ def test_on_error_may_call_flush_and_close_without_deadlock(server, make_client,
     assert handled.wait(5)
     assert calls == [False, False]
     assert client.capture("after", "u") is None
+
+
+# ---------------------------------------------------------------- accounting (issue #9, item 9)
+
+
+def assert_accounted(client) -> None:
+    """Every event handed to the client is somewhere: ``attempted == enqueued + drops
+    before the queue`` and ``enqueued == sent + queued + in_flight + drops after it``."""
+    from posthog_otel._stats import POST_QUEUE_DROPS, PRE_QUEUE_DROPS
+
+    stats = client.stats
+    before = sum(stats.dropped[reason] for reason in PRE_QUEUE_DROPS)
+    after = sum(stats.dropped[reason] for reason in POST_QUEUE_DROPS)
+    assert stats.attempted == stats.enqueued + before, stats
+    assert stats.enqueued == stats.sent + stats.queued + stats.in_flight + after, stats
+
+
+@pytest.fixture
+def make_client(make_client):
+    """The shared factory, with the accounting checked after every scenario: as the test
+    left the client, and again after ``close()`` (nothing queued or in flight then)."""
+    clients = []
+
+    def make(**kwargs):
+        client = make_client(**kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        assert_accounted(client)
+        client.close(timeout=2)
+        assert_accounted(client)
+        stats = client.stats
+        assert stats.queued == 0 and stats.in_flight == 0, stats

@@ -37,7 +37,7 @@ from ._transport import HttpTransport, TransportError
 Event = dict[str, Any]
 _ABANDON_GRACE = 0.2
 # What an item is assumed to weigh when the caller gives no estimate (``submit``).
-DEFAULT_ITEM_BYTES = 512
+DEFAULT_ITEM_BYTES = 256
 DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
 ErrorCallback = Callable[[Exception, list[Event]], None]
 
@@ -485,6 +485,7 @@ class BatchExporter:
             self._bytes += sum(sizes[index + 1 :]) + carry.nbytes()
             self._carry = carry
             self._held += 1
+            self._in_flight -= len(raw) - index  # back in the queue: not in flight any more
 
     def _deliver(self, batch: _Batch) -> bool:
         """One delivery cycle for ``batch``; ``False`` if part of it had to be retained."""

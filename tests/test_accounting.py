@@ -1,0 +1,210 @@
+"""Every event handed to the client is accounted for (issue #9 item 9), and the queue is
+bounded in bytes as well as in events (item 15, the exporter's side)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+
+from posthog_otel import Client
+from posthog_otel.export._exporter import DEFAULT_ITEM_BYTES
+from posthog_otel.logging import PostHogHandler
+from posthog_otel.messages import Capture
+from posthog_otel.testing import FakePostHog
+
+from .conftest import API_KEY
+from .hostile_server import HostileServer
+from .test_delivery import assert_accounted
+
+
+def test_close_counts_an_unanswered_in_flight_batch_as_shutdown():
+    with HostileServer("silent") as silent:
+        client = Client(API_KEY, host=silent.url, flush_at=1000, flush_interval=60)
+        for i in range(200):
+            client.capture(f"e{i}", "u")
+        started = time.monotonic()
+        assert client.close(3) is False
+        assert time.monotonic() - started < 6
+        stats = client.stats
+        assert stats.enqueued == 200 and stats.sent == 0
+        assert stats.in_flight == 0 and stats.queued == 0
+        assert stats.dropped["shutdown"] == 200
+        assert_accounted(client)
+
+
+def test_an_abandoned_batch_answered_later_is_not_counted_as_sent(server):
+    client = Client(API_KEY, host=server.url, flush_at=1000, flush_interval=60)
+    hold = server.hold_next()
+    for i in range(5):
+        client.capture(f"e{i}", "u")
+    assert client.close(1) is False
+    thread = client._exporter._thread
+    hold.set()  # the server now answers 200 to the abandoned request
+    server.wait_for_requests(1)
+    thread.join(5)
+    assert not thread.is_alive()
+    stats = client.stats
+    assert stats.sent == 0 and stats.dropped["shutdown"] == 5
+    assert stats.in_flight == 0 and stats.queued == 0
+    assert_accounted(client)
+
+
+def test_events_waiting_for_flags_count_as_queued(server, make_client):
+    client = make_client()  # no secret key: /flags for send_feature_flags
+    hold = server.hold_next(path="/flags")
+    client.capture("a", "u1", send_feature_flags=True)
+    client.capture("b", "u1", send_feature_flags=True)
+    stats = client.stats
+    assert stats.attempted == 2 and stats.enqueued == 2 and stats.queued == 2
+    assert_accounted(client)
+    hold.set()
+    assert client.flush(5) is True
+    stats = client.stats
+    assert stats.sent == 2 and stats.queued == 0
+    assert_accounted(client)
+
+
+def test_event_still_waiting_for_flags_at_close_is_counted_as_shutdown(server):
+    client = Client(API_KEY, host=server.url, feature_flags_request_timeout=5)
+    hold = server.hold_next(path="/flags")
+    client.capture("a", "u1", send_feature_flags=True)
+    client.close(1)
+    stats = client.stats
+    assert stats.queued == 0 and stats.in_flight == 0
+    assert stats.dropped["shutdown"] == 1
+    assert_accounted(client)
+    worker = client._flags_worker._thread
+    hold.set()  # /flags answers after all: the event was given up, it is not sent
+    worker.join(5)
+    assert not worker.is_alive()
+    stats = client.stats
+    assert stats.dropped["shutdown"] == 1 and stats.dropped["closed"] == 0
+    assert server.event_names() == []
+    assert_accounted(client)
+
+
+def test_deferred_items_that_are_not_events_leave_enqueued(server, make_client):
+    def drop_some(event):
+        return None if event["event"] == "drop me" else event
+
+    client = make_client(before_send=drop_some)
+    log = logging.getLogger("tests.accounting.deferred")
+    log.propagate = False
+    handler = PostHogHandler(client)
+    log.addHandler(handler)
+    try:
+        log.warning("keep me", extra={"distinct_id": "u1"})
+        log.warning("drop me", extra={"distinct_id": "u1"})
+        log.warning("keep me too", extra={"distinct_id": "u1"})
+        assert client.flush(5) is True
+        stats = client.stats
+        assert stats.attempted == 3 and stats.enqueued == 2 and stats.sent == 2
+        assert stats.dropped["before_send"] == 1
+        assert_accounted(client)
+        client.close(2)
+        log.warning("after close", extra={"distinct_id": "u1"})  # refused: still counted
+        stats = client.stats
+        assert stats.attempted == 4 and stats.dropped["closed"] == 1
+        assert_accounted(client)
+    finally:
+        log.removeHandler(handler)
+
+
+def test_every_entry_point_counts_as_attempted(server, make_client):
+    client = make_client()
+    client.capture("a", "u")
+    client.capture("", "u")  # invalid
+    client.identify("u", {"plan": "pro"})
+    client.set("u", {"x": 1})
+    client.set_once("u", {})  # invalid: nothing to set
+    client.alias("u", "v")
+    client.group_identify("company", "acme", {"n": 1})
+    client.opt_out()
+    client.capture("b", "u")  # opted_out
+    client.opt_in()
+    assert client.flush(5) is True
+    stats = client.stats
+    assert stats.attempted == 8
+    assert stats.dropped["invalid"] == 2 and stats.dropped["opted_out"] == 1
+    assert_accounted(client)
+
+
+def test_concurrent_captures_are_counted_exactly(server, make_client):
+    client = make_client(max_queue_size=300, flush_at=10_000)
+    hold = server.hold_next()
+
+    def produce() -> None:
+        for i in range(2_000):
+            client.capture("e", "u", {"i": i})
+
+    threads = [threading.Thread(target=produce) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stats = client.stats
+    assert stats.attempted == 8_000
+    assert_accounted(client)
+    hold.set()
+    client.flush(5)
+    assert_accounted(client)
+
+
+# ---------------------------------------------------------------- max_queue_bytes
+
+
+def _deferred(client: Client, name: str) -> tuple[object, ...]:
+    """A deferred item, as the integrations queue them (built on the flush thread)."""
+    return (client._deferred_capture, Capture(name, "u"), None)
+
+
+def test_queue_is_bounded_in_bytes(server, make_client, warnings_log):
+    client = make_client(max_queue_bytes=10_000)
+    assert client._exporter_submit(_deferred(client, "a"), nbytes=4_000)
+    assert client._exporter_submit(_deferred(client, "b"), nbytes=4_000)
+    assert not client._exporter_submit(_deferred(client, "c"), nbytes=4_000)
+    assert client.stats.dropped["queue_full"] == 1
+    assert "max_queue_bytes=10000" in warnings_log.text
+    assert client.flush(5) is True  # what left the queue frees its bytes
+    assert client._exporter_submit(_deferred(client, "d"), nbytes=9_000)
+    assert client.flush(5) is True
+    assert server.event_names() == ["a", "b", "d"]
+    assert_accounted(client)
+
+
+def test_max_queue_bytes_applies_to_captures_too(server, make_client, clock):
+    # Until the caller passes its own estimate, a capture weighs DEFAULT_ITEM_BYTES.
+    client = make_client(max_queue_bytes=4 * DEFAULT_ITEM_BYTES, max_retries=0, _clock=clock)
+    results = [client.capture(f"e{i}", "u") for i in range(6)]
+    assert results.count(None) == 2
+    assert client.stats.dropped["queue_full"] == 2
+    assert client.flush(5) is True
+    assert_accounted(client)
+
+
+def test_a_retained_batch_weighs_what_it_encodes_to(server, make_client, clock):
+    client = make_client(max_queue_bytes=64 * 1024, max_retries=0, _clock=clock, gzip=False)
+    server.fail_next(1, 503)
+    client.capture("big", "u", {"blob": "x" * 40_000})
+    assert client.flush(5) is False  # retained: its ~40 KB still count
+    assert client.stats.retained == 1
+    assert not client._exporter_submit(_deferred(client, "more"), nbytes=30_000)
+    assert client._exporter_submit(_deferred(client, "small"), nbytes=1_000)
+    assert client.flush(5) is True
+    assert server.event_names() == ["big", "small"]
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, "64MB", True])
+def test_max_queue_bytes_is_validated(value):
+    with pytest.raises(ValueError, match="max_queue_bytes"):
+        Client(API_KEY, max_queue_bytes=value)
+
+
+def test_max_queue_bytes_default_is_64_mib():
+    with FakePostHog() as server:
+        client = Client(API_KEY, host=server.url)
+        assert client._exporter._max_bytes == 64 * 1024 * 1024
+        client.close(1)

@@ -1,0 +1,385 @@
+"""Bad servers cannot stop delivery, hang a caller or lose events uncounted (issue #9
+items 1, 2, 7, 8): huge ``Retry-After``, trickling answers, mislabelled gzip, malformed
+hosts, errors that escape a background thread's loop."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from posthog_otel import Client
+from posthog_otel._threads import start_supervised
+from posthog_otel.export import SystemClock
+from posthog_otel.export._retry import COOLDOWN_MAX, MAX_BACKOFF, parse_retry_after
+from posthog_otel.export._transport import HttpTransport
+from posthog_otel.testing import FakePostHog
+
+from .conftest import API_KEY
+from .hostile_server import HostileServer
+from .test_delivery import assert_accounted
+
+HUGE_RETRY_AFTER = ["1e12", "inf", "Fri, 31 Dec 9999 23:59:59 GMT"]
+
+
+def within(seconds: float, call: Callable[[], Any]) -> tuple[Any, float]:
+    """Run ``call`` on a helper thread; fail (instead of hanging) if it takes longer."""
+    box: list[Any] = []
+    started = time.monotonic()
+    thread = threading.Thread(target=lambda: box.append(call()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s"
+    return box[0], time.monotonic() - started
+
+
+# ---------------------------------------------------------------- item 1: capped waits
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1e12", COOLDOWN_MAX),
+        ("inf", COOLDOWN_MAX),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", COOLDOWN_MAX),
+        ("nan", None),
+        ("-5", 0.0),
+        ("-inf", 0.0),
+        ("7", 7.0),
+        ("soon", None),
+    ],
+)
+def test_retry_after_is_finite_and_capped(value, expected):
+    assert parse_retry_after({"retry-after": value}) == expected
+
+
+@pytest.mark.parametrize("retry_after", HUGE_RETRY_AFTER)
+def test_huge_retry_after_cools_down_at_most_five_minutes(server, make_client, clock, retry_after):
+    client = make_client(_clock=clock, max_retries=1)
+    server.fail_next(2, 429, retry_after=retry_after)
+    client.capture("evt", "u")
+    assert client.flush(5) is False  # retained for a later cycle
+    assert clock.sleeps and max(clock.sleeps) <= MAX_BACKOFF * 1.2
+    clock.advance(COOLDOWN_MAX + 0.5)  # no explicit flush: only the cool-down ends
+    server.wait_for_events(1)
+    assert server.event_names() == ["evt"]
+    assert client.stats.retained == 0
+
+
+@pytest.mark.parametrize("retry_after", HUGE_RETRY_AFTER)
+def test_huge_retry_after_does_not_kill_the_flush_thread(server, make_client, retry_after):
+    client = make_client(max_retries=0)
+    server.fail_next(1, 429, retry_after=retry_after)
+    client.capture("first", "u")
+    assert client.flush(5) is False
+    client.capture("second", "u")
+    assert client.flush(5) is True  # the thread still works: an explicit flush delivers
+    assert server.event_names() == ["first", "second"]
+    stats = client.stats
+    assert stats.thread_restarts == 0 and stats.sent == 2
+    assert client._exporter._thread.is_alive()
+
+
+class _FailingClock(SystemClock):
+    """Real time, but the first ``failures`` idle waits raise: an error that escapes
+    the flush thread's loop (the clock is the exporter's timer seam)."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+
+    def wait(self, cond: threading.Condition, timeout: float | None, *, idle: bool) -> None:
+        if idle and self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("boom")
+        super().wait(cond, timeout, idle=idle)
+
+
+def test_flush_thread_restarts_after_an_escaping_error(server, make_client, warnings_log):
+    client = make_client(_clock=_FailingClock(failures=2))
+    client.capture("a", "u")
+    assert within(10, lambda: client.flush(5))[0] is True
+    client.capture("b", "u")
+    assert within(10, lambda: client.flush(5))[0] is True
+    assert server.event_names() == ["a", "b"]
+    assert client.stats.thread_restarts == 2
+    assert "restarting" in warnings_log.text
+
+
+def test_flush_and_close_never_wait_on_a_dead_flush_thread(server, make_client):
+    client = make_client(_clock=_FailingClock(failures=10**9))  # every idle wait fails
+    client.capture("a", "u")
+    assert within(10, client.flush)[0] is True
+    exporter = client._exporter
+    deadline = time.monotonic() + 10
+    while exporter._thread is not None and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a state, not synchronizing: it gives up after ~2 s
+    assert exporter._thread is None  # gave up after its bounded restarts
+    client.capture("b", "u")
+    assert within(10, client.flush)[0] is True  # a fresh thread delivers
+    client.capture("c", "u")
+    assert within(10, client.close)[0] is True
+    assert server.event_names() == ["a", "b", "c"]
+    assert client.stats.thread_restarts >= 8
+
+
+def test_supervisor_restarts_counts_and_gives_up():
+    runs: list[int] = []
+    restarts: list[int] = []
+    gave_up = threading.Event()
+
+    def loop() -> None:
+        runs.append(1)
+        if len(runs) < 3:
+            raise ValueError("transient")
+
+    thread = start_supervised("test-ok", loop, on_restart=lambda: restarts.append(1))
+    thread.join(10)
+    assert not thread.is_alive() and len(runs) == 3 and len(restarts) == 2
+
+    def always() -> None:
+        raise ValueError("always")
+
+    thread = start_supervised("test-bad", always, on_give_up=gave_up.set)
+    assert gave_up.wait(10)
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_flags_poller_restarts_after_an_escaping_error():
+    definitions = {"flags": [], "group_type_mapping": {}, "cohorts": {}}
+    with FakePostHog(flag_definitions=definitions) as server:
+        client = Client(
+            API_KEY,
+            host=server.url,
+            secret_key="phs_secret",
+            feature_flags_poll_interval=0.05,
+            _clock=_FailingClock(failures=2),
+        )
+        try:
+            assert client.get_feature_flag("missing", "u", send_feature_flag_events=False) is None
+            loader = client._flags.loader
+            server.wait_for_requests(4, path="/flags/definitions")
+            assert loader._thread is not None and loader._thread.is_alive()
+            assert client.stats.thread_restarts == 2
+        finally:
+            client.close(2)
+
+
+# ---------------------------------------------------------------- item 2: deadlines
+
+
+@pytest.mark.parametrize("mode", ["trickle_body", "trickle_headers"])
+def test_capture_request_has_an_overall_deadline(mode, clock):
+    with HostileServer(mode) as hostile:
+        client = Client(API_KEY, host=hostile.url, timeout=1, max_retries=1, _clock=clock)
+        try:
+            client.capture("evt", "u")
+            delivered, elapsed = within(20, lambda: client.flush(15))
+            assert delivered is False
+            assert elapsed < 5  # two attempts of at most ~1 s each (the backoff is fake)
+            stats = client.stats
+            assert stats.retries == 1 and stats.retained == 1 and stats.in_flight == 0
+            assert len(hostile.hits) == 2
+        finally:
+            within(10, lambda: client.close(1))
+        assert_accounted(client)
+
+
+def test_user_http_client_gets_the_body_deadline_too(clock):
+    with HostileServer("trickle_body") as hostile, httpx.Client() as http:
+        client = Client(
+            API_KEY, host=hostile.url, timeout=1, max_retries=0, http_client=http, _clock=clock
+        )
+        try:
+            client.capture("evt", "u")
+            delivered, elapsed = within(20, lambda: client.flush(15))
+            assert delivered is False and elapsed < 5
+        finally:
+            within(10, lambda: client.close(1))
+
+
+@pytest.mark.parametrize("mode", ["trickle_body", "trickle_headers"])
+def test_remote_flag_read_has_an_overall_deadline(mode):
+    with HostileServer(mode) as hostile:
+        client = Client(API_KEY, host=hostile.url, feature_flags_request_timeout=1)
+        try:
+            value, elapsed = within(20, lambda: client.get_feature_flag("beta", "u1"))
+            assert value is None
+            # one retry (feature_flags_request_max_retries=1) after 0.3 s
+            assert elapsed < 5
+            enabled, elapsed = within(
+                20, lambda: client.is_feature_enabled("beta", "u2", default_value=True)
+            )
+            assert enabled is True and elapsed < 5
+        finally:
+            within(10, lambda: client.close(1))
+
+
+def test_response_body_is_read_up_to_a_cap():
+    with HostileServer("huge", size=50 * 1024 * 1024) as hostile:
+        transport = HttpTransport(hostile.url, user_agent="t", max_response_bytes=100_000)
+        try:
+            response, _ = within(
+                20, lambda: transport.request("GET", "/flags/definitions", timeout=10)
+            )
+            assert response.status == 200
+            assert len(response.content) == 100_000
+        finally:
+            transport.close()
+
+
+# ---------------------------------------------------------------- item 7: every outcome
+
+
+def test_mislabelled_gzip_answer_still_resolves_the_batch(clock):
+    with HostileServer("bad_gzip", status=200) as hostile:
+        client = Client(API_KEY, host=hostile.url, _clock=clock)
+        try:
+            for i in range(3):
+                client.capture(f"e{i}", "u")
+            assert within(20, lambda: client.flush(5))[0] is True  # 200 says delivered
+            stats = client.stats
+            assert stats.sent == 3 and stats.in_flight == 0 and stats.queued == 0
+        finally:
+            within(10, lambda: client.close(1))
+        assert_accounted(client)
+
+
+def test_mislabelled_gzip_on_a_503_is_retried(clock):
+    with HostileServer("bad_gzip", status=503) as hostile:
+        client = Client(API_KEY, host=hostile.url, max_retries=2, _clock=clock)
+        try:
+            client.capture("e", "u")
+            assert within(20, lambda: client.flush(5))[0] is False
+            stats = client.stats
+            assert stats.retries == 2 and stats.retained == 1 and stats.in_flight == 0
+        finally:
+            within(10, lambda: client.close(1))
+        assert client.stats.dropped["shutdown"] == 1
+        assert_accounted(client)
+
+
+def test_mislabelled_gzip_flags_answer_gives_the_default():
+    with HostileServer("bad_gzip") as hostile:
+        client = Client(API_KEY, host=hostile.url)
+        try:
+            enabled, _ = within(10, lambda: client.is_feature_enabled("f", "u", default_value=True))
+            assert enabled is True
+            assert within(10, lambda: client.get_feature_flag("f", "u"))[0] is None
+        finally:
+            within(10, lambda: client.close(1))
+
+
+def test_any_error_from_the_http_client_drops_and_reports_the_batch():
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("a transport that fails in an unexpected way")
+
+    errors: list[tuple[Exception, list[dict[str, Any]]]] = []
+    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+        client = Client(
+            API_KEY,
+            host="http://127.0.0.1:9",
+            http_client=http,
+            on_error=lambda exc, events: errors.append((exc, events)),
+        )
+        try:
+            client.capture("a", "u")
+            client.capture("b", "u")
+            assert within(10, lambda: client.flush(5))[0] is False
+            stats = client.stats
+            assert stats.in_flight == 0 and stats.queued == 0
+            assert stats.dropped["rejected"] == 2
+            ((exc, events),) = errors
+            assert "RuntimeError" in str(exc)
+            assert [e["event"] for e in events] == ["a", "b"]
+            client.capture("c", "u")  # the thread is still there for the next ones
+            assert within(10, lambda: client.flush(5))[0] is False
+            assert client.stats.dropped["rejected"] == 3
+        finally:
+            client.close(1)
+        assert_accounted(client)
+
+
+@pytest.mark.parametrize(
+    "host", ["http://exa mple.com", "http://[::1", "ftp://x", "://", "http://", "http://h:99999"]
+)
+def test_malformed_host_is_refused_by_the_constructor(host):
+    with pytest.raises(ValueError, match="host") as raised:
+        Client(API_KEY, host=host)
+    assert "https://us.i.posthog.com" in str(raised.value)  # says what to give instead
+
+
+def test_malformed_host_message_hides_credentials():
+    with pytest.raises(ValueError) as raised:
+        Client(API_KEY, host="http://user:s3cret@exa mple.com")
+    assert "s3cret" not in str(raised.value)
+
+
+# ---------------------------------------------------------------- item 8: flags events
+
+
+def _recording_transport(events: list[str], flags: Callable[[], httpx.Response]) -> httpx.Client:
+    import gzip
+    import json
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/flags"):
+            return flags()
+        body = request.content
+        if request.headers.get("content-encoding") == "gzip":
+            body = gzip.decompress(body)
+        events.extend(e["event"] for e in json.loads(body)["batch"])
+        return httpx.Response(200, json={"status": 1})
+
+    return httpx.Client(transport=httpx.MockTransport(handler))
+
+
+def test_send_feature_flags_event_is_sent_when_flags_raise_anything():
+    def flags() -> httpx.Response:
+        raise RuntimeError("not a transport error")
+
+    events: list[str] = []
+    with _recording_transport(events, flags) as http:
+        client = Client(API_KEY, host="http://127.0.0.1:9", http_client=http)
+        try:
+            assert client.capture("purchase", "u1", send_feature_flags=True)
+            assert within(10, lambda: client.flush(5))[0] is True
+            assert events == ["purchase"]
+        finally:
+            client.close(1)
+        assert_accounted(client)
+
+
+def test_send_feature_flags_event_is_sent_when_flags_answer_is_garbage():
+    with HostileServer("ok", paths={"/flags": "bad_gzip"}) as hostile:
+        client = Client(API_KEY, host=hostile.url)
+        try:
+            assert client.capture("purchase", "u1", send_feature_flags=True)
+            assert within(10, lambda: client.flush(5))[0] is True
+            assert [e["event"] for e in hostile.events] == ["purchase"]
+        finally:
+            client.close(1)
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+    __repr__ = __str__
+
+
+def test_send_feature_flags_event_is_sent_when_a_group_cannot_be_printed(server, make_client):
+    client = make_client()
+    assert client.capture(
+        "purchase", "u1", send_feature_flags=True, groups={"company": _Unprintable()}
+    )
+    assert client.flush(5) is True
+    (event,) = server.events
+    assert event["event"] == "purchase"
+    assert "$active_feature_flags" not in event["properties"]
+    assert client.stats.corrected["flags_unavailable"] == 1
+    assert_accounted(client)
