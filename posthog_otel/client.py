@@ -250,7 +250,7 @@ class Client:
     def stats(self) -> ClientStats:
         """A snapshot of queue depth and delivery counters. Events waiting in the flags
         worker for ``/flags`` count as ``queued`` (and ``enqueued``)."""
-        waiting, abandoned = self._flags_worker.counts
+        waiting, abandoned = self._flags_worker.counts()
         enqueued, queued, in_flight, retained = self._exporter.counts()
         return self._stats.snapshot(
             queued=queued + waiting,

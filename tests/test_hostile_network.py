@@ -114,10 +114,8 @@ def test_flush_and_close_never_wait_on_a_dead_flush_thread(server, make_client):
     client.capture("a", "u")
     assert within(10, client.flush)[0] is True
     exporter = client._exporter
-    deadline = time.monotonic() + 10
-    while exporter._thread is not None and time.monotonic() < deadline:
-        time.sleep(0.05)  # polling a state, not synchronizing: it gives up after ~2 s
-    assert exporter._thread is None  # gave up after its bounded restarts
+    with exporter._cond:  # woken when the thread gives up after its bounded restarts
+        assert exporter._cond.wait_for(lambda: exporter._thread is None, 10)
     client.capture("b", "u")
     assert within(10, client.flush)[0] is True  # a fresh thread delivers
     client.capture("c", "u")

@@ -49,7 +49,6 @@ class FlagsWorker:
         self._abandoned = 0  # events counted as ``shutdown`` by close()
         self._current_abandoned = False  # the event being completed was one of them
 
-    @property
     def counts(self) -> tuple[int, int]:
         """(events held here now, events dropped here as ``shutdown``): the held ones
         count as ``queued`` and both as ``enqueued`` in the client's stats."""
