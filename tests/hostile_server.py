@@ -5,6 +5,7 @@ Modes (per path prefix, default for every path):
 * ``trickle_body``: headers at once, then one body byte every ``interval`` s, forever;
 * ``trickle_headers``: the status line, then one header byte every ``interval`` s;
 * ``silent``: read the request and never answer;
+* ``no_read``: read the request's headers, never its body, never answer;
 * ``bad_gzip``: ``Content-Encoding: gzip`` on a body that is not gzip (``status`` given);
 * ``huge``: a 200 whose body is ``size`` bytes, sent as fast as the client reads;
 * ``ok``: a well-formed ``200 {"status": 1}``; the events of a capture are recorded.
@@ -81,6 +82,11 @@ def _handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
             self._answer()
 
         def do_POST(self) -> None:
+            if server.mode_for(self.path) == "no_read":
+                server.hit(self.path)
+                server.stop_event.wait()
+                self.close_connection = True
+                return
             length = int(self.headers.get("Content-Length") or 0)
             self.body = self.rfile.read(length) if length else b""
             self._answer()

@@ -4,6 +4,7 @@ hosts, errors that escape a background thread's loop."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from posthog_otel import Client
 from posthog_otel._threads import start_supervised
 from posthog_otel.export import SystemClock
 from posthog_otel.export._retry import COOLDOWN_MAX, MAX_BACKOFF, parse_retry_after
-from posthog_otel.export._transport import HttpTransport
+from posthog_otel.export._transport import HttpTransport, TransportError
 from posthog_otel.testing import FakePostHog
 
 from .conftest import API_KEY
@@ -217,6 +218,34 @@ def test_remote_flag_read_has_an_overall_deadline(mode):
             within(10, lambda: client.close(1))
 
 
+@pytest.mark.parametrize("mode", ["trickle_body", "trickle_headers", "silent"])
+def test_every_transport_request_has_an_overall_deadline(mode):
+    """The shared transport (capture, /flags, definitions) ends every request in time."""
+    with HostileServer(mode) as hostile:
+        transport = HttpTransport(hostile.url, user_agent="t")
+        try:
+            for method in ("GET", "POST"):
+                started = time.monotonic()
+                with pytest.raises(TransportError):
+                    transport.request(method, "/flags/definitions", content=b"{}", timeout=1)
+                assert time.monotonic() - started < 3
+        finally:
+            transport.close()
+
+
+def test_a_server_that_does_not_read_cannot_stretch_a_send():
+    with HostileServer("no_read") as hostile:
+        transport = HttpTransport(hostile.url, user_agent="t")
+        body = os.urandom(8 * 1024 * 1024)  # more than the socket buffers hold
+        try:
+            started = time.monotonic()
+            with pytest.raises(TransportError):
+                transport.request("POST", "/batch/", content=body, timeout=1)
+            assert time.monotonic() - started < 3
+        finally:
+            transport.close()
+
+
 def test_response_body_is_read_up_to_a_cap():
     with HostileServer("huge", size=50 * 1024 * 1024) as hostile:
         transport = HttpTransport(hostile.url, user_agent="t", max_response_bytes=100_000)
@@ -295,8 +324,8 @@ def test_any_error_from_the_http_client_drops_and_reports_the_batch():
             assert "RuntimeError" in str(exc)
             assert [e["event"] for e in events] == ["a", "b"]
             client.capture("c", "u")  # the thread is still there for the next ones
-            assert within(10, lambda: client.flush(5))[0] is False
-            assert client.stats.dropped["rejected"] == 3
+            within(10, lambda: client.flush(5))  # (it may have settled "c" already: True)
+            assert client.stats.dropped["rejected"] == 3 and len(errors) == 2
         finally:
             client.close(1)
         assert_accounted(client)
