@@ -29,13 +29,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._log import logger
+from .._log import RateLimitedWarner
 
 if TYPE_CHECKING:
     import httpx
 
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 _WRITE_PIECE = 64 * 1024  # bytes written per deadline check
+_warner = RateLimitedWarner()  # a hostile server must not flood the logs either
 
 
 class TransportError(Exception):
@@ -143,7 +144,8 @@ class HttpTransport:
                     raise TransportError(_overdue(response))
                 size += len(chunk)
                 if size > limit:
-                    logger.warning(
+                    _warner.warn(
+                        "response_too_large",
                         "a response from %s was over %d bytes; the rest was not read",
                         response.request.url.host,
                         limit,
@@ -152,7 +154,11 @@ class HttpTransport:
                     break
                 chunks.append(chunk)
         except httpx.DecodingError as exc:
-            logger.warning("a response body could not be decoded (%s); read as empty", exc)
+            _warner.warn(
+                "response_undecodable",
+                "a response body could not be decoded (%s); read as empty",
+                exc,
+            )
             return b""
         return b"".join(chunks)
 
