@@ -85,6 +85,16 @@ def test_huge_retry_after_does_not_kill_the_flush_thread(server, make_client, re
     assert client._exporter._thread.is_alive()
 
 
+def test_a_huge_flush_interval_cannot_overflow_a_wait(server, make_client):
+    client = make_client(flush_interval=1e12)
+    client.capture("a", "u")
+    assert client.flush(5) is True
+    client.capture("b", "u")
+    assert client.flush(5) is True
+    assert server.event_names() == ["a", "b"]
+    assert client.stats.thread_restarts == 0
+
+
 class _FailingClock(SystemClock):
     """Real time, but the first ``failures`` idle waits raise: an error that escapes
     the flush thread's loop (the clock is the exporter's timer seam)."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 import threading
 import time
 
+_MAX_WAIT = min(threading.TIMEOUT_MAX, 86_400.0)  # a waiter re-checks its state anyway
+
 
 class Clock:
     """Monotonic time plus a wait on a condition that a fake clock can take over.
@@ -35,4 +37,5 @@ class SystemClock(Clock):
         return time.monotonic()
 
     def wait(self, cond: threading.Condition, timeout: float | None, *, idle: bool) -> None:
-        cond.wait(None if timeout is None else max(timeout, 0.0))
+        # Within what a lock wait accepts: no configured interval can overflow it.
+        cond.wait(None if timeout is None else min(max(timeout, 0.0), _MAX_WAIT))
