@@ -113,6 +113,31 @@ def test_deferred_items_that_are_not_events_leave_enqueued(server, make_client):
         log.removeHandler(handler)
 
 
+def test_a_deferred_item_dropped_while_close_abandons_it_is_counted_once(server):
+    gate = threading.Event()
+    building = threading.Event()
+
+    def slow_drop(event):
+        building.set()
+        gate.wait(10)
+        return None  # before_send drops it: a drop before the queue
+
+    client = Client(API_KEY, host=server.url, before_send=slow_drop)
+    client._exporter_submit(_deferred(client, "dropped late"))
+    flushing = threading.Thread(target=client.flush, args=(5,))
+    flushing.start()
+    assert building.wait(5)
+    assert client.close(0.3) is False  # abandons the item being built
+    thread = client._exporter._thread
+    gate.set()
+    thread.join(5)
+    flushing.join(5)
+    stats = client.stats
+    assert stats.dropped["before_send"] == 1 and stats.dropped["shutdown"] == 0
+    assert stats.enqueued == 0 and stats.queued == 0 and stats.in_flight == 0
+    assert_accounted(client)
+
+
 def test_every_entry_point_counts_as_attempted(server, make_client):
     client = make_client()
     client.capture("a", "u")

@@ -429,11 +429,15 @@ class BatchExporter:
                 batch.payloads.append(payload)
                 size += len(payload) + 1
             with self._cond:
-                if skipped and not self._abandon:
+                if skipped:
                     # Not events after all: the builder counted each as a drop before the
                     # queue, so they leave ``enqueued`` rather than count as resolved drops.
-                    self._resolved += skipped
                     self._not_events += skipped
+                    if self._abandon:  # close() counted them as shutdown meanwhile: undo
+                        with self._stats.lock:
+                            self._stats.dropped["shutdown"] -= skipped
+                    else:
+                        self._resolved += skipped
                     self._cond.notify_all()
                 if not self._abandon:
                     self._in_flight = len(batch)
