@@ -3,7 +3,7 @@
 Each of them must keep running whatever happens in it: an exception that escapes its
 loop would otherwise end the thread silently, and with it delivery (a full queue, a
 ``flush()`` waiting forever). ``start_supervised`` runs a loop in a daemon thread and, if
-an exception escapes it, logs it (once per thread, then rate-limited), counts it
+an exception escapes it, logs it (once per thread, later ones at DEBUG), counts it
 (``ClientStats.thread_restarts``) and runs the loop again after a short back-off. The
 restarts are bounded: after ``MAX_RESTARTS`` crashes in a row the thread gives up and
 tells its owner (``on_give_up``), which starts a fresh thread on the next demand
@@ -16,14 +16,12 @@ import threading
 import time
 from collections.abc import Callable
 
-from ._log import RateLimitedWarner, logger
+from ._log import logger
 
 MAX_RESTARTS = 8
 _BACKOFF_START = 0.01  # seconds before the first restart, doubling ...
 _BACKOFF_MAX = 1.0  # ... up to this
 _HEALTHY_AFTER = 60.0  # a loop that ran this long before crashing starts a new count
-
-_warner = RateLimitedWarner()
 
 
 def start_supervised(
@@ -65,11 +63,11 @@ def _supervise(
             loop()
             return
         except Exception as exc:  # the thread must outlive any error
-            if not logged:
+            if not logged:  # once per thread: the rest are counted, and logged at DEBUG
                 logger.exception("posthog_otel %s thread: unexpected error; restarting", name)
                 logged = True
             else:
-                _warner.warn(name, "posthog_otel %s thread: unexpected error again: %r", name, exc)
+                logger.debug("posthog_otel %s thread: unexpected error again: %r", name, exc)
         if time.monotonic() - started >= _HEALTHY_AFTER:
             crashes = 0
         crashes += 1

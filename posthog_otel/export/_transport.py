@@ -23,20 +23,20 @@ caller's handling of "no usable answer" covers all of them.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._log import RateLimitedWarner
+from .._log import logger
 
 if TYPE_CHECKING:
     import httpx
 
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 _WRITE_PIECE = 64 * 1024  # bytes written per deadline check
-_warner = RateLimitedWarner()  # a hostile server must not flood the logs either
 
 
 class TransportError(Exception):
@@ -79,6 +79,7 @@ class HttpTransport:
         self._user_client = http_client
         self._own_client: httpx.Client | None = None
         self._max_response_bytes = max_response_bytes
+        self._warned: set[str] = set()
 
     def request(
         self,
@@ -144,7 +145,7 @@ class HttpTransport:
                     raise TransportError(_overdue(response))
                 size += len(chunk)
                 if size > limit:
-                    _warner.warn(
+                    self._warn_once(
                         "response_too_large",
                         "a response from %s was over %d bytes; the rest was not read",
                         response.request.url.host,
@@ -154,13 +155,20 @@ class HttpTransport:
                     break
                 chunks.append(chunk)
         except httpx.DecodingError as exc:
-            _warner.warn(
+            self._warn_once(
                 "response_undecodable",
                 "a response body could not be decoded (%s); read as empty",
                 exc,
             )
             return b""
         return b"".join(chunks)
+
+    def _warn_once(self, what: str, message: str, *args: object) -> None:
+        """A hostile server must not flood the logs: the first of a kind at WARNING, the
+        rest at DEBUG (no lock: a rare second warning is harmless)."""
+        level = logging.DEBUG if what in self._warned else logging.WARNING
+        self._warned.add(what)
+        logger.log(level, message, *args)
 
     def _client(self) -> httpx.Client:
         if self._user_client is not None:
