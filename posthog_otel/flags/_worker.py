@@ -23,6 +23,7 @@ from .._threads import start_supervised
 SHARE_WINDOW = 1.0  # seconds during which one /flags answer serves the same person
 MAX_WAITING = 10_000  # beyond this, events go at once without flag properties
 _MAX_SHARED = 1_000
+_HANDING_WAIT = 1.0  # close(): how long an event being queued (before_send) may take
 
 Event = dict[str, Any]
 FetchFlags = Callable[[str, Mapping[str, Any]], "dict[str, Any] | None"]
@@ -48,6 +49,7 @@ class FlagsWorker:
         self._closed = False
         self._abandoned = 0  # events counted as ``shutdown`` by close()
         self._current_abandoned = False  # the event being completed was one of them
+        self._handing = False  # the event being completed is being queued: not abandonable
 
     def counts(self) -> tuple[int, int]:
         """(events held here now, events dropped here as ``shutdown``): the held ones
@@ -80,7 +82,7 @@ class FlagsWorker:
         with self._cond:
             if self._thread is threading.current_thread():
                 self._thread = None
-            self._busy = False
+            self._busy = self._handing = False
             self._cond.notify_all()
 
     def _run(self) -> None:
@@ -88,7 +90,7 @@ class FlagsWorker:
         suppress_instrumentation()
         while True:
             with self._cond:
-                self._busy = False
+                self._busy = self._handing = False
                 self._cond.notify_all()
                 while not self._waiting and not self._closed:
                     self._cond.wait()
@@ -117,6 +119,7 @@ class FlagsWorker:
         with self._cond:
             if self._current_abandoned:
                 return  # close() gave up on it and counted it as shutdown
+            self._handing = True
         try:
             self._deliver(event)
         except Exception:
@@ -151,12 +154,20 @@ class FlagsWorker:
     def close(self, timeout: float | None) -> None:
         """Finish what waits (within ``timeout``), then send the rest without flags; an
         event still waiting on ``/flags`` after that is counted as ``shutdown``."""
+        started = time.monotonic()
         self.drain(timeout)
+        wait = _HANDING_WAIT
+        if timeout is not None:
+            wait = min(wait, max(timeout - (time.monotonic() - started), 0.0))
         with self._cond:
             self._closed = True
             left = list(self._waiting)
             self._waiting.clear()
-            abandoned = self._busy and not self._current_abandoned
+            if self._thread is not threading.current_thread():
+                # An event already being queued (no I/O left) finishes; only one still
+                # waiting for /flags is given up.
+                self._cond.wait_for(lambda: not (self._busy and self._handing), wait)
+            abandoned = self._busy and not self._handing and not self._current_abandoned
             if abandoned:
                 self._current_abandoned = True
                 self._abandoned += 1
