@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from ._fork import fork_safe_lock
 from ._log import RateLimitedWarner
 
 # Why events were dropped; each has a counter in ``ClientStats.dropped``.
@@ -51,7 +51,7 @@ class StatsRecorder:
     def reset(self) -> None:
         """Start from zero with fresh locks (also used in a forked child, whose counters
         describe its own events and whose inherited locks may be held)."""
-        self.lock = threading.Lock()
+        self.lock = fork_safe_lock()
         self.sent = 0
         self.retries = 0
         self.failed_batches = 0

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _config
 from ._context import IdentityContext, _current
+from ._fork import fork_safe_lock
 from ._ids import normalize_uuid, uuid7
 from ._log import logger
 from ._stats import ClientStats, StatsRecorder
@@ -145,7 +146,7 @@ class Client:
         self._opted_out = False
         self._closed = False
         self._accepting = False
-        self._close_lock = threading.Lock()
+        self._close_lock = fork_safe_lock()
 
         if debug:
             logger.setLevel("DEBUG")
@@ -175,7 +176,7 @@ class Client:
         self._exporter_submit = self._exporter.submit
         self._flags_worker = FlagsWorker(self._fetch_event_flags, self._deliver_completed)
         self._clock = _clock or SystemClock()
-        self._flags_lock = threading.Lock()  # the flag service is built on first use
+        self._flags_lock = fork_safe_lock()  # the flag service is built on first use
         self._update_accepting()
         if _exit_hook:  # an owner that closes the client itself (the span exporter) opts out
             _live_clients.add(self)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .._fork import reset_in_child
+from .._fork import fork_safe_condition, fork_safe_lock, reset_in_child
 from .._log import logger, mark_internal_thread, suppress_instrumentation
 from .._stats import StatsRecorder
 from ._clock import Clock, SystemClock
@@ -125,9 +125,9 @@ class BatchExporter:
         reset_in_child(self._after_fork_in_child)
 
     def _init_state(self) -> None:
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)  # the same lock: submit takes it bare
-        self._sync_lock = threading.Lock()
+        self._lock = fork_safe_lock()
+        self._cond = fork_safe_condition(self._lock)  # the same lock: submit takes it bare
+        self._sync_lock = fork_safe_lock()
         self._pending: deque[Event | Deferred] = deque()
         self._carry: _Batch | None = None  # encoded, not yet sent: goes before _pending
         self._retained: _Batch | None = None  # failed a cycle: goes before everything

@@ -4,14 +4,13 @@ remote call when needed, exposure events deduplicated, property overrides."""
 from __future__ import annotations
 
 import json
-import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._context import _current
-from .._fork import reset_in_child
+from .._fork import fork_safe_lock, reset_in_child
 from .._log import logger
 from ..export._clock import Clock
 from ..export._transport import HttpTransport
@@ -131,7 +130,7 @@ class FlagsService:
         self._person_overrides: dict[str, Any] = {}
         self._group_overrides: dict[str, dict[str, Any]] = {}
         self._seen: OrderedDict[str, set[tuple[Any, ...]]] = OrderedDict()
-        self._seen_lock = threading.Lock()
+        self._seen_lock = fork_safe_lock()
         self._known_missing: set[str] = set()
         reset_in_child(self._after_fork_in_child)
 
