@@ -7,7 +7,7 @@ import time
 
 from posthog_otel.flags._remote import RESULT_CACHE_MAX_ENTRIES, ResultCache
 from posthog_otel.flags._results import FlagResult
-from posthog_otel.testing import FakeClock
+from posthog_otel.testing import FakeClock, FakePostHog
 
 # ---------------------------------------------------------------- item 14: result cache
 
@@ -55,3 +55,33 @@ def test_result_cache_entries_expire_with_the_clock():
     assert len(cache) == 0  # an expired entry is dropped when seen
     cache.put(b"alice", _result("g"))  # an expired entry is not merged into
     assert cache.get(b"alice", "f") is None and cache.get(b"alice", "g") is not None
+
+
+# ---------------------------------------------------------------- item 6: slow first load
+
+SECRET = "phs_secret"
+BETA = {
+    "id": 1,
+    "key": "beta-ui",
+    "active": True,
+    "filters": {"groups": [{"rollout_percentage": 100}]},
+}
+DEFS = {"flags": [BETA], "group_type_mapping": {}, "cohorts": {}}
+REMOTE_BETA = {"flags": {"beta-ui": {"key": "beta-ui", "enabled": True}}}
+
+
+def test_only_the_first_read_waits_for_a_slow_first_load(make_client):
+    with FakePostHog(flag_definitions=DEFS, flags=REMOTE_BETA) as server:
+        server.delay_next(5.0, path="/flags/definitions")
+        client = make_client(
+            host=server.url, secret_key=SECRET, feature_flags_initial_load_timeout=2.0
+        )
+        started = time.monotonic()
+        assert client.get_feature_flag("beta-ui", "u1") is True  # remote, after the wait
+        first = time.monotonic() - started
+        started = time.monotonic()
+        assert client.get_feature_flag("beta-ui", "u2") is True
+        assert client.get_feature_flag("beta-ui", "u3") is True
+        later = time.monotonic() - started
+    assert first >= 1.5  # the first read did wait for the load (bounded)
+    assert later < 1.0, later  # the next two did not wait again (each waited 2 s before)

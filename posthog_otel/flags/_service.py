@@ -4,6 +4,7 @@ remote call when needed, exposure events deduplicated, property overrides."""
 from __future__ import annotations
 
 import json
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
@@ -126,6 +127,7 @@ class FlagsService:
             )
         self._listeners: list[DefinitionsListener] = []
         self._first_load_done = False
+        self._first_wait_deadline: float | None = None
         self.cache = ResultCache(result_cache_ttl, clock) if result_cache_ttl else None
         self._person_overrides: dict[str, Any] = {}
         self._group_overrides: dict[str, dict[str, Any]] = {}
@@ -137,17 +139,27 @@ class FlagsService:
     def _after_fork_in_child(self) -> None:
         # The poller thread did not survive the fork: the next read starts it again.
         self._first_load_done = False
+        self._first_wait_deadline = None
 
     # ---------------------------------------------------------------- definitions
 
     def definitions(self, *, wait: bool = True) -> Definitions | None:
-        """The loaded definitions; the first call waits (bounded) for the first load."""
+        """The loaded definitions; the first read waits (bounded) for the first load.
+
+        Only the first: once its wait is over, loaded or not, later reads answer from what
+        is there (or remotely) without waiting. Reads that arrive during the first wait
+        share its deadline."""
         loader = self.loader
         if loader is None:
             return None
-        if not self._first_load_done:  # after the first load, no locks on this path
+        if not self._first_load_done:  # after the first wait, no locks on this path
             if wait:
-                self._first_load_done = loader.wait_loaded(self._initial_load_timeout)
+                deadline = self._first_wait_deadline
+                if deadline is None:
+                    deadline = time.monotonic() + self._initial_load_timeout
+                    self._first_wait_deadline = deadline
+                loader.wait_loaded(max(0.0, deadline - time.monotonic()))
+                self._first_load_done = True
             else:
                 loader.start()
         return loader.definitions
