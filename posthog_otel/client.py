@@ -876,14 +876,17 @@ class Client:
     def set_person_properties_for_flags(
         self, properties: Mapping[str, Any], reload_feature_flags: bool = True
     ) -> None:
-        """Person properties used by later flag evaluations (in an identity context: for
-        that context only). Definitions are not refetched: they apply from the next read."""
+        """Person properties used by later flag evaluations. Inside an identity context
+        they belong to that context (they end with it, merged over the client-level ones).
+        Definitions are not refetched: they apply from the next read. Anything but a
+        mapping is ignored (counted in ``stats.corrected``, warned about)."""
         self._flags.set_person_overrides(properties)
 
     def set_group_properties_for_flags(
         self, group_properties: Mapping[str, Mapping[str, Any]], reload_feature_flags: bool = True
     ) -> None:
-        """Group properties (by group type) used by later flag evaluations."""
+        """Group properties (by group type) used by later flag evaluations, scoped like
+        ``set_person_properties_for_flags``."""
         self._flags.set_group_overrides(group_properties)
 
     def reset_person_properties_for_flags(self) -> None:

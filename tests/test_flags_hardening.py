@@ -3,10 +3,16 @@ overrides scoped to the identity context, a bounded result cache."""
 
 from __future__ import annotations
 
+import json
+import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+from posthog_otel import context, get_distinct_id
 from posthog_otel.flags._remote import RESULT_CACHE_MAX_ENTRIES, ResultCache
 from posthog_otel.flags._results import FlagResult
+from posthog_otel.middleware import PostHogWSGIMiddleware
 from posthog_otel.testing import FakeClock, FakePostHog
 
 # ---------------------------------------------------------------- item 14: result cache
@@ -85,3 +91,173 @@ def test_only_the_first_read_waits_for_a_slow_first_load(make_client):
         later = time.monotonic() - started
     assert first >= 1.5  # the first read did wait for the load (bounded)
     assert later < 1.0, later  # the next two did not wait again (each waited 2 s before)
+
+
+# ---------------------------------------------------------------- item 13: overrides
+
+
+ADMIN_DEFS = {
+    "flags": [
+        {
+            "id": 10,
+            "key": "admin-panel",
+            "active": True,
+            "filters": {
+                "groups": [
+                    {
+                        "properties": [
+                            {"key": "role", "type": "person", "operator": "exact", "value": "admin"}
+                        ],
+                        "rollout_percentage": 100,
+                    }
+                ]
+            },
+        },
+        {
+            "id": 11,
+            "key": "pro-admin",
+            "active": True,
+            "filters": {
+                "groups": [
+                    {
+                        "properties": [
+                            {
+                                "key": "role",
+                                "type": "person",
+                                "operator": "exact",
+                                "value": "admin",
+                            },
+                            {"key": "plan", "type": "person", "operator": "exact", "value": "pro"},
+                        ],
+                        "rollout_percentage": 100,
+                    }
+                ]
+            },
+        },
+        {
+            # A static cohort: only the server can decide, so every read asks /flags.
+            "id": 12,
+            "key": "remote-flag",
+            "active": True,
+            "filters": {
+                "groups": [
+                    {
+                        "properties": [{"key": "id", "type": "cohort", "value": 99}],
+                        "rollout_percentage": 100,
+                    }
+                ]
+            },
+        },
+    ],
+    "group_type_mapping": {},
+    "cohorts": {},
+}
+
+
+def test_overrides_set_in_a_request_end_with_it(make_client):
+    with FakePostHog(
+        flag_definitions=ADMIN_DEFS,
+        flags={"flags": {"remote-flag": {"key": "remote-flag", "enabled": True}}},
+    ) as server:
+        client = make_client(host=server.url, secret_key=SECRET)
+        client.set_person_properties_for_flags({"plan": "pro"})  # client-level
+
+        def app(environ, start_response):
+            if environ["PATH_INFO"] == "/login":
+                client.set_person_properties_for_flags(
+                    {"role": "admin", "email": "alice@example.com"}
+                )
+            answer = {
+                "who": get_distinct_id(),
+                "thread": threading.get_ident(),
+                "admin": client.get_feature_flag("admin-panel", only_evaluate_locally=True),
+                "pro_admin": client.get_feature_flag("pro-admin", only_evaluate_locally=True),
+                "remote": client.get_feature_flag("remote-flag"),
+            }
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [json.dumps(answer).encode()]
+
+        wsgi = PostHogWSGIMiddleware(app)
+
+        def call(who: str, path: str = "/") -> dict:
+            environ = {
+                "REQUEST_METHOD": "GET",
+                "PATH_INFO": path,
+                "HTTP_X_POSTHOG_DISTINCT_ID": who,
+                "wsgi.url_scheme": "http",
+                "SERVER_NAME": "example.test",
+            }
+            body = wsgi(environ, lambda status, headers: None)
+            return json.loads(b"".join(body))
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            alice = pool.submit(call, "alice", "/login").result(10)
+            later = [pool.submit(call, who).result(10) for who in ("bob", "bob", "alice")]
+            together = [f.result(10) for f in [pool.submit(call, "bob") for _ in range(6)]]
+
+        assert alice["admin"] is True
+        assert alice["pro_admin"] is True  # merged over the client-level plan=pro
+        assert alice["remote"] is True
+        assert any(r["thread"] == alice["thread"] for r in later)  # the same worker thread
+        for answer in later + together:
+            # alice's role ended with her request: no role known, so no local answer
+            assert answer["admin"] is None, answer
+            assert answer["pro_admin"] is None
+            assert answer["remote"] is True
+        bob_requests = [
+            r for r in server.requests if r.path == "/flags" and r.json["distinct_id"] == "bob"
+        ]
+        assert len(bob_requests) == 8
+        for request in bob_requests:
+            assert "alice@example.com" not in request.body.decode()
+            assert request.json["person_properties"] == {"plan": "pro"}
+        (alice_request,) = [
+            r
+            for r in server.requests
+            if r.path == "/flags" and "alice@example.com" in r.body.decode()
+        ]
+        assert alice_request.json["person_properties"]["plan"] == "pro"
+
+
+def test_overrides_in_nested_contexts_and_resets(make_client):
+    with FakePostHog(flag_definitions=ADMIN_DEFS) as server:
+        client = make_client(host=server.url, secret_key=SECRET)
+        client.set_person_properties_for_flags({"plan": "pro"})
+        with context(distinct_id="alice"):
+            client.set_person_properties_for_flags({"role": "admin"})
+            with context(session_id="s1"):  # inherits alice and her overrides
+                assert client.get_feature_flag("pro-admin", only_evaluate_locally=True) is True
+                client.set_person_properties_for_flags({"plan": "free"})
+                assert client.get_feature_flag("pro-admin", only_evaluate_locally=True) is False
+            assert client.get_feature_flag("pro-admin", only_evaluate_locally=True) is True
+            client.reset_person_properties_for_flags()  # this context's only
+            assert client.get_feature_flag("admin-panel", only_evaluate_locally=True) is None
+            client.set_group_properties_for_flags({"company": {"size": 5}})
+            client.reset_group_properties_for_flags()
+        with context(distinct_id="bob"):
+            assert client.get_feature_flag("admin-panel", only_evaluate_locally=True) is None
+        assert client.get_feature_flag("admin-panel", "carol", person_properties={}) is None
+
+
+def test_bad_override_arguments_are_ignored_counted_and_warned_once(make_client, caplog):
+    caplog.set_level(logging.WARNING, logger="posthog_otel")
+    with FakePostHog(flag_definitions=ADMIN_DEFS) as server:
+        client = make_client(host=server.url, secret_key=SECRET)
+        client.set_person_properties_for_flags({"role": "admin"})
+
+        class Unreadable(dict):
+            def keys(self):
+                raise RuntimeError("no")
+
+            def __iter__(self):
+                raise RuntimeError("no")
+
+        for bad in (None, "role=admin", ["role"], 5, Unreadable(role="x")):
+            client.set_person_properties_for_flags(bad)  # type: ignore[arg-type]
+            client.set_group_properties_for_flags(bad)  # type: ignore[arg-type]
+        client.set_group_properties_for_flags({"company": None, "team": {"size": 3}})
+        assert client.stats.corrected["invalid_flag_properties"] == 11
+        warnings = [r for r in caplog.records if "properties_for_flags" in r.getMessage()]
+        assert len(warnings) == 1
+        # What was set before is intact.
+        assert client.get_feature_flag("admin-panel", "u1", only_evaluate_locally=True) is True
