@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from posthog_otel import context, get_distinct_id
+from posthog_otel.flags import _regex
+from posthog_otel.flags._errors import Inconclusive
 from posthog_otel.flags._remote import RESULT_CACHE_MAX_ENTRIES, ResultCache
 from posthog_otel.flags._results import FlagResult
 from posthog_otel.middleware import PostHogWSGIMiddleware
@@ -261,3 +267,151 @@ def test_bad_override_arguments_are_ignored_counted_and_warned_once(make_client,
         assert len(warnings) == 1
         # What was set before is intact.
         assert client.get_feature_flag("admin-panel", "u1", only_evaluate_locally=True) is True
+
+
+# ---------------------------------------------------------------- item 3: ReDoS
+
+
+def _regex_flag(key: str, pattern: str) -> dict:
+    return {
+        "id": 20,
+        "key": key,
+        "active": True,
+        "filters": {
+            "groups": [
+                {
+                    "properties": [
+                        {"key": "name", "type": "person", "operator": "regex", "value": pattern}
+                    ],
+                    "rollout_percentage": 100,
+                }
+            ]
+        },
+    }
+
+
+HOSTILE = [
+    (r"^(\w|\w\w)*$", "a" * 37 + "!"),  # 38 characters: 4.8 s with re
+    (r"^(a|a)*$", "a" * 28 + "!"),  # 22.8 s with re
+]
+
+
+@pytest.mark.parametrize(("pattern", "value"), HOSTILE)
+def test_a_catastrophic_regex_is_inconclusive_within_its_budget(make_client, pattern, value):
+    definitions = {"flags": [_regex_flag("hostile", pattern)], "group_type_mapping": {}}
+    with FakePostHog(
+        flag_definitions=definitions,
+        flags={"flags": {"hostile": {"key": "hostile", "enabled": True}}},
+    ) as server:
+        client = make_client(host=server.url, secret_key=SECRET)
+        assert client.get_feature_flag("hostile", "u0", person_properties={"name": "a"}) is True
+        assert _flag_requests(server) == []  # a harmless value: decided locally
+        timeouts = _regex.timeouts()
+        started = time.monotonic()
+        value_read = client.get_feature_flag("hostile", "u1", person_properties={"name": value})
+        local_only = client.get_feature_flag(
+            "hostile", "u2", person_properties={"name": value}, only_evaluate_locally=True
+        )
+        elapsed = time.monotonic() - started
+        assert value_read is True  # PostHog decided
+        assert local_only is None  # inconclusive, and no request
+        assert len(_flag_requests(server)) == 1
+        assert elapsed < 2.0, elapsed
+        assert _regex.timeouts() > timeouts
+
+
+def test_other_threads_run_while_a_regex_spends_its_budget(monkeypatch):
+    """The match releases the GIL: a counting thread makes progress during it."""
+    monkeypatch.setattr(_regex, "MATCH_BUDGET", 0.6)  # long enough to look inside
+    compiled = _regex.compile_regex(r"^(a|a)*$")
+    assert compiled is not None
+    ticks: list[float] = []
+    stop = threading.Event()
+
+    def count() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            if n % 1000 == 0:
+                ticks.append(time.monotonic())
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(Inconclusive):
+            compiled.search("a" * 28 + "!")
+        ended = time.monotonic()
+    finally:
+        stop.set()
+        counter.join(10)
+    assert ended - started < 3.0
+    # Progress in the middle of the match, not only around it.
+    middle = [t for t in ticks if started + 0.15 < t < ended - 0.15]
+    assert len(middle) >= 10, (len(middle), ended - started)
+
+
+def _flag_requests(server: FakePostHog) -> list:
+    return [r for r in server.requests if r.path == "/flags"]
+
+
+# Building blocks of the patterns the guard accepts, and of the values they meet.
+_ATOMS = [
+    "a", "b", "ab", ".", r"\d", r"\D", r"\w", r"\W", r"\s", r"\S", r"\.", r"\x41", r"\-",
+    "[a-c]", "[^a]", r"[\w-]", r"[\d.]", "[ab]", r"[^\s]", "[é-ü]", "é", " ", r"\t", r"\n",
+]  # fmt: skip
+_QUANTIFIERS = ["", "", "", "*", "+", "?", "{2}", "{1,3}", "{0,}", "*?", "+?"]
+_CHARACTERS = "aabbc1 9_-.\t\nAéüß٣²Ⅳ\u0301\u00a0\u2028"
+
+
+def _generated_pattern(rng: random.Random) -> str:
+    parts = []
+    for _ in range(rng.randint(1, 4)):
+        if rng.random() < 0.25:
+            inner = "|".join(
+                rng.choice(_ATOMS) + rng.choice([*_QUANTIFIERS[:3], "?"])
+                for _ in range(rng.randint(1, 3))
+            )
+            group = rng.choice(["(", "(?:"]) + inner + ")"
+            parts.append(group + rng.choice(["", "*", "+", "?", "{1,2}"]))
+        else:
+            parts.append(rng.choice(_ATOMS) + rng.choice(_QUANTIFIERS))
+        if rng.random() < 0.1:
+            parts.append("|")
+    pattern = "".join(parts).strip("|") or "a"
+    return rng.choice(["", "", "^"]) + pattern + rng.choice(["", "", "$"])
+
+
+def test_regex_version0_answers_as_re_on_what_the_guard_accepts():
+    """``regex`` in VERSION0 mode runs the accepted patterns; ``re`` is the reference
+    (posthog 7.91.1 evaluates with ``re``): same match, same span, on many pairs."""
+    rng = random.Random(9)
+    compared = disagreements = deferred = 0
+    first = None
+    patterns = 0
+    while patterns < 2_500:
+        pattern = _generated_pattern(rng)
+        try:
+            compiled = _regex.compile_regex(pattern)
+        except Inconclusive:
+            continue  # the guard leaves it to the server
+        if compiled is None:
+            continue
+        patterns += 1
+        reference = re.compile(compiled.regex.pattern)
+        for _ in range(12):
+            value = "".join(rng.choice(_CHARACTERS) for _ in range(rng.randint(0, 10)))
+            try:
+                found = compiled.search(value)  # the production path, value guard included
+            except Inconclusive:
+                deferred += 1
+                continue
+            expected = reference.search(value)
+            actual = compiled.regex.search(value)
+            compared += 1
+            spans = (expected and expected.span(), actual and actual.span())
+            if found != (expected is not None) or spans[0] != spans[1]:
+                disagreements += 1
+                first = first or (pattern, value, found, spans)
+    assert compared >= 20_000 and deferred < compared
+    assert disagreements == 0, (disagreements, first)
