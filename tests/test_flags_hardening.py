@@ -7,6 +7,8 @@ import json
 import logging
 import random
 import re
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -415,3 +417,24 @@ def test_regex_version0_answers_as_re_on_what_the_guard_accepts():
                 first = first or (pattern, value, found, spans)
     assert compared >= 20_000 and deferred < compared
     assert disagreements == 0, (disagreements, first)
+
+
+def test_regex_is_imported_only_when_a_regex_filter_is_compiled():
+    script = (
+        "import sys\n"
+        "from posthog_otel import Client\n"
+        "from posthog_otel.flags._evaluator import Definitions\n"
+        "Client('phc_x', host='http://127.0.0.1:9', flush_interval=60).close(0)\n"
+        "plain = {'key': 'a', 'operator': 'exact', 'value': 'x'}\n"
+        "def defs(f):\n"
+        "    group = {'properties': [f], 'rollout_percentage': 100}\n"
+        "    flag = {'id': 1, 'key': 'k', 'active': True, 'filters': {'groups': [group]}}\n"
+        "    return Definitions({'flags': [flag]})\n"
+        "defs(plain)\n"
+        "before = 'regex' in sys.modules\n"
+        "defs({**plain, 'operator': 'regex'})\n"
+        "print(before, 'regex' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr.decode()
+    assert out.stdout.split() == [b"False", b"True"]

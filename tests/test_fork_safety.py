@@ -8,6 +8,7 @@ import ast
 import os
 import select
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -189,13 +190,14 @@ def _wait_child(pid: int, timeout: float) -> int | None:
     return os.waitstatus_to_exitcode(status)
 
 
-def _child(client) -> None:
-    """In the forked child: read both flags and capture, then leave without cleanup."""
+def _child(client, remote_too: bool = True) -> None:
+    """In the forked child: read a flag (and one PostHog decides) and capture, then leave
+    without cleanup."""
     status = 1
     try:
         me = f"child-{os.getpid()}"
         local = client.get_feature_flag("local-flag", me)
-        remote = client.get_feature_flag("remote-flag", me)
+        remote = client.get_feature_flag("remote-flag", me) if remote_too else True
         client.capture("forked", distinct_id=me)
         status = 0 if isinstance(local, bool) and remote is True else 2
     finally:
@@ -227,6 +229,10 @@ def test_fork_while_threads_capture_and_read_flags(make_client, monkeypatch):
                 reads[0] += 1
 
         threads = [threading.Thread(target=busy, args=(i,), daemon=True) for i in range(3)]
+        # Switch threads very often, so that forks land inside short critical sections
+        # (CPython 3.11 only switches at a few points: rare at the default 5 ms).
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-5)
         for thread in threads:
             thread.start()
         failures: list[tuple[int, int | None]] = []
@@ -235,13 +241,14 @@ def test_fork_while_threads_capture_and_read_flags(make_client, monkeypatch):
             for i in range(FORKS):
                 pid = os.fork()
                 if pid == 0:
-                    _child(client)
+                    _child(client, remote_too=i % 5 == 0)  # a request costs the most
                 status = _wait_child(pid, CHILD_DEADLINE)
                 if status != 0:
                     failures.append((i, status))
                     break  # a hang costs the deadline: one is enough to fail
         finally:
             stop.set()
+            sys.setswitchinterval(switch_interval)
             for thread in threads:
                 thread.join(10)
         assert not failures, f"children that hung (None) or failed: {failures}"

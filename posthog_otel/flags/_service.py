@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._context import IdentityContext, _current
-from .._fork import fork_safe_lock, reset_in_child
+from .._fork import fork_safe_lock, import_fork_safe, reset_in_child
 from .._log import logger
 from ..export._clock import Clock
 from ..export._transport import HttpTransport
@@ -102,6 +102,9 @@ class FlagsService:
         clock: Clock,
         result_cache_ttl: float | None = None,
     ) -> None:
+        # Our threads (poller, flags worker) send requests with httpx: import it here, on
+        # the caller's thread, so that no background thread imports where a fork can land.
+        import_fork_safe("httpx")
         self._client = client
         self.clock = clock
         self._initial_load_timeout = initial_load_timeout
