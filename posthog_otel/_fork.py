@@ -22,6 +22,7 @@ which forks wait.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import threading
 import weakref
@@ -116,11 +117,14 @@ def _after_fork_in_child() -> None:
     global _import_guard, _import_guard_held, _import_owner
     _import_guard, _import_guard_held, _import_owner = threading.Lock(), False, None
     for obj in list(_sync_objects):
-        obj._at_fork_reinit()
+        obj._at_fork_reinit()  # CPython's own (3.9+), as ``threading`` and ``logging`` use
     for ref in list(_resets):
         method = ref()
         if method is not None:
-            method()
+            try:
+                method()
+            except Exception:  # one object's failure must not leave the others inherited
+                logging.getLogger("posthog_otel").exception("fork reset failed")
 
 
 if hasattr(os, "register_at_fork"):
