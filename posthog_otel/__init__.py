@@ -8,10 +8,10 @@ dependencies (httpx, OpenTelemetry, structlog, OpenFeature) load on first use.
 from __future__ import annotations
 
 import importlib
-import threading
 from typing import TYPE_CHECKING, Any
 
 from ._context import context, get_distinct_id
+from ._fork import fork_safe_lock
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def __dir__() -> list[str]:
 
 
 _default_client: Client | None = None
-_default_lock = threading.Lock()
+_default_lock = fork_safe_lock()
 
 
 def default_client() -> Client:

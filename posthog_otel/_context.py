@@ -5,6 +5,10 @@ explicit distinct id belong to that person. Contexts nest: an inner context inhe
 what it does not override. Being *inside* a context (even one without a distinct id,
 for example a request with no identity headers) turns a capture without a distinct id
 into a personless event instead of a dropped one.
+
+Flag property overrides (``set_person_properties_for_flags`` and friends) set inside a
+context live in that context: they end with it, never reach the next request served by
+the same thread, and are merged over the enclosing contexts' and the client's.
 """
 
 from __future__ import annotations
@@ -18,6 +22,19 @@ from typing import Any
 __all__ = ["IdentityContext", "context", "current_context", "get_distinct_id"]
 
 
+class FlagOverrides:
+    """Person and group properties for flag evaluation set inside one identity context.
+
+    Replaced, never mutated in place (copy on write), so a concurrent reader always sees
+    a whole version."""
+
+    __slots__ = ("groups", "person")
+
+    def __init__(self) -> None:
+        self.person: Mapping[str, Any] | None = None
+        self.groups: Mapping[str, Mapping[str, Any]] | None = None
+
+
 @dataclass(frozen=True)
 class IdentityContext:
     """The identity in force for the current request or task."""
@@ -25,6 +42,9 @@ class IdentityContext:
     distinct_id: str | None = None
     session_id: str | None = None
     properties: Mapping[str, Any] = field(default_factory=dict)
+    # The enclosing context (its flag overrides apply here too) and this one's own.
+    parent: IdentityContext | None = field(default=None, repr=False, compare=False)
+    flag_overrides: FlagOverrides = field(default_factory=FlagOverrides, repr=False, compare=False)
 
 
 _current: ContextVar[IdentityContext | None] = ContextVar("posthog_otel_identity", default=None)
@@ -60,6 +80,7 @@ def context(
         distinct_id=_as_id(distinct_id) or (parent.distinct_id if parent else None),
         session_id=_as_id(session_id) or (parent.session_id if parent else None),
         properties=merged,
+        parent=parent,
     )
     token = _current.set(ctx)
     try:

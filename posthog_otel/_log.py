@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
+
+from ._fork import fork_safe_lock, import_fork_safe
 
 logger = logging.getLogger("posthog_otel")
 
@@ -22,7 +25,7 @@ class RateLimitedWarner:
 
     def __init__(self, interval: float = _WARN_INTERVAL) -> None:
         self._interval = interval
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
@@ -66,7 +69,8 @@ def suppress_instrumentation() -> None:
     context, if OpenTelemetry is installed, so instrumented HTTP clients do not trace
     our own requests."""
     try:
-        from opentelemetry import context as otel_context
+        # Our threads call this first thing: the import must not overlap a fork.
+        otel_context: Any = import_fork_safe("opentelemetry.context")
     except ImportError:
         return
     ctx = otel_context.get_current()

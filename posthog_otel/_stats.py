@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import itertools
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from ._fork import fork_safe_lock
 from ._log import RateLimitedWarner
 
 # Why events were dropped; each has a counter in ``ClientStats.dropped``.
@@ -65,7 +65,7 @@ class StatsRecorder:
     def reset(self) -> None:
         """Start from zero with fresh locks (also used in a forked child, whose counters
         describe its own events and whose inherited locks may be held)."""
-        self.lock = threading.Lock()
+        self.lock = fork_safe_lock()
         # ``attempts()`` counts an event handed to the client: one GIL-atomic C call, no
         # lock on the caller's hot path. A fork keeps the counter object and moves the base.
         if not hasattr(self, "_attempts"):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _config
 from ._context import IdentityContext, _current
+from ._fork import fork_safe_lock
 from ._ids import normalize_uuid, uuid7
 from ._log import logger
 from ._stats import ClientStats, StatsRecorder
@@ -148,7 +149,7 @@ class Client:
         self._opted_out = False
         self._closed = False
         self._accepting = False
-        self._close_lock = threading.Lock()
+        self._close_lock = fork_safe_lock()
 
         if debug:
             logger.setLevel("DEBUG")
@@ -181,7 +182,7 @@ class Client:
             self._fetch_event_flags, self._deliver_completed, self._stats
         )
         self._clock = _clock or SystemClock()
-        self._flags_lock = threading.Lock()  # the flag service is built on first use
+        self._flags_lock = fork_safe_lock()  # the flag service is built on first use
         self._update_accepting()
         if _exit_hook:  # an owner that closes the client itself (the span exporter) opts out
             _live_clients.add(self)
@@ -910,14 +911,17 @@ class Client:
     def set_person_properties_for_flags(
         self, properties: Mapping[str, Any], reload_feature_flags: bool = True
     ) -> None:
-        """Person properties used by later flag evaluations (in an identity context: for
-        that context only). Definitions are not refetched: they apply from the next read."""
+        """Person properties used by later flag evaluations. Inside an identity context
+        they belong to that context (they end with it, merged over the client-level ones).
+        Definitions are not refetched: they apply from the next read. Anything but a
+        mapping is ignored (counted in ``stats.corrected``, warned about)."""
         self._flags.set_person_overrides(properties)
 
     def set_group_properties_for_flags(
         self, group_properties: Mapping[str, Mapping[str, Any]], reload_feature_flags: bool = True
     ) -> None:
-        """Group properties (by group type) used by later flag evaluations."""
+        """Group properties (by group type) used by later flag evaluations, scoped like
+        ``set_person_properties_for_flags``."""
         self._flags.set_group_overrides(group_properties)
 
     def reset_person_properties_for_flags(self) -> None:

@@ -17,7 +17,6 @@ a person property.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -36,6 +35,7 @@ from openfeature.flag_evaluation import FlagResolutionDetails, Reason
 from openfeature.provider import AbstractProvider, Metadata
 
 from ._context import get_distinct_id
+from ._fork import fork_safe_lock
 from ._log import logger
 from .flags._evaluator import CompiledFlag
 from .flags._results import FlagResult
@@ -89,7 +89,7 @@ class PostHogProvider(AbstractProvider):
         )
         self.stale_grace_period = stale_grace_period
         self.send_feature_flag_events = send_feature_flag_events
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._failing_since: float | None = None
         self._state = "ready"  # ready | stale | error
 

@@ -20,7 +20,6 @@ a client configured from ``POSTHOG_API_KEY``/``POSTHOG_HOST``.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.trace import SpanKind
 
 from ._context import _current
+from ._fork import fork_safe_lock
 from ._integration import PERSONLESS, first_id
 from ._log import logger
 from .messages import Capture
@@ -80,7 +80,7 @@ class PostHogSpanExporter(SpanExporter):
         self.client = client
         self.personless = personless
         self._shutdown = False
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self.errors = 0
         """Spans that could not be converted because of an internal error."""
 

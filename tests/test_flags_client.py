@@ -373,8 +373,8 @@ def test_property_overrides_client_and_context(flags_server, flags_client):
     with context(distinct_id="u2"):
         flags_client.set_person_properties_for_flags({"plan": "free"})
         assert flags_client.is_feature_enabled("beta-ui") is False
-        flags_client.reset_person_properties_for_flags()
-        assert flags_client.get_feature_flag("beta-ui", only_evaluate_locally=True) is None
+        flags_client.reset_person_properties_for_flags()  # this context's: plan=pro again
+        assert flags_client.get_feature_flag("beta-ui", only_evaluate_locally=True) is True
     assert flags_client.is_feature_enabled("beta-ui", "u1") is True  # client-level untouched
     flags_client.reset_person_properties_for_flags()
     assert flags_client.get_feature_flag("beta-ui", "u1", only_evaluate_locally=True) is None

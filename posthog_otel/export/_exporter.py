@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .._fork import reset_in_child
+from .._fork import fork_safe_condition, fork_safe_lock, reset_in_child
 from .._log import logger, mark_internal_thread, suppress_instrumentation
 from .._stats import StatsRecorder
 from .._threads import start_supervised
@@ -141,9 +141,9 @@ class BatchExporter:
         reset_in_child(self._after_fork_in_child)
 
     def _init_state(self) -> None:
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)  # the same lock: submit takes it bare
-        self._sync_lock = threading.Lock()
+        self._lock = fork_safe_lock()
+        self._cond = fork_safe_condition(self._lock)  # the same lock: submit takes it bare
+        self._sync_lock = fork_safe_lock()
         self._pending: deque[Event | Deferred] = deque()
         self._pending_bytes: deque[int] = deque()  # the estimate of each pending item
         self._bytes = 0  # estimates of pending items + encoded size of carry and retained

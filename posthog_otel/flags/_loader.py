@@ -9,12 +9,20 @@ on first use, restarted lazily in a forked child, and stopped by ``close()``.
 
 from __future__ import annotations
 
+import inspect
 import json
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from .._fork import reset_in_child
+from .._fork import (
+    fork_safe_condition,
+    fork_safe_event,
+    fork_safe_lock,
+    import_fork_safe,
+    reset_in_child,
+)
 from .._log import logger, mark_internal_thread, suppress_instrumentation
 from .._threads import start_supervised
 from ..export._clock import Clock
@@ -66,9 +74,9 @@ class DefinitionsLoader:
         self.definitions: Definitions | None = None
         self.etag: str | None = None
         self.requests = 0
-        self._refresh_lock = threading.Lock()
-        self._cond = threading.Condition()
-        self._loaded = threading.Event()
+        self._refresh_lock = fork_safe_lock()
+        self._cond = fork_safe_condition()
+        self._loaded = fork_safe_event()
         self._thread: threading.Thread | None = None
         self._closed = False
         self._next_wait = poll_interval
@@ -115,12 +123,7 @@ class DefinitionsLoader:
                 logger.warning("flag definition cache provider failed to shut down", exc_info=True)
 
     def _after_fork_in_child(self) -> None:
-        self._refresh_lock = threading.Lock()
-        self._cond = threading.Condition()
-        loaded = self._loaded.is_set()
-        self._loaded = threading.Event()
-        if loaded:
-            self._loaded.set()
+        # The locks are re-initialised by ``_fork``; the thread did not survive.
         self._thread = None  # restarted by the next start()
 
     def _run(self) -> None:
@@ -267,10 +270,9 @@ class DefinitionsLoader:
 
 def _resolve(result: Any) -> Any:
     """A provider's answer, awaited with a time limit when it is a coroutine."""
-    import inspect
-
     if inspect.isawaitable(result):
-        import asyncio
+        # Usually imported already (the provider is async); on the poller, fork-safely.
+        asyncio: Any = sys.modules.get("asyncio") or import_fork_safe("asyncio")
 
         async def bounded() -> Any:
             return await asyncio.wait_for(result, _PROVIDER_TIMEOUT)

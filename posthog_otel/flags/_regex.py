@@ -9,14 +9,35 @@ classes as range endpoints, possessive or stacked quantifiers, quantified groups
 contain quantifiers, huge repetition counts and surrogates. It also records what the
 pattern uses, because some inputs (non-ASCII text with ``\\w``, ``\\x1c``-``\\x1f``
 with ``\\s``, a trailing newline with ``$``) are decided differently by the two engines.
+
+The guard is about *which answer*, not *how long*: it accepts patterns that backtrack
+catastrophically (``^(a|a)*$`` took 22 s on 28 characters with ``re``, every other
+thread stalled). So what it accepts runs on the ``regex`` package in its ``re``-compatible
+mode (``VERSION0``: the same answers as ``re``, checked by the differential tests), with a
+time budget per match and the GIL released (``concurrent``). A match over budget is
+inconclusive: the server, whose engine is linear, decides. ``re`` still says which
+patterns are valid, so an invalid pattern matches nothing exactly as before.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+from .._fork import import_fork_safe
+from .._log import RateLimitedWarner
 from ._errors import UNSUPPORTED_DEFINITION, Inconclusive
+
+MATCH_BUDGET = 0.005  # seconds per match; a linear-time match of a property is far below
+_COMPILED_MAX = 1024  # distinct patterns kept compiled (definitions reload often)
+_SLOW_VALUES_MAX = 256  # per pattern: values that just exceeded the budget
+_ANSWERS_MAX = 1024  # per pattern: remembered answers...
+_ANSWERED_VALUE_MAX_CHARS = 256  # ...for values up to this long
+_timeout_count = 0  # matches over budget (a statistic: not exact under races)
+_warner = RateLimitedWarner()
+_engine: Any = None  # the ``regex`` module, imported when a first pattern is compiled
 
 _REPETITION = re.compile(r"\{([0-9]+)(?:,([0-9]*))?\}")
 _SIMPLE_ESCAPES = "dDsSwWbfnrt"
@@ -30,15 +51,25 @@ class _Defer(Exception):
 
 @dataclass(frozen=True)
 class CompiledRegex:
-    regex: re.Pattern[str]
+    regex: Any  # a ``regex.Pattern`` (VERSION0)
     word_class: bool
     space_class: bool
     end_anchor: bool
     repeats_or_alternates: bool
+    # Recent answers for short values (a match with a budget costs ~1.5 µs more than
+    # one without; a person's properties are read again and again).
+    answers: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
+    # A value that just ran over the budget: the next look is inconclusive at once, so
+    # the shortcut and the general evaluator of one read do not both pay the budget.
+    slow_values: set[str] = field(default_factory=set, compare=False, repr=False)
 
     def search(self, value: str) -> bool:
         """Whether the pattern occurs in ``value``; ``Inconclusive`` when only the
         server can tell for this value."""
+        answers = self.answers
+        known = answers.get(value)
+        if known is not None:
+            return known  # only values that passed the checks below are remembered
         if self.end_anchor and self.repeats_or_alternates and value.endswith("\n"):
             raise _deferred()
         if not value.isascii():
@@ -50,37 +81,102 @@ class CompiledRegex:
                 raise _deferred()
         if self.space_class and any(c in value for c in "\x1c\x1d\x1e\x1f"):
             raise _deferred()
+        slow = self.slow_values
+        if slow and value in slow:
+            slow.discard(value)  # once: a later read tries again (within the budget)
+            raise _over_budget()
         try:
-            return self.regex.search(value) is not None
+            found: bool = (
+                self.regex.search(value, concurrent=True, timeout=MATCH_BUDGET) is not None
+            )
+        except TimeoutError:
+            if len(slow) >= _SLOW_VALUES_MAX:
+                slow.clear()
+            slow.add(value)
+            _count_timeout()
+            _warner.warn(
+                "regex_budget",
+                "a regex flag filter ran over its %.0f ms budget on a %d-character value; "
+                "the flag is evaluated by PostHog instead",
+                MATCH_BUDGET * 1000,
+                len(value),
+            )
+            raise _over_budget() from None
         except Exception:
             raise _deferred() from None
+        if len(value) <= _ANSWERED_VALUE_MAX_CHARS:
+            if len(answers) >= _ANSWERS_MAX:
+                answers.clear()
+            answers[value] = found
+        return found
 
 
 def _deferred() -> Inconclusive:
     return Inconclusive(UNSUPPORTED_DEFINITION, "regex needs server evaluation")
 
 
+def _over_budget() -> Inconclusive:
+    return Inconclusive(UNSUPPORTED_DEFINITION, "regex over its time budget")
+
+
+def timeouts() -> int:
+    """How many matches ran over the budget so far (in this process)."""
+    return _timeout_count
+
+
+def _count_timeout() -> None:
+    global _timeout_count
+    _timeout_count += 1
+
+
 def compile_regex(pattern: str) -> CompiledRegex | None:
     """The compiled pattern; ``None`` for an invalid one (which matches nothing, for
     ``regex`` and ``not_regex`` alike); ``Inconclusive`` for one only the server runs."""
-    scanner = _Scanner(pattern)
-    try:
-        translated = scanner.run()
-    except _Defer:
-        raise _deferred() from None
-    try:
-        regex = re.compile(translated)
-    except re.error:
+    kind, scanner, compiled = _compile(pattern)
+    if kind == "defer":
+        raise _deferred()
+    if kind == "invalid":
         return None
-    except Exception:
-        raise _deferred() from None
+    assert scanner is not None
     return CompiledRegex(
-        regex,
+        compiled,
         scanner.word_class,
         scanner.space_class,
         scanner.end_anchor,
         scanner.repeats_or_alternates,
     )
+
+
+@functools.lru_cache(maxsize=_COMPILED_MAX)
+def _compile(pattern: str) -> tuple[str, _Scanner | None, Any]:
+    """Scan and compile once per pattern (bounded): ``("ok", scanner, compiled)``,
+    ``("invalid", ...)`` or ``("defer", ...)``."""
+    scanner = _Scanner(pattern)
+    try:
+        translated = scanner.run()
+    except _Defer:
+        return "defer", None, None
+    try:
+        re.compile(translated)  # validity as ``re`` sees it
+    except re.error:
+        return "invalid", None, None
+    except Exception:
+        return "defer", None, None
+    engine = _regex_module()
+    try:
+        compiled = engine.compile(translated, engine.VERSION0)
+    except Exception:
+        return "defer", None, None  # valid for ``re``, not for ``regex``: not ours to run
+    return "ok", scanner, compiled
+
+
+def _regex_module() -> Any:
+    """The ``regex`` package, imported on first use (usually on the flag poller, hence
+    through the fork-safe import)."""
+    global _engine
+    if _engine is None:
+        _engine = import_fork_safe("regex")
+    return _engine
 
 
 class _Scanner:

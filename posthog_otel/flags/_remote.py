@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
+from .._fork import fork_safe_lock
 from .._log import logger
 from ..export._clock import Clock
+from ..export._serialize import clean, dumps
 from ..export._transport import HttpTransport, TransportError
 from ._results import FlagResult, attach_exposure_info
 
@@ -67,8 +72,6 @@ class RemoteFlags:
         }
         if flag_keys is not None:
             body["flag_keys_to_evaluate"] = list(flag_keys)
-        from ..export._serialize import dumps
-
         content = dumps(body)
         for attempt in range(self._max_retries + 1):
             if attempt:
@@ -100,8 +103,6 @@ class RemoteFlags:
         return RemoteAnswer(error="unknown_error")
 
     def _sleep(self, seconds: float) -> None:
-        import threading
-
         cond = threading.Condition()
         with cond:
             deadline = self._clock.monotonic() + seconds
@@ -172,17 +173,30 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(name)
 
 
+RESULT_CACHE_MAX_ENTRIES = 10_000
+
+
 class ResultCache:
     """Opt-in (``flag_result_cache_ttl``): remote results served from memory for
     ``ttl`` seconds per (distinct id, groups, properties), so repeated reads send no
     request (contract FFC). Only complete answers are stored: an error or a quota-limited
-    answer keeps what was cached before. Cleared when definitions change and on close."""
+    answer keeps what was cached before. Cleared when definitions change and on close.
 
-    def __init__(self, ttl: float, clock: Clock) -> None:
+    An LRU bounded to ``max_entries`` people: a put is O(1) (no copy of the cache), a
+    full cache forgets the least recently used entry, an expired entry is dropped when
+    it is next looked at."""
+
+    def __init__(
+        self, ttl: float, clock: Clock, max_entries: int = RESULT_CACHE_MAX_ENTRIES
+    ) -> None:
         self._ttl = ttl
         self._clock = clock
-        self._lock = threading.Lock()
-        self._entries: dict[bytes, tuple[float, dict[str, FlagResult]]] = {}
+        self._max_entries = max(1, max_entries)
+        self._lock = fork_safe_lock()
+        self._entries: OrderedDict[bytes, tuple[float, dict[str, FlagResult]]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     @staticmethod
     def key(
@@ -191,10 +205,6 @@ class ResultCache:
         person: Mapping[str, Any],
         group_properties: Mapping[str, Mapping[str, Any]],
     ) -> bytes:
-        import orjson
-
-        from ..export._serialize import clean
-
         return orjson.dumps(
             clean([distinct_id, groups, person, group_properties], set()),
             option=orjson.OPT_SORT_KEYS,
@@ -203,10 +213,15 @@ class ResultCache:
     def get(self, key: bytes | None, flag: str) -> FlagResult | None:
         if key is None:
             return None
+        now = self._clock.monotonic()
         with self._lock:
             entry = self._entries.get(key)
-        if entry is None or self._clock.monotonic() - entry[0] > self._ttl:
-            return None
+            if entry is None:
+                return None
+            if now - entry[0] > self._ttl:
+                del self._entries[key]  # expired: forgotten, not served
+                return None
+            self._entries.move_to_end(key)
         return entry[1].get(flag)
 
     def put(self, key: bytes | None, flags: Mapping[str, FlagResult]) -> None:
@@ -214,14 +229,12 @@ class ResultCache:
             return
         now = self._clock.monotonic()
         with self._lock:
-            if len(self._entries) >= 10_000:  # bounded: drop what has expired, else the oldest
-                self._entries = {
-                    k: v for k, v in self._entries.items() if now - v[0] <= self._ttl
-                } or dict(list(self._entries.items())[5_000:])
-            entry = self._entries.get(key)
-            merged = dict(entry[1]) if entry and now - entry[0] <= self._ttl else {}
-            merged.update(flags)
+            entry = self._entries.pop(key, None)
+            merged = entry[1] if entry is not None and now - entry[0] <= self._ttl else {}
+            merged = {**merged, **flags}  # a new dict: readers may hold the old one
             self._entries[key] = (now, merged)
+            while len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)  # the least recently used
 
     def clear(self) -> None:
         with self._lock:

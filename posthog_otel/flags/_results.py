@@ -3,7 +3,6 @@ snapshot of several (one local pass, at most one request)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,8 +60,9 @@ class FlagEvaluations:
     results: Mapping[str, FlagResult]
     _expose: Exposure | None = field(default=None, repr=False, compare=False)
     _filtered: bool = field(default=False, repr=False, compare=False)
-    _accessed: set[str] = field(default_factory=set, repr=False, compare=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # Keys read so far. A dict, so that ``setdefault`` tells the first reader atomically:
+    # no lock, and so nothing a fork could leave held.
+    _accessed: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
 
     def _read(self, key: str) -> FlagResult | None:
         """Record the access and send ``$feature_flag_called`` once (``flag_missing``
@@ -70,9 +70,8 @@ class FlagEvaluations:
         result = self.results.get(key)
         if result is None and self._filtered:
             return None
-        with self._lock:
-            first = key not in self._accessed
-            self._accessed.add(key)
+        mine = object()
+        first = self._accessed.setdefault(key, mine) is mine
         if first and self._expose is not None:
             self._expose(key, result)
         return result
@@ -107,8 +106,7 @@ class FlagEvaluations:
     def only_accessed(self) -> FlagEvaluations:
         """A snapshot of the flags read so far (what the code branched on); empty before
         any read."""
-        with self._lock:
-            accessed = self._accessed.intersection(self.results)
+        accessed = self.results.keys() & self._accessed.copy().keys()
         return self.only(accessed)
 
     @property

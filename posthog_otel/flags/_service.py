@@ -4,14 +4,13 @@ remote call when needed, exposure events deduplicated, property overrides."""
 from __future__ import annotations
 
 import json
-import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._context import _current
-from .._fork import reset_in_child
+from .._context import IdentityContext, _current
+from .._fork import fork_safe_lock, import_fork_safe, reset_in_child
 from .._log import logger
 from ..export._clock import Clock
 from ..export._transport import HttpTransport
@@ -80,13 +79,10 @@ MINIMAL_EVENT_PROPERTIES = frozenset(
     }
 )
 _EMPTY: dict[str, Any] = {}
+# Counted in ``stats.corrected``: a set_*_properties_for_flags call that was ignored.
+INVALID_FLAG_PROPERTIES = "invalid_flag_properties"
 _TRACKER_MAX_IDS = 50_000
 _KNOWN_MISSING_MAX = 10_000  # negative knowledge: flag keys the project does not have
-
-# Overrides set inside an identity context apply to that context only.
-_context_overrides: ContextVar[tuple[dict[str, Any], dict[str, dict[str, Any]]] | None] = (
-    ContextVar("posthog_otel_flag_overrides", default=None)
-)
 
 
 class FlagsService:
@@ -106,6 +102,9 @@ class FlagsService:
         clock: Clock,
         result_cache_ttl: float | None = None,
     ) -> None:
+        # Our threads (poller, flags worker) send requests with httpx: import it here, on
+        # the caller's thread, so that no background thread imports where a fork can land.
+        import_fork_safe("httpx")
         self._client = client
         self.clock = clock
         self._initial_load_timeout = initial_load_timeout
@@ -128,28 +127,40 @@ class FlagsService:
             )
         self._listeners: list[DefinitionsListener] = []
         self._first_load_done = False
+        self._first_wait_deadline: float | None = None
         self.cache = ResultCache(result_cache_ttl, clock) if result_cache_ttl else None
-        self._person_overrides: dict[str, Any] = {}
-        self._group_overrides: dict[str, dict[str, Any]] = {}
+        # Client-level overrides; replaced on change (copy on write), never mutated.
+        self._person_overrides: Mapping[str, Any] = {}
+        self._group_overrides: Mapping[str, Mapping[str, Any]] = {}
         self._seen: OrderedDict[str, set[tuple[Any, ...]]] = OrderedDict()
-        self._seen_lock = threading.Lock()
+        self._seen_lock = fork_safe_lock()
         self._known_missing: set[str] = set()
         reset_in_child(self._after_fork_in_child)
 
     def _after_fork_in_child(self) -> None:
         # The poller thread did not survive the fork: the next read starts it again.
         self._first_load_done = False
+        self._first_wait_deadline = None
 
     # ---------------------------------------------------------------- definitions
 
     def definitions(self, *, wait: bool = True) -> Definitions | None:
-        """The loaded definitions; the first call waits (bounded) for the first load."""
+        """The loaded definitions; the first read waits (bounded) for the first load.
+
+        Only the first: once its wait is over, loaded or not, later reads answer from what
+        is there (or remotely) without waiting. Reads that arrive during the first wait
+        share its deadline."""
         loader = self.loader
         if loader is None:
             return None
-        if not self._first_load_done:  # after the first load, no locks on this path
+        if not self._first_load_done:  # after the first wait, no locks on this path
             if wait:
-                self._first_load_done = loader.wait_loaded(self._initial_load_timeout)
+                deadline = self._first_wait_deadline
+                if deadline is None:
+                    deadline = time.monotonic() + self._initial_load_timeout
+                    self._first_wait_deadline = deadline
+                loader.wait_loaded(max(0.0, deadline - time.monotonic()))
+                self._first_load_done = True
             else:
                 loader.start()
         return loader.definitions
@@ -209,11 +220,9 @@ class FlagsService:
             did = ctx.distinct_id if ctx is not None else None
         else:
             did = str(distinct_id)
-        if ctx is None:
-            person_base, group_base = self._person_overrides, self._group_overrides
-        else:
-            overrides = _context_overrides.get()
-            person_base, group_base = overrides or (self._person_overrides, self._group_overrides)
+        person_base, group_base = self._person_overrides, self._group_overrides
+        if ctx is not None:
+            person_base, group_base = _with_context_overrides(ctx, person_base, group_base)
         person: Mapping[str, Any] = (
             {**person_base, **(person_properties or {})}
             if person_base
@@ -460,28 +469,99 @@ class FlagsService:
 
     # ---------------------------------------------------------------- overrides
 
-    def set_person_overrides(self, properties: Mapping[str, Any]) -> None:
-        self._override_target()[0].update(properties)
+    # Inside an identity context the overrides belong to it (they end with it); outside
+    # any, to the client. Bad input is ignored, counted and warned about, never raised.
 
-    def set_group_overrides(self, properties: Mapping[str, Mapping[str, Any]]) -> None:
-        groups = self._override_target()[1]
+    def set_person_overrides(self, properties: object) -> None:
+        checked = self._checked_properties(properties, "set_person_properties_for_flags")
+        if checked is not None:
+            self._set_person(checked)
+
+    def set_group_overrides(self, properties: object) -> None:
+        name = "set_group_properties_for_flags"
+        checked = self._checked_properties(properties, name)
+        if checked is None:
+            return
+        groups: dict[str, dict[str, Any]] = {}
+        for group, values in checked.items():
+            group_values = self._checked_properties(values, f"{name} (group {group!r})")
+            if group_values is not None:
+                groups[str(group)] = group_values
+        self._set_groups(groups)
+
+    def _checked_properties(self, properties: object, what: str) -> dict[str, Any] | None:
+        """A copy of ``properties`` (a mapping), or ``None`` after counting and warning."""
+        if isinstance(properties, Mapping):
+            try:
+                return dict(properties)
+            except Exception:
+                problem = "a mapping that could not be read"
+        else:
+            problem = f"not a mapping ({type(properties).__name__})"
+        self._client._stats.correct(
+            INVALID_FLAG_PROPERTIES, f"{what}: ignored {problem}; properties must be a mapping"
+        )
+        return None
+
+    def _set_person(self, properties: Mapping[str, Any]) -> None:
+        ctx = _current.get()
+        if ctx is None:
+            self._person_overrides = {**self._person_overrides, **properties}
+        else:
+            own = ctx.flag_overrides
+            own.person = {**(own.person or {}), **properties}
+
+    def _set_groups(self, properties: Mapping[str, Mapping[str, Any]]) -> None:
+        ctx = _current.get()
+        current = self._group_overrides if ctx is None else (ctx.flag_overrides.groups or {})
+        groups = dict(current)
         for name, values in properties.items():
-            groups.setdefault(name, {}).update(values)
+            groups[name] = {**groups.get(name, {}), **values}
+        if ctx is None:
+            self._group_overrides = groups
+        else:
+            ctx.flag_overrides.groups = groups
 
     def reset_person_overrides(self) -> None:
-        self._override_target()[0].clear()
+        ctx = _current.get()
+        if ctx is None:
+            self._person_overrides = {}
+        else:
+            ctx.flag_overrides.person = None
 
     def reset_group_overrides(self) -> None:
-        self._override_target()[1].clear()
+        ctx = _current.get()
+        if ctx is None:
+            self._group_overrides = {}
+        else:
+            ctx.flag_overrides.groups = None
 
-    def _override_target(self) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-        if _current.get() is None:
-            return self._person_overrides, self._group_overrides
-        target = _context_overrides.get()
-        if target is None:
-            target = ({}, {})
-            _context_overrides.set(target)
-        return target
+
+def _with_context_overrides(
+    ctx: IdentityContext,
+    person: Mapping[str, Any],
+    groups: Mapping[str, Mapping[str, Any]],
+) -> tuple[Mapping[str, Any], Mapping[str, Mapping[str, Any]]]:
+    """The client-level overrides with those of every enclosing identity context merged
+    over them, innermost last (the bases themselves when no context set any)."""
+    chain: list[IdentityContext] = []
+    node: IdentityContext | None = ctx
+    while node is not None:
+        own = node.flag_overrides
+        if own.person or own.groups:
+            chain.append(node)
+        node = node.parent
+    if not chain:
+        return person, groups  # the common case: no copy
+    merged_person = dict(person)
+    merged_groups = {name: dict(values) for name, values in groups.items()}
+    for node in reversed(chain):
+        own = node.flag_overrides
+        if own.person:
+            merged_person.update(own.person)
+        for name, values in (own.groups or {}).items():
+            merged_groups[name] = {**merged_groups.get(name, {}), **values}
+    return merged_person, merged_groups
 
 
 def _local_result(

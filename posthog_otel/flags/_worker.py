@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._fork import reset_in_child
+from .._fork import fork_safe_condition, reset_in_child
 from .._log import logger, mark_internal_thread, suppress_instrumentation
 from .._stats import StatsRecorder
 from .._threads import start_supervised
@@ -41,7 +41,7 @@ class FlagsWorker:
         reset_in_child(self._reset)  # a forked child starts with its own worker
 
     def _reset(self) -> None:
-        self._cond = threading.Condition()
+        self._cond = fork_safe_condition()
         self._waiting: deque[tuple[Event, str, Mapping[str, Any]]] = deque()
         self._shared: dict[tuple[Any, ...], tuple[float, dict[str, Any] | None]] = {}
         self._thread: threading.Thread | None = None
