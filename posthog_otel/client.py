@@ -6,7 +6,6 @@ from __future__ import annotations
 import atexit
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
@@ -146,6 +145,7 @@ class Client:
         self._closed = False
         self._accepting = False
         self._close_lock = threading.Lock()
+        self._exit_deadline: float | None = None  # set by the exit hook (see there)
 
         if debug:
             logger.setLevel("DEBUG")
@@ -178,7 +178,7 @@ class Client:
         self._flags_lock = threading.Lock()  # the flag service is built on first use
         self._update_accepting()
         if _exit_hook:  # an owner that closes the client itself (the span exporter) opts out
-            _live_clients.add(self)
+            _register(self)
 
     def __getattr__(self, name: str) -> Any:
         # Only ``_flags`` is computed: on first use, so that importing and building the
@@ -334,6 +334,8 @@ class Client:
             if event is None:
                 return None
         if self._exporter_submit(event):
+            if self._exit_deadline is not None:
+                self.flush()  # after the exit hook ran, nothing else would send it
             return event["uuid"]  # type: ignore[no-any-return]
         return None
 
@@ -895,21 +897,37 @@ class Client:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything queued before the call through one delivery cycle (with
-        retries); ``True`` if all of it was delivered. ``timeout=0`` does not wait."""
+        retries); ``True`` if all of it was delivered. ``timeout=0`` does not wait; the
+        flags worker and the exporter share the one ``timeout``."""
         try:
-            started = time.monotonic()
-            self._flags_worker.drain(timeout)
-            remaining = None if timeout is None else max(timeout - (time.monotonic() - started), 0)
-            return self._exporter.flush(remaining)
+            deadline = _deadline(timeout)
+            at_exit = self._exit_deadline
+            if at_exit is not None:  # at interpreter exit: one deadline for every flush
+                deadline = at_exit if deadline is None else min(deadline, at_exit)
+            self._flags_worker.drain(_remaining(deadline))
+            delivered = self._exporter.flush(_remaining(deadline))
+            if not delivered and at_exit is not None and not self._closed:
+                queued, in_flight, _ = self._exporter.depths
+                if queued or in_flight:  # out of time or failing: count the loss now
+                    self.close(_remaining(at_exit))
+            return delivered
         except Exception:
             logger.exception("flush failed unexpectedly")
             return False
 
     def close(self, timeout: float | None = None) -> bool:
-        """Flush and stop; later ``enqueue`` calls return ``None``. Idempotent."""
+        """Flush and stop; later ``enqueue`` calls return ``None``. Idempotent.
+
+        Returns within ``timeout`` seconds (``None``: ``shutdown_timeout``), one deadline
+        shared by the flags worker, the flag poller and the exporter; what could not be
+        delivered by then is counted as dropped (``shutdown``)."""
+        if timeout is None:
+            timeout = self.shutdown_timeout
+        deadline = _deadline(timeout)
         with self._close_lock:
             self._closed = True
             self._update_accepting()
+        _live_clients.pop(id(self), None)
         if self._exporter.on_worker_thread():
             # From on_error, on the flush thread: finish in a helper thread (SHU-06).
             threading.Thread(
@@ -917,13 +935,13 @@ class Client:
             ).start()
             return False
         try:
-            self._flags_worker.close(timeout)
+            self._flags_worker.close(_remaining(deadline))
             if "_flags" in self.__dict__:  # never built: nothing to stop
-                self._flags.close()
+                self._flags.close(_remaining(deadline))
         except Exception:
             logger.exception("closing the flag poller failed")
         try:
-            return self._exporter.close(timeout)
+            return self._exporter.close(_remaining(deadline))
         except Exception:
             logger.exception("close failed unexpectedly")
             return False
@@ -940,6 +958,16 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         self.close(self.shutdown_timeout)
+
+
+def _deadline(timeout: float | None) -> float | None:
+    """The monotonic time by which a call given ``timeout`` seconds must return."""
+    return None if timeout is None else time.monotonic() + max(timeout, 0.0)
+
+
+def _remaining(deadline: float | None) -> float | None:
+    """What is left of ``deadline`` (``None``: no limit), never negative."""
+    return None if deadline is None else max(deadline - time.monotonic(), 0.0)
 
 
 def _as_id(value: object) -> str | None:
@@ -965,17 +993,53 @@ def _hook_name(hook: object) -> str:
 
 # ---------------------------------------------------------------------- interpreter exit
 
-_live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+# Every open client (built with the exit hook), held strongly until ``close()``: a client
+# the application dropped without closing it still has queued events, and its flush
+# thread keeps it alive anyway. Keyed by ``id`` (a held object's id cannot be reused).
+# Plain dict operations, atomic under the GIL: no lock to recreate after a fork.
+_live_clients: dict[int, Client] = {}
+_MANY_CLIENTS = 10  # more open clients than this at once is almost always a leak
+_warned_many: list[bool] = []
+
+
+def _register(client: Client) -> None:
+    """Hold ``client`` until it is closed; warn once per process when many are open."""
+    _live_clients[id(client)] = client
+    count = len(_live_clients)
+    if count > _MANY_CLIENTS and not _warned_many:
+        _warned_many.append(True)
+        logger.warning(
+            "%d PostHog clients are open at once: each keeps a flush thread and a "
+            "connection until close() (or exit). Create one client and reuse it, or call "
+            "close() on each client when done with it",
+            count,
+        )
 
 
 def _close_all_at_exit() -> None:
-    """Flush every open client within its ``shutdown_timeout`` before the interpreter
-    goes away (the flush threads are daemons, so they cannot hold the exit up)."""
-    for client in list(_live_clients):
-        if client._closed:
-            continue
+    """Flush every open client before the interpreter goes away (the flush threads are
+    daemons, so they cannot hold the exit up), all within one ``shutdown_timeout``.
+
+    atexit runs hooks in reverse order of registration, so the hooks of OpenTelemetry
+    providers created earlier and ``logging.shutdown`` run *after* this one and may
+    still hand the clients spans and records. The clients are therefore flushed here,
+    not closed: they stay open until the interpreter ends, and every later flush or
+    capture is delivered within what remains of the same deadline. A client that could
+    not deliver in time is closed, counting what is left as ``shutdown``."""
+    clients = [client for client in list(_live_clients.values()) if not client._closed]
+    if not clients:
+        return
+    deadline = time.monotonic() + max(client.shutdown_timeout for client in clients)
+    for client in clients:
+        client._exit_deadline = deadline
         try:
-            client.close(client.shutdown_timeout)
+            client._exporter.flush(0)  # every client starts sending now, in parallel
+        except Exception:
+            pass
+    for client in clients:
+        try:
+            # A quarter of the time is kept for close() should this flush fail.
+            client.flush(max(deadline - time.monotonic(), 0.0) * 0.75)
         except Exception:
             pass
 
