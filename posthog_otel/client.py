@@ -266,10 +266,8 @@ class Client:
             else:
                 event = self._other_event(message)
             return self._submit(event)
-        except Exception:
-            logger.exception("enqueue failed unexpectedly; the event was dropped")
-            self._stats.drop("invalid", 1, " (internal error)")
-            return None
+        except Exception as exc:
+            return self._unexpected("enqueue", exc)
 
     def _update_accepting(self) -> None:
         self._accepting = not (self._closed or self._disabled or self._opted_out)
@@ -314,10 +312,8 @@ class Client:
             if event is not None and keep is not None:
                 event["properties"] = {k: v for k, v in event["properties"].items() if k in keep}
             return self._submit(event)
-        except Exception:
-            logger.exception("capture failed unexpectedly; the event was dropped")
-            self._stats.drop("invalid", 1, " (internal error)")
-            return None
+        except Exception as exc:
+            return self._unexpected("capture", exc)
 
     def _deferred_capture(self, message: Capture, ctx: IdentityContext | None) -> Event | None:
         """Build and filter a deferred capture; runs on the flush thread."""
@@ -337,6 +333,15 @@ class Client:
             if self._exit_deadline is not None:
                 self.flush()  # after the exit hook ran, nothing else would send it
             return event["uuid"]  # type: ignore[no-any-return]
+        return None
+
+    def _unexpected(self, what: str, exc: Exception) -> str | None:
+        """An event that could not be built because something raised (usually a value
+        whose ``__str__``, ``__bool__`` or iteration raises): counted as ``invalid`` and
+        warned at most once per interval like every drop, so a flood of bad input never
+        becomes a flood of tracebacks (the traceback itself goes to DEBUG)."""
+        self._stats.drop("invalid", 1, f": {what} raised {_describe(exc)}; event dropped")
+        logger.debug("%s raised; the event was dropped", what, exc_info=True)
         return None
 
     def _invalid(self, detail: str) -> Event | None:
@@ -380,7 +385,10 @@ class Client:
         )
         distinct_id = message.distinct_id
         if distinct_id is not None and type(distinct_id) is not str:
-            distinct_id = str(distinct_id)
+            try:
+                distinct_id = str(distinct_id)
+            except Exception as exc:
+                return self._invalid(f"the distinct_id of {name!r}: str() raised {_describe(exc)}")
         if ctx is None:
             if not distinct_id:
                 return self._invalid(
@@ -510,10 +518,13 @@ class Client:
             "uuid": event_uuid,
         }
         # In properties (the form every endpoint accepts) and mirrored at top level (v0).
-        if set_props is not None or name == "$identify":
-            properties["$set"] = event["$set"] = dict(set_props or {})
-        if set_once is not None:
-            properties["$set_once"] = event["$set_once"] = dict(set_once)
+        try:
+            if set_props is not None or name == "$identify":
+                properties["$set"] = event["$set"] = dict(set_props or {})
+            if set_once is not None:
+                properties["$set_once"] = event["$set_once"] = dict(set_once)
+        except Exception as exc:
+            return self._invalid(f"{name}: reading its properties raised {_describe(exc)}")
         return event
 
     def _alias_event(self, message: Alias) -> Event | None:
@@ -652,18 +663,17 @@ class Client:
         set_props: Mapping[str, Any] | None,
         set_once: Mapping[str, Any] | None,
     ) -> str | None:
-        if not (set_props or set_once):
-            self._invalid(f"{name} called with no properties")
-            return None
-        if not self._accepting:
-            return self._refuse()
         try:
+            if not (set_props or set_once):
+                self._invalid(f"{name} called with no properties")
+                return None
+            if not self._accepting:
+                return self._refuse()
             return self._submit(
                 self._person_event(name, distinct_id, set_props, set_once, Identify(distinct_id))
             )
-        except Exception:
-            logger.exception("%s failed unexpectedly; the event was dropped", name)
-            return None
+        except Exception as exc:
+            return self._unexpected(name, exc)
 
     def alias(self, previous_id: object, distinct_id: object) -> str | None:
         """Make ``distinct_id`` (new) an alias of the person known as ``previous_id``."""
@@ -971,10 +981,25 @@ def _remaining(deadline: float | None) -> float | None:
 
 
 def _as_id(value: object) -> str | None:
+    """``value`` as an id string; ``None`` when empty or when ``str()`` raises."""
     if value is None:
         return None
-    text = value if isinstance(value, str) else str(value)
-    return text or None
+    if isinstance(value, str):
+        return value or None
+    try:
+        return str(value) or None
+    except Exception:
+        return None
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception for a log line: its type and (short) message, never raising."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
+    name = type(exc).__name__
+    return f"{name}: {text[:200]}" if text else name
 
 
 def _hooks(before_send: object) -> tuple[Any, ...]:
