@@ -4,12 +4,14 @@ handle on the batching exporter that delivers events from its own thread."""
 from __future__ import annotations
 
 import atexit
+import ipaddress
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from . import _config
 from ._context import IdentityContext, _current
@@ -19,6 +21,7 @@ from ._stats import ClientStats, StatsRecorder
 from ._version import __version__
 from .export import BatchExporter, Clock, ExporterConfig, HttpTransport, SystemClock, V0Lane
 from .export._serialize import format_timestamp
+from .export._transport import mask_credentials, split_credentials
 from .flags._results import FlagEvaluations, FlagResult, FlagValue
 from .flags._worker import FlagsWorker
 from .messages import Alias, Capture, GroupIdentify, Identify, Message
@@ -97,12 +100,18 @@ class Client:
             "POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY"
         )
         self._api_key = key or ""
-        self.host = _config.resolve_host(host)
+        full_host = _config.resolve_host(host)
+        # Credentials in the host go to the transport only: ``host`` and the repr never
+        # show them (the transport sends them as a header, out of httpx's log lines).
+        self.host = split_credentials(full_host)[0]
+        self._masked_host = mask_credentials(full_host)
         if secret_key is None:
             secret_key = personal_api_key
         if secret_key is None:
             secret_key = _config.env_first("POSTHOG_SECRET_KEY", "POSTHOG_PERSONAL_API_KEY")
         self._secret_key = (secret_key or "").strip() or None
+        if self._secret_key:
+            _warn_if_cleartext(self.host)
 
         config = ExporterConfig(
             flush_at=_config.check_int("flush_at", flush_at, 1),
@@ -157,7 +166,7 @@ class Client:
             )
 
         self._stats = StatsRecorder()
-        self._transport = HttpTransport(self.host, user_agent=USER_AGENT, http_client=http_client)
+        self._transport = HttpTransport(full_host, user_agent=USER_AGENT, http_client=http_client)
         lane = V0Lane(
             self._api_key,
             gzip=bool(gzip),
@@ -215,7 +224,7 @@ class Client:
 
     def __repr__(self) -> str:
         return (
-            f"Client(host={self.host!r}, api_key={_config.mask_key(self._api_key)!r}, "
+            f"Client(host={self._masked_host!r}, api_key={_config.mask_key(self._api_key)!r}, "
             f"disabled={self._disabled})"
         )
 
@@ -968,6 +977,29 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         self.close(self.shutdown_timeout)
+
+
+_warned_cleartext: list[bool] = []
+
+
+def _warn_if_cleartext(host: str) -> None:
+    """Warn (once per process) when the secret key would cross the network in clear
+    text: plain ``http://`` to a host that is not this machine."""
+    parts = urlsplit(host)
+    if parts.scheme != "http" or _warned_cleartext:
+        return
+    name = (parts.hostname or "").rstrip(".")
+    try:
+        loopback = ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        loopback = name == "localhost" or name.endswith(".localhost")
+    if not loopback:
+        _warned_cleartext.append(True)
+        logger.warning(
+            "the secret key (personal API key) is sent over plain http:// to %s: anyone on "
+            "the network path can read it; use https://",
+            parts.hostname,
+        )
 
 
 def _deadline(timeout: float | None) -> float | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:
     import httpx
@@ -41,7 +42,9 @@ class HttpTransport:
         user_agent: str,
         http_client: httpx.Client | None = None,
     ) -> None:
-        self._host = host.rstrip("/")
+        # Credentials in the host (``https://user:pw@...``) travel as a Basic auth header,
+        # never in the URL: httpx logs every request's URL at INFO.
+        self._host, self._credentials = split_credentials(host.rstrip("/"))
         self._user_agent = user_agent
         self._user_client = http_client
         self._own_client: httpx.Client | None = None
@@ -63,6 +66,9 @@ class HttpTransport:
         all_headers = {"User-Agent": self._user_agent}
         if headers:
             all_headers.update(headers)
+        extra: dict[str, Any] = {}
+        if self._credentials is not None:
+            extra["auth"] = httpx.BasicAuth(*self._credentials)
         try:
             response = client.request(
                 method,
@@ -71,6 +77,7 @@ class HttpTransport:
                 headers=all_headers,
                 params=params,
                 timeout=timeout,
+                **extra,
             )
         except httpx.ConnectError as exc:
             raise TransportError(_describe(exc), refused=_is_refused(exc)) from None
@@ -102,6 +109,26 @@ class HttpTransport:
                 client.close()
             except Exception:
                 pass
+
+
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """``url`` without its userinfo, and the (user, password) it carried, if any."""
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at:
+        return url, None
+    user, _, password = userinfo.partition(":")
+    return parts._replace(netloc=hostport).geturl(), (unquote(user), unquote(password))
+
+
+def mask_credentials(url: str) -> str:
+    """``url`` fit for a repr or a log line: a password in it replaced by ``***``."""
+    bare, credentials = split_credentials(url)
+    if credentials is None:
+        return url
+    scheme, _, rest = bare.partition("://")
+    user = urlsplit(url).netloc.rpartition("@")[0].partition(":")[0]
+    return f"{scheme}://{user}:***@{rest}"
 
 
 def _describe(exc: Exception) -> str:
