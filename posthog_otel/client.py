@@ -7,6 +7,7 @@ import atexit
 import ipaddress
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
@@ -155,6 +156,7 @@ class Client:
         self._accepting = False
         self._close_lock = threading.Lock()
         self._exit_deadline: float | None = None  # set by the exit hook (see there)
+        self._exit_producers: list[weakref.WeakMethod[Callable[[], object]]] = []
 
         if debug:
             logger.setLevel("DEBUG")
@@ -348,9 +350,12 @@ class Client:
         """An event that could not be built because something raised (usually a value
         whose ``__str__``, ``__bool__`` or iteration raises): counted as ``invalid`` and
         warned at most once per interval like every drop, so a flood of bad input never
-        becomes a flood of tracebacks (the traceback itself goes to DEBUG)."""
+        becomes a flood of tracebacks (the traceback goes to DEBUG, once per kind)."""
         self._stats.drop("invalid", 1, f": {what} raised {_describe(exc)}; event dropped")
-        logger.debug("%s raised; the event was dropped", what, exc_info=True)
+        kind = (what, type(exc).__qualname__)
+        if kind not in _traceback_logged and len(_traceback_logged) < 100:
+            _traceback_logged.add(kind)
+            logger.debug("%s raised; the event was dropped", what, exc_info=True)
         return None
 
     def _invalid(self, detail: str) -> Event | None:
@@ -925,7 +930,12 @@ class Client:
                 deadline = at_exit if deadline is None else min(deadline, at_exit)
             self._flags_worker.drain(_remaining(deadline))
             delivered = self._exporter.flush(_remaining(deadline))
-            if not delivered and at_exit is not None and not self._closed:
+            if (
+                not delivered
+                and at_exit is not None
+                and not self._closed
+                and not self._exporter.on_worker_thread()  # on_error cannot wait for itself
+            ):
                 queued, in_flight, _ = self._exporter.depths
                 if queued or in_flight:  # out of time or failing: count the loss now
                     self.close(_remaining(at_exit))
@@ -967,6 +977,12 @@ class Client:
 
     shutdown = close
 
+    def _push_at_exit(self, producer: Callable[[], object]) -> None:
+        """Have the exit hook call ``producer`` (a bound method, held weakly) before it
+        flushes: something that holds items for this client, such as the span
+        processor ``instrument()`` attached, whose provider may never shut down."""
+        self._exit_producers.append(weakref.WeakMethod(producer))
+
     def __enter__(self) -> Client:
         return self
 
@@ -980,6 +996,7 @@ class Client:
 
 
 _warned_cleartext: list[bool] = []
+_traceback_logged: set[tuple[str, str]] = set()  # (where, exception type) already shown
 
 
 def _warn_if_cleartext(host: str) -> None:
@@ -1089,6 +1106,13 @@ def _close_all_at_exit() -> None:
     deadline = time.monotonic() + max(client.shutdown_timeout for client in clients)
     for client in clients:
         client._exit_deadline = deadline
+        for ref in list(client._exit_producers):
+            producer = ref()
+            if producer is not None:
+                try:
+                    producer()
+                except Exception:
+                    logger.debug("flushing into the client at exit failed", exc_info=True)
         try:
             client._exporter.flush(0)  # every client starts sending now, in parallel
         except Exception:

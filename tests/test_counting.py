@@ -35,7 +35,7 @@ class _BadMapping(Mapping[str, Any]):
 
 @pytest.fixture
 def logged(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.INFO, logger="posthog_otel")
+    caplog.set_level(logging.DEBUG, logger="posthog_otel")
     return caplog
 
 
@@ -50,7 +50,7 @@ def test_distinct_id_whose_str_raises_is_counted_not_logged_per_call(make_client
     assert client.stats.dropped["invalid"] == 10_000
     records = _records(logged)
     assert 1 <= len(records) <= 3
-    assert all(r.exc_info is None and r.levelno <= logging.WARNING for r in records)
+    assert all(r.levelno <= logging.WARNING for r in records)
 
 
 @pytest.mark.parametrize("method", ["set", "set_once"])
@@ -88,5 +88,6 @@ def test_unexpected_errors_in_enqueue_are_rate_limited(make_client, logged):
         assert client.identify("u1", _BadMapping()) is None
     assert client.stats.dropped["invalid"] == 2_000
     records = _records(logged)
-    assert 1 <= len(records) <= 3
-    assert all(r.levelno <= logging.WARNING and r.exc_info is None for r in records)
+    assert 1 <= len(records) <= 4
+    assert all(r.levelno <= logging.WARNING for r in records)
+    assert sum(r.exc_info is not None for r in records) <= 1  # one traceback, at DEBUG

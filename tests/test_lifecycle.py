@@ -138,6 +138,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 provider = TracerProvider()
 """
+_PROVIDER_NO_EXIT = """
+from opentelemetry.sdk.trace import TracerProvider
+provider = TracerProvider(shutdown_on_exit=False)
+"""
 _CLIENT = """
 from posthog_otel import Client
 client = Client({key!r}, host={url!r}, flush_interval=3600)
@@ -157,8 +161,8 @@ import atexit, logging
 log = logging.getLogger("app")
 
 def late():  # registered before the client's exit hook: runs after it
-    log.warning("logged_at_exit", extra={{"distinct_id": "u1"}})
     client.capture("captured_at_exit", "u1")
+    log.warning("logged_at_exit", extra={{"distinct_id": "u1"}})  # after the capture's flush
 
 atexit.register(late)
 """
@@ -181,6 +185,9 @@ with provider.get_tracer("t").start_as_current_span(
         pytest.param((_LATE, _CLIENT, _HANDLER, _PROVIDER, _BATCH), id="client-first-batch"),
         pytest.param((_LATE, _PROVIDER, _CLIENT, _HANDLER, _INSTRUMENT), id="provider-first-instr"),
         pytest.param((_LATE, _CLIENT, _HANDLER, _PROVIDER, _INSTRUMENT), id="client-first-instr"),
+        pytest.param(
+            (_LATE, _PROVIDER_NO_EXIT, _CLIENT, _HANDLER, _INSTRUMENT), id="no-provider-exit"
+        ),
     ],
 )
 def test_everything_handed_over_at_exit_arrives(server: FakePostHog, parts: tuple[str, ...]):
