@@ -1092,7 +1092,8 @@ def _register(client: Client) -> None:
 
 def _close_all_at_exit() -> None:
     """Flush every open client before the interpreter goes away (the flush threads are
-    daemons, so they cannot hold the exit up), all within one ``shutdown_timeout``.
+    daemons, so they cannot hold the exit up), each within its ``shutdown_timeout``
+    counted from the start of this hook (the clients send in parallel).
 
     atexit runs hooks in reverse order of registration, so the hooks of OpenTelemetry
     providers created earlier and ``logging.shutdown`` run *after* this one and may
@@ -1101,11 +1102,9 @@ def _close_all_at_exit() -> None:
     capture is delivered within what remains of the same deadline. A client that could
     not deliver in time is closed, counting what is left as ``shutdown``."""
     clients = [client for client in list(_live_clients.values()) if not client._closed]
-    if not clients:
-        return
-    deadline = time.monotonic() + max(client.shutdown_timeout for client in clients)
+    started = time.monotonic()
     for client in clients:
-        client._exit_deadline = deadline
+        client._exit_deadline = started + client.shutdown_timeout
         for ref in list(client._exit_producers):
             producer = ref()
             if producer is not None:
@@ -1120,7 +1119,7 @@ def _close_all_at_exit() -> None:
     for client in clients:
         try:
             # A quarter of the time is kept for close() should this flush fail.
-            client.flush(max(deadline - time.monotonic(), 0.0) * 0.75)
+            client.flush(max(started + client.shutdown_timeout - time.monotonic(), 0.0) * 0.75)
         except Exception:
             pass
 

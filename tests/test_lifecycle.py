@@ -232,3 +232,19 @@ def test_a_closed_client_is_no_longer_held():
     assert id(client) in client_module._live_clients
     client.close(0)
     assert id(client) not in client_module._live_clients
+
+
+def test_exit_with_many_dropped_clients_and_the_server_down_is_bounded():
+    script = f"""
+    import logging
+    logging.basicConfig()
+    from posthog_otel import Client
+
+    for i in range(20):
+        Client({API_KEY!r}, host="http://127.0.0.1:9", shutdown_timeout=1.0).capture("e", "u1")
+    """
+    started = time.monotonic()
+    proc = _run(script)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert time.monotonic() - started < 15  # one shutdown_timeout for all, not 20 in a row
+    assert b"shutdown" in proc.stderr  # the loss is reported
