@@ -40,7 +40,8 @@ def resolve_host(host: str | None) -> str:
         if from_env:
             logger.warning("POSTHOG_HOST has no http(s) scheme; using %s", DEFAULT_HOST)
             return DEFAULT_HOST
-        raise ValueError(f"host must start with http:// or https://, got {value!r}")
+        shown = "***@" + value.rpartition("@")[2] if "@" in value else value  # no password
+        raise ValueError(f"host must start with http:// or https://, got {shown!r}")
     return _APP_HOSTS.get(value, value)
 
 

@@ -169,3 +169,10 @@ def test_asgi_strips_the_query_string_and_caps_headers(server, make_client):
 def test_asgi_keeps_the_query_string_when_asked(server, make_client):
     props = _asgi_properties(server, make_client, "shop.test", capture_query_string=True)
     assert props["$current_url"] == "http://shop.test/cart?token=secret"
+
+
+def test_a_rejected_host_is_not_echoed_with_its_password():
+    with pytest.raises(ValueError) as info:
+        Client(API_KEY, host=f"alice:{PASSWORD}@posthog.example", _exit_hook=False)
+    assert PASSWORD not in str(info.value)
+    assert "posthog.example" in str(info.value)
