@@ -1113,6 +1113,10 @@ def _close_all_at_exit() -> None:
                 except Exception:
                     logger.debug("flushing into the client at exit failed", exc_info=True)
         try:
+            if "_flags" in client.__dict__:
+                # No more polling: a poller still logging while the interpreter finalizes
+                # can crash it. Loaded definitions stay usable.
+                client._flags.close(0)
             client._exporter.flush(0)  # every client starts sending now, in parallel
         except Exception:
             pass

@@ -248,3 +248,37 @@ def test_exit_with_many_dropped_clients_and_the_server_down_is_bounded():
     assert proc.returncode == 0, proc.stderr.decode()
     assert time.monotonic() - started < 15  # one shutdown_timeout for all, not 20 in a row
     assert b"shutdown" in proc.stderr  # the loss is reported
+
+
+def test_exit_stops_the_flag_poller_and_flags_still_answer(server: FakePostHog):
+    server.set_flag_definitions(
+        {
+            "flags": [
+                {
+                    "id": 1,
+                    "key": "beta",
+                    "active": True,
+                    "filters": {"groups": [{"properties": [], "rollout_percentage": 100}]},
+                }
+            ],
+            "group_type_mapping": {},
+            "cohorts": {},
+        }
+    )
+    script = f"""
+    import atexit
+
+    def late():  # runs after the client's exit hook
+        loader = client._flags.loader
+        print("closed", loader._closed)
+        print("beta", client.get_feature_flag("beta", "u1", only_evaluate_locally=True))
+
+    atexit.register(late)
+    from posthog_otel import Client
+    client = Client({API_KEY!r}, host={server.url!r}, personal_api_key="phx_secret",
+                    feature_flags_poll_interval=0.05)
+    assert client.get_feature_flag("beta", "u1", only_evaluate_locally=True) is True
+    """
+    proc = _run(script)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.split() == [b"closed", b"True", b"beta", b"True"], proc.stderr.decode()
