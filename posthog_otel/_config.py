@@ -42,7 +42,7 @@ def resolve_host(host: str | None) -> str:
             f"host must be a string like 'https://us.i.posthog.com', not {type(value).__name__}"
         )
     value = value.strip()
-    shown = _hide_credentials(value)
+    shown = mask_credentials(value)
     value = value.rstrip("/")
     if not value:
         return DEFAULT_HOST
@@ -55,11 +55,25 @@ def resolve_host(host: str | None) -> str:
     return _APP_HOSTS.get(value, value)
 
 
-def _hide_credentials(value: str) -> str:
-    """``value`` as it may appear in a message: ``user:password@`` masked."""
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """``url`` without its userinfo, and the (user, password) it carried, if any: they
+    travel as a Basic auth header, since httpx logs every request's URL at INFO."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at:
+        return url, None
+    user, _, password = userinfo.partition(":")
+    return parts._replace(netloc=hostport).geturl(), (unquote(user), unquote(password))
+
+
+def mask_credentials(url: str) -> str:
+    """``url`` fit for a repr, a log line or an error message: the password of a
+    ``user:password@`` replaced by ``***``. Never raises, even on a malformed URL."""
     import re
 
-    return re.sub(r"//[^/@]*@", "//***@", value)
+    return re.sub(r"(^|//)([^/@:]*):[^/@]*@", r"\1\2:***@", url)
 
 
 def _host_problem(value: str, shown: str) -> str:

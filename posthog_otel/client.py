@@ -4,6 +4,7 @@ handle on the batching exporter that delivers events from its own thread."""
 from __future__ import annotations
 
 import atexit
+import ipaddress
 import threading
 import time
 import weakref
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from . import _config
 from ._context import IdentityContext, _current
@@ -101,12 +103,18 @@ class Client:
             "POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY"
         )
         self._api_key = key or ""
-        self.host = _config.resolve_host(host)
+        full_host = _config.resolve_host(host)
+        # Credentials in the host go to the transport only: ``host`` and the repr never
+        # show them (the transport sends them as a header, out of httpx's log lines).
+        self.host = _config.split_credentials(full_host)[0]
+        self._masked_host = _config.mask_credentials(full_host)
         if secret_key is None:
             secret_key = personal_api_key
         if secret_key is None:
             secret_key = _config.env_first("POSTHOG_SECRET_KEY", "POSTHOG_PERSONAL_API_KEY")
         self._secret_key = (secret_key or "").strip() or None
+        if self._secret_key:
+            _warn_if_cleartext(self.host)
 
         config = ExporterConfig(
             flush_at=_config.check_int("flush_at", flush_at, 1),
@@ -150,6 +158,8 @@ class Client:
         self._closed = False
         self._accepting = False
         self._close_lock = fork_safe_lock()
+        self._exit_deadline: float | None = None  # set by the exit hook (see there)
+        self._exit_producers: list[weakref.WeakMethod[Callable[[], object]]] = []
 
         if debug:
             logger.setLevel("DEBUG")
@@ -162,7 +172,7 @@ class Client:
 
         self._stats = StatsRecorder()
         self._attempt = self._stats.attempts  # counts every event handed to the client
-        self._transport = HttpTransport(self.host, user_agent=USER_AGENT, http_client=http_client)
+        self._transport = HttpTransport(full_host, user_agent=USER_AGENT, http_client=http_client)
         lane = V0Lane(
             self._api_key,
             gzip=bool(gzip),
@@ -185,7 +195,7 @@ class Client:
         self._flags_lock = fork_safe_lock()  # the flag service is built on first use
         self._update_accepting()
         if _exit_hook:  # an owner that closes the client itself (the span exporter) opts out
-            _live_clients.add(self)
+            _register(self)
 
     def __getattr__(self, name: str) -> Any:
         # Only ``_flags`` is computed: on first use, so that importing and building the
@@ -222,7 +232,7 @@ class Client:
 
     def __repr__(self) -> str:
         return (
-            f"Client(host={self.host!r}, api_key={_config.mask_key(self._api_key)!r}, "
+            f"Client(host={self._masked_host!r}, api_key={_config.mask_key(self._api_key)!r}, "
             f"disabled={self._disabled})"
         )
 
@@ -276,10 +286,8 @@ class Client:
             else:
                 event = self._other_event(message)
             return self._submit(event)
-        except Exception:
-            logger.exception("enqueue failed unexpectedly; the event was dropped")
-            self._stats.drop("invalid", 1, " (internal error)")
-            return None
+        except Exception as exc:
+            return self._unexpected("enqueue", exc)
 
     def _update_accepting(self) -> None:
         self._accepting = not (self._closed or self._disabled or self._opted_out)
@@ -336,10 +344,8 @@ class Client:
             if event is not None and keep is not None:
                 event["properties"] = {k: v for k, v in event["properties"].items() if k in keep}
             return self._submit(event)
-        except Exception:
-            logger.exception("capture failed unexpectedly; the event was dropped")
-            self._stats.drop("invalid", 1, " (internal error)")
-            return None
+        except Exception as exc:
+            return self._unexpected("capture", exc)
 
     def _deferred_capture(self, message: Capture, ctx: IdentityContext | None) -> Event | None:
         """Build and filter a deferred capture; runs on the flush thread."""
@@ -356,7 +362,21 @@ class Client:
             if event is None:
                 return None
         if self._submit_event(event):
+            if self._exit_deadline is not None:
+                self.flush()  # after the exit hook ran, nothing else would send it
             return event["uuid"]  # type: ignore[no-any-return]
+        return None
+
+    def _unexpected(self, what: str, exc: Exception) -> str | None:
+        """An event that could not be built because something raised (usually a value
+        whose ``__str__``, ``__bool__`` or iteration raises): counted as ``invalid`` and
+        warned at most once per interval like every drop, so a flood of bad input never
+        becomes a flood of tracebacks (the traceback goes to DEBUG, once per kind)."""
+        self._stats.drop("invalid", 1, f": {what} raised {_describe(exc)}; event dropped")
+        kind = (what, type(exc).__qualname__)
+        if kind not in _traceback_logged and len(_traceback_logged) < 100:
+            _traceback_logged.add(kind)
+            logger.debug("%s raised; the event was dropped", what, exc_info=True)
         return None
 
     def _invalid(self, detail: str) -> Event | None:
@@ -400,7 +420,10 @@ class Client:
         )
         distinct_id = message.distinct_id
         if distinct_id is not None and type(distinct_id) is not str:
-            distinct_id = str(distinct_id)
+            try:
+                distinct_id = str(distinct_id)
+            except Exception as exc:
+                return self._invalid(f"the distinct_id of {name!r}: str() raised {_describe(exc)}")
         if ctx is None:
             if not distinct_id:
                 return self._invalid(
@@ -543,10 +566,13 @@ class Client:
             "uuid": event_uuid,
         }
         # In properties (the form every endpoint accepts) and mirrored at top level (v0).
-        if set_props is not None or name == "$identify":
-            properties["$set"] = event["$set"] = dict(set_props or {})
-        if set_once is not None:
-            properties["$set_once"] = event["$set_once"] = dict(set_once)
+        try:
+            if set_props is not None or name == "$identify":
+                properties["$set"] = event["$set"] = dict(set_props or {})
+            if set_once is not None:
+                properties["$set_once"] = event["$set_once"] = dict(set_once)
+        except Exception as exc:
+            return self._invalid(f"{name}: reading its properties raised {_describe(exc)}")
         return event
 
     def _alias_event(self, message: Alias) -> Event | None:
@@ -686,18 +712,17 @@ class Client:
         set_once: Mapping[str, Any] | None,
     ) -> str | None:
         self._attempt()
-        if not (set_props or set_once):
-            self._invalid(f"{name} called with no properties")
-            return None
-        if not self._accepting:
-            return self._count_refusal()
         try:
+            if not (set_props or set_once):
+                self._invalid(f"{name} called with no properties")
+                return None
+            if not self._accepting:
+                return self._count_refusal()
             return self._submit(
                 self._person_event(name, distinct_id, set_props, set_once, Identify(distinct_id))
             )
-        except Exception:
-            logger.exception("%s failed unexpectedly; the event was dropped", name)
-            return None
+        except Exception as exc:
+            return self._unexpected(name, exc)
 
     def alias(self, previous_id: object, distinct_id: object) -> str | None:
         """Make ``distinct_id`` (new) an alias of the person known as ``previous_id``."""
@@ -934,21 +959,42 @@ class Client:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything queued before the call through one delivery cycle (with
-        retries); ``True`` if all of it was delivered. ``timeout=0`` does not wait."""
+        retries); ``True`` if all of it was delivered. ``timeout=0`` does not wait; the
+        flags worker and the exporter share the one ``timeout``."""
         try:
-            started = time.monotonic()
-            self._flags_worker.drain(timeout)
-            remaining = None if timeout is None else max(timeout - (time.monotonic() - started), 0)
-            return self._exporter.flush(remaining)
+            deadline = _deadline(timeout)
+            at_exit = self._exit_deadline
+            if at_exit is not None:  # at interpreter exit: one deadline for every flush
+                deadline = at_exit if deadline is None else min(deadline, at_exit)
+            self._flags_worker.drain(_remaining(deadline))
+            delivered = self._exporter.flush(_remaining(deadline))
+            if (
+                not delivered
+                and at_exit is not None
+                and not self._closed
+                and not self._exporter.on_worker_thread()  # on_error cannot wait for itself
+            ):
+                queued, in_flight, _ = self._exporter.depths
+                if queued or in_flight:  # out of time or failing: count the loss now
+                    self.close(_remaining(at_exit))
+            return delivered
         except Exception:
             logger.exception("flush failed unexpectedly")
             return False
 
     def close(self, timeout: float | None = None) -> bool:
-        """Flush and stop; later ``enqueue`` calls return ``None``. Idempotent."""
+        """Flush and stop; later ``enqueue`` calls return ``None``. Idempotent.
+
+        Returns within ``timeout`` seconds (``None``: ``shutdown_timeout``), one deadline
+        shared by the flags worker, the flag poller and the exporter; what could not be
+        delivered by then is counted as dropped (``shutdown``)."""
+        if timeout is None:
+            timeout = self.shutdown_timeout
+        deadline = _deadline(timeout)
         with self._close_lock:
             self._closed = True
             self._update_accepting()
+        _live_clients.pop(id(self), None)
         if self._exporter.on_worker_thread():
             # From on_error, on the flush thread: finish in a helper thread (SHU-06).
             threading.Thread(
@@ -956,18 +1002,24 @@ class Client:
             ).start()
             return False
         try:
-            self._flags_worker.close(timeout)
+            self._flags_worker.close(_remaining(deadline))
             if "_flags" in self.__dict__:  # never built: nothing to stop
-                self._flags.close()
+                self._flags.close(_remaining(deadline))
         except Exception:
             logger.exception("closing the flag poller failed")
         try:
-            return self._exporter.close(timeout)
+            return self._exporter.close(_remaining(deadline))
         except Exception:
             logger.exception("close failed unexpectedly")
             return False
 
     shutdown = close
+
+    def _push_at_exit(self, producer: Callable[[], object]) -> None:
+        """Have the exit hook call ``producer`` (a bound method, held weakly) before it
+        flushes: something that holds items for this client, such as the span
+        processor ``instrument()`` attached, whose provider may never shut down."""
+        self._exit_producers.append(weakref.WeakMethod(producer))
 
     def __enter__(self) -> Client:
         return self
@@ -981,11 +1033,60 @@ class Client:
         self.close(self.shutdown_timeout)
 
 
+_warned_cleartext: list[bool] = []
+_traceback_logged: set[tuple[str, str]] = set()  # (where, exception type) already shown
+
+
+def _warn_if_cleartext(host: str) -> None:
+    """Warn (once per process) when the secret key would cross the network in clear
+    text: plain ``http://`` to a host that is not this machine."""
+    parts = urlsplit(host)
+    if parts.scheme != "http" or _warned_cleartext:
+        return
+    name = (parts.hostname or "").rstrip(".")
+    try:
+        loopback = ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        loopback = name == "localhost" or name.endswith(".localhost")
+    if not loopback:
+        _warned_cleartext.append(True)
+        logger.warning(
+            "the secret key (personal API key) is sent over plain http:// to %s: anyone on "
+            "the network path can read it; use https://",
+            parts.hostname,
+        )
+
+
+def _deadline(timeout: float | None) -> float | None:
+    """The monotonic time by which a call given ``timeout`` seconds must return."""
+    return None if timeout is None else time.monotonic() + max(timeout, 0.0)
+
+
+def _remaining(deadline: float | None) -> float | None:
+    """What is left of ``deadline`` (``None``: no limit), never negative."""
+    return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+
+
 def _as_id(value: object) -> str | None:
+    """``value`` as an id string; ``None`` when empty or when ``str()`` raises."""
     if value is None:
         return None
-    text = value if isinstance(value, str) else str(value)
-    return text or None
+    if isinstance(value, str):
+        return value or None
+    try:
+        return str(value) or None
+    except Exception:
+        return None
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception for a log line: its type and (short) message, never raising."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
+    name = type(exc).__name__
+    return f"{name}: {text[:200]}" if text else name
 
 
 def _hooks(before_send: object) -> tuple[Any, ...]:
@@ -1004,17 +1105,63 @@ def _hook_name(hook: object) -> str:
 
 # ---------------------------------------------------------------------- interpreter exit
 
-_live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+# Every open client (built with the exit hook), held strongly until ``close()``: a client
+# the application dropped without closing it still has queued events, and its flush
+# thread keeps it alive anyway. Keyed by ``id`` (a held object's id cannot be reused).
+# Plain dict operations, atomic under the GIL: no lock to recreate after a fork.
+_live_clients: dict[int, Client] = {}
+_MANY_CLIENTS = 10  # more open clients than this at once is almost always a leak
+_warned_many: list[bool] = []
+
+
+def _register(client: Client) -> None:
+    """Hold ``client`` until it is closed; warn once per process when many are open."""
+    _live_clients[id(client)] = client
+    count = len(_live_clients)
+    if count > _MANY_CLIENTS and not _warned_many:
+        _warned_many.append(True)
+        logger.warning(
+            "%d PostHog clients are open at once: each keeps a flush thread and a "
+            "connection until close() (or exit). Create one client and reuse it, or call "
+            "close() on each client when done with it",
+            count,
+        )
 
 
 def _close_all_at_exit() -> None:
-    """Flush every open client within its ``shutdown_timeout`` before the interpreter
-    goes away (the flush threads are daemons, so they cannot hold the exit up)."""
-    for client in list(_live_clients):
-        if client._closed:
-            continue
+    """Flush every open client before the interpreter goes away (the flush threads are
+    daemons, so they cannot hold the exit up), each within its ``shutdown_timeout``
+    counted from the start of this hook (the clients send in parallel).
+
+    atexit runs hooks in reverse order of registration, so the hooks of OpenTelemetry
+    providers created earlier and ``logging.shutdown`` run *after* this one and may
+    still hand the clients spans and records. The clients are therefore flushed here,
+    not closed: they stay open until the interpreter ends, and every later flush or
+    capture is delivered within what remains of the same deadline. A client that could
+    not deliver in time is closed, counting what is left as ``shutdown``."""
+    clients = [client for client in list(_live_clients.values()) if not client._closed]
+    started = time.monotonic()
+    for client in clients:
+        client._exit_deadline = started + client.shutdown_timeout
+        for ref in list(client._exit_producers):
+            producer = ref()
+            if producer is not None:
+                try:
+                    producer()
+                except Exception:
+                    logger.debug("flushing into the client at exit failed", exc_info=True)
         try:
-            client.close(client.shutdown_timeout)
+            if "_flags" in client.__dict__:
+                # No more polling: a poller still logging while the interpreter finalizes
+                # can crash it. Loaded definitions stay usable.
+                client._flags.close(0)
+            client._exporter.flush(0)  # every client starts sending now, in parallel
+        except Exception:
+            pass
+    for client in clients:
+        try:
+            # A quarter of the time is kept for close() should this flush fail.
+            client.flush(max(started + client.shutdown_timeout - time.monotonic(), 0.0) * 0.75)
         except Exception:
             pass
 

@@ -4,6 +4,12 @@ request is attributed to that person (contract HDR).
 
 The headers identify for analytics only: never use them to authenticate or authorize.
 Explicit values (a ``distinct_id`` passed to a call, an inner ``context``) win.
+
+Request properties come from what the client sent: the ``Host`` header (client-controlled,
+so ``$current_url`` may name any host), the path and the ``User-Agent``, each cleaned and
+capped at ``MAX_HEADER_LENGTH`` characters. The query string is left out of
+``$current_url`` unless ``capture_query_string=True``: it often carries secrets (reset
+tokens, signed links) that do not belong in analytics.
 """
 
 from __future__ import annotations
@@ -38,16 +44,37 @@ def sanitize_header(value: object) -> str | None:
         value = value.decode("latin-1")
     if not isinstance(value, str):
         return None
-    cleaned = "".join(ch for ch in value if unicodedata.category(ch) != "Cc").strip()
+    # Cut before cleaning: a 200 KB header must not cost a scan of every character.
+    value = value[: 2 * MAX_HEADER_LENGTH]
+    if value.isprintable():  # the usual case, at C speed: no control characters at all
+        cleaned = value.strip()
+    else:
+        cleaned = "".join(ch for ch in value if unicodedata.category(ch) != "Cc").strip()
     return cleaned[:MAX_HEADER_LENGTH] or None
 
 
 def _request_properties(
-    method: str | None, scheme: str, host: str | None, path: str, query: str, agent: str | None
+    method: object,
+    scheme: object,
+    host: object,
+    path: str,
+    query: str | None,
+    agent: object,
 ) -> dict[str, Any]:
-    properties: dict[str, Any] = {"$request_method": method, "$request_path": path}
+    """The request's context properties, every header-derived value capped; ``query``
+    is ``None`` unless the application opted in to capturing query strings."""
+    path = path[:MAX_HEADER_LENGTH]
+    properties: dict[str, Any] = {
+        "$request_method": sanitize_header(method),
+        "$request_path": path,
+    }
+    host = sanitize_header(host)
     if host:
-        properties["$current_url"] = f"{scheme}://{host}{path}" + (f"?{query}" if query else "")
+        url = f"{sanitize_header(scheme) or 'http'}://{host}{path}"
+        if query:
+            url += "?" + query[:MAX_HEADER_LENGTH]
+        properties["$current_url"] = url
+    agent = sanitize_header(agent)
     if agent:
         properties["$user_agent"] = agent
     return properties
@@ -57,9 +84,12 @@ class PostHogASGIMiddleware:
     """ASGI middleware (Starlette, FastAPI, Django ASGI, ...): one identity context per
     HTTP or WebSocket connection, carried into the tasks the request starts."""
 
-    def __init__(self, app: ASGIApp, *, request_properties: bool = True) -> None:
+    def __init__(
+        self, app: ASGIApp, *, request_properties: bool = True, capture_query_string: bool = False
+    ) -> None:
         self.app = app
         self.request_properties = request_properties
+        self.capture_query_string = capture_query_string
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope.get("type") not in ("http", "websocket"):
@@ -74,16 +104,18 @@ class PostHogASGIMiddleware:
                 elif name == b"x-posthog-session-id" and session_id is None:
                     session_id = sanitize_header(raw_value)
                 elif name == b"host":
-                    host = raw_value.decode("latin-1")
+                    host = raw_value
                 elif name == b"user-agent":
-                    agent = raw_value.decode("latin-1")
+                    agent = raw_value
             properties = (
                 _request_properties(
                     scope.get("method"),
                     scope.get("scheme", "http"),
                     host,
                     scope.get("path", ""),
-                    (scope.get("query_string") or b"").decode("latin-1"),
+                    (scope.get("query_string") or b"").decode("latin-1")
+                    if self.capture_query_string
+                    else None,
                     agent,
                 )
                 if self.request_properties
@@ -100,9 +132,12 @@ class PostHogWSGIMiddleware:
     """WSGI middleware (Flask, Django, ...): one identity context per request, also
     while the response body is iterated."""
 
-    def __init__(self, app: WSGIApp, *, request_properties: bool = True) -> None:
+    def __init__(
+        self, app: WSGIApp, *, request_properties: bool = True, capture_query_string: bool = False
+    ) -> None:
         self.app = app
         self.request_properties = request_properties
+        self.capture_query_string = capture_query_string
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         identity: dict[str, Any] = {
@@ -115,7 +150,7 @@ class PostHogWSGIMiddleware:
                 environ.get("wsgi.url_scheme", "http"),
                 environ.get("HTTP_HOST") or environ.get("SERVER_NAME"),
                 environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
-                environ.get("QUERY_STRING", ""),
+                environ.get("QUERY_STRING", "") if self.capture_query_string else None,
                 environ.get("HTTP_USER_AGENT"),
             )
         with context(**identity):

@@ -177,6 +177,9 @@ class PostHogSpanProcessor(SpanProcessor):
     def __init__(self, exporter: PostHogSpanExporter, **batch_options: Any) -> None:
         self.exporter = exporter
         self._batch = BatchSpanProcessor(exporter, **batch_options)
+        # At exit, the client's hook exports what the batch holds before its last flush,
+        # whether or not the provider shuts down (and whenever its hook runs).
+        exporter.client._push_at_exit(self._batch.force_flush)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         ctx = _current.get()

@@ -251,8 +251,10 @@ class BatchExporter:
             self._closing = True
         if already:
             return self._wait_stopped(timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delivered = self.flush(timeout)
+        # The abandon grace comes out of ``timeout``: close() never overruns it.
+        grace = _ABANDON_GRACE if timeout is None else min(_ABANDON_GRACE, timeout / 4)
+        deadline = None if timeout is None else time.monotonic() + timeout - grace
+        delivered = self.flush(None if timeout is None else timeout - grace)
         with self._cond:
             self._stop = True
             thread = self._thread
@@ -262,7 +264,7 @@ class BatchExporter:
         self._give_up_on_shutdown()
         if thread is not None and thread.is_alive() and thread is not threading.current_thread():
             # A thread in backoff stops at once now; one blocked in a request cannot.
-            thread.join(_ABANDON_GRACE)
+            thread.join(grace)
         if thread is None or not thread.is_alive():
             self._transport.close()
         return delivered

@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._config import split_credentials
 from .._log import logger
 
 if TYPE_CHECKING:
@@ -74,7 +75,9 @@ class HttpTransport:
         http_client: httpx.Client | None = None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
-        self._host = host.rstrip("/")
+        # Credentials in the host (``https://user:pw@...``) travel as a Basic auth header,
+        # never in the URL: httpx logs every request's URL at INFO.
+        self._host, self._credentials = split_credentials(host.rstrip("/"))
         self._user_agent = user_agent
         self._user_client = http_client
         self._own_client: httpx.Client | None = None
@@ -100,6 +103,9 @@ class HttpTransport:
             all_headers.update(headers)
         deadline = time.monotonic() + timeout
         outer, _deadline.at = _deadline.at, deadline
+        extra: dict[str, Any] = {}
+        if self._credentials is not None:  # else the client's own auth stays in force
+            extra["auth"] = httpx.BasicAuth(*self._credentials)
         try:
             client = self._client()
             request = client.build_request(
@@ -110,7 +116,7 @@ class HttpTransport:
                 params=params,
                 timeout=timeout,
             )
-            response = client.send(request, stream=True)
+            response = client.send(request, stream=True, **extra)
             try:
                 body = self._read(response, deadline)
             finally:

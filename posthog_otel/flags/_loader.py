@@ -33,6 +33,7 @@ DEFINITIONS_TIMEOUT = 10.0
 _AUTH_BACKOFF_FACTOR = 5
 _AUTH_BACKOFF_MAX = 300.0
 _PROVIDER_TIMEOUT = 5.0
+_CLOSE_JOIN = 2.0  # longest close() waits for a refresh in progress
 
 
 class FlagDefinitionCacheProvider(Protocol):
@@ -109,13 +110,15 @@ class DefinitionsLoader:
         self.start()
         return self._loaded.wait(timeout)
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
+        """Stop polling; wait for a refresh in progress at most ``timeout`` seconds
+        (``None``: ``_CLOSE_JOIN``)."""
         with self._cond:
             self._closed = True
             thread = self._thread
             self._cond.notify_all()
         if thread is not None and thread is not threading.current_thread():
-            thread.join(2.0)
+            thread.join(_CLOSE_JOIN if timeout is None else min(timeout, _CLOSE_JOIN))
         if self._provider is not None:
             try:
                 _resolve(self._provider.shutdown())

@@ -194,9 +194,10 @@ class FlagsService:
         if self.loader is not None:
             self.loader.refresh()
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the poller, waiting at most ``timeout`` seconds for it."""
         if self.loader is not None:
-            self.loader.close()
+            self.loader.close(timeout)
         if self.cache is not None:
             self.cache.clear()
         with self._seen_lock:
