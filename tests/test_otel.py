@@ -393,12 +393,14 @@ def test_middleware_leaves_a_bare_exporters_spans_alone(server, make_client, pro
     from posthog_otel.middleware import PostHogASGIMiddleware
 
     client = make_client()
-    instrument(TracerProvider(), client)  # a stamping processor elsewhere in the process
+    elsewhere = TracerProvider()
+    instrument(elsewhere, client)  # a stamping processor elsewhere in the process
     provider.add_span_processor(SimpleSpanProcessor(PostHogSpanExporter(client)))
     app = OpenTelemetryMiddleware(PostHogASGIMiddleware(_ok_app), tracer_provider=provider)
     _asgi_get(app, IDENTITY_HEADERS)
     assert client.flush(5)
     assert server.events == []
+    elsewhere.shutdown()
 
 
 def _run_zero_code(server, tmp_path, source, **env):
