@@ -996,11 +996,16 @@ class Client:
             self._update_accepting()
         _live_clients.pop(id(self), None)
         if self._exporter.on_worker_thread():
-            # From on_error, on the flush thread: finish in a helper thread (SHU-06).
+            # From on_error, on the flush thread: all of the rest (flag threads too)
+            # finishes in a helper thread (SHU-06).
             threading.Thread(
-                target=self._exporter.close, args=(timeout,), name="posthog_otel-close"
+                target=self._finish_close, args=(deadline,), name="posthog_otel-close"
             ).start()
             return False
+        return self._finish_close(deadline)
+
+    def _finish_close(self, deadline: float | None) -> bool:
+        """Stop the flag threads, then flush and stop the exporter, by ``deadline``."""
         try:
             self._flags_worker.close(_remaining(deadline))
             if "_flags" in self.__dict__:  # never built: nothing to stop

@@ -14,6 +14,7 @@ tokens, signed links) that do not belong in analytics.
 
 from __future__ import annotations
 
+import sys
 import unicodedata
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from typing import Any
@@ -125,6 +126,7 @@ class PostHogASGIMiddleware:
             distinct_id = session_id = None
             properties = None
         with context(distinct_id=distinct_id, session_id=session_id, properties=properties):
+            _stamp_request_span()
             await self.app(scope, receive, send)
 
 
@@ -154,8 +156,19 @@ class PostHogWSGIMiddleware:
                 environ.get("HTTP_USER_AGENT"),
             )
         with context(**identity):
+            _stamp_request_span()
             result = self.app(environ, start_response)
         return _InContext(result, identity)
+
+
+def _stamp_request_span() -> None:
+    """Give the request's OpenTelemetry span the current identity, when an instrumentation
+    that runs outside this middleware (``FastAPIInstrumentor`` always does) already
+    started it. Only when our OpenTelemetry integration is loaded: it is never imported
+    from here."""
+    otel = sys.modules.get("posthog_otel.otel")
+    if otel is not None:
+        otel._stamp_request_span()
 
 
 class _InContext:

@@ -15,16 +15,26 @@ provider ``force_flush`` really delivers.
 Zero-code: the entry point ``opentelemetry_traces_exporter = posthog`` lets
 ``OTEL_TRACES_EXPORTER=posthog OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none
 opentelemetry-instrument python app.py`` (with ``opentelemetry-distro``) export spans with
-a client configured from ``POSTHOG_API_KEY``/``POSTHOG_HOST``.
+a client configured from ``POSTHOG_API_KEY``/``POSTHOG_HOST``. On that path (and only
+there) the exporter also adds the identity stamping of ``instrument()`` to the global
+provider, so spans get the identity context and baggage as with ``instrument()``.
+
+The request middleware also puts the request's identity on the request (SERVER) span
+that is current when it runs, once a stamping processor exists: an instrumentation that
+runs outside the middleware (``FastAPIInstrumentor`` always does) starts that span
+before the identity context is set.
 """
 
 from __future__ import annotations
 
+import os
+import time
+import weakref
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import baggage
+from opentelemetry import baggage, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -64,16 +74,20 @@ class PostHogSpanExporter(SpanExporter):
 
     With ``client=None`` the exporter builds and owns a client configured from the
     environment (zero-code use); ``shutdown()`` closes that client, and only flushes a
-    client you passed in.
+    client you passed in. Built with ``client=None`` while ``OTEL_TRACES_EXPORTER``
+    names ``posthog`` (the zero-code entry point), it also stamps identity on the
+    global provider's spans and joins the client's exit flush (see ``_join_zero_code``).
     """
 
     def __init__(self, client: Client | None = None, *, personless: bool = False) -> None:
+        zero_code = False
         if client is None:
             from .client import Client
 
-            # No exit hook of its own: the provider's shutdown (at exit) closes it after
-            # the last spans were exported.
-            client = Client(_exit_hook=False)
+            zero_code = _named_by_otel_environment()
+            # Outside zero-code, no exit hook of its own: the provider's shutdown (at
+            # exit) closes it after the last spans were exported.
+            client = Client(_exit_hook=zero_code)
             self._owns_client = True
         else:
             self._owns_client = False
@@ -81,8 +95,42 @@ class PostHogSpanExporter(SpanExporter):
         self.personless = personless
         self._shutdown = False
         self._lock = fork_safe_lock()
+        self._provider: weakref.ref[TracerProvider] | None = None
         self.errors = 0
         """Spans that could not be converted because of an internal error."""
+        if zero_code:
+            self._join_zero_code()
+
+    def _join_zero_code(self) -> None:
+        """On the entry-point path: stamp identity on the global provider's spans (the
+        configurator set that provider just before building this exporter), and have
+        the client's exit flush (atexit, signal handlers) export OpenTelemetry's span
+        batch first, whether or not the provider is shut down later."""
+        provider = trace.get_tracer_provider()
+        if not isinstance(provider, TracerProvider):
+            return  # no SDK provider is global: there is nothing to stamp
+        self._provider = weakref.ref(provider)
+        if provider not in _stamped_providers:  # one stamper per provider
+            _stamped_providers.add(provider)
+            provider.add_span_processor(_IdentityProcessor())
+        self.client._push_at_exit(self._flush_batch)
+
+    def _flush_batch(self) -> None:
+        """Export what the span processor wrapping this exporter holds (at exit)."""
+        provider = self._provider() if self._provider is not None else None
+        if provider is None or self._shutdown:
+            return
+        left = self.client._exit_deadline
+        timeout = self.client.shutdown_timeout if left is None else left - time.monotonic()
+        millis = max(int(timeout * 1000), 0)
+        # The configurator wrapped this exporter in a processor it did not hand back:
+        # find it among the provider's processors (a private list, read defensively).
+        active = getattr(provider, "_active_span_processor", None)
+        for processor in getattr(active, "_span_processors", ()):
+            if getattr(processor, "span_exporter", None) is self:
+                processor.force_flush(millis)
+                return
+        provider.force_flush(millis)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
@@ -169,6 +217,59 @@ def _span_capture(span: ReadableSpan, distinct_id: Any, event: Any) -> Capture:
     return Capture(name, distinct_id, properties, timestamp=timestamp)
 
 
+def _named_by_otel_environment() -> bool:
+    """Whether ``OTEL_TRACES_EXPORTER`` (also set by ``opentelemetry-instrument
+    --traces_exporter``) names this exporter: the zero-code entry-point path."""
+    names = os.environ.get("OTEL_TRACES_EXPORTER", "")
+    return "posthog" in (name.strip() for name in names.split(","))
+
+
+# The request (SERVER) spans started under a stamping processor: the only spans the
+# middleware stamps (a bare exporter's spans keep counting only their own attributes).
+_request_spans: weakref.WeakSet[Span] = weakref.WeakSet()
+_stamped_providers: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
+
+
+def _stamp_identity(span: Span, parent_context: Context | None) -> None:
+    """Stamp the identity context (else baggage ``posthog.distinct_id``) on ``span``."""
+    if span.kind is SpanKind.SERVER:
+        _request_spans.add(span)
+    ctx = _current.get()
+    distinct_id = ctx.distinct_id if ctx is not None else None
+    if not distinct_id:
+        value = baggage.get_baggage(BAGGAGE_DISTINCT_ID, parent_context)
+        distinct_id = str(value) if value else None
+    if distinct_id:
+        span.set_attribute(CONTEXT_DISTINCT_ID, distinct_id)
+    if ctx is not None and ctx.session_id:
+        span.set_attribute(CONTEXT_SESSION_ID, ctx.session_id)
+
+
+def _stamp_request_span() -> None:
+    """Called by the request middleware inside its identity context: put that identity
+    on the current request (SERVER) span, which an instrumentation running outside
+    the middleware started before the context existed. Whichever runs first, the
+    span ends up with the request's identity."""
+    ctx = _current.get()
+    if not _request_spans or ctx is None or not (ctx.distinct_id or ctx.session_id):
+        return
+    span = trace.get_current_span()
+    if span not in _request_spans or not span.is_recording():
+        return
+    if ctx.distinct_id:
+        span.set_attribute(CONTEXT_DISTINCT_ID, ctx.distinct_id)
+    if ctx.session_id:
+        span.set_attribute(CONTEXT_SESSION_ID, ctx.session_id)
+
+
+class _IdentityProcessor(SpanProcessor):
+    """Only the stamping of ``PostHogSpanProcessor`` (the zero-code path, where the
+    configurator already wrapped the exporter in its own ``BatchSpanProcessor``)."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        _stamp_identity(span, parent_context)
+
+
 class PostHogSpanProcessor(SpanProcessor):
     """Stamps identity on spans as they start and exports them through a
     ``BatchSpanProcessor`` of ``PostHogSpanExporter``; ``force_flush`` also flushes the
@@ -182,15 +283,7 @@ class PostHogSpanProcessor(SpanProcessor):
         exporter.client._push_at_exit(self._batch.force_flush)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        ctx = _current.get()
-        distinct_id = ctx.distinct_id if ctx is not None else None
-        if not distinct_id:
-            value = baggage.get_baggage(BAGGAGE_DISTINCT_ID, parent_context)
-            distinct_id = str(value) if value else None
-        if distinct_id:
-            span.set_attribute(CONTEXT_DISTINCT_ID, distinct_id)
-        if ctx is not None and ctx.session_id:
-            span.set_attribute(CONTEXT_SESSION_ID, ctx.session_id)
+        _stamp_identity(span, parent_context)
         self._batch.on_start(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:

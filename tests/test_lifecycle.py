@@ -282,3 +282,49 @@ def test_exit_stops_the_flag_poller_and_flags_still_answer(server: FakePostHog):
     proc = _run(script)
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.split() == [b"closed", b"True", b"beta", b"True"], proc.stderr.decode()
+
+
+def test_close_from_on_error_stops_the_flag_threads(server: FakePostHog):
+    """close() called from ``on_error`` (on the flush thread) cannot wait there; the
+    rest of close(), flag poller included, finishes on a helper thread (issue #10)."""
+    server.set_flag_definitions(
+        {
+            "flags": [
+                {
+                    "id": 1,
+                    "key": "beta",
+                    "active": True,
+                    "filters": {"groups": [{"properties": [], "rollout_percentage": 100}]},
+                }
+            ],
+            "group_type_mapping": {},
+            "cohorts": {},
+        }
+    )
+    closed = threading.Event()
+
+    def on_error(exc: object, events: object) -> None:
+        client.close(5)
+        closed.set()
+
+    client = Client(
+        API_KEY,
+        host=server.url,
+        personal_api_key="phx_secret",
+        feature_flags_poll_interval=0.05,
+        flush_interval=60.0,
+        on_error=on_error,
+    )
+    try:
+        assert client.get_feature_flag("beta", "u1", only_evaluate_locally=True) is True
+        poller = client._flags.loader._thread
+        assert poller is not None and poller.is_alive()
+        server.fail_next(1, 401)
+        client.capture("rejected", "u1")
+        client.flush(5)
+        assert closed.wait(5)
+        poller.join(5)
+        assert not poller.is_alive()
+        assert client.capture("after", "u1") is None
+    finally:
+        client.close(2)

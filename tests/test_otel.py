@@ -273,3 +273,203 @@ def test_zero_code_opentelemetry_instrument(server, tmp_path):
     events = server.events
     assert sorted(e["distinct_id"] for e in events) == ["u0", "u1", "u2"]
     assert {e["properties"]["$service_name"] for e in events} == {"zero-code-app"}
+
+
+# ------------------------------------------- identity on request spans (issue #10, item 3)
+
+
+async def _ok_app(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def _asgi_get(app, headers):
+    """One ASGI HTTP request through ``app``, as a server would make it."""
+    import asyncio
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        pass
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/cart",
+        "raw_path": b"/cart",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"shop.test"), *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    asyncio.run(app(scope, receive, send))
+
+
+def _wsgi_get(app, headers):
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/cart",
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "shop.test",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "shop.test",
+        "wsgi.url_scheme": "http",
+        **headers,
+    }
+    body = app(environ, lambda status, response_headers, exc_info=None: None)
+    b"".join(body)
+    getattr(body, "close", lambda: None)()
+
+
+def _wsgi_ok(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+IDENTITY_HEADERS = [(b"x-posthog-distinct-id", b"u1"), (b"x-posthog-session-id", b"s1")]
+WSGI_IDENTITY = {"HTTP_X_POSTHOG_DISTINCT_ID": "u1", "HTTP_X_POSTHOG_SESSION_ID": "s1"}
+
+
+@pytest.mark.parametrize("placement", ["middleware inside", "middleware outside"])
+def test_asgi_request_span_carries_the_middlewares_identity_in_either_order(
+    server, make_client, provider, placement
+):
+    """FastAPIInstrumentor always runs outside ``add_middleware`` middleware: the
+    request span starts before the identity context exists, so the middleware stamps
+    it when it runs."""
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    from posthog_otel.middleware import PostHogASGIMiddleware
+
+    client = make_client()
+    instrument(provider, client)
+    if placement == "middleware inside":
+        app = OpenTelemetryMiddleware(PostHogASGIMiddleware(_ok_app), tracer_provider=provider)
+    else:
+        app = PostHogASGIMiddleware(OpenTelemetryMiddleware(_ok_app, tracer_provider=provider))
+    for _ in range(3):
+        _asgi_get(app, IDENTITY_HEADERS)
+    _asgi_get(app, [])  # no identity: no event
+    assert provider.force_flush()
+    assert [e["event"] for e in server.events] == ["GET /cart"] * 3  # not send/receive spans
+    for event in server.events:
+        assert event["distinct_id"] == "u1"
+        assert event["properties"]["$session_id"] == "s1"
+        assert len(event["properties"]["$trace_id"]) == 32
+
+
+@pytest.mark.parametrize("placement", ["middleware inside", "middleware outside"])
+def test_wsgi_request_span_carries_the_middlewares_identity_in_either_order(
+    server, make_client, provider, placement
+):
+    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+
+    from posthog_otel.middleware import PostHogWSGIMiddleware
+
+    client = make_client()
+    instrument(provider, client)
+    if placement == "middleware inside":
+        app = OpenTelemetryMiddleware(PostHogWSGIMiddleware(_wsgi_ok), tracer_provider=provider)
+    else:
+        app = PostHogWSGIMiddleware(OpenTelemetryMiddleware(_wsgi_ok, tracer_provider=provider))
+    for _ in range(3):
+        _wsgi_get(app, WSGI_IDENTITY)
+    assert provider.force_flush()
+    assert [e["distinct_id"] for e in server.events] == ["u1"] * 3
+    assert {e["properties"]["$session_id"] for e in server.events} == {"s1"}
+
+
+def test_middleware_leaves_a_bare_exporters_spans_alone(server, make_client, provider):
+    """Without instrument(), only a span's own attributes count, middleware or not."""
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    from posthog_otel.middleware import PostHogASGIMiddleware
+
+    client = make_client()
+    elsewhere = TracerProvider()
+    instrument(elsewhere, client)  # a stamping processor elsewhere in the process
+    provider.add_span_processor(SimpleSpanProcessor(PostHogSpanExporter(client)))
+    app = OpenTelemetryMiddleware(PostHogASGIMiddleware(_ok_app), tracer_provider=provider)
+    _asgi_get(app, IDENTITY_HEADERS)
+    assert client.flush(5)
+    assert server.events == []
+    elsewhere.shutdown()
+
+
+def _run_zero_code(server, tmp_path, source, **env):
+    app = tmp_path / "app.py"
+    app.write_text(textwrap.dedent(source))
+    env = {
+        **os.environ,
+        "OTEL_TRACES_EXPORTER": "posthog",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        "POSTHOG_API_KEY": API_KEY,
+        "POSTHOG_HOST": server.url,
+        **env,
+    }
+    instrument_cli = os.path.join(os.path.dirname(sys.executable), "opentelemetry-instrument")
+    proc = subprocess.run(
+        [instrument_cli, sys.executable, str(app)], env=env, capture_output=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    return proc
+
+
+def test_zero_code_spans_get_identity_context_and_baggage(server, tmp_path):
+    _run_zero_code(
+        server,
+        tmp_path,
+        """
+        from opentelemetry import baggage, trace
+        from opentelemetry import context as otel_context
+        from posthog_otel import context
+
+        tracer = trace.get_tracer("zero-code")
+        with context(distinct_id="ctx-user", session_id="s1"):
+            with tracer.start_as_current_span("GET /a", kind=trace.SpanKind.SERVER):
+                with tracer.start_as_current_span("SELECT"):
+                    pass
+        token = otel_context.attach(baggage.set_baggage("posthog.distinct_id", "bag-user"))
+        with tracer.start_as_current_span("root"):
+            pass
+        otel_context.detach(token)
+        with tracer.start_as_current_span("nobody"):
+            pass
+        """,
+    )
+    events = {e["event"]: e for e in server.events}
+    assert sorted(events) == ["GET /a", "root"]
+    assert events["GET /a"]["distinct_id"] == "ctx-user"
+    assert events["GET /a"]["properties"]["$session_id"] == "s1"
+    assert events["root"]["distinct_id"] == "bag-user"
+
+
+def test_zero_code_exit_flush_exports_the_span_batch_first(server, tmp_path):
+    """The client's exit flush (atexit, or a signal handler running it) exports what
+    OpenTelemetry's span batch holds, even when the provider never shuts down."""
+    _run_zero_code(
+        server,
+        tmp_path,
+        """
+        import os
+        from opentelemetry import trace
+        from posthog_otel.client import _close_all_at_exit
+
+        tracer = trace.get_tracer("zero-code")
+        for i in range(5):
+            with tracer.start_as_current_span("signup", attributes={"user.id": f"u{i}"}):
+                pass
+        _close_all_at_exit()
+        os._exit(0)  # as a process killed right after its exit flush: no provider shutdown
+        """,
+        OTEL_BSP_SCHEDULE_DELAY="60000",
+    )
+    assert sorted(e["distinct_id"] for e in server.events) == [f"u{i}" for i in range(5)]

@@ -1,0 +1,1 @@
+"""Small real applications that tests/test_frameworks.py serves from subprocesses."""
