@@ -16,6 +16,7 @@ from . import _config
 from ._context import IdentityContext, _current
 from ._ids import normalize_uuid, uuid7
 from ._log import logger
+from ._snapshot import EVENT_BYTES, encoded_bytes, snapshot_value, snapshot_values
 from ._stats import ClientStats, StatsRecorder
 from ._version import __version__
 from .export import BatchExporter, Clock, ExporterConfig, HttpTransport, SystemClock, V0Lane
@@ -172,7 +173,7 @@ class Client:
             clock=_clock,
             on_error=self._on_error,
         )
-        self._exporter_submit = self._exporter.submit
+        self._exporter_submit = self._exporter.submit  # (item, estimated encoded bytes)
         self._flags_worker = FlagsWorker(self._fetch_event_flags, self._deliver_completed)
         self._clock = _clock or SystemClock()
         self._flags_lock = threading.Lock()  # the flag service is built on first use
@@ -262,10 +263,10 @@ class Client:
             if type(message) is Capture:
                 if message.send_feature_flags and message.flags is None:
                     return self._capture_with_flags(message)
-                event = self._capture_event(message, _current.get())
+                built = self._capture_event(message, _current.get())
             else:
-                event = self._other_event(message)
-            return self._submit(event)
+                built = self._other_event(message)
+            return None if built is None else self._submit(*built)
         except Exception:
             logger.exception("enqueue failed unexpectedly; the event was dropped")
             self._stats.drop("invalid", 1, " (internal error)")
@@ -285,17 +286,22 @@ class Client:
             self._stats.drop("opted_out", 1, " (client opted out)")
         return None
 
-    def _other_event(self, message: object) -> Event | None:
+    def _other_event(self, message: object) -> tuple[Event, int] | None:
+        """An identify, alias or group event and its encoded size (these are rare: the
+        size is measured, not estimated)."""
         cls = type(message)
         if cls is Identify:
-            return self._identify_event(message)  # type: ignore[arg-type]
-        if cls is Alias:
-            return self._alias_event(message)  # type: ignore[arg-type]
-        if cls is GroupIdentify:
-            return self._group_identify_event(message)  # type: ignore[arg-type]
-        return self._invalid(
-            f"message must be Capture, Identify, Alias or GroupIdentify, not {cls.__name__}"
-        )
+            event = self._identify_event(message)  # type: ignore[arg-type]
+        elif cls is Alias:
+            event = self._alias_event(message)  # type: ignore[arg-type]
+        elif cls is GroupIdentify:
+            event = self._group_identify_event(message)  # type: ignore[arg-type]
+        else:
+            self._invalid(
+                f"message must be Capture, Identify, Alias or GroupIdentify, not {cls.__name__}"
+            )
+            return None
+        return None if event is None else (event, encoded_bytes(event))
 
     def _enqueue_capture(
         self,
@@ -310,30 +316,36 @@ class Client:
         try:
             if not self._accepting:
                 return self._refuse()
-            event = self._capture_event(message, ctx)
-            if event is not None and keep is not None:
+            built = self._capture_event(message, ctx)
+            if built is None:
+                return None
+            event, nbytes = built
+            if keep is not None:
                 event["properties"] = {k: v for k, v in event["properties"].items() if k in keep}
-            return self._submit(event)
+            return self._submit(event, nbytes)
         except Exception:
             logger.exception("capture failed unexpectedly; the event was dropped")
             self._stats.drop("invalid", 1, " (internal error)")
             return None
 
     def _deferred_capture(self, message: Capture, ctx: IdentityContext | None) -> Event | None:
-        """Build and filter a deferred capture; runs on the flush thread."""
-        event = self._capture_event(message, ctx)
-        if event is not None and self._before_send:
-            return self._run_before_send(event)
-        return event
-
-    def _submit(self, event: Event | None) -> str | None:
-        if event is None:
+        """Build and filter a deferred capture; runs on the flush thread. Its values
+        were snapshotted on the caller's thread (by the integration that queued it)."""
+        built = self._capture_event(message, ctx, copy_values=False)
+        if built is None:
             return None
         if self._before_send:
-            event = self._run_before_send(event)
-            if event is None:
+            return self._run_before_send(built[0])
+        return built[0]
+
+    def _submit(self, event: Event, nbytes: int) -> str | None:
+        """``before_send``, then the queue; ``nbytes`` is the event's estimated size."""
+        if self._before_send:
+            result = self._run_before_send(event)
+            if result is None:
                 return None
-        if self._exporter_submit(event):
+            event = result
+        if self._exporter_submit(event, nbytes):
             return event["uuid"]  # type: ignore[no-any-return]
         return None
 
@@ -355,21 +367,29 @@ class Client:
         self._stats.correct("invalid_uuid", f"uuid {given!r} is not a UUID; replaced by a new one")
         return uuid7()
 
-    def _capture_event(self, message: Capture, ctx: IdentityContext | None) -> Event | None:
-        """The hot path: assemble a capture's wire event with as little work as possible.
+    def _capture_event(
+        self, message: Capture, ctx: IdentityContext | None, copy_values: bool = True
+    ) -> tuple[Event, int] | None:
+        """The hot path: assemble a capture's wire event with as little work as possible;
+        the event and its estimated encoded size (``None``: invalid, counted).
 
         ``ctx`` is the identity context in force when the event happened (the caller's,
-        or the one a deferred log record snapshotted)."""
+        or the one a deferred log record snapshotted). With ``copy_values``, the values of
+        ``properties`` are copied now (``_snapshot``), so that a later mutation by the
+        caller cannot change what is sent; identity-context properties were copied when
+        the context was entered."""
         name = message.event
         if type(name) is not str or not name:
-            return self._invalid(f"Capture.event must be a non-empty string, got {name!r}")
+            self._invalid(f"Capture.event must be a non-empty string, got {name!r}")
+            return None
         props = message.properties
         if props is None:
             props = _EMPTY
         elif type(props) is not dict and not isinstance(props, Mapping):
-            return self._invalid(
+            self._invalid(
                 f"Capture.properties of {name!r} must be a mapping, not {type(props).__name__}"
             )
+            return None
         geoip = message.disable_geoip
         base = (
             self._base_properties
@@ -381,9 +401,10 @@ class Client:
             distinct_id = str(distinct_id)
         if ctx is None:
             if not distinct_id:
-                return self._invalid(
+                self._invalid(
                     f"Capture {name!r} has no distinct_id and there is no identity context"
                 )
+                return None
             properties = {**base, **props}
         else:
             properties = {**base, **ctx.properties, **props}
@@ -394,11 +415,15 @@ class Client:
                     properties.setdefault("$process_person_profile", False)
             if ctx.session_id and "$session_id" not in properties:
                 properties["$session_id"] = ctx.session_id
+        nbytes = EVENT_BYTES + len(name)
+        if copy_values and props:
+            nbytes += snapshot_values(props, properties, self._stats.correct, name)
         groups = message.groups
         if groups:
             if not isinstance(groups, Mapping):
-                return self._invalid(f"Capture.groups of {name!r} must be a mapping")
-            properties["$groups"] = dict(groups)
+                self._invalid(f"Capture.groups of {name!r} must be a mapping")
+                return None
+            properties["$groups"] = snapshot_value(groups, self._stats.correct, name)[0]
         snapshot = message.flags
         if snapshot is not None or message.send_feature_flags:
             if not isinstance(snapshot, FlagEvaluations):
@@ -421,17 +446,19 @@ class Client:
             "uuid": uuid7()
             if given_uuid is None
             else normalize_uuid(given_uuid) or self._replace_uuid(given_uuid),
-        }
+        }, nbytes
 
     def _capture_with_flags(self, message: Capture) -> str | None:
         """``send_feature_flags=True``: flag properties from local evaluation on this
         thread (microseconds, no request) when definitions are loaded; otherwise the
         flags worker fetches them with one ``/flags`` call and queues the event."""
         if self._flags.definitions(wait=False) is not None:
-            return self._submit(self._capture_event(message, _current.get()))
-        event = self._capture_event(replace(message, send_feature_flags=False), _current.get())
-        if event is None:
+            built = self._capture_event(message, _current.get())
+            return None if built is None else self._submit(*built)
+        built = self._capture_event(replace(message, send_feature_flags=False), _current.get())
+        if built is None:
             return None
+        event = built[0]  # its size grows by the flags: measured again when it completes
         groups = message.groups if isinstance(message.groups, Mapping) else {}
         self._flags_worker.submit(event, event["distinct_id"], groups)
         return event["uuid"]  # type: ignore[no-any-return]
@@ -458,7 +485,7 @@ class Client:
             event = self._run_before_send(event)  # type: ignore[assignment]
             if event is None:
                 return
-        self._exporter_submit(event)
+        self._exporter_submit(event, encoded_bytes(event))
 
     def _flags_for_event(
         self, distinct_id: object, groups: Mapping[str, Any] | None
@@ -508,10 +535,12 @@ class Client:
             "uuid": event_uuid,
         }
         # In properties (the form every endpoint accepts) and mirrored at top level (v0).
+        correct = self._stats.correct
         if set_props is not None or name == "$identify":
-            properties["$set"] = event["$set"] = dict(set_props or {})
+            properties["$set"] = event["$set"] = snapshot_value(set_props or {}, correct, name)[0]
         if set_once is not None:
-            properties["$set_once"] = event["$set_once"] = dict(set_once)
+            set_once = snapshot_value(set_once, correct, name)[0]
+            properties["$set_once"] = event["$set_once"] = set_once
         return event
 
     def _alias_event(self, message: Alias) -> Event | None:
@@ -540,7 +569,7 @@ class Client:
             **self._base_properties,
             "$group_type": group_type,
             "$group_key": group_key,
-            "$group_set": dict(props or {}),
+            "$group_set": snapshot_value(props or {}, self._stats.correct, "$groupidentify")[0],
         }
         self._add_session(properties)
         event_uuid, timestamp = self._uuid_and_time(message)
@@ -656,9 +685,10 @@ class Client:
         if not self._accepting:
             return self._refuse()
         try:
-            return self._submit(
-                self._person_event(name, distinct_id, set_props, set_once, Identify(distinct_id))
+            event = self._person_event(
+                name, distinct_id, set_props, set_once, Identify(distinct_id)
             )
+            return None if event is None else self._submit(event, encoded_bytes(event))
         except Exception:
             logger.exception("%s failed unexpectedly; the event was dropped", name)
             return None

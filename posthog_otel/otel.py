@@ -34,6 +34,7 @@ from opentelemetry.trace import SpanKind
 from ._context import _current
 from ._integration import PERSONLESS, first_id
 from ._log import logger
+from ._snapshot import ENTRY_BYTES, EVENT_BYTES
 from .messages import Capture
 
 if TYPE_CHECKING:
@@ -112,7 +113,8 @@ class PostHogSpanExporter(SpanExporter):
             # A finished span does not change: the event is built from it on the flush
             # thread, so that export (on the app's thread, under SimpleSpanProcessor)
             # costs a tuple and an append.
-            client._exporter_submit((self._build, span, distinct_id, event))
+            nbytes = EVENT_BYTES + ENTRY_BYTES * (len(attributes) + 6)  # attributes, span ids
+            client._exporter_submit((self._build, span, distinct_id, event), nbytes)
         else:
             client._refuse()
 

@@ -12,9 +12,11 @@ Place it after ``merge_contextvars``/``add_log_level``/``add_logger_name`` and b
 
 ``log.info("user_signed_up", distinct_id="u1", plan="pro")`` becomes the event
 ``user_signed_up`` for ``u1`` with property ``plan``. The processor returns the event
-dict unchanged (the chain goes on) and never raises. On the logging thread it only
-copies the dict and queues it; the event is built (and ``before_send`` runs) on the
-client's flush thread.
+dict unchanged (the chain goes on) and never raises. On the logging thread it takes
+the properties with their values copied (``posthog_otel._snapshot``: a later change to
+a dict or list passed to the call is not sent) and queues them with the identity, level
+and span; ``exc_info`` and the other bookkeeping keys are never queued. The event is
+built (and ``before_send`` runs) on the client's flush thread.
 
 Keys that are structlog's own bookkeeping and never become properties: ``event``,
 ``timestamp``, ``level``, ``logger``, ``exc_info``, ``exception``, ``stack``,
@@ -33,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from ._context import IdentityContext, _current
 from ._integration import PERSONLESS, active_span_ids, first_id, resolve_client
 from ._log import is_internal_thread, logger
+from ._snapshot import EVENT_BYTES, snapshot_value, snapshot_values
 from .logging import structlog_captured
 from .messages import Capture
 
@@ -129,12 +132,23 @@ class PostHogProcessor:
         if not client._accepting:
             client._refuse()
             return
-        # Like the logging handler: on this thread only a snapshot (later processors may
-        # change the dict) and an append; the event is built on the flush thread.
+        # Like the logging handler: on this thread only the values of the moment (later
+        # processors, or the caller, may change them) and an append; the event is built
+        # on the flush thread.
+        skip = self._skip
+        properties = {
+            key: value for key, value in event_dict.items() if key not in skip and key[:1] != "_"
+        }
+        correct = client._stats.correct
+        nbytes = EVENT_BYTES + snapshot_values(properties, properties, correct, name)
+        groups = event_dict.get("groups")
+        if groups:
+            groups = snapshot_value(groups, correct, name)[0]
         client._exporter_submit(
             (
                 self._build,
-                dict(event_dict),
+                properties,
+                groups or None,
                 name,
                 distinct_id,
                 ctx,
@@ -142,13 +156,15 @@ class PostHogProcessor:
                 logger_name,
                 active_span_ids(),
                 time.time(),
-            )
+            ),
+            nbytes,
         )
         structlog_captured.set(name)
 
     def _build(
         self,
-        event_dict: dict[str, Any],
+        properties: dict[str, Any],
+        groups: Any,
         name: str,
         distinct_id: str | None,
         ctx: IdentityContext | None,
@@ -157,26 +173,19 @@ class PostHogProcessor:
         span: tuple[str, str] | None,
         created: float,
     ) -> dict[str, Any] | None:
-        """The event for a structlog event dict; runs on the flush thread."""
-        skip = self._skip
-        properties = {
-            key: value
-            for key, value in event_dict.items()
-            if key not in skip and not key.startswith("_")
-        }
+        """The event from what ``_capture`` took; runs on the flush thread."""
         properties["$log_level"] = level_name
         if isinstance(logger_name, str):
             properties["$logger_name"] = logger_name
         if span is not None:
             properties.setdefault("$trace_id", span[0])
             properties.setdefault("$span_id", span[1])
-        groups = event_dict.get("groups")
         return self.client._deferred_capture(
             Capture(
                 name,
                 distinct_id,
                 properties,
-                groups=groups if groups else None,
+                groups=groups,
                 timestamp=datetime.fromtimestamp(created, timezone.utc),
             ),
             ctx,

@@ -148,9 +148,11 @@ class BatchExporter:
 
     # ------------------------------------------------------------------ caller side
 
-    def submit(self, event: Event | Deferred) -> bool:
+    def submit(self, event: Event | Deferred, nbytes: int = 0) -> bool:
         """Append ``event``; ``False`` (counted) if the queue is full or closed. Never blocks
-        on I/O (in ``sync_mode`` the delivery runs here, by design)."""
+        on I/O (in ``sync_mode`` the delivery runs here, by design). ``nbytes`` is the
+        caller's estimate of the event's encoded size (``posthog_otel._snapshot``), for
+        the queue's byte bound (not used yet)."""
         pending = self._pending
         with self._lock:
             if self._closing:

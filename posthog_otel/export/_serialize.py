@@ -1,6 +1,6 @@
 """Turning assembled events into JSON bytes, on the flush thread.
 
-orjson does the work; values it cannot encode go through ``_default`` (which converts
+orjson does the work; values it cannot encode go through ``default`` (which converts
 them the way the official SDK's ``clean`` does). Only when orjson refuses the event
 (integers beyond 64 bits, cycles, nesting beyond its 254 levels, a string with a lone
 surrogate, odd keys) is it cleaned in pure Python (``clean``) and tried once more. The
@@ -84,14 +84,15 @@ def dumps(obj: Any, repairs: Repairs | None = None, depth: int = 0) -> bytes:
     ``obj`` itself (negative when the counted levels start below it: the wire event
     passes -1 so that its ``properties`` are level 0)."""
     try:
-        return orjson.dumps(obj, default=_default, option=_OPTIONS)
+        return orjson.dumps(obj, default=default, option=_OPTIONS)
     except (TypeError, orjson.JSONEncodeError):
         return orjson.dumps(clean(obj, set(), repairs=repairs, depth=depth), option=_OPTIONS)
 
 
-def _default(value: Any) -> Any:
+def default(value: Any) -> Any:
+    """orjson's ``default``: what JSON cannot carry, converted (``None`` if unknown)."""
     if isinstance(value, Decimal):
-        return _finite(float(value))
+        return _from_decimal(value)
     if isinstance(value, set | frozenset | deque):
         return list(value)
     if isinstance(value, bytes):
@@ -130,7 +131,7 @@ def clean(
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, Decimal):
-        return _finite(float(value))
+        return _from_decimal(value)
     if isinstance(value, bytes):
         decoded = _decode(value)
         return decoded if decoded is None else _valid_str(decoded, repairs)
@@ -148,7 +149,7 @@ def clean(
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             value = {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}
         elif not isinstance(value, Mapping | list | tuple | set | frozenset | deque):
-            value = _default(value)
+            value = default(value)
             if not isinstance(value, Mapping | list | tuple | set | frozenset | deque):
                 return clean(value, seen, repairs=repairs, depth=depth)
         depth += 1
@@ -161,7 +162,14 @@ def clean(
                 except Exception:
                     logger.debug("dropping a property value that cannot be converted")
             return out
-        return [clean(item, seen, repairs=repairs, depth=depth) for item in value]
+        items = []
+        for item in value:
+            try:
+                items.append(clean(item, seen, repairs=repairs, depth=depth))
+            except Exception:
+                logger.debug("a list item that cannot be converted becomes null")
+                items.append(None)
+        return items
     finally:
         seen.discard(key)
 
@@ -195,6 +203,13 @@ def _valid_str(value: str, repairs: Repairs) -> str:
         _note(repairs, "invalid_string")
         return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return value
+
+
+def _from_decimal(value: Decimal) -> float | None:
+    try:
+        return _finite(float(value))
+    except ValueError:  # a signalling NaN
+        return None
 
 
 def _finite(value: float) -> float | None:
