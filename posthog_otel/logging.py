@@ -142,15 +142,16 @@ class PostHogHandler(logging.Handler):
                 message = record.getMessage()
             except Exception:  # bad %-args, or an argument whose __str__ raises
                 message = self._unformattable(client, record)
-            # The record's attributes as they are now, without what must not be kept
-            # (the %-arguments, now formatted, and the exception with its traceback).
+            # The record's attributes as they are now, without what must not be kept:
+            # the %-arguments (formatted above) and the exception with its traceback
+            # (``exc_text`` and ``stack_info`` are strings: they hold no frame).
             attrs = attributes.copy()
-            attrs["args"] = attrs["exc_info"] = attrs["exc_text"] = attrs["stack_info"] = None
+            attrs["args"] = attrs["exc_info"] = None
             if type(msg) is not str:
                 attrs["msg"] = self._text(msg)
             # The extras follow the standard attributes (see _snapshot_extras): when
             # their values are scalars nothing needs copying, only their size adding up.
-            nbytes = EVENT_BYTES + len(message)
+            nbytes = EVENT_BYTES + len(message) + ENTRY_BYTES * (len(attrs) - _N_STANDARD)
             for value in islice(attrs.values(), _N_STANDARD, None):
                 cls = type(value)
                 if cls is str:
