@@ -38,6 +38,7 @@ from uuid import UUID
 
 import orjson
 
+from ._log import logger
 from .export._serialize import MAX_DEPTH, Repairs, clean, count_repairs, default
 
 __all__ = [
@@ -101,10 +102,14 @@ def snapshot_value(
     docstring for the rule), and its estimated encoded bytes."""
     try:
         return _copy(value, 1)
-    except (_Unusual, RecursionError):
+    except Exception:  # _Unusual, or a container changed by another thread meanwhile
         pass
     repairs: Repairs = {}
-    copy = clean(value, repairs=repairs, depth=1)
+    try:
+        copy = clean(value, repairs=repairs, depth=1)
+    except Exception:  # e.g. a mapping whose items() raises: the value is left out
+        logger.debug("a property value could not be read; sent as null", exc_info=True)
+        return None, ENTRY_BYTES
     if repairs and correct is not None:
         count_repairs(correct, repairs, event)
     try:

@@ -255,18 +255,23 @@ def _snapshot_extras(attrs: dict[str, Any], stats: StatsRecorder) -> int:
     so ``emit`` looks only at the values that follow the standard attributes. (A record
     that lost a standard attribute before reaching the handler would have its first
     extra looked at here only if another one is not a scalar: nothing is lost, at worst
-    that value is shared.)"""
+    that value is shared.) ``_``-prefixed attributes are never sent: those that are not
+    scalars are removed rather than kept."""
     size = 0
+    nested: list[str] = []
+    unsent: list[str] = []
     for key, value in attrs.items():
-        if key in _RECORD_ATTRIBUTES or key[:1] == "_":
+        if key in _RECORD_ATTRIBUTES:
             continue
-        if type(value) is str:
-            size += len(value) + ENTRY_BYTES
-        elif type(value) in IMMUTABLE:
-            size += ENTRY_BYTES
-        else:
-            attrs[key], nbytes = snapshot_value(value, stats.correct, attrs["msg"])
-            size += nbytes + ENTRY_BYTES
+        if type(value) not in IMMUTABLE:
+            (unsent if key[:1] == "_" else nested).append(key)
+        elif key[:1] != "_":
+            size += ENTRY_BYTES + (len(value) if type(value) is str else 0)
+    for key in unsent:  # never sent: not kept either
+        del attrs[key]
+    for key in nested:
+        attrs[key], nbytes = snapshot_value(attrs[key], stats.correct, attrs["msg"])
+        size += ENTRY_BYTES + nbytes
     return size
 
 

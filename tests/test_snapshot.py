@@ -295,6 +295,20 @@ def test_structlog_exc_info_pins_no_traceback(make_client, slog):
     assert sum(ref() is not None for ref in refs) == 0
 
 
+def test_queued_record_keeps_no_argument_nor_private_object(make_client, app_log):
+    """The %-arguments are formatted, then dropped; ``_``-prefixed extras that are not
+    scalars are never sent, so they are not kept either."""
+    client = make_client()
+    app_log.addHandler(PostHogHandler(client))
+    argument, private = Big(), Big()
+    refs = [weakref.ref(argument), weakref.ref(private)]
+    app_log.info("got %s", argument, extra={"distinct_id": "u1", "_request": private})
+    del argument, private
+    gc.collect()
+    assert client.stats.queued == 1
+    assert [ref() for ref in refs] == [None, None]
+
+
 def test_log_exception_event_keeps_its_message(server, make_client, app_log):
     client = make_client()
     app_log.addHandler(PostHogHandler(client))
