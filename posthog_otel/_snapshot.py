@@ -78,20 +78,30 @@ def snapshot_values(
     type checks: nothing is copied. ``correct`` (``StatsRecorder.correct``) counts the
     repairs of values that took the slow path; ``event`` names the event in warnings."""
     size = ENTRY_BYTES * len(source)
-    nested = None
+    for value in source.values():
+        cls = type(value)
+        if cls is str:
+            size += len(value)
+        elif cls not in IMMUTABLE:
+            return _snapshot_nested(source, target, correct, event)
+    return size
+
+
+def _snapshot_nested(
+    source: Mapping[Any, Any], target: dict[Any, Any], correct: Correct | None, event: object
+) -> int:
+    """``snapshot_values`` when some value is not a scalar."""
+    size = ENTRY_BYTES * len(source)
+    nested = []
     for key, value in source.items():
         cls = type(value)
         if cls is str:
             size += len(value)
         elif cls not in IMMUTABLE:
-            if nested is None:
-                nested = [key]
-            else:
-                nested.append(key)
-    if nested is not None:
-        for key in nested:
-            target[key], nbytes = snapshot_value(target[key], correct, event)
-            size += nbytes
+            nested.append(key)
+    for key in nested:
+        target[key], nbytes = snapshot_value(target[key], correct, event)
+        size += nbytes
     return size
 
 

@@ -16,7 +16,14 @@ from . import _config
 from ._context import IdentityContext, _current
 from ._ids import normalize_uuid, uuid7
 from ._log import logger
-from ._snapshot import EVENT_BYTES, encoded_bytes, snapshot_value, snapshot_values
+from ._snapshot import (
+    ENTRY_BYTES,
+    EVENT_BYTES,
+    IMMUTABLE,
+    encoded_bytes,
+    snapshot_value,
+    snapshot_values,
+)
 from ._stats import ClientStats, StatsRecorder
 from ._version import __version__
 from .export import BatchExporter, Clock, ExporterConfig, HttpTransport, SystemClock, V0Lane
@@ -415,9 +422,18 @@ class Client:
                     properties.setdefault("$process_person_profile", False)
             if ctx.session_id and "$session_id" not in properties:
                 properties["$session_id"] = ctx.session_id
-        nbytes = EVENT_BYTES + len(name)
-        if copy_values and props:
-            nbytes += snapshot_values(props, properties, self._stats.correct, name)
+        # The values of the moment (see _snapshot): scalars are kept (the loop only adds
+        # up their size), anything else is copied.
+        nbytes = EVENT_BYTES + len(name) + ENTRY_BYTES * len(props)
+        if copy_values:
+            for value in props.values():
+                cls = type(value)
+                if cls is str:
+                    nbytes += len(value)
+                elif cls not in IMMUTABLE:
+                    nbytes = EVENT_BYTES + len(name)
+                    nbytes += snapshot_values(props, properties, self._stats.correct, name)
+                    break
         groups = message.groups
         if groups:
             if not isinstance(groups, Mapping):
