@@ -75,18 +75,25 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(_UTC)
 
 
-def dumps(obj: Any, repairs: Repairs | None = None, depth: int = 0) -> bytes:
+def dumps(obj: Any, correct: Callable[[str, str], object] | None = None, depth: int = 0) -> bytes:
     """Serialize ``obj`` to JSON bytes, converting what JSON cannot carry; never raises
     for values inside ``obj`` (a ``TypeError`` only if even the cleaned form fails).
 
     The fast path is orjson alone; the pure-Python ``clean`` runs only when orjson
-    refuses, and adds what it repaired to ``repairs``. ``depth`` is the nesting level of
-    ``obj`` itself (negative when the counted levels start below it: the wire event
-    passes -1 so that its ``properties`` are level 0)."""
+    refuses, and each repair it makes is counted with ``correct``
+    (``StatsRecorder.correct``). ``depth`` is the nesting level of ``obj`` itself
+    (negative when the counted levels start below it: the wire event passes -1 so that
+    its ``properties`` are level 0)."""
     try:
         return orjson.dumps(obj, default=default, option=_OPTIONS)
     except (TypeError, orjson.JSONEncodeError):
-        return orjson.dumps(clean(obj, set(), repairs=repairs, depth=depth), option=_OPTIONS)
+        pass
+    repairs: Repairs = {}
+    payload = orjson.dumps(clean(obj, set(), repairs=repairs, depth=depth), option=_OPTIONS)
+    if repairs and correct is not None:
+        name = obj.get("event") if isinstance(obj, dict) else None
+        count_repairs(correct, repairs, name)
+    return payload
 
 
 def default(value: Any) -> Any:

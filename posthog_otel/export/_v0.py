@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from .._stats import StatsRecorder
-from ._serialize import Repairs, count_repairs, dumps, format_timestamp
+from ._serialize import dumps, format_timestamp
 
 MAX_EVENT_BYTES = 900 * 1024
 _GZIP_LEVEL = 6
@@ -62,11 +62,7 @@ class V0Lane:
         for key in ("$set", "$set_once"):
             if key in event:
                 wire[key] = event[key]
-        repairs: Repairs = {}
-        payload = dumps(wire, repairs, -1)  # -1: "properties" is nesting level 0
-        if repairs:
-            count_repairs(self._stats.correct, repairs, wire["event"])
-        return payload
+        return dumps(wire, self._stats.correct, -1)  # -1: "properties" is nesting level 0
 
     def request(self, payloads: list[bytes]) -> tuple[str, bytes, dict[str, str]]:
         """Path, body and headers for one attempt (``sent_at`` is fresh per attempt)."""
