@@ -13,10 +13,10 @@ Place it after ``merge_contextvars``/``add_log_level``/``add_logger_name`` and b
 ``log.info("user_signed_up", distinct_id="u1", plan="pro")`` becomes the event
 ``user_signed_up`` for ``u1`` with property ``plan``. The processor returns the event
 dict unchanged (the chain goes on) and never raises. On the logging thread it takes
-the properties with their values copied (``posthog_otel._snapshot``: a later change to
-a dict or list passed to the call is not sent) and queues them with the identity, level
-and span; ``exc_info`` and the other bookkeeping keys are never queued. The event is
-built (and ``before_send`` runs) on the client's flush thread.
+the values of the moment (``posthog_otel._snapshot``: a later change to a dict or list
+passed to the call is not sent) and queues them with the identity, level and span; an
+``exc_info`` exception, positional arguments or a ``_record`` are never queued. The
+event is built (and ``before_send`` runs) on the client's flush thread.
 
 Keys that are structlog's own bookkeeping and never become properties: ``event``,
 ``timestamp``, ``level``, ``logger``, ``exc_info``, ``exception``, ``stack``,
@@ -35,7 +35,14 @@ from typing import TYPE_CHECKING, Any
 from ._context import IdentityContext, _current
 from ._integration import PERSONLESS, active_span_ids, first_id, resolve_client
 from ._log import is_internal_thread, logger
-from ._snapshot import EVENT_BYTES, snapshot_value, snapshot_values
+from ._snapshot import (
+    ENTRY_BYTES,
+    EVENT_BYTES,
+    IMMUTABLE,
+    Correct,
+    snapshot_value,
+    snapshot_values,
+)
 from .logging import structlog_captured
 from .messages import Capture
 
@@ -135,20 +142,23 @@ class PostHogProcessor:
         # Like the logging handler: on this thread only the values of the moment (later
         # processors, or the caller, may change them) and an append; the event is built
         # on the flush thread.
-        skip = self._skip
-        properties = {
-            key: value for key, value in event_dict.items() if key not in skip and key[:1] != "_"
-        }
-        correct = client._stats.correct
-        nbytes = EVENT_BYTES + snapshot_values(properties, properties, correct, name)
-        groups = event_dict.get("groups")
-        if groups:
-            groups = snapshot_value(groups, correct, name)[0]
+        # When every value is a scalar, a copy of the dict is all it takes (its
+        # bookkeeping keys are left out on the flush thread); otherwise the properties
+        # are picked here and their values copied, so that exc_info, positional
+        # arguments or a _record are never queued.
+        values = dict(event_dict)
+        nbytes = EVENT_BYTES + ENTRY_BYTES * len(values)
+        for value in values.values():
+            cls = type(value)
+            if cls is str:
+                nbytes += len(value)
+            elif cls not in IMMUTABLE:
+                values, nbytes = self._snapshot(event_dict, client._stats.correct, name)
+                break
         client._exporter_submit(
             (
                 self._build,
-                properties,
-                groups or None,
+                values,
                 name,
                 distinct_id,
                 ctx,
@@ -161,10 +171,25 @@ class PostHogProcessor:
         )
         structlog_captured.set(name)
 
+    def _snapshot(
+        self, event_dict: MutableMapping[str, Any], correct: Correct, name: str
+    ) -> tuple[dict[str, Any], int]:
+        """The properties (and ``groups``) of ``event_dict`` with their values copied,
+        and their estimated size: ``_capture`` when some value is not a scalar."""
+        skip = self._skip
+        values = {
+            key: value for key, value in event_dict.items() if key not in skip and key[:1] != "_"
+        }
+        nbytes = EVENT_BYTES + snapshot_values(values, values, correct, name)
+        groups = event_dict.get("groups")
+        if groups:
+            values["groups"], size = snapshot_value(groups, correct, name)
+            nbytes += size
+        return values, nbytes
+
     def _build(
         self,
-        properties: dict[str, Any],
-        groups: Any,
+        values: dict[str, Any],
         name: str,
         distinct_id: str | None,
         ctx: IdentityContext | None,
@@ -174,6 +199,11 @@ class PostHogProcessor:
         created: float,
     ) -> dict[str, Any] | None:
         """The event from what ``_capture`` took; runs on the flush thread."""
+        skip = self._skip
+        properties = {
+            key: value for key, value in values.items() if key not in skip and key[:1] != "_"
+        }
+        groups = values.get("groups")
         properties["$log_level"] = level_name
         if isinstance(logger_name, str):
             properties["$logger_name"] = logger_name
@@ -185,7 +215,7 @@ class PostHogProcessor:
                 name,
                 distinct_id,
                 properties,
-                groups=groups,
+                groups=groups if groups else None,
                 timestamp=datetime.fromtimestamp(created, timezone.utc),
             ),
             ctx,
