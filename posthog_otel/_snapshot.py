@@ -25,7 +25,10 @@ repaired, and counted, when the event is encoded.
 Each call also returns a cheap estimate of the bytes the values take once encoded (for
 the queue's byte bound): the length of every string plus ``ENTRY_BYTES`` per entry;
 exact (the encoded length) for values that took the slow path. ``EVENT_BYTES`` covers
-an event's fixed fields (uuid, timestamp, names, library properties).
+an event's fixed fields (uuid, timestamp, names, library properties). The logging
+handler, whose budget is tightest, counts the formatted message and ``EVENT_BYTES``
+when the extras are scalars (a log record's extras are small strings and numbers in
+practice), and measures them like this module otherwise.
 """
 
 from __future__ import annotations
