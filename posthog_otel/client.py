@@ -21,7 +21,6 @@ from ._snapshot import (
     EVENT_BYTES,
     IMMUTABLE,
     encoded_bytes,
-    snapshot_value,
     snapshot_values,
 )
 from ._stats import ClientStats, StatsRecorder
@@ -439,7 +438,7 @@ class Client:
             if not isinstance(groups, Mapping):
                 self._invalid(f"Capture.groups of {name!r} must be a mapping")
                 return None
-            properties["$groups"] = snapshot_value(groups, self._stats.correct, name)[0]
+            properties["$groups"] = self._copied(groups, name)
         snapshot = message.flags
         if snapshot is not None or message.send_feature_flags:
             if not isinstance(snapshot, FlagEvaluations):
@@ -551,13 +550,18 @@ class Client:
             "uuid": event_uuid,
         }
         # In properties (the form every endpoint accepts) and mirrored at top level (v0).
-        correct = self._stats.correct
         if set_props is not None or name == "$identify":
-            properties["$set"] = event["$set"] = snapshot_value(set_props or {}, correct, name)[0]
+            properties["$set"] = event["$set"] = self._copied(set_props or _EMPTY, name)
         if set_once is not None:
-            set_once = snapshot_value(set_once, correct, name)[0]
-            properties["$set_once"] = event["$set_once"] = set_once
+            properties["$set_once"] = event["$set_once"] = self._copied(set_once, name)
         return event
+
+    def _copied(self, mapping: Mapping[str, Any], name: str) -> dict[str, Any]:
+        """A copy of ``mapping`` with the values of the moment (``_snapshot``); raises
+        if ``mapping`` itself cannot be read (the caller counts the event as invalid)."""
+        copy = dict(mapping)
+        snapshot_values(copy, copy, self._stats.correct, name)
+        return copy
 
     def _alias_event(self, message: Alias) -> Event | None:
         previous, new = _as_id(message.distinct_id), _as_id(message.alias)
@@ -585,7 +589,7 @@ class Client:
             **self._base_properties,
             "$group_type": group_type,
             "$group_key": group_key,
-            "$group_set": snapshot_value(props or {}, self._stats.correct, "$groupidentify")[0],
+            "$group_set": self._copied(props or _EMPTY, "$groupidentify"),
         }
         self._add_session(properties)
         event_uuid, timestamp = self._uuid_and_time(message)
