@@ -82,6 +82,9 @@ class PostHogSpanExporter(SpanExporter):
         self.personless = personless
         self._shutdown = False
         self._lock = threading.Lock()
+        # One bound method for every queued item, not a new one per item: one object
+        # fewer for each queued event to allocate and for the garbage collector to walk.
+        self._builder = self._build
         self.errors = 0
         """Spans that could not be converted because of an internal error."""
 
@@ -114,7 +117,7 @@ class PostHogSpanExporter(SpanExporter):
             # thread, so that export (on the app's thread, under SimpleSpanProcessor)
             # costs a tuple and an append.
             nbytes = EVENT_BYTES + ENTRY_BYTES * (len(attributes) + 6)  # attributes, span ids
-            client._exporter_submit((self._build, span, distinct_id, event), nbytes)
+            client._exporter_submit((self._builder, span, distinct_id, event), nbytes)
         else:
             client._refuse()
 
