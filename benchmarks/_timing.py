@@ -7,12 +7,33 @@ import time
 from collections.abc import Callable
 
 
-def best_us(fn: Callable[[int], None], n: int, rounds: int) -> float:
+def best_us(
+    fn: Callable[[int], None],
+    n: int,
+    rounds: int,
+    between: Callable[[], object] | None = None,
+) -> float:
     """Best mean µs per call over ``rounds`` runs of ``fn(n)`` (n calls each)."""
+    return min(rounds_us(fn, n, rounds, between))
+
+
+def rounds_us(
+    fn: Callable[[int], None],
+    n: int,
+    rounds: int,
+    between: Callable[[], object] | None = None,
+) -> list[float]:
+    """Mean µs per call of each of ``rounds`` runs of ``fn(n)`` (n calls each).
+
+    ``between`` runs, untimed, after every round (e.g. ``client.flush``), so that each
+    round starts from an empty queue: otherwise later rounds time a queue (and a heap the
+    garbage collector walks) holding every earlier round's items."""
     results = []
     for _ in range(rounds):
         gc.collect()
         started = time.perf_counter()
         fn(n)
         results.append((time.perf_counter() - started) / n * 1e6)
-    return min(results)
+        if between is not None:
+            between()
+    return results

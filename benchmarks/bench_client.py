@@ -179,6 +179,9 @@ def import_time(rounds: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    parser.add_argument(
+        "--caller-only", action="store_true", help="only the caller-thread cost (~20 s)"
+    )
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     n_calls, rounds, n_events, n_mem, n_import = (
@@ -192,6 +195,8 @@ def main() -> None:
         base = cost["posthog capture()"]
         for name in ("posthog_otel enqueue(Capture)", "posthog_otel capture()"):
             print(f"  ratio posthog / {name}: {base / cost[name]:.1f}x faster")
+        if args.caller_only:
+            return
 
         for gzip in (True, False):
             print(f"## events/s delivered to a local sink, gzip={gzip} ({n_events} events)")

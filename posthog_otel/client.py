@@ -19,6 +19,13 @@ from ._context import IdentityContext, _current
 from ._fork import fork_safe_lock
 from ._ids import normalize_uuid, uuid7
 from ._log import logger
+from ._snapshot import (
+    ENTRY_BYTES,
+    EVENT_BYTES,
+    IMMUTABLE,
+    encoded_bytes,
+    snapshot_values,
+)
 from ._stats import ClientStats, StatsRecorder
 from ._version import __version__
 from .export import BatchExporter, Clock, ExporterConfig, HttpTransport, SystemClock, V0Lane
@@ -187,7 +194,7 @@ class Client:
             clock=_clock,
             on_error=self._on_error,
         )
-        self._submit_event = self._exporter.submit
+        self._submit_event = self._exporter.submit  # (item, estimated encoded bytes)
         self._flags_worker = FlagsWorker(
             self._fetch_event_flags, self._deliver_completed, self._stats
         )
@@ -282,10 +289,10 @@ class Client:
             if type(message) is Capture:
                 if message.send_feature_flags and message.flags is None:
                     return self._capture_with_flags(message)
-                event = self._capture_event(message, _current.get())
+                built = self._capture_event(message, _current.get())
             else:
-                event = self._other_event(message)
-            return self._submit(event)
+                built = self._other_event(message)
+            return None if built is None else self._submit(*built)
         except Exception as exc:
             return self._unexpected("enqueue", exc)
 
@@ -314,17 +321,22 @@ class Client:
             self._stats.drop("opted_out", 1, " (client opted out)")
         return None
 
-    def _other_event(self, message: object) -> Event | None:
+    def _other_event(self, message: object) -> tuple[Event, int] | None:
+        """An identify, alias or group event and its encoded size (these are rare: the
+        size is measured, not estimated)."""
         cls = type(message)
         if cls is Identify:
-            return self._identify_event(message)  # type: ignore[arg-type]
-        if cls is Alias:
-            return self._alias_event(message)  # type: ignore[arg-type]
-        if cls is GroupIdentify:
-            return self._group_identify_event(message)  # type: ignore[arg-type]
-        return self._invalid(
-            f"message must be Capture, Identify, Alias or GroupIdentify, not {cls.__name__}"
-        )
+            event = self._identify_event(message)  # type: ignore[arg-type]
+        elif cls is Alias:
+            event = self._alias_event(message)  # type: ignore[arg-type]
+        elif cls is GroupIdentify:
+            event = self._group_identify_event(message)  # type: ignore[arg-type]
+        else:
+            self._invalid(
+                f"message must be Capture, Identify, Alias or GroupIdentify, not {cls.__name__}"
+            )
+            return None
+        return None if event is None else (event, encoded_bytes(event))
 
     def _enqueue_capture(
         self,
@@ -340,28 +352,34 @@ class Client:
         try:
             if not self._accepting:
                 return self._count_refusal()
-            event = self._capture_event(message, ctx)
-            if event is not None and keep is not None:
+            built = self._capture_event(message, ctx)
+            if built is None:
+                return None
+            event, nbytes = built
+            if keep is not None:
                 event["properties"] = {k: v for k, v in event["properties"].items() if k in keep}
-            return self._submit(event)
+            return self._submit(event, nbytes)
         except Exception as exc:
             return self._unexpected("capture", exc)
 
     def _deferred_capture(self, message: Capture, ctx: IdentityContext | None) -> Event | None:
-        """Build and filter a deferred capture; runs on the flush thread."""
-        event = self._capture_event(message, ctx)
-        if event is not None and self._before_send:
-            return self._run_before_send(event)
-        return event
-
-    def _submit(self, event: Event | None) -> str | None:
-        if event is None:
+        """Build and filter a deferred capture; runs on the flush thread. Its values
+        were snapshotted on the caller's thread (by the integration that queued it)."""
+        built = self._capture_event(message, ctx, copy_values=False)
+        if built is None:
             return None
         if self._before_send:
-            event = self._run_before_send(event)
-            if event is None:
+            return self._run_before_send(built[0])
+        return built[0]
+
+    def _submit(self, event: Event, nbytes: int) -> str | None:
+        """``before_send``, then the queue; ``nbytes`` is the event's estimated size."""
+        if self._before_send:
+            result = self._run_before_send(event)
+            if result is None:
                 return None
-        if self._submit_event(event):
+            event = result
+        if self._submit_event(event, nbytes):
             if self._exit_deadline is not None:
                 self.flush()  # after the exit hook ran, nothing else would send it
             return event["uuid"]  # type: ignore[no-any-return]
@@ -397,21 +415,29 @@ class Client:
         self._stats.correct("invalid_uuid", f"uuid {given!r} is not a UUID; replaced by a new one")
         return uuid7()
 
-    def _capture_event(self, message: Capture, ctx: IdentityContext | None) -> Event | None:
-        """The hot path: assemble a capture's wire event with as little work as possible.
+    def _capture_event(
+        self, message: Capture, ctx: IdentityContext | None, copy_values: bool = True
+    ) -> tuple[Event, int] | None:
+        """The hot path: assemble a capture's wire event with as little work as possible;
+        the event and its estimated encoded size (``None``: invalid, counted).
 
         ``ctx`` is the identity context in force when the event happened (the caller's,
-        or the one a deferred log record snapshotted)."""
+        or the one a deferred log record snapshotted). With ``copy_values``, the values of
+        ``properties`` are copied now (``_snapshot``), so that a later mutation by the
+        caller cannot change what is sent; identity-context properties were copied when
+        the context was entered."""
         name = message.event
         if type(name) is not str or not name:
-            return self._invalid(f"Capture.event must be a non-empty string, got {name!r}")
+            self._invalid(f"Capture.event must be a non-empty string, got {name!r}")
+            return None
         props = message.properties
         if props is None:
             props = _EMPTY
         elif type(props) is not dict and not isinstance(props, Mapping):
-            return self._invalid(
+            self._invalid(
                 f"Capture.properties of {name!r} must be a mapping, not {type(props).__name__}"
             )
+            return None
         geoip = message.disable_geoip
         base = (
             self._base_properties
@@ -423,12 +449,14 @@ class Client:
             try:
                 distinct_id = str(distinct_id)
             except Exception as exc:
-                return self._invalid(f"the distinct_id of {name!r}: str() raised {_describe(exc)}")
+                self._invalid(f"the distinct_id of {name!r}: str() raised {_describe(exc)}")
+                return None
         if ctx is None:
             if not distinct_id:
-                return self._invalid(
+                self._invalid(
                     f"Capture {name!r} has no distinct_id and there is no identity context"
                 )
+                return None
             properties = {**base, **props}
         else:
             properties = {**base, **ctx.properties, **props}
@@ -439,11 +467,24 @@ class Client:
                     properties.setdefault("$process_person_profile", False)
             if ctx.session_id and "$session_id" not in properties:
                 properties["$session_id"] = ctx.session_id
+        # The values of the moment (see _snapshot): scalars are kept (the loop only adds
+        # up their size), anything else is copied.
+        nbytes = EVENT_BYTES + len(name) + ENTRY_BYTES * len(props)
+        if copy_values:
+            for value in props.values():
+                cls = type(value)
+                if cls is str:
+                    nbytes += len(value)
+                elif cls not in IMMUTABLE:
+                    nbytes = EVENT_BYTES + len(name)
+                    nbytes += snapshot_values(props, properties, self._stats.correct, name)
+                    break
         groups = message.groups
         if groups:
             if not isinstance(groups, Mapping):
-                return self._invalid(f"Capture.groups of {name!r} must be a mapping")
-            properties["$groups"] = dict(groups)
+                self._invalid(f"Capture.groups of {name!r} must be a mapping")
+                return None
+            properties["$groups"] = self._copied(groups, name)
         snapshot = message.flags
         if snapshot is not None or message.send_feature_flags:
             if not isinstance(snapshot, FlagEvaluations):
@@ -466,7 +507,7 @@ class Client:
             "uuid": uuid7()
             if given_uuid is None
             else normalize_uuid(given_uuid) or self._replace_uuid(given_uuid),
-        }
+        }, nbytes
 
     def _capture_with_flags(self, message: Capture) -> str | None:
         """``send_feature_flags=True``: flag properties from local evaluation on this
@@ -477,10 +518,12 @@ class Client:
         except Exception:
             local = False  # the worker's path: without flags if /flags fails too
         if local:
-            return self._submit(self._capture_event(message, _current.get()))
-        event = self._capture_event(replace(message, send_feature_flags=False), _current.get())
-        if event is None:
+            built = self._capture_event(message, _current.get())
+            return None if built is None else self._submit(*built)
+        built = self._capture_event(replace(message, send_feature_flags=False), _current.get())
+        if built is None:
             return None
+        event = built[0]  # its size grows by the flags: measured again when it completes
         groups = message.groups if isinstance(message.groups, Mapping) else {}
         self._flags_worker.submit(event, event["distinct_id"], groups)
         return event["uuid"]  # type: ignore[no-any-return]
@@ -507,7 +550,7 @@ class Client:
             event = self._run_before_send(event)  # type: ignore[assignment]
             if event is None:
                 return
-        self._submit_event(event)
+        self._submit_event(event, encoded_bytes(event))
 
     def _flags_for_event(
         self, name: str, distinct_id: object, groups: Mapping[str, Any] | None
@@ -568,12 +611,19 @@ class Client:
         # In properties (the form every endpoint accepts) and mirrored at top level (v0).
         try:
             if set_props is not None or name == "$identify":
-                properties["$set"] = event["$set"] = dict(set_props or {})
+                properties["$set"] = event["$set"] = self._copied(set_props or _EMPTY, name)
             if set_once is not None:
-                properties["$set_once"] = event["$set_once"] = dict(set_once)
+                properties["$set_once"] = event["$set_once"] = self._copied(set_once, name)
         except Exception as exc:
             return self._invalid(f"{name}: reading its properties raised {_describe(exc)}")
         return event
+
+    def _copied(self, mapping: Mapping[str, Any], name: str) -> dict[str, Any]:
+        """A copy of ``mapping`` with the values of the moment (``_snapshot``); raises
+        if ``mapping`` itself cannot be read (the caller counts the event as invalid)."""
+        copy = dict(mapping)
+        snapshot_values(copy, copy, self._stats.correct, name)
+        return copy
 
     def _alias_event(self, message: Alias) -> Event | None:
         previous, new = _as_id(message.distinct_id), _as_id(message.alias)
@@ -601,7 +651,7 @@ class Client:
             **self._base_properties,
             "$group_type": group_type,
             "$group_key": group_key,
-            "$group_set": dict(props or {}),
+            "$group_set": self._copied(props or _EMPTY, "$groupidentify"),
         }
         self._add_session(properties)
         event_uuid, timestamp = self._uuid_and_time(message)
@@ -718,9 +768,10 @@ class Client:
                 return None
             if not self._accepting:
                 return self._count_refusal()
-            return self._submit(
-                self._person_event(name, distinct_id, set_props, set_once, Identify(distinct_id))
+            event = self._person_event(
+                name, distinct_id, set_props, set_once, Identify(distinct_id)
             )
+            return None if event is None else self._submit(event, encoded_bytes(event))
         except Exception as exc:
             return self._unexpected(name, exc)
 

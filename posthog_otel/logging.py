@@ -1,9 +1,16 @@
 """``PostHogHandler``: log records that carry a distinct id become PostHog events.
 
 ``logger.info("user_signed_up", extra={"distinct_id": "u1", "plan": "pro"})`` becomes the
-event ``user_signed_up`` for ``u1`` with property ``plan``. On the logging thread the
-handler only snapshots the identity context and the active span and appends the record
-to the client's queue; the event is built (and ``before_send`` runs) on the flush thread.
+event ``user_signed_up`` for ``u1`` with property ``plan``.
+
+On the logging thread the handler takes what the event needs at the moment of the call,
+as ``logging.QueueHandler.prepare`` does: the message formatted once
+(``record.getMessage()``, so a ``%s`` argument is read now, not later), the extras with
+their values copied (``posthog_otel._snapshot``), the identity context and the active
+span; it queues that compact tuple, never the ``LogRecord``. So the queue holds no
+record, no ``exc_info``, traceback or frame (a ``log.exception()`` does not pin its
+frames' locals while the server is unreachable), and the garbage collector has few
+objects to walk. The event is built (and ``before_send`` runs) on the flush thread.
 """
 
 from __future__ import annotations
@@ -12,12 +19,14 @@ import logging
 import sys
 from collections.abc import Iterable
 from contextvars import ContextVar
-from datetime import datetime, timezone
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from ._context import IdentityContext, _current
 from ._integration import PERSONLESS, active_span_ids, resolve_client
 from ._log import thread_state
+from ._snapshot import ENTRY_BYTES, EVENT_BYTES, IMMUTABLE, snapshot_value
+from ._stats import StatsRecorder
 from .messages import Capture
 
 if TYPE_CHECKING:
@@ -42,7 +51,8 @@ DEFAULT_IGNORED_LOGGERS = (
 
 # Attributes of every LogRecord, plus those formatters and well-known libraries add:
 # never event properties.
-_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+_STANDARD = tuple(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
+_RECORD_ATTRIBUTES = frozenset(_STANDARD) | {
     "message",
     "asctime",
     "taskName",
@@ -94,42 +104,89 @@ class PostHogHandler(logging.Handler):
         self._ignored_names = frozenset(names)
         self._ignored_prefixes = tuple(name + "." for name in names)
         self._logger_allowed: dict[str, bool] = {}
+        # One bound method for every queued item, not a new one per item: one object
+        # fewer for each queued event to allocate and for the garbage collector to walk.
+        self._builder = self._build
         self.skipped = 0
         """Records not captured because they had no distinct id."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Snapshot identity and span, append to the queue; nothing else on this thread."""
+        """Take the values of the moment (message, extras, identity, span) and queue them
+        as a compact tuple; the event is built from it on the flush thread."""
         try:
-            allowed = self._logger_allowed.get(record.name)
+            name = record.name
+            allowed = self._logger_allowed.get(name)
             if allowed is None:
-                allowed = self._allow_logger(record.name)
+                allowed = self._allow_logger(name)
             if not allowed or thread_state.internal:
                 return
-            if type(record.msg) is dict:
+            msg = record.msg
+            if type(msg) is dict:
                 return  # structlog's ProcessorFormatter: PostHogProcessor sends those
             captured = structlog_captured.get()
             if captured is not None:
                 structlog_captured.set(None)
-                if captured == record.msg:
+                if captured == msg:
                     return  # PostHogProcessor already sent this one
             ctx = _current.get()
-            if record.__dict__.get(self.distinct_id_key) in (None, "") and (
+            attributes = record.__dict__
+            if attributes.get(self.distinct_id_key) in (None, "") and (
                 ctx is None or not ctx.distinct_id
             ):
                 if not self.personless:
                     self.skipped += 1
                     return
                 ctx = ctx or PERSONLESS
-            span = active_span_ids() if _OTEL_TRACE in sys.modules else None
             client = self.client
-            if client._accepting:
-                client._exporter_submit((self._build, record, ctx, span))
-            else:
+            if not client._accepting:
                 client._refuse()
+                return
+            try:
+                message = record.getMessage()
+            except Exception:  # bad %-args, or an argument whose __str__ raises
+                message = self._unformattable(client, record)
+            # The record's attributes as they are now, without what must not be kept:
+            # the %-arguments (formatted above) and the exception with its traceback
+            # (``exc_text`` and ``stack_info`` are strings: they hold no frame).
+            attrs = attributes.copy()
+            attrs["args"] = attrs["exc_info"] = None
+            if type(msg) is not str:
+                attrs["msg"] = self._text(msg)
+            # The extras follow the standard attributes (see _snapshot_extras): when
+            # their values are scalars nothing needs copying. The size estimate counts
+            # the message and a fixed overhead; the extras' strings are measured only
+            # on the slow path (the check stays one lookup per extra).
+            nbytes = EVENT_BYTES + len(message)
+            for value in islice(attrs.values(), _N_STANDARD, None):
+                if type(value) not in IMMUTABLE:
+                    nbytes += _snapshot_extras(attrs, client._stats)
+                    break
+            span = active_span_ids() if _OTEL_TRACE in sys.modules else None
+            client._exporter_submit((self._builder, attrs, message, ctx, span), nbytes)
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)
+
+    @staticmethod
+    def _text(msg: object) -> str:
+        """``str(msg)`` for a message that is not a string (an exception, say)."""
+        try:
+            return str(msg)
+        except Exception:
+            return f"<unprintable {type(msg).__name__}>"
+
+    @classmethod
+    def _unformattable(cls, client: Client, record: logging.LogRecord) -> str:
+        """The message when ``record.getMessage()`` raised: the template, counted."""
+        msg = record.msg
+        template = msg if type(msg) is str else cls._text(msg)
+        client._stats.correct(
+            "unformattable_message",
+            f"log message {template!r} could not be formatted with its arguments; "
+            "sent with the unformatted template",
+        )
+        return template
 
     def _allow_logger(self, name: str) -> bool:
         allowed = name not in self._ignored_names and not name.startswith(self._ignored_prefixes)
@@ -139,28 +196,26 @@ class PostHogHandler(logging.Handler):
 
     def _build(
         self,
-        record: logging.LogRecord,
+        attrs: dict[str, Any],
+        message: str,
         ctx: IdentityContext | None,
         span: tuple[str, str] | None,
     ) -> dict[str, Any] | None:
-        """The event for ``record``; runs on the flush thread."""
+        """The event from what ``emit`` took; runs on the flush thread."""
+        items: Iterable[tuple[str, Any]] = attrs.items()
+        if next(islice(attrs, _N_STANDARD - 1, None), None) == _STANDARD[-1]:
+            items = islice(items, _N_STANDARD, None)  # the extras follow (see emit)
         properties = {
-            key: value
-            for key, value in record.__dict__.items()
-            if key not in _RECORD_ATTRIBUTES and not key.startswith("_")
+            key: value for key, value in items if key not in _RECORD_ATTRIBUTES and key[:1] != "_"
         }
+        template = attrs["msg"]
         event = properties.pop("event", None)
-        template = record.msg if isinstance(record.msg, str) else str(record.msg)
         if not isinstance(event, str) or not event:
             event = template
         distinct_id = properties.pop(self.distinct_id_key, None)
         groups = properties.pop("groups", None)
-        properties["$log_level"] = record.levelname.lower()
-        properties["$logger_name"] = record.name
-        try:
-            message = record.getMessage()
-        except Exception:  # bad %-args: keep the template
-            message = template
+        properties["$log_level"] = attrs["levelname"].lower()
+        properties["$logger_name"] = attrs["name"]
         if message != event:
             properties["$log_message"] = message
         if span is not None:
@@ -172,7 +227,7 @@ class PostHogHandler(logging.Handler):
                 distinct_id,
                 properties,
                 groups=groups,
-                timestamp=datetime.fromtimestamp(record.created, timezone.utc),
+                timestamp=attrs["created"],  # epoch seconds, formatted when encoded
             ),
             ctx,
         )
@@ -190,3 +245,36 @@ class PostHogHandler(logging.Handler):
                 self.client.flush(self.client.shutdown_timeout)
         finally:
             super().close()
+
+
+def _snapshot_extras(attrs: dict[str, Any], stats: StatsRecorder) -> int:
+    """Snapshot, in ``attrs`` (a copy of a record's ``__dict__``), the values of the
+    extras that could change later (``posthog_otel._snapshot``); their estimated encoded
+    size.
+
+    ``emit`` calls this only when an extra is not a scalar: ``makeRecord`` adds extras
+    after the attributes ``LogRecord.__init__`` sets, and a dict keeps insertion order,
+    so ``emit`` looks only at the values that follow the standard attributes. (A record
+    that lost a standard attribute before reaching the handler would have its first
+    extra looked at here only if another one is not a scalar: nothing is lost, at worst
+    that value is shared.) ``_``-prefixed attributes are never sent: those that are not
+    scalars are removed rather than kept."""
+    size = 0
+    nested: list[str] = []
+    unsent: list[str] = []
+    for key, value in attrs.items():
+        if key in _RECORD_ATTRIBUTES:
+            continue
+        if type(value) not in IMMUTABLE:
+            (unsent if key[:1] == "_" else nested).append(key)
+        elif key[:1] != "_":
+            size += ENTRY_BYTES + (len(value) if type(value) is str else 0)
+    for key in unsent:  # never sent: not kept either
+        del attrs[key]
+    for key in nested:
+        attrs[key], nbytes = snapshot_value(attrs[key], stats.correct, attrs["msg"])
+        size += ENTRY_BYTES + nbytes
+    return size
+
+
+_N_STANDARD = len(_STANDARD)

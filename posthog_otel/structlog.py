@@ -12,9 +12,11 @@ Place it after ``merge_contextvars``/``add_log_level``/``add_logger_name`` and b
 
 ``log.info("user_signed_up", distinct_id="u1", plan="pro")`` becomes the event
 ``user_signed_up`` for ``u1`` with property ``plan``. The processor returns the event
-dict unchanged (the chain goes on) and never raises. On the logging thread it only
-copies the dict and queues it; the event is built (and ``before_send`` runs) on the
-client's flush thread.
+dict unchanged (the chain goes on) and never raises. On the logging thread it takes
+the values of the moment (``posthog_otel._snapshot``: a later change to a dict or list
+passed to the call is not sent) and queues them with the identity, level and span; an
+``exc_info`` exception, positional arguments or a ``_record`` are never queued. The
+event is built (and ``before_send`` runs) on the client's flush thread.
 
 Keys that are structlog's own bookkeeping and never become properties: ``event``,
 ``timestamp``, ``level``, ``logger``, ``exc_info``, ``exception``, ``stack``,
@@ -33,6 +35,14 @@ from typing import TYPE_CHECKING, Any
 from ._context import IdentityContext, _current
 from ._integration import PERSONLESS, active_span_ids, first_id, resolve_client
 from ._log import is_internal_thread, logger
+from ._snapshot import (
+    ENTRY_BYTES,
+    EVENT_BYTES,
+    IMMUTABLE,
+    Correct,
+    snapshot_value,
+    snapshot_values,
+)
 from .logging import structlog_captured
 from .messages import Capture
 
@@ -91,6 +101,9 @@ class PostHogProcessor:
         self.distinct_id_key = distinct_id_key
         self.personless = personless
         self._skip = _BOOKKEEPING | {distinct_id_key, "groups"}
+        # One bound method for every queued item, not a new one per item: one object
+        # fewer for each queued event to allocate and for the garbage collector to walk.
+        self._builder = self._build
         self.errors = 0
         """Events that could not be captured because of an internal error."""
 
@@ -129,12 +142,26 @@ class PostHogProcessor:
         if not client._accepting:
             client._refuse()
             return
-        # Like the logging handler: on this thread only a snapshot (later processors may
-        # change the dict) and an append; the event is built on the flush thread.
+        # Like the logging handler: on this thread only the values of the moment (later
+        # processors, or the caller, may change them) and an append; the event is built
+        # on the flush thread.
+        # When every value is a scalar, a copy of the dict is all it takes (its
+        # bookkeeping keys are left out on the flush thread); otherwise the properties
+        # are picked here and their values copied, so that exc_info, positional
+        # arguments or a _record are never queued.
+        values = dict(event_dict)
+        nbytes = EVENT_BYTES + ENTRY_BYTES * len(values)
+        for value in values.values():
+            cls = type(value)
+            if cls is str:
+                nbytes += len(value)
+            elif cls not in IMMUTABLE:
+                values, nbytes = self._snapshot(event_dict, client._stats.correct, name)
+                break
         client._exporter_submit(
             (
-                self._build,
-                dict(event_dict),
+                self._builder,
+                values,
                 name,
                 distinct_id,
                 ctx,
@@ -142,13 +169,30 @@ class PostHogProcessor:
                 logger_name,
                 active_span_ids(),
                 time.time(),
-            )
+            ),
+            nbytes,
         )
         structlog_captured.set(name)
 
+    def _snapshot(
+        self, event_dict: MutableMapping[str, Any], correct: Correct, name: str
+    ) -> tuple[dict[str, Any], int]:
+        """The properties (and ``groups``) of ``event_dict`` with their values copied,
+        and their estimated size: ``_capture`` when some value is not a scalar."""
+        skip = self._skip
+        values = {
+            key: value for key, value in event_dict.items() if key not in skip and key[:1] != "_"
+        }
+        nbytes = EVENT_BYTES + snapshot_values(values, values, correct, name)
+        groups = event_dict.get("groups")
+        if groups:
+            values["groups"], size = snapshot_value(groups, correct, name)
+            nbytes += size
+        return values, nbytes
+
     def _build(
         self,
-        event_dict: dict[str, Any],
+        values: dict[str, Any],
         name: str,
         distinct_id: str | None,
         ctx: IdentityContext | None,
@@ -157,20 +201,18 @@ class PostHogProcessor:
         span: tuple[str, str] | None,
         created: float,
     ) -> dict[str, Any] | None:
-        """The event for a structlog event dict; runs on the flush thread."""
+        """The event from what ``_capture`` took; runs on the flush thread."""
         skip = self._skip
         properties = {
-            key: value
-            for key, value in event_dict.items()
-            if key not in skip and not key.startswith("_")
+            key: value for key, value in values.items() if key not in skip and key[:1] != "_"
         }
+        groups = values.get("groups")
         properties["$log_level"] = level_name
         if isinstance(logger_name, str):
             properties["$logger_name"] = logger_name
         if span is not None:
             properties.setdefault("$trace_id", span[0])
             properties.setdefault("$span_id", span[1])
-        groups = event_dict.get("groups")
         return self.client._deferred_capture(
             Capture(
                 name,

@@ -10,7 +10,6 @@ import time
 import pytest
 
 from posthog_otel import Client
-from posthog_otel.export._exporter import DEFAULT_ITEM_BYTES
 from posthog_otel.logging import PostHogHandler
 from posthog_otel.messages import Capture
 from posthog_otel.testing import FakePostHog
@@ -201,12 +200,14 @@ def test_queue_is_bounded_in_bytes(server, make_client, warnings_log):
 
 
 def test_max_queue_bytes_applies_to_captures_too(server, make_client, clock):
-    # Until the caller passes its own estimate, a capture weighs DEFAULT_ITEM_BYTES.
-    client = make_client(max_queue_bytes=4 * DEFAULT_ITEM_BYTES, max_retries=0, _clock=clock)
-    results = [client.capture(f"e{i}", "u") for i in range(6)]
+    # A capture weighs (about) what it will encode to: four 10 KB events fit in 45 KB.
+    client = make_client(max_queue_bytes=45_000, max_retries=0, _clock=clock)
+    big = {"blob": "x" * 10_000}
+    results = [client.capture(f"e{i}", "u", big) for i in range(6)]
     assert results.count(None) == 2
     assert client.stats.dropped["queue_full"] == 2
     assert client.flush(5) is True
+    assert server.event_names() == ["e0", "e1", "e2", "e3"]
     assert_accounted(client)
 
 

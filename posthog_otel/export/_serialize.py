@@ -1,9 +1,20 @@
 """Turning assembled events into JSON bytes, on the flush thread.
 
-orjson does the work; values it cannot encode go through ``_default`` (which converts
-them the way the official SDK's ``clean`` does), and an event orjson still refuses
-(integers beyond 64 bits, cycles, odd keys) is cleaned in pure Python and tried once
-more. Whatever happens, one bad value becomes ``null``; it never poisons a batch.
+orjson does the work; values it cannot encode go through ``default`` (which converts
+them the way the official SDK's ``clean`` does). Only when orjson refuses the event
+(integers beyond 64 bits, cycles, nesting beyond its 254 levels, a string with a lone
+surrogate, odd keys) is it cleaned in pure Python (``clean``) and tried once more. The
+clean copy repairs rather than drops, and says what it repaired (``Repairs``), which the
+caller counts in ``stats.corrected``:
+
+- a string (value or key) that is not valid Unicode (a lone surrogate, e.g. a file name
+  from ``os.fsdecode``) gets U+FFFD in place of each bad code point (``invalid_string``);
+- a value nested more than ``MAX_DEPTH`` levels below the event's ``properties`` becomes
+  the ``TOO_DEEP`` marker string (``truncated_depth``);
+- a container (dict, list, dataclass...) that contains itself becomes ``null`` where it
+  recurs (``circular_reference``).
+
+Whatever happens, one bad value never poisons the event or the batch.
 """
 
 from __future__ import annotations
@@ -11,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -23,6 +34,14 @@ from .._log import logger
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
 _UTC = timezone.utc
+
+MAX_DEPTH = 64
+"""Levels of nesting kept inside a property value (orjson itself stops at 254)."""
+TOO_DEEP = f"[posthog-otel: nested deeper than {MAX_DEPTH} levels]"
+"""What a value nested deeper than ``MAX_DEPTH`` is replaced by."""
+
+Repairs = dict[str, int]
+"""What ``clean`` repaired: ``invalid_string``, ``truncated_depth``, ``circular_reference``."""
 
 
 def format_timestamp(value: object) -> tuple[str, bool]:
@@ -56,18 +75,31 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(_UTC)
 
 
-def dumps(obj: Any) -> bytes:
+def dumps(obj: Any, correct: Callable[[str, str], object] | None = None, depth: int = 0) -> bytes:
     """Serialize ``obj`` to JSON bytes, converting what JSON cannot carry; never raises
-    for values inside ``obj`` (a ``TypeError`` only if even the cleaned form fails)."""
+    for values inside ``obj`` (a ``TypeError`` only if even the cleaned form fails).
+
+    The fast path is orjson alone; the pure-Python ``clean`` runs only when orjson
+    refuses, and each repair it makes is counted with ``correct``
+    (``StatsRecorder.correct``). ``depth`` is the nesting level of ``obj`` itself
+    (negative when the counted levels start below it: the wire event passes -1 so that
+    its ``properties`` are level 0)."""
     try:
-        return orjson.dumps(obj, default=_default, option=_OPTIONS)
+        return orjson.dumps(obj, default=default, option=_OPTIONS)
     except (TypeError, orjson.JSONEncodeError):
-        return orjson.dumps(clean(obj, set()), option=_OPTIONS)
+        pass
+    repairs: Repairs = {}
+    payload = orjson.dumps(clean(obj, set(), repairs=repairs, depth=depth), option=_OPTIONS)
+    if repairs and correct is not None:
+        name = obj.get("event") if isinstance(obj, dict) else None
+        count_repairs(correct, repairs, name)
+    return payload
 
 
-def _default(value: Any) -> Any:
+def default(value: Any) -> Any:
+    """orjson's ``default``: what JSON cannot carry, converted (``None`` if unknown)."""
     if isinstance(value, Decimal):
-        return _finite(float(value))
+        return _from_decimal(value)
     if isinstance(value, set | frozenset | deque):
         return list(value)
     if isinstance(value, bytes):
@@ -85,10 +117,18 @@ def _default(value: Any) -> Any:
     return None
 
 
-def clean(value: Any, seen: set[int]) -> Any:
-    """A JSON-safe copy of ``value``: the slow path behind ``dumps``."""
-    if value is None or isinstance(value, bool | str):
+def clean(
+    value: Any, seen: set[int] | None = None, *, repairs: Repairs | None = None, depth: int = 0
+) -> Any:
+    """A JSON-safe copy of ``value``: the slow path behind ``dumps`` (and the snapshot's
+    path for unusual values). Repairs what it can (see the module docstring) and notes
+    each repair in ``repairs``; never recurses deeper than ``MAX_DEPTH`` levels."""
+    if repairs is None:
+        repairs = {}
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return _valid_str(value, repairs)
     if isinstance(value, int):
         return value if -(2**63) <= value < 2**64 else float(value)
     if isinstance(value, float):
@@ -98,30 +138,85 @@ def clean(value: Any, seen: set[int]) -> Any:
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, Decimal):
-        return _finite(float(value))
+        return _from_decimal(value)
     if isinstance(value, bytes):
-        return _decode(value)
-    if id(value) in seen:
+        decoded = _decode(value)
+        return decoded if decoded is None else _valid_str(decoded, repairs)
+    if seen is None:
+        seen = set()
+    key = id(value)  # the original object: a dataclass or model converts to a new one
+    if key in seen:
+        _note(repairs, "circular_reference")
         return None
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}
-    elif not isinstance(value, Mapping | list | tuple | set | frozenset | deque):
-        value = _default(value)
-        if value is None or isinstance(value, str):
-            return value
-    seen.add(id(value))
+    if depth > MAX_DEPTH:
+        _note(repairs, "truncated_depth")
+        return TOO_DEEP
+    seen.add(key)
     try:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}
+        elif not isinstance(value, Mapping | list | tuple | set | frozenset | deque):
+            value = default(value)
+            if not isinstance(value, Mapping | list | tuple | set | frozenset | deque):
+                return clean(value, seen, repairs=repairs, depth=depth)
+        depth += 1
         if isinstance(value, Mapping):
             out: dict[str, Any] = {}
-            for key, item in value.items():
+            for item_key, item in value.items():
                 try:
-                    out[key if isinstance(key, str) else str(key)] = clean(item, seen)
+                    name = item_key if isinstance(item_key, str) else str(item_key)
+                    out[_valid_str(name, repairs)] = clean(item, seen, repairs=repairs, depth=depth)
                 except Exception:
-                    logger.debug("dropping a property value that cannot be converted: %r", key)
+                    logger.debug("dropping a property value that cannot be converted")
             return out
-        return [clean(item, seen) for item in value]
+        items = []
+        for item in value:
+            try:
+                items.append(clean(item, seen, repairs=repairs, depth=depth))
+            except Exception:
+                logger.debug("a list item that cannot be converted becomes null")
+                items.append(None)
+        return items
     finally:
-        seen.discard(id(value))
+        seen.discard(key)
+
+
+_REPAIRED = {
+    "invalid_string": "a string that is not valid Unicode got U+FFFD for each lone surrogate",
+    "truncated_depth": f"a value nested deeper than {MAX_DEPTH} levels was replaced by a marker",
+    "circular_reference": "a value that contains itself became null where it recurs",
+}
+
+
+def count_repairs(correct: Callable[[str, str], object], repairs: Repairs, event: object) -> None:
+    """Count each repair with ``correct`` (``StatsRecorder.correct``): once per repair."""
+    for what, count in repairs.items():
+        detail = f"event {event!r}: {_REPAIRED.get(what, what)}; the event was kept"
+        for _ in range(count):
+            correct(what, detail)
+
+
+def _note(repairs: Repairs, what: str) -> None:
+    repairs[what] = repairs.get(what, 0) + 1
+
+
+def _valid_str(value: str, repairs: Repairs) -> str:
+    """``value``, or a copy with U+FFFD for each lone surrogate (valid pairs joined)."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        _note(repairs, "invalid_string")
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
+
+
+def _from_decimal(value: Decimal) -> float | None:
+    try:
+        return _finite(float(value))
+    except ValueError:  # a signalling NaN
+        return None
 
 
 def _finite(value: float) -> float | None:

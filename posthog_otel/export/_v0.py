@@ -62,7 +62,7 @@ class V0Lane:
         for key in ("$set", "$set_once"):
             if key in event:
                 wire[key] = event[key]
-        return dumps(wire)
+        return dumps(wire, self._stats.correct, -1)  # -1: "properties" is nesting level 0
 
     def request(self, payloads: list[bytes]) -> tuple[str, bytes, dict[str, str]]:
         """Path, body and headers for one attempt (``sent_at`` is fresh per attempt)."""
