@@ -43,6 +43,8 @@ __all__ = [
     "context",
     "default_client",
     "get_distinct_id",
+    "reset_default_client",
+    "set_default_client",
 ]
 
 _LAZY = {
@@ -78,16 +80,49 @@ def __dir__() -> list[str]:
 
 
 _default_client: Client | None = None
+_default_owned = False  # True when default_client() built it (then it is ours to close)
 _default_lock = fork_safe_lock()
 
 
 def default_client() -> Client:
     """The shared client the integrations use when given none, configured from the
     environment (``POSTHOG_API_KEY``, ``POSTHOG_HOST``, ...) and flushed at exit."""
-    global _default_client
+    global _default_client, _default_owned
     with _default_lock:
         if _default_client is None:
             from .client import Client
 
             _default_client = Client()
+            _default_owned = True
         return _default_client
+
+
+def set_default_client(client: Client | None) -> None:
+    """Make ``client`` the one ``default_client()`` returns (``None``: build one from the
+    environment again on next use).
+
+    For tests and for applications that build their client themselves: integrations
+    created afterwards without a client (``PostHogHandler()``, ``PostHogProcessor()``,
+    ``PostHogProvider()``, a ``dictConfig`` handler without ``api_key``) feed it. A
+    default client that ``default_client()`` built is closed when replaced; one you
+    set is yours, and is never closed here.
+    """
+    previous, owned = _swap_default_client(client, owned=False)
+    if owned and previous is not None and previous is not client:
+        previous.close()
+
+
+def reset_default_client() -> None:
+    """Forget the default client (closing it if ``default_client()`` built it), so the
+    next ``default_client()`` reads the environment again."""
+    set_default_client(None)
+
+
+def _swap_default_client(client: Client | None, *, owned: bool) -> tuple[Client | None, bool]:
+    """Install ``client`` as the default; the previous one and whether we built it (the
+    pytest fixture puts it back afterwards, untouched)."""
+    global _default_client, _default_owned
+    with _default_lock:
+        previous = (_default_client, _default_owned)
+        _default_client, _default_owned = client, owned and client is not None
+    return previous
