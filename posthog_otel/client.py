@@ -18,7 +18,7 @@ from . import _config
 from ._context import IdentityContext, _current
 from ._fork import fork_safe_lock
 from ._ids import normalize_uuid, uuid7
-from ._log import logger
+from ._log import enable_debug, logger
 from ._stats import ClientStats, StatsRecorder
 from ._version import __version__
 from .export import BatchExporter, Clock, ExporterConfig, HttpTransport, SystemClock, V0Lane
@@ -162,7 +162,7 @@ class Client:
         self._exit_producers: list[weakref.WeakMethod[Callable[[], object]]] = []
 
         if debug:
-            logger.setLevel("DEBUG")
+            enable_debug()
         self._disabled = bool(disabled) or not self._api_key
         if not self._api_key and not disabled:
             logger.warning(
