@@ -101,14 +101,20 @@ def set_default_client(client: Client | None) -> None:
     """Make ``client`` the one ``default_client()`` returns (``None``: build one from the
     environment again on next use).
 
-    For tests and for applications that build their client themselves: integrations
+    For tests and for applications that build their client themselves. Integrations
     created afterwards without a client (``PostHogHandler()``, ``PostHogProcessor()``,
-    ``PostHogProvider()``, a ``dictConfig`` handler without ``api_key``) feed it. A
-    default client that ``default_client()`` built is closed when replaced; one you
-    set is yours, and is never closed here.
+    ``PostHogProvider()``, a ``dictConfig`` handler without ``api_key``) feed it, and
+    the logging handlers and structlog processors already configured with the previous
+    default client are pointed at it. A default client that ``default_client()`` built
+    is closed when replaced; one you set is yours, and is never closed here.
     """
     previous, owned = _swap_default_client(client, owned=False)
-    if owned and previous is not None and previous is not client:
+    if previous is None or previous is client:
+        return
+    if client is None and _integrations_feeding(previous):
+        client = default_client()  # they need a live client: a fresh one from the env
+    _move_integrations(previous, client)
+    if owned:
         previous.close()
 
 
@@ -126,3 +132,43 @@ def _swap_default_client(client: Client | None, *, owned: bool) -> tuple[Client 
         previous = (_default_client, _default_owned)
         _default_client, _default_owned = client, owned and client is not None
     return previous
+
+
+def _move_integrations(old: Client | None, new: Client | None) -> None:
+    """Point the integrations that feed ``old`` (see ``_integrations_feeding``) at ``new``."""
+    if old is None or new is None or old is new:
+        return
+    for integration in _integrations_feeding(old):
+        integration.client = new
+
+
+def _integrations_feeding(client: Client) -> list[Any]:
+    """The ``PostHogHandler``s attached to any logger and the ``PostHogProcessor``s in
+    structlog's configuration that feed ``client``: those built without a client follow
+    the default client when it is replaced (a handler set up by ``dictConfig`` at start-up
+    would otherwise keep feeding the first one for the life of the process)."""
+    import logging
+    import sys
+
+    found: list[Any] = []
+    handler_module = sys.modules.get(__name__ + ".logging")
+    if handler_module is not None:
+        handler_type = handler_module.PostHogHandler
+        loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+        for log in loggers:
+            for handler in getattr(log, "handlers", ()):
+                if (
+                    isinstance(handler, handler_type)
+                    and handler.client is client
+                    and not handler._owns_client
+                    and handler not in found
+                ):
+                    found.append(handler)
+    processor_module = sys.modules.get(__name__ + ".structlog")
+    structlog = sys.modules.get("structlog")
+    if processor_module is not None and structlog is not None:
+        processor_type = processor_module.PostHogProcessor
+        for processor in structlog.get_config().get("processors", ()):
+            if isinstance(processor, processor_type) and processor.client is client:
+                found.append(processor)
+    return found

@@ -4,13 +4,15 @@ server's ``/flags`` answered from its own definitions (issue #10, item 5)."""
 from __future__ import annotations
 
 import json
+import logging
 import textwrap
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 import posthog_otel
-from posthog_otel import Client
+from posthog_otel import Client, PostHogHandler
 from posthog_otel.testing import FakePostHog
 
 pytest_plugins = ["pytester"]
@@ -103,12 +105,96 @@ USER_TESTS = textwrap.dedent(
 )
 
 
+# Logging and structlog configured once, at start-up (as Django's LOGGING is), with
+# handlers that use the default client: it is built then, from the environment.
+USER_CONFTEST = textwrap.dedent(
+    """
+    import logging.config
+
+    import structlog
+
+    from posthog_otel import PostHogProcessor
+
+    logging.config.dictConfig({
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"posthog": {"class": "posthog_otel.PostHogHandler", "level": "INFO"}},
+        "loggers": {"shop": {"handlers": ["posthog"], "level": "INFO"}},
+    })
+    structlog.configure(processors=[PostHogProcessor(), structlog.processors.KeyValueRenderer()])
+    """
+)
+USER_STARTUP_TESTS = textwrap.dedent(
+    """
+    import logging
+
+    import structlog
+
+    import posthog_otel
+
+    STARTUP = posthog_otel.default_client()
+
+
+    def test_logging_configured_at_startup(posthog_default_client, posthog_server):
+        logging.getLogger("shop").info("paid", extra={"distinct_id": "u1"})
+        assert [e["event"] for e in posthog_server.wait_for_events(1)] == ["paid"]
+
+
+    def test_structlog_configured_at_startup(posthog_default_client, posthog_server):
+        structlog.get_logger().info("shipped", distinct_id="u2")
+        assert [e["event"] for e in posthog_server.wait_for_events(1)] == ["shipped"]
+
+
+    def test_put_back_afterwards():
+        handler = logging.getLogger("shop").handlers[0]
+        assert handler.client is STARTUP is posthog_otel.default_client()
+    """
+)
+
+
 def test_each_user_test_gets_its_own_server_and_events(pytester, isolated_default):
     pytester.makepyfile(test_user=f"DEFINITIONS = {DEFINITIONS!r}\n" + USER_TESTS)
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=3)
     # The fixture put back what was there (nothing) and left no default behind.
     assert posthog_otel._default_client is None
+
+
+def test_integrations_configured_at_startup_follow_the_fixture(
+    pytester, isolated_default, monkeypatch
+):
+    monkeypatch.delenv("POSTHOG_API_KEY", raising=False)
+    monkeypatch.delenv("POSTHOG_PROJECT_API_KEY", raising=False)
+    pytester.makeconftest(USER_CONFTEST)
+    pytester.makepyfile(test_startup=USER_STARTUP_TESTS)
+    try:
+        result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    finally:
+        logging.getLogger("shop").handlers.clear()
+        structlog.reset_defaults()
+    result.assert_outcomes(passed=3)
+
+
+def test_set_default_client_moves_handlers_built_without_a_client(
+    server, monkeypatch, isolated_default
+):
+    monkeypatch.delenv("POSTHOG_API_KEY", raising=False)
+    monkeypatch.delenv("POSTHOG_PROJECT_API_KEY", raising=False)
+    handler = PostHogHandler()  # the default client, disabled: no key in the environment
+    built = handler.client
+    log = logging.getLogger("test_default_follow")
+    log.addHandler(handler)
+    mine = Client(API_KEY, host=server.url, flush_interval=60)
+    try:
+        posthog_otel.set_default_client(mine)
+        assert handler.client is mine
+        assert built.capture("e", "u1") is None and built.stats.dropped["closed"] == 1
+        log.warning("moved", extra={"distinct_id": "u1"})
+        assert mine.flush()
+        assert server.event_names() == ["moved"]
+    finally:
+        log.removeHandler(handler)
+        mine.close(timeout=2)
 
 
 def test_set_default_client_never_closes_a_users_client(server, isolated_default):

@@ -29,13 +29,16 @@ def posthog_server() -> Iterator[FakePostHog]:
 def posthog_default_client(posthog_server: FakePostHog) -> Iterator[Client]:
     """A client on this test's ``posthog_server``, installed as the default client.
 
-    Code under test that uses ``posthog_otel.default_client()`` — and integrations built
-    during the test without a client (``PostHogHandler()``, ``PostHogProcessor()``,
-    ``PostHogProvider()``, ``dictConfig`` handlers without ``api_key``) — sends to this
-    test's server. It flushes every 50 ms; after the test it is closed and the previous
-    default client is put back as it was.
+    Code under test that uses ``posthog_otel.default_client()`` sends to this test's
+    server, and so do integrations built without a client (``PostHogHandler()``,
+    ``PostHogProcessor()``, ``PostHogProvider()``, ``dictConfig`` handlers without
+    ``api_key``): those built during the test, and the logging handlers and structlog
+    processors already configured with the previous default client (say, by Django's
+    ``LOGGING`` at start-up), which are pointed at this client for the test. It flushes
+    every 50 ms; after the test it is closed, and the previous default client and its
+    integrations are put back as they were.
     """
-    from .. import _swap_default_client
+    from .. import _move_integrations, _swap_default_client
     from ..client import Client
 
     client = Client(
@@ -45,8 +48,10 @@ def posthog_default_client(posthog_server: FakePostHog) -> Iterator[Client]:
         shutdown_timeout=2.0,
     )
     previous, owned = _swap_default_client(client, owned=False)
+    _move_integrations(previous, client)
     try:
         yield client
     finally:
         _swap_default_client(previous, owned=owned)
+        _move_integrations(client, previous)
         client.close()
