@@ -52,7 +52,8 @@ _now = time.time
 
 
 class Client:
-    """A PostHog client with a batching exporter; see SPEC §2.1 for every argument.
+    """A PostHog client with a batching exporter; every argument (and the environment
+    variable behind it) is listed in ``docs/configuration.md``.
 
     ``enqueue`` (and the conveniences built on it) never raise and never block on the
     network: they assemble the event, run ``before_send`` and append it to a bounded

@@ -1,7 +1,8 @@
 """``FakePostHog``: a real HTTP server on 127.0.0.1 that validates like PostHog.
 
 It accepts the v0 capture endpoints (plain and gzip), answers with the status codes the
-real capture service uses (``reference/posthog-server.md`` §1.6-1.7 and §6), records
+real capture service uses (400 for an invalid event, 401 for a bad token, 413 for a
+body or event too large), records
 every request and every accepted event, injects faults on demand, and serves ``/flags``
 and ``/flags/definitions`` from data that tests can replace at run time. Until a test
 sets a ``/flags`` answer, ``/flags`` evaluates the server's own flag definitions (with
