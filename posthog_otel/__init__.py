@@ -144,31 +144,41 @@ def _move_integrations(old: Client | None, new: Client | None) -> None:
 
 def _integrations_feeding(client: Client) -> list[Any]:
     """The ``PostHogHandler``s attached to any logger and the ``PostHogProcessor``s in
-    structlog's configuration that feed ``client``: those built without a client follow
-    the default client when it is replaced (a handler set up by ``dictConfig`` at start-up
-    would otherwise keep feeding the first one for the life of the process)."""
+    structlog's configuration (or in a ``ProcessorFormatter`` of an attached handler)
+    that feed ``client``: those built without a client follow the default client when
+    it is replaced (a handler set up by ``dictConfig`` at start-up would otherwise keep
+    feeding the first one for the life of the process)."""
     import logging
     import sys
 
-    found: list[Any] = []
-    handler_module = sys.modules.get(__name__ + ".logging")
-    if handler_module is not None:
-        handler_type = handler_module.PostHogHandler
-        loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
-        for log in loggers:
-            for handler in getattr(log, "handlers", ()):
-                if (
-                    isinstance(handler, handler_type)
-                    and handler.client is client
-                    and not handler._owns_client
-                    and handler not in found
-                ):
-                    found.append(handler)
-    processor_module = sys.modules.get(__name__ + ".structlog")
     structlog = sys.modules.get("structlog")
-    if processor_module is not None and structlog is not None:
-        processor_type = processor_module.PostHogProcessor
-        for processor in structlog.get_config().get("processors", ()):
-            if isinstance(processor, processor_type) and processor.client is client:
-                found.append(processor)
+    handler_type = _loaded("PostHogHandler")
+    processor_type = _loaded("PostHogProcessor")
+    candidates: list[Any] = []
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for log in loggers:
+        for handler in getattr(log, "handlers", ()):
+            candidates.append(handler)
+            formatter = handler.formatter
+            candidates += getattr(formatter, "processors", None) or ()
+            candidates += getattr(formatter, "foreign_pre_chain", None) or ()
+    if structlog is not None:
+        candidates += structlog.get_config().get("processors", ())
+    found: list[Any] = []
+    for item in candidates:
+        if any(item is seen for seen in found):
+            continue
+        is_handler = handler_type is not None and isinstance(item, handler_type)
+        is_processor = processor_type is not None and isinstance(item, processor_type)
+        follows = (is_handler and not item._owns_client) or is_processor
+        if follows and item.client is client:
+            found.append(item)
     return found
+
+
+def _loaded(name: str) -> Any:
+    """An integration class if its module was imported (never importing it here)."""
+    import sys
+
+    module = sys.modules.get(__name__ + _LAZY[name])
+    return getattr(module, name, None) if module is not None else globals().get(name)

@@ -181,3 +181,88 @@ def test_fastapi_instrumented_then_wrapped_sends_the_request_span(server):
         ("GET /hello", "u1"),
         ("said_hello", "u1"),
     ]
+
+
+def test_flask_wrapped_as_in_the_readme(server):
+    """README, App servers: ``app.wsgi_app = PostHogWSGIMiddleware(app.wsgi_app)``."""
+    flask = pytest.importorskip("flask")
+    client = Client("phc_test_key_0123456789", host=server.url, flush_interval=60)
+    try:
+        app = flask.Flask(__name__)
+        app.wsgi_app = PostHogWSGIMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+
+        @app.get("/")
+        def index() -> str:
+            client.capture("flask_hit")
+            return "ok"
+
+        response = app.test_client().get("/", headers={"X-POSTHOG-DISTINCT-ID": "u2"})
+        assert response.status_code == 200
+        assert client.flush()
+    finally:
+        client.close(timeout=2)
+    assert [(e["event"], e["distinct_id"]) for e in server.events] == [("flask_hit", "u2")]
+
+
+DJANGO_APP = """
+import logging
+import django
+from django.conf import settings
+
+settings.configure(
+    ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__, SECRET_KEY="x",
+    LOGGING=LOGGING,
+)
+django.setup()
+
+from django.http import HttpResponse
+from django.urls import path
+
+
+def view(request):
+    logging.getLogger("shop").info("viewed")
+    return HttpResponse("ok")
+
+
+urlpatterns = [path("", view)]
+
+from django.core.wsgi import get_wsgi_application
+from posthog_otel.middleware import PostHogWSGIMiddleware
+
+application = PostHogWSGIMiddleware(get_wsgi_application())
+
+from wsgiref.util import setup_testing_defaults
+
+environ = {"HTTP_X_POSTHOG_DISTINCT_ID": "u1", "PATH_INFO": "/"}
+setup_testing_defaults(environ)
+assert b"".join(application(environ, lambda *args: None)) == b"ok"
+"""
+
+
+def test_django_logging_and_wsgi_as_in_the_readme(server, tmp_path):
+    """README, App servers: ``LOGGING`` by class path (default client from the
+    environment) and ``wsgi.py`` wrapped; run in its own process (Django's settings
+    are process-wide)."""
+    pytest.importorskip("django")
+    import os
+    import subprocess
+    import sys
+
+    section = _section(README, "## App servers")
+    django_part = section[section.index("**Django**") :]
+    settings = _first_python_block(django_part).split("# wsgi.py")[0]
+    assert "LOGGING = {" in settings
+    script = tmp_path / "django_app.py"
+    script.write_text(settings + DJANGO_APP)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "POSTHOG_API_KEY": "phc_test_key_0123456789",
+        "POSTHOG_HOST": server.url,
+    }
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    events = server.wait_for_events(1)  # delivered at exit by the default client
+    assert [(e["event"], e["distinct_id"]) for e in events] == [("viewed", "u1")]

@@ -246,3 +246,29 @@ def test_fake_server_flags_constructor_answer_wins():
             assert client.get_feature_flag("everyone", "u1") is None
         finally:
             client.close(timeout=2)
+
+
+def test_set_default_client_moves_processors_in_a_processor_formatter(
+    server, monkeypatch, isolated_default
+):
+    from posthog_otel import PostHogProcessor
+
+    monkeypatch.delenv("POSTHOG_API_KEY", raising=False)
+    monkeypatch.delenv("POSTHOG_PROJECT_API_KEY", raising=False)
+    in_chain, in_processors = PostHogProcessor(), PostHogProcessor()
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[in_chain],
+            processors=[in_processors, structlog.processors.KeyValueRenderer()],
+        )
+    )
+    log = logging.getLogger("test_formatter_follow")
+    log.addHandler(handler)
+    mine = Client(API_KEY, host=server.url, flush_interval=60)
+    try:
+        posthog_otel.set_default_client(mine)
+        assert in_chain.client is mine and in_processors.client is mine
+    finally:
+        log.removeHandler(handler)
+        mine.close(timeout=2)
