@@ -18,6 +18,8 @@ from posthog_otel.openfeature import PostHogProvider
 from posthog_otel.otel import PostHogSpanExporter, instrument
 from posthog_otel.testing import FakePostHog
 
+pytest_plugins = ["pytester"]
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 CONFIGURATION = (ROOT / "docs" / "configuration.md").read_text()
@@ -266,3 +268,10 @@ def test_django_logging_and_wsgi_as_in_the_readme(server, tmp_path):
     assert done.returncode == 0, done.stderr
     events = server.wait_for_events(1)  # delivered at exit by the default client
     assert [(e["event"], e["distinct_id"]) for e in events] == [("viewed", "u1")]
+
+
+def test_readme_testing_snippet_passes_as_a_users_tests(pytester):
+    snippet = _first_python_block(_section(README, "## Testing your code"))
+    pytester.makepyfile(test_readme_snippet=snippet)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
