@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -30,6 +31,8 @@ DROP_REASONS = (
 # + sum(POST_QUEUE_DROPS)``.
 PRE_QUEUE_DROPS = DROP_REASONS[:7]
 POST_QUEUE_DROPS = DROP_REASONS[7:]
+# Drops the application asked for: counted, and logged at DEBUG only (no warning).
+INTENTIONAL_DROPS = frozenset({"disabled", "opted_out", "before_send"})
 
 
 @dataclass(frozen=True)
@@ -95,8 +98,13 @@ class StatsRecorder:
         self.warn_drop(reason, count, detail)
 
     def warn_drop(self, reason: str, count: int, detail: str = "") -> None:
-        """The rate-limited warning for a drop counted elsewhere (under another lock)."""
-        self.warner.warn(reason, "dropped %d event(s): %s%s", count, reason, detail)
+        """The rate-limited warning for a drop counted elsewhere (under another lock),
+        with the number of events dropped since the previous one; a drop the
+        application asked for (``INTENTIONAL_DROPS``) is only logged at DEBUG."""
+        level = logging.DEBUG if reason in INTENTIONAL_DROPS else logging.WARNING
+        self.warner.warn_count(
+            reason, count, "dropped %d event(s): %s%s", reason, detail, level=level
+        )
 
     def thread_restarted(self) -> None:
         with self.lock:

@@ -18,7 +18,7 @@ from . import _config
 from ._context import IdentityContext, _current
 from ._fork import fork_safe_lock
 from ._ids import normalize_uuid, uuid7
-from ._log import logger
+from ._log import enable_debug, logger
 from ._snapshot import (
     ENTRY_BYTES,
     EVENT_BYTES,
@@ -59,7 +59,8 @@ _now = time.time
 
 
 class Client:
-    """A PostHog client with a batching exporter; see SPEC §2.1 for every argument.
+    """A PostHog client with a batching exporter; every argument (and the environment
+    variable behind it) is listed in ``docs/configuration.md``.
 
     ``enqueue`` (and the conveniences built on it) never raise and never block on the
     network: they assemble the event, run ``before_send`` and append it to a bounded
@@ -169,7 +170,7 @@ class Client:
         self._exit_producers: list[weakref.WeakMethod[Callable[[], object]]] = []
 
         if debug:
-            logger.setLevel("DEBUG")
+            enable_debug()
         self._disabled = bool(disabled) or not self._api_key
         if not self._api_key and not disabled:
             logger.warning(

@@ -44,3 +44,17 @@ def make_client(server: FakePostHog) -> Iterator[Callable[..., Client]]:
 def warnings_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.WARNING, logger="posthog_otel")
     return caplog
+
+
+@pytest.fixture(autouse=True)
+def _restore_library_logger() -> Iterator[None]:
+    """``debug=True`` changes the process-wide ``posthog_otel`` logger: undo it after
+    each test, so that one test's debug mode does not change what the next one logs."""
+    from posthog_otel._log import debug_state
+
+    log = logging.getLogger("posthog_otel")
+    level, handlers, verbose = log.level, list(log.handlers), debug_state.verbose
+    yield
+    log.setLevel(level)
+    log.handlers[:] = handlers
+    debug_state.verbose = verbose

@@ -19,6 +19,7 @@ held for a retry).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -528,9 +529,19 @@ class BatchExporter:
                     break
                 with self._stats.lock:
                     self._stats.retries += 1
-                self._sleep(backoff(attempt - 1, retry_after))
+                delay = backoff(attempt - 1, retry_after)
+                logger.debug(
+                    "retrying %d event(s) in %.2f s (retry %d of %d): %s",
+                    len(batch),
+                    delay,
+                    attempt,
+                    self._config.max_retries,
+                    error,
+                )
+                self._sleep(delay)
                 if self._abandon:
                     break
+            started, body = time.monotonic(), b""
             try:
                 path, body, headers = self._lane.request(batch.payloads)
                 response = self._transport.request(
@@ -539,6 +550,7 @@ class BatchExporter:
             except TransportError as exc:
                 status, retry_after = None, None
                 error = DeliveryError(str(exc))
+                _log_batch(batch, started, str(exc), len(body))
                 if exc.permanent:  # e.g. an invalid URL: no retry can succeed
                     return Outcome.REJECT, None, None, error
             except Exception as exc:  # every outcome of a send resolves every event in it
@@ -550,6 +562,7 @@ class BatchExporter:
                     f"HTTP {status}: {response.content[:200].decode('utf-8', 'replace')}",
                     status=status,
                 )
+                _log_batch(batch, started, f"HTTP {status}", len(body))
             outcome = classify(status, len(batch))
             if outcome is not Outcome.RETRY:
                 return outcome, status, retry_after, error
@@ -681,3 +694,12 @@ class BatchExporter:
         self._closing = closing
         self._stats.reset()
         self._transport.reset_after_fork()
+
+
+def _log_batch(batch: _Batch, started: float, outcome: str, nbytes: int) -> None:
+    """``debug=True``: one line per request, with what it carried and how it went."""
+    if logger.isEnabledFor(logging.DEBUG):
+        elapsed = (time.monotonic() - started) * 1000
+        logger.debug(
+            "batch of %d event(s), %d bytes: %s in %.0f ms", len(batch), nbytes, outcome, elapsed
+        )

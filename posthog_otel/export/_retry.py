@@ -1,7 +1,7 @@
 """Retry policy: what an answer means, and how long to wait before trying again.
 
-Kept apart from the exporter so that the rules of SPEC §3 (and the capture v1 and OTLP
-lanes to come) live in one place.
+Kept apart from the exporter so that the delivery rules (README, "Delivery"; and the
+capture v1 and OTLP lanes to come) live in one place.
 """
 
 from __future__ import annotations

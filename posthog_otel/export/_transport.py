@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._config import split_credentials
-from .._log import logger
+from .._log import logger, quiet_http_loggers, thread_state
 
 if TYPE_CHECKING:
     import httpx
@@ -83,6 +83,7 @@ class HttpTransport:
         self._own_client: httpx.Client | None = None
         self._max_response_bytes = max_response_bytes
         self._warned: set[str] = set()
+        quiet_http_loggers()  # httpx must not log our uploads into the application's logs
 
     def request(
         self,
@@ -103,6 +104,7 @@ class HttpTransport:
             all_headers.update(headers)
         deadline = time.monotonic() + timeout
         outer, _deadline.at = _deadline.at, deadline
+        thread_state.requesting = True  # httpx's records of this request are ours
         extra: dict[str, Any] = {}
         if self._credentials is not None:  # else the client's own auth stays in force
             extra["auth"] = httpx.BasicAuth(*self._credentials)
@@ -133,6 +135,7 @@ class HttpTransport:
             raise TransportError(_describe(exc), permanent=True) from None
         finally:
             _deadline.at = outer
+            thread_state.requesting = outer is not None
         return Response(response.status_code, response.headers, body)
 
     def _read(self, response: httpx.Response, deadline: float) -> bytes:
@@ -198,10 +201,13 @@ class HttpTransport:
         """Close the client we created (never a user's)."""
         client, self._own_client = self._own_client, None
         if client is not None:
+            thread_state.requesting = True  # httpcore logs the connections it closes
             try:
                 client.close()
             except Exception:
                 pass
+            finally:
+                thread_state.requesting = False
 
 
 # ------------------------------------------------------------------ deadline backend

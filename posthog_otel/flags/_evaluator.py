@@ -329,7 +329,7 @@ class Definitions:
             if not group_name:
                 raise Inconclusive(UNSUPPORTED_DEFINITION, "unknown group type index")
             if group_name not in groups:
-                # posthog 7.91.1 answers False here; it cannot know, so we ask (LFE-22).
+                # posthog 7.91.1 answers False here; it cannot know, so we ask the server.
                 raise Inconclusive(MISSING_CONTEXT, f"group {group_name!r} not passed")
             if group_name not in group_properties:
                 raise Inconclusive(MISSING_CONTEXT, "group properties not passed")

@@ -1,7 +1,9 @@
-"""Test support: a fake PostHog server, a controllable clock, and a pytest fixture.
+"""Test support: a fake PostHog server, a controllable clock, and pytest fixtures.
 
-``posthog_server`` (a pytest fixture, registered through the ``pytest11`` entry point)
-yields a started ``FakePostHog``; give ``posthog_server.url`` to the client as ``host``.
+The fixtures are registered through the ``pytest11`` entry point: ``posthog_server``
+yields a started ``FakePostHog`` (give ``posthog_server.url`` to a client as ``host``);
+``posthog_default_client`` installs a client on that server as the default client for
+the test (see README, "Testing your code").
 """
 
 from ._clock import FakeClock

@@ -1,9 +1,12 @@
 """``FakePostHog``: a real HTTP server on 127.0.0.1 that validates like PostHog.
 
 It accepts the v0 capture endpoints (plain and gzip), answers with the status codes the
-real capture service uses (``reference/posthog-server.md`` §1.6-1.7 and §6), records
+real capture service uses (400 for an invalid event, 401 for a bad token, 413 for a
+body or event too large), records
 every request and every accepted event, injects faults on demand, and serves ``/flags``
-and ``/flags/definitions`` from data that tests can replace at run time.
+and ``/flags/definitions`` from data that tests can replace at run time. Until a test
+sets a ``/flags`` answer, ``/flags`` evaluates the server's own flag definitions (with
+the library's evaluator), so one ``set_flag_definitions`` serves local and remote reads.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ class RecordedRequest:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
+FlagsAnswer = Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any]]
+
+
 @dataclass
 class _Fault:
     status: int | None = None  # answer with this status
@@ -77,9 +83,7 @@ class FakePostHog:
         self._faults: deque[_Fault] = deque()
         self.requests: list[RecordedRequest] = []
         self.events: list[dict[str, Any]] = []
-        self._flags_response: Callable[[dict[str, Any]], Mapping[str, Any]] | Mapping[str, Any] = (
-            flags or {"flags": {}, "errorsWhileComputingFlags": False}
-        )
+        self._flags_response: FlagsAnswer | None = flags
         self._definitions: Mapping[str, Any] = flag_definitions or {
             "flags": [],
             "group_type_mapping": {},
@@ -189,10 +193,9 @@ class FakePostHog:
 
     # ---------------------------------------------------------------- flags
 
-    def set_flags(
-        self, response: Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any]]
-    ) -> None:
-        """What ``/flags`` answers: a fixed body, or a function of the request body."""
+    def set_flags(self, response: FlagsAnswer | None) -> None:
+        """What ``/flags`` answers: a fixed body, or a function of the request body;
+        ``None`` (the default) evaluates the flag definitions for each request."""
         with self._lock:
             self._flags_response = response
 
@@ -314,7 +317,11 @@ class FakePostHog:
             return 400, {"error": "missing distinct_id"}
         with self._lock:
             response = self._flags_response
-        answer = response(request) if callable(response) else response
+            definitions = self._definitions
+        if response is None:
+            answer: Mapping[str, Any] = _evaluate_definitions(definitions, request)
+        else:
+            answer = response(request) if callable(response) else response
         out = {"errorsWhileComputingFlags": False, "requestId": str(uuid.uuid4())}
         out.update(answer)
         return 200, out
@@ -331,6 +338,45 @@ class FakePostHog:
         if headers.get("if-none-match") == etag:
             return 304, None, etag
         return 200, definitions, etag
+
+
+def _evaluate_definitions(definitions: Mapping[str, Any], request: Mapping[str, Any]) -> Any:
+    """A v2 ``/flags`` answer computed from ``definitions`` for the request's person,
+    groups and properties. A flag only the real server could decide (static cohort,
+    experience continuity, a property not sent) is left out of the answer, so the
+    client reads it as unknown (its default)."""
+    from ..flags._evaluator import Definitions
+
+    compiled = Definitions(definitions)
+    wanted = request.get("flag_keys_to_evaluate")
+    flags: dict[str, Any] = {}
+    for key, flag in compiled.flags.items():
+        if isinstance(wanted, list) and key not in wanted:
+            continue
+        try:
+            value = compiled.evaluate(
+                key,
+                str(request["distinct_id"]),
+                groups=request.get("groups") or {},
+                person_properties=request.get("person_properties") or {},
+                group_properties=request.get("group_properties") or {},
+            )
+        except Exception:
+            continue
+        enabled = value is not False and value is not None
+        payload = flag.payloads.get(str(value).lower() if value is True else str(value))
+        flags[key] = {
+            "key": key,
+            "enabled": enabled,
+            "variant": value if isinstance(value, str) else None,
+            "reason": {"code": "condition_match" if enabled else "no_condition_match"},
+            "metadata": {
+                "id": flag.id,
+                "version": flag.version,
+                "payload": payload if enabled else None,
+            },
+        }
+    return {"flags": flags}
 
 
 def _json_or_none(body: bytes) -> Any:

@@ -1,0 +1,277 @@
+"""The documentation stays true (issue #10, item 7): the README's snippets run as
+written against the fake server, and every option and environment variable is in the
+configuration reference."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+import posthog_otel
+from posthog_otel import Client
+from posthog_otel.middleware import PostHogASGIMiddleware, PostHogWSGIMiddleware
+from posthog_otel.openfeature import PostHogProvider
+from posthog_otel.otel import PostHogSpanExporter, instrument
+from posthog_otel.testing import FakePostHog
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+CONFIGURATION = (ROOT / "docs" / "configuration.md").read_text()
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(heading)
+    end = text.find("\n## ", start + len(heading))
+    return text[start : end if end != -1 else len(text)]
+
+
+def _first_python_block(text: str) -> str:
+    match = re.search(r"```python\n(.*?)```", text, re.S)
+    assert match is not None
+    return match.group(1)
+
+
+def _names(obj: object) -> list[str]:
+    return [
+        name
+        for name, parameter in inspect.signature(obj).parameters.items()  # type: ignore[arg-type]
+        if not name.startswith("_") and parameter.kind is not parameter.VAR_KEYWORD
+    ]
+
+
+def test_every_client_argument_is_in_the_configuration_table():
+    table = _section(CONFIGURATION, "## `Client(")
+    missing = [name for name in _names(Client) if f"| `{name}` |" not in table]
+    assert missing == []
+
+
+@pytest.mark.parametrize(
+    "integration",
+    [
+        posthog_otel.PostHogHandler,
+        posthog_otel.PostHogProcessor,
+        PostHogSpanExporter,
+        instrument,
+        PostHogASGIMiddleware,
+        PostHogWSGIMiddleware,
+        PostHogProvider,
+    ],
+)
+def test_every_integration_option_is_documented(integration):
+    section = _section(CONFIGURATION, "## Integrations")
+    rows = "\n".join(
+        line
+        for line in section.splitlines()
+        if line.startswith("| `") and integration.__name__ in line.split("|")[1]
+    )
+    assert rows, integration.__name__
+    missing = [name for name in _names(integration) if name not in rows]
+    assert missing == []
+
+
+def test_every_environment_variable_in_the_code_is_documented():
+    package = ROOT / "posthog_otel"
+    found = set()
+    for path in package.rglob("*.py"):
+        found.update(re.findall(r"(?<![A-Za-z0-9_])POSTHOG_[A-Z0-9_]+", path.read_text()))
+    assert found >= {"POSTHOG_API_KEY", "POSTHOG_HOST", "POSTHOG_SECRET_KEY"}
+    table = _section(CONFIGURATION, "## Environment variables")
+    assert sorted(name for name in found if f"| `{name}` |" not in table) == []
+
+
+def test_every_fake_server_method_is_documented():
+    section = _section(README, "## Testing your code")
+    public = [name for name in vars(FakePostHog) if not name.startswith("_")]
+    public += ["events", "requests"]
+    missing = [name for name in public if f"`{name}" not in section]
+    assert sorted(set(missing) - {"start", "stop", "url"}) == []
+    for name in ("start()", "stop()", "`url`"):
+        assert name in section
+
+
+def test_readme_logging_snippet_sends_as_written(server):
+    snippet = _first_python_block(_section(README, "## Logging"))
+    client = Client("phc_test_key_0123456789", host=server.url, flush_interval=60)
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        exec(snippet, {"client": client})
+        assert client.flush()
+    finally:
+        root.setLevel(level)
+        root.handlers[:] = handlers
+        client.close(timeout=2)
+    (event,) = server.events
+    assert event["event"] == "user_signed_up"
+    assert event["distinct_id"] == "u1"
+    assert event["properties"]["login_type"] == "email"
+
+
+def test_readme_alias_comment_matches_the_wire(server):
+    line = next(line for line in README.splitlines() if line.startswith("client.alias("))
+    assert "u1 becomes another id of the person known as anon-42" in line
+    client = Client("phc_test_key_0123456789", host=server.url, flush_interval=60)
+    try:
+        client.alias("anon-42", "u1")
+        assert client.flush()
+    finally:
+        client.close(timeout=2)
+    (event,) = server.events
+    # PostHog's $create_alias: distinct_id is the existing person, alias the new id.
+    assert (event["distinct_id"], event["properties"]["alias"]) == ("anon-42", "u1")
+
+
+def test_readme_names_only_attributes_that_exist():
+    assert "FlagResult: value" not in README
+    from posthog_otel import FlagResult
+
+    assert not hasattr(FlagResult, "value") and hasattr(FlagResult, "get_value")
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_readme_middleware_snippet_keeps_the_routes(server):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    from starlette.testclient import TestClient
+
+    snippet = _first_python_block(_section(README, "## Request identity middleware"))
+    namespace: dict[str, object] = {}
+    exec(snippet, namespace)
+    app = namespace["app"]
+    assert isinstance(app, PostHogASGIMiddleware)
+    with TestClient(app) as http:
+        assert http.get("/", headers={"X-POSTHOG-DISTINCT-ID": "u1"}).status_code == 200
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_fastapi_instrumented_then_wrapped_sends_the_request_span(server):
+    """README, App servers: the middleware outside FastAPIInstrumentor's."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("opentelemetry.instrumentation.fastapi")
+    from fastapi import FastAPI
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from starlette.testclient import TestClient
+
+    client = Client("phc_test_key_0123456789", host=server.url, flush_interval=60)
+    provider = TracerProvider()
+    try:
+        instrument(provider, client)
+        app = FastAPI()
+
+        @app.get("/hello")
+        def hello() -> dict[str, bool]:
+            client.capture("said_hello")
+            return {"ok": True}
+
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
+        wrapped = PostHogASGIMiddleware(app)
+        with TestClient(wrapped) as http:
+            http.get("/hello", headers={"X-POSTHOG-DISTINCT-ID": "u1"})
+        provider.force_flush()
+        assert client.flush()
+    finally:
+        provider.shutdown()
+        client.close(timeout=2)
+    assert sorted((e["event"], e["distinct_id"]) for e in server.events) == [
+        ("GET /hello", "u1"),
+        ("said_hello", "u1"),
+    ]
+
+
+def test_flask_wrapped_as_in_the_readme(server):
+    """README, App servers: ``app.wsgi_app = PostHogWSGIMiddleware(app.wsgi_app)``."""
+    flask = pytest.importorskip("flask")
+    client = Client("phc_test_key_0123456789", host=server.url, flush_interval=60)
+    try:
+        app = flask.Flask(__name__)
+        app.wsgi_app = PostHogWSGIMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+
+        @app.get("/")
+        def index() -> str:
+            client.capture("flask_hit")
+            return "ok"
+
+        response = app.test_client().get("/", headers={"X-POSTHOG-DISTINCT-ID": "u2"})
+        assert response.status_code == 200
+        assert client.flush()
+    finally:
+        client.close(timeout=2)
+    assert [(e["event"], e["distinct_id"]) for e in server.events] == [("flask_hit", "u2")]
+
+
+DJANGO_APP = """
+import logging
+import django
+from django.conf import settings
+
+settings.configure(
+    ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__, SECRET_KEY="x",
+    LOGGING=LOGGING,
+)
+django.setup()
+
+from django.http import HttpResponse
+from django.urls import path
+
+
+def view(request):
+    logging.getLogger("shop").info("viewed")
+    return HttpResponse("ok")
+
+
+urlpatterns = [path("", view)]
+
+from django.core.wsgi import get_wsgi_application
+from posthog_otel.middleware import PostHogWSGIMiddleware
+
+application = PostHogWSGIMiddleware(get_wsgi_application())
+
+from wsgiref.util import setup_testing_defaults
+
+environ = {"HTTP_X_POSTHOG_DISTINCT_ID": "u1", "PATH_INFO": "/"}
+setup_testing_defaults(environ)
+assert b"".join(application(environ, lambda *args: None)) == b"ok"
+"""
+
+
+def test_django_logging_and_wsgi_as_in_the_readme(server, tmp_path):
+    """README, App servers: ``LOGGING`` by class path (default client from the
+    environment) and ``wsgi.py`` wrapped; run in its own process (Django's settings
+    are process-wide)."""
+    pytest.importorskip("django")
+    import os
+    import subprocess
+    import sys
+
+    section = _section(README, "## App servers")
+    django_part = section[section.index("**Django**") :]
+    settings = _first_python_block(django_part).split("# wsgi.py")[0]
+    assert "LOGGING = {" in settings
+    script = tmp_path / "django_app.py"
+    script.write_text(settings + DJANGO_APP)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "POSTHOG_API_KEY": "phc_test_key_0123456789",
+        "POSTHOG_HOST": server.url,
+    }
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    events = server.wait_for_events(1)  # delivered at exit by the default client
+    assert [(e["event"], e["distinct_id"]) for e in events] == [("viewed", "u1")]
+
+
+def test_readme_testing_snippet_passes_as_a_users_tests(pytester):
+    snippet = _first_python_block(_section(README, "## Testing your code"))
+    pytester.makepyfile(test_readme_snippet=snippet)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
