@@ -1,0 +1,81 @@
+"""Fork-proof background threads (issue #10 item 2): our threads import nothing (what
+they need is imported where the client is made), and a fork waits until no thread is
+inside the exporter's queue lock."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+from .conftest import API_KEY
+
+
+def test_our_threads_import_nothing(server):
+    """A fork during an import on another thread leaves the child a half-imported module
+    whose lock nobody releases (the gunicorn --preload hang): so sending, retrying after
+    a Retry-After date and suppressing instrumentation import nothing on our threads."""
+    script = textwrap.dedent(
+        f"""
+        import sys, threading
+        imported = []
+
+        def hook(event, args):
+            if event == "import" and threading.current_thread().name.startswith("posthog_otel"):
+                imported.append(args[0])
+
+        sys.addaudithook(hook)
+        from posthog_otel import Client
+        client = Client({API_KEY!r}, host={server.url!r}, flush_interval=60)
+        client.capture("first", "u")
+        assert client.flush(10)
+        client.capture("second", "u")
+        assert client.flush(10)
+        print(sorted(set(imported)))
+        """
+    )
+    server.fail_next(1, 503, retry_after="Wed, 21 Oct 2015 07:28:00 GMT", path="/batch/")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.strip() == b"[]"
+    assert server.event_names() == ["first", "second"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_fork_waits_for_the_queue_lock_and_the_child_gets_it_free(make_client):
+    client = make_client()
+    client.capture("e", "u")  # the flush thread runs
+    lock = client._exporter._lock
+    holding, release, forked = threading.Event(), threading.Event(), threading.Event()
+    statuses: list[int] = []
+
+    def holder() -> None:
+        with lock:  # another thread inside the critical section
+            holding.set()
+            release.wait(10)
+
+    def forker() -> None:
+        pid = os.fork()
+        if pid == 0:  # the child: the queue lock is free and the client works
+            ok = lock.acquire(timeout=2)
+            os._exit(0 if ok else 1)
+        forked.set()
+        statuses.append(os.waitpid(pid, 0)[1])
+
+    threads = [threading.Thread(target=holder), threading.Thread(target=forker)]
+    threads[0].start()
+    assert holding.wait(5)
+    threads[1].start()
+    try:
+        assert not forked.wait(0.3)  # the fork waits for the lock holder ...
+    finally:
+        release.set()
+    assert forked.wait(5)  # ... and goes ahead once it left
+    for thread in threads:
+        thread.join(10)
+    assert statuses == [0]
+    assert client.flush(5)
