@@ -199,8 +199,9 @@ class Client:
             on_error=self._on_error,
             on_thread_start=self._prepare_exit if _exit_hook else None,
         )
-        if not self._disabled:  # our threads must find what they use already imported
+        if not self._disabled:  # what our threads use is made here, not where forks happen
             import_now(*THREAD_IMPORTS)
+            self._transport.prepare()
         self._submit_event = self._exporter.submit
         self._flags_worker = FlagsWorker(
             self._fetch_event_flags, self._deliver_completed, self._stats
@@ -1151,11 +1152,11 @@ def _register(client: Client) -> None:
 
 def flush_on_exit() -> bool:
     """Flush every open client now, as at interpreter exit, for a process about to end
-    where ``atexit`` may not run: call it from a framework's last hook (gunicorn
-    ``worker_exit``, Celery ``worker_process_shutdown``, the end of an AWS Lambda
-    handler, ...). Each client gets its ``shutdown_timeout`` (they send in parallel)
-    and stays open: later events are sent at once, within what is left of that time.
-    ``True`` if everything was delivered."""
+    where ``atexit`` will not run (Celery's prefork children: call it from
+    ``worker_process_shutdown``; your own ``os._exit``). Each client gets its
+    ``shutdown_timeout`` (they send in parallel) and stays open: later events are sent
+    at once, within what is left of that time. ``True`` if everything was delivered.
+    A process that lives on (a warm AWS Lambda) calls ``client.flush()`` instead."""
     return _close_all_at_exit()
 
 

@@ -89,6 +89,7 @@ class Server:
         self.output: list[str] = []
         self.ready = threading.Event()
         self.proc: subprocess.Popen[str] | None = None
+        self.pids: set[str] = set()
 
     def start(self, fake: FakeProcess) -> None:
         env = _env(POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=fake.url, SCENARIO=self.name, **self.env)
@@ -118,7 +119,7 @@ class Server:
         """Wait until ready, send the requests, stop with SIGTERM; the pids that answered."""
         assert self.proc is not None
         assert self.ready.wait(WAIT) and self.proc.poll() is None, self.log()
-        pids = _drive(self.name, self.port)
+        pids = self.pids = _drive(self.name, self.port)
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(WAIT)
@@ -132,7 +133,9 @@ class Server:
             self.proc.wait()
 
     def log(self) -> str:
-        return f"--- {self.name} output:\n" + "".join(self.output[-60:])
+        return f"--- {self.name} (answered from {sorted(self.pids)}):\n" + "".join(
+            self.output[-60:]
+        )
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -161,7 +164,9 @@ def _drive(name: str, port: int) -> set[str]:
         return set(pool.map(one, range(REQUESTS)))
 
 
-def _exactly_once(events: list[dict[str, Any]], name: str, expected: list[str]) -> None:
+def _exactly_once(
+    events: list[dict[str, Any]], name: str, expected: list[str], log: str = ""
+) -> None:
     mine = [e for e in events if str(e.get("distinct_id", "")).startswith(name + "-")]
     ids = Counter(e["distinct_id"] for e in mine)
     missing = sorted(set(expected) - set(ids))
@@ -169,9 +174,13 @@ def _exactly_once(events: list[dict[str, Any]], name: str, expected: list[str]) 
     unexpected = sorted(set(ids) - set(expected))
     assert not (missing or duplicated or unexpected), (
         f"{name}: {len(missing)} missing {missing[:5]}, duplicated {duplicated[:5]}, "
-        f"unexpected {unexpected[:5]}"
+        f"unexpected {unexpected[:5]}; pids that sent: {Counter(_pid(e) for e in mine)}\n{log}"
     )
     assert len({e["uuid"] for e in mine}) == len(mine)
+
+
+def _pid(event: dict[str, Any]) -> object:
+    return event.get("properties", {}).get("pid")
 
 
 def _run_all(fake: FakeProcess, servers: list[Server]) -> list[dict[str, Any]]:
@@ -232,7 +241,9 @@ def test_gunicorn_preload_with_a_capture_in_the_master_before_forking(fake, work
             name,
             [
                 *(sys.executable, "-m", "gunicorn", "--preload", "-w", "4", "-k", worker),
-                *("--threads", "4", "-b", "127.0.0.1:{port}", "--graceful-timeout", "20"),
+                # (more than one thread would turn the sync worker into gthread)
+                *(("--threads", "4") if worker == "gthread" else ()),
+                *("-b", "127.0.0.1:{port}", "--graceful-timeout", "20"),
                 "tests.apps.wsgi_app:app",
             ],
             "Booting worker",
@@ -241,8 +252,10 @@ def test_gunicorn_preload_with_a_capture_in_the_master_before_forking(fake, work
         for name in names
     ]
     events = _run_all(fake, servers)
-    for name in names:
-        _exactly_once(events, name, [*_requests(name), f"{name}-master"])
+    for server in servers:
+        name = server.name
+        assert f"Using worker: {worker}" in "".join(server.output)
+        _exactly_once(events, name, [*_requests(name), f"{name}-master"], server.log())
 
 
 def test_gunicorn_with_uvicorn_workers(fake):

@@ -12,6 +12,8 @@ import threading
 
 import pytest
 
+from posthog_otel._fork import no_fork_during
+
 from .conftest import API_KEY
 
 
@@ -79,3 +81,67 @@ def test_a_fork_waits_for_the_queue_lock_and_the_child_gets_it_free(make_client)
         thread.join(10)
     assert statuses == [0]
     assert client.flush(5)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_fork_waits_for_a_tls_block_to_end():
+    """OpenSSL's locks held at a fork stay held in the child: a fork waits until no
+    thread is building a TLS context or in a handshake (``no_fork_during``)."""
+    inside, leave, forked = threading.Event(), threading.Event(), threading.Event()
+    statuses: list[int] = []
+
+    def tls_work() -> None:
+        with no_fork_during():
+            inside.set()
+            leave.wait(10)
+
+    def forker() -> None:
+        pid = os.fork()
+        if pid == 0:
+            with no_fork_during():  # the child's gate is open
+                os._exit(0)
+        forked.set()
+        statuses.append(os.waitpid(pid, 0)[1])
+
+    worker = threading.Thread(target=tls_work)
+    worker.start()
+    assert inside.wait(5)
+    fork_thread = threading.Thread(target=forker)
+    fork_thread.start()
+    try:
+        assert not forked.wait(0.3)
+    finally:
+        leave.set()
+    assert forked.wait(5)
+    for thread in (worker, fork_thread):
+        thread.join(10)
+    assert statuses == [0]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_reuses_the_tls_context_made_with_the_client(server):
+    """The TLS context is made on the creating thread, once per process: a child never
+    builds one (the gunicorn --preload hang: the master's flush thread built its context
+    while a worker was forked, and the worker hung building its own)."""
+    script = textwrap.dedent(
+        f"""
+        import os
+        from posthog_otel import Client
+        from posthog_otel.export import _transport
+        client = Client({API_KEY!r}, host={server.url!r}, flush_interval=60)
+        made = _transport._tls[:]  # made in Client(), on this thread
+        client.capture("parent", "u")
+        assert client.flush(10)
+        pid = os.fork()
+        if pid == 0:
+            client.capture("child", "u")
+            ok = client.flush(10)
+            pool = client._transport._client()._transport._pool
+            os._exit(0 if ok and pool._ssl_context is made[0] else 1)
+        print(len(made), os.waitpid(pid, 0)[1])
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.split() == [b"1", b"0"]
+    assert sorted(server.event_names()) == ["child", "parent"]

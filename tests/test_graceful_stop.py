@@ -186,3 +186,23 @@ def test_a_framework_that_saved_our_handler_calls_it_when_it_re_raises(server):
     assert proc.returncode == -signal.SIGTERM
     assert b"not reached" not in out
     assert sorted(server.event_names()) == ["before_serving", "during_graceful_shutdown"]
+
+
+def test_flush_on_exit_before_os_exit(server):
+    proc = _run_script(
+        f"""
+        import os
+        import posthog_otel
+        from posthog_otel import Client
+        client = Client({API_KEY!r}, host={server.url!r}, flush_interval=3600)
+        for i in range(20):
+            client.capture("queued", "u", {{"i": i}})
+        print(posthog_otel.flush_on_exit(), flush=True)
+        client.capture("after", "u")  # sent at once: the process is ending
+        os._exit(0)  # no atexit
+        """
+    )
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    assert out.strip() == b"True"
+    assert server.event_names() == ["queued"] * 20 + ["after"]

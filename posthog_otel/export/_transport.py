@@ -15,6 +15,11 @@ request forever). It is enforced twice:
 * on every client (a user's too), the response body is streamed and the clock checked
   between chunks.
 
+Our own clients share one TLS context per process, made when the first client is
+created, on its thread (``prepare``), and never again in a forked child; handshakes run
+in ``no_fork_during``. OpenSSL is not fork safe: a child forked while another thread was
+inside it (building a context, in a handshake) hangs on its first TLS context.
+
 The body read is capped at ``MAX_RESPONSE_BYTES`` (decoded): a hostile server cannot
 make us buffer more. Every failure of the call becomes a ``TransportError``, so that a
 caller's handling of "no usable answer" covers all of them.
@@ -31,6 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._config import split_credentials
+from .._fork import no_fork_during
 from .._log import logger
 
 if TYPE_CHECKING:
@@ -176,6 +182,12 @@ class HttpTransport:
         self._warned.add(what)
         logger.log(level, message, *args)
 
+    def prepare(self) -> None:
+        """On the thread that creates the client: make what our threads would otherwise
+        make at a moment when the parent may fork (the TLS context)."""
+        if self._user_client is None:
+            _tls_context()
+
     def _client(self) -> httpx.Client:
         if self._user_client is not None:
             return self._user_client
@@ -185,6 +197,7 @@ class HttpTransport:
 
             client = httpx.Client(
                 limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+                verify=_tls_context(),
             )
             _install_deadline_backend(client)
             self._own_client = client
@@ -202,6 +215,22 @@ class HttpTransport:
                 client.close()
             except Exception:
                 pass
+
+
+_tls: list[Any] = []  # the TLS context of our own clients, made once per process
+
+
+def _tls_context() -> Any:
+    """The one TLS context of our own clients (httpx's default one: certifi, or
+    ``SSL_CERT_FILE``/``SSL_CERT_DIR``), made once, never while a fork happens."""
+    if not _tls:
+        import httpx
+
+        create = getattr(httpx, "create_ssl_context", None)
+        with no_fork_during():
+            if not _tls:
+                _tls.append(create() if create is not None else True)
+    return _tls[0]
 
 
 # ------------------------------------------------------------------ deadline backend
@@ -264,9 +293,10 @@ def _deadline_classes() -> tuple[type[Any], type[Any]]:
             server_hostname: str | None = None,
             timeout: float | None = None,
         ) -> httpcore.NetworkStream:
-            inner = self._inner.start_tls(
-                ssl_context, server_hostname, _remaining(timeout, httpcore.ConnectTimeout)
-            )
+            with no_fork_during():  # a handshake cut by a fork hangs the child's TLS
+                inner = self._inner.start_tls(
+                    ssl_context, server_hostname, _remaining(timeout, httpcore.ConnectTimeout)
+                )
             return DeadlineStream(inner)
 
         def get_extra_info(self, info: str) -> Any:
