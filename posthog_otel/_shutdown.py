@@ -18,10 +18,12 @@ is still queued would be lost:
   ``multiprocessing.util``: in a child process, the first flush thread registers one
   that flushes every open client.
 
-The flush runs on a helper thread that the handler waits for (at most the largest
-``shutdown_timeout`` plus a margin): the handler interrupts the main thread anywhere,
-possibly inside one of our critical sections, where flushing on the main thread itself
-would wait for a lock that thread holds.
+The flush runs on a helper thread, and the handler returns at once: it interrupts the
+main thread anywhere, possibly inside one of our critical sections, where flushing on
+the main thread (or waiting there for a helper) would wait for a lock that thread holds.
+So the application runs on while the flush lasts (at most ``shutdown_timeout``); then
+the helper sends SIGTERM again, and the handler, called a second time, restores the
+default and raises it: the process dies of SIGTERM.
 """
 
 from __future__ import annotations
@@ -38,10 +40,8 @@ from typing import Any
 __all__ = ["ENV_FLUSH_ON_SIGTERM", "flush_on_sigterm_default", "prepare_exit"]
 
 ENV_FLUSH_ON_SIGTERM = "POSTHOG_FLUSH_ON_SIGTERM"
-_MARGIN = 1.0  # seconds the handler waits beyond the largest shutdown_timeout
 
 _flush: Callable[[], object] | None = None
-_wait = 0.0
 _handling = False
 _finalizer_pid: int | None = None  # the process that registered the child finalizer
 
@@ -52,12 +52,11 @@ def flush_on_sigterm_default() -> bool:
     return value not in ("0", "false", "no", "off")
 
 
-def prepare_exit(flush: Callable[[], object], timeout: float, *, sigterm: bool) -> None:
+def prepare_exit(flush: Callable[[], object], *, sigterm: bool) -> None:
     """Called when a client's flush thread starts (under its queue lock: no logging, no
     blocking): make sure ``flush`` runs however this process ends."""
-    global _flush, _wait
+    global _flush
     _flush = flush
-    _wait = max(_wait, timeout + _MARGIN)
     if sigterm:
         _install_sigterm_handler()
     _register_child_finalizer(flush)
@@ -74,31 +73,32 @@ def _install_sigterm_handler() -> None:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """Flush every open client, then die of the signal as the default would have."""
+    """Flush every open client on a helper thread, then die of the signal as the default
+    would have: the helper sends the signal again once the flush is done, and that
+    second delivery (or a second SIGTERM from outside) ends the process at once."""
     global _handling
     flush = _flush
-    if not _handling and flush is not None:  # a second SIGTERM ends the process at once
-        _handling = True
-        done = _thread.allocate_lock()  # a fresh lock: nobody else can hold it
-        done.acquire()
+    if _handling or flush is None:
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+        return
+    _handling = True
 
-        def run() -> None:
-            try:
-                flush()
-            except BaseException:
-                pass
-            finally:
-                done.release()
-
+    def run() -> None:
         try:
-            # ``_thread``, not ``threading``: the main thread may have been interrupted
-            # inside ``threading``'s own bookkeeping lock.
-            _thread.start_new_thread(run, ())
-            done.acquire(timeout=_wait)
-        except Exception:
+            flush()  # bounded by each client's shutdown_timeout
+        except BaseException:
             pass
-    signal.signal(signum, signal.SIG_DFL)
-    signal.raise_signal(signum)
+        finally:
+            os.kill(os.getpid(), signum)
+
+    try:
+        # ``_thread``, not ``threading``: the main thread may have been interrupted
+        # inside ``threading``'s own bookkeeping lock.
+        _thread.start_new_thread(run, ())
+    except Exception:
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
 
 
 def _register_child_finalizer(flush: Callable[[], object]) -> None:

@@ -1033,9 +1033,7 @@ class Client:
     def _prepare_exit(self) -> None:
         """The flush thread starts (events may now wait in the queue): have them flushed
         even if this process ends without atexit (SIGTERM, multiprocessing child)."""
-        _shutdown.prepare_exit(
-            _close_all_at_exit, self.shutdown_timeout, sigterm=self._flush_on_sigterm
-        )
+        _shutdown.prepare_exit(_close_all_at_exit, sigterm=self._flush_on_sigterm)
 
     def _push_at_exit(self, producer: Callable[[], object]) -> None:
         """Have the exit hook call ``producer`` (a bound method, held weakly) before it

@@ -25,10 +25,7 @@ SYNC_TYPES = {"Lock", "RLock", "Condition", "Event", "Semaphore", "BoundedSemaph
 # short-lived per-call objects that no other thread can hold at a fork.
 ALLOWED_FILES = {"_fork.py"}
 ALLOWED_DIRS = {"testing"}
-ALLOWED_FUNCTIONS = {
-    ("flags/_remote.py", "RemoteFlags._sleep"),
-    ("_shutdown.py", "_on_sigterm"),  # per signal: a fresh lock nobody else holds
-}
+ALLOWED_FUNCTIONS = {("flags/_remote.py", "RemoteFlags._sleep")}
 
 
 def _direct_lock_creations(source: str, relative: str) -> list[str]:

@@ -131,7 +131,7 @@ def test_sigterm_handler_is_installed_only_over_the_default():
         def mine(signum, frame):
             pass
 
-        host = "http://127.0.0.1:9"
+        host = "http://127.0.0.1:9"  # nothing listens: each client gives up at exit
         Client({API_KEY!r}, host=host, flush_on_sigterm=False).capture("e", "u")
         print(state())
         Client({API_KEY!r}, host=host).capture("e", "u")  # POSTHOG_FLUSH_ON_SIGTERM=0
@@ -149,11 +149,16 @@ def test_sigterm_handler_is_installed_only_over_the_default():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         client = Client({API_KEY!r}, host=host, flush_on_sigterm=True, shutdown_timeout=0.5)
         client.capture("e", "u")
-        print(state())
+        print(state(), flush=True)
+        import os
+        os._exit(0)  # no exit flush towards a port where nothing listens
         """,
         env={"POSTHOG_FLUSH_ON_SIGTERM": "0"},
     )
-    out, err = proc.communicate(timeout=30)
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
     assert out.split() == [b"default", b"default", b"default", b"theirs", b"ours"], err.decode()
 
 
@@ -172,7 +177,8 @@ def test_a_framework_that_saved_our_handler_calls_it_when_it_re_raises(server):
         stop.wait(60)
         client.capture("during_graceful_shutdown", "u")
         signal.signal(signal.SIGTERM, saved)
-        signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIGTERM)  # ours flushes, then ends the process
+        threading.Event().wait(30)
         print("not reached", flush=True)
         """
     )
@@ -202,7 +208,39 @@ def test_flush_on_exit_before_os_exit(server):
         os._exit(0)  # no atexit
         """
     )
-    out, err = proc.communicate(timeout=30)
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
     assert proc.returncode == 0, err.decode()
     assert out.strip() == b"True"
     assert server.event_names() == ["queued"] * 20 + ["after"]
+
+
+def test_sigterm_while_the_main_thread_captures_in_a_loop(server):
+    """The handler interrupts the main thread anywhere, also inside the queue's lock: the
+    flush runs on a helper thread and the handler returns, so it never waits for a lock
+    that the interrupted thread holds; the process dies of SIGTERM once it is done."""
+    proc = _run_script(
+        f"""
+        from posthog_otel import Client
+        client = Client({API_KEY!r}, host={server.url!r}, flush_interval=3600, flush_at=10**6)
+        i = 0
+        while True:
+            client.capture("loop", "u", {{"i": i}})
+            i += 1
+            if i == 200:
+                print("ready", flush=True)
+        """
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGTERM
+    received = sorted(e["properties"]["i"] for e in server.events)
+    assert len(received) >= 200
+    assert received == list(range(len(received)))  # in order, nothing missing or twice
