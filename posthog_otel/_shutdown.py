@@ -37,7 +37,12 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-__all__ = ["ENV_FLUSH_ON_SIGTERM", "flush_on_sigterm_default", "prepare_exit"]
+__all__ = [
+    "ENV_FLUSH_ON_SIGTERM",
+    "block_termination_signals",
+    "flush_on_sigterm_default",
+    "prepare_exit",
+]
 
 ENV_FLUSH_ON_SIGTERM = "POSTHOG_FLUSH_ON_SIGTERM"
 
@@ -50,6 +55,18 @@ def flush_on_sigterm_default() -> bool:
     """``POSTHOG_FLUSH_ON_SIGTERM`` as a boolean (default: on)."""
     value = os.environ.get(ENV_FLUSH_ON_SIGTERM, "").strip().lower()
     return value not in ("0", "false", "no", "off")
+
+
+def block_termination_signals() -> None:
+    """Called first thing on each of our threads: SIGTERM and SIGINT are delivered to
+    some other thread, normally the main one. Python runs handlers on the main thread
+    only, and a signal that lands on another thread does not interrupt the main one
+    where it waits (a multiprocessing worker waiting for its next task would never run
+    the handler, nor die as with the default disposition)."""
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    except (AttributeError, ValueError, OSError):  # not on this platform
+        pass
 
 
 def prepare_exit(flush: Callable[[], object], *, sigterm: bool) -> None:
@@ -83,14 +100,19 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         signal.raise_signal(signum)
         return
     _handling = True
+    main = threading.get_ident()  # handlers run on the main thread
 
     def run() -> None:
+        block_termination_signals()
         try:
             flush()  # bounded by each client's shutdown_timeout
         except BaseException:
             pass
-        finally:
-            os.kill(os.getpid(), signum)
+        finally:  # to the main thread itself, so that it wakes up wherever it waits
+            try:
+                signal.pthread_kill(main, signum)
+            except (AttributeError, OSError):
+                os.kill(os.getpid(), signum)
 
     try:
         # ``_thread``, not ``threading``: the main thread may have been interrupted
