@@ -4,7 +4,9 @@ inside the exporter's queue lock."""
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -12,6 +14,7 @@ import threading
 
 import pytest
 
+from posthog_otel import PostHogHandler, context
 from posthog_otel._fork import no_fork_during
 
 from .conftest import API_KEY
@@ -145,3 +148,32 @@ def test_a_forked_child_reuses_the_tls_context_made_with_the_client(server):
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.split() == [b"1", b"0"]
     assert sorted(server.event_names()) == ["child", "parent"]
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="needs POSIX signals")
+def test_our_threads_leave_sigterm_to_the_main_thread(make_client):
+    """A SIGTERM that lands on our flush thread does not wake the main thread where it
+    waits (a multiprocessing worker waiting for its next task then never runs the
+    handler, nor dies): our threads block it, so the kernel picks another thread."""
+    client = make_client()
+    masks: dict[str, set[int]] = {}
+
+    class Probe:
+        def __str__(self) -> str:  # formatted where the record is built: our flush thread
+            masks[threading.current_thread().name] = set(
+                signal.pthread_sigmask(signal.SIG_BLOCK, [])
+            )
+            return "probe"
+
+    log = logging.getLogger("tests.sigmask")
+    log.propagate = False
+    log.addHandler(PostHogHandler(client))
+    try:
+        with context(distinct_id="u"):
+            log.warning("built with %s", Probe())
+        assert client.flush(5)
+    finally:
+        log.handlers.clear()
+    assert list(masks) == ["posthog_otel-flush"]
+    assert {signal.SIGTERM, signal.SIGINT} <= masks["posthog_otel-flush"]
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # main's
