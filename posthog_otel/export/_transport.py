@@ -1,9 +1,9 @@
 """HTTP for the exporter and the flag calls: httpx, imported lazily.
 
-``import posthog_otel`` must stay cheap, so httpx is imported the first time a request
-is made, on the flush thread. A user-supplied ``httpx.Client`` is used as it is and
-never closed by us; our own client is rebuilt in a forked child (its pool belongs to
-the parent).
+``import posthog_otel`` must stay cheap, so httpx is imported when a client is created
+(on its thread: never on ours, where a fork could cut the import in half). A
+user-supplied ``httpx.Client`` is used as it is and never closed by us; our own client
+is rebuilt in a forked child (its pool belongs to the parent).
 
 Every request has an overall deadline of ``timeout`` seconds, not only httpx's
 per-phase timeouts (a server that trickles a byte a second would otherwise hold a
@@ -265,7 +265,7 @@ def _remaining(timeout: float | None, error: type[Exception]) -> float | None:
 @functools.cache
 def _deadline_classes() -> tuple[type[Any], type[Any]]:
     """The stream and backend classes, built on first use: httpcore is imported with
-    httpx (on the flush thread), never by ``import posthog_otel``."""
+    httpx (when a client is created), never by ``import posthog_otel``."""
     import httpcore
 
     class DeadlineStream(httpcore.NetworkStream):
