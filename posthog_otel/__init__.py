@@ -16,7 +16,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._stats import ClientStats
-    from .client import Client
+    from .client import Client, flush_on_exit
     from .flags import FlagEvaluations, FlagResult
     from .logging import PostHogHandler
     from .messages import Alias, Capture, GroupIdentify, Groups, Identify, Properties
@@ -42,6 +42,7 @@ __all__ = [
     "__version__",
     "context",
     "default_client",
+    "flush_on_exit",
     "get_distinct_id",
     "reset_default_client",
     "set_default_client",
@@ -63,6 +64,8 @@ _LAZY = {
     "PostHogProcessor": ".structlog",
     "PostHogSpanExporter": ".otel",
     "PostHogProvider": ".openfeature",
+    # Graceful stop: flush every open client where atexit may not run.
+    "flush_on_exit": ".client",
 }
 
 

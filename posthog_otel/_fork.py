@@ -16,17 +16,28 @@ scans the package:
 And a background thread must not import a module where the parent may fork (the
 child would find the module half imported and its import lock held by a thread that
 does not exist): such a rare lazy import goes through ``import_fork_safe``, during
-which forks wait.
+which forks wait. Better still, what a background thread needs is imported before it
+starts, on the thread that creates it (``import_now``).
+
+Locks that guard state a child keeps (the exporter's queue lock) are also taken by the
+forking thread just before the fork and released just after (``hold_across_fork``), so
+that no other thread is inside the critical section at the fork: the child inherits a
+consistent state, not only a released lock. And a block that must not be cut in half
+by a fork (creating a TLS context, a TLS handshake: OpenSSL's own locks held at a fork
+stay held in the child, whose first TLS context then hangs) runs in
+``no_fork_during()``: a fork waits until such blocks have ended.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
 import threading
+import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -35,7 +46,10 @@ __all__ = [
     "fork_safe_event",
     "fork_safe_lock",
     "fork_safe_rlock",
+    "hold_across_fork",
     "import_fork_safe",
+    "import_now",
+    "no_fork_during",
     "reset_in_child",
 ]
 
@@ -46,6 +60,18 @@ _sync_objects: weakref.WeakSet[Any] = weakref.WeakSet()
 _import_guard = threading.Lock()
 _import_guard_held = False
 _import_owner: int | None = None  # the thread importing under the guard
+# Locks the forking thread takes around a fork, and those it holds during one.
+_held_across: weakref.WeakSet[Any] = weakref.WeakSet()
+_held_now: list[Any] = []
+# How long a fork waits for the held locks in all: they guard microsecond-long sections,
+# so this only bounds the impossible case (a fork from inside one); a lock not taken in
+# time is still released in the child by ``_at_fork_reinit``.
+_HOLD_WAIT = 1.0
+# Blocks a fork must not cut in half (``no_fork_during``): how many run, and whether a
+# fork is waiting for them (then no new one starts until it is done).
+_gate = threading.Condition(threading.Lock())
+_gate_inside = 0
+_gate_forking = False
 
 
 def reset_in_child(method: Callable[[], None]) -> None:
@@ -91,6 +117,42 @@ def import_fork_safe(name: str) -> ModuleType:
             _import_owner = None
 
 
+def import_now(*names: str) -> None:
+    """Import ``names`` on the calling thread, skipping those not installed, so that a
+    background thread started later finds them loaded and imports nothing itself (a fork
+    during an import on another thread leaves the child a half-imported module whose
+    import lock nobody will release)."""
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
+def hold_across_fork(lock: threading.Lock) -> None:
+    """Have the forking thread take ``lock`` just before each fork and release it just
+    after, in the parent and (re-initialised) in the child. ``lock`` must be one of
+    ours (``fork_safe_lock``) and never held while waiting for another lock."""
+    _held_across.add(lock)
+
+
+@contextlib.contextmanager
+def no_fork_during() -> Iterator[None]:
+    """Run the block with no fork in the middle of it (forks wait, at most a second in
+    all, for the blocks running; a block starting while a fork waits waits for it)."""
+    global _gate_inside
+    with _gate:
+        while _gate_forking:
+            _gate.wait()
+        _gate_inside += 1
+    try:
+        yield
+    finally:
+        with _gate:
+            _gate_inside -= 1
+            _gate.notify_all()
+
+
 _T = TypeVar("_T")
 
 
@@ -100,14 +162,26 @@ def _registered(obj: _T) -> _T:
 
 
 def _before_fork() -> None:
-    global _import_guard_held
+    global _import_guard_held, _gate_forking
     if _import_owner == threading.get_ident():
         return  # a fork from inside a guarded import (by the module imported): go ahead
     _import_guard_held = _import_guard.acquire()
+    deadline = time.monotonic() + _HOLD_WAIT
+    with _gate:
+        _gate_forking = True
+        _gate.wait_for(lambda: _gate_inside == 0, _HOLD_WAIT)
+    for lock in list(_held_across):
+        if lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+            _held_now.append(lock)
 
 
 def _after_fork_in_parent() -> None:
-    global _import_guard_held
+    global _import_guard_held, _gate_forking
+    while _held_now:
+        _held_now.pop().release()
+    with _gate:
+        _gate_forking = False
+        _gate.notify_all()
     if _import_guard_held:
         _import_guard_held = False
         _import_guard.release()
@@ -115,7 +189,10 @@ def _after_fork_in_parent() -> None:
 
 def _after_fork_in_child() -> None:
     global _import_guard, _import_guard_held, _import_owner
+    global _gate, _gate_inside, _gate_forking
     _import_guard, _import_guard_held, _import_owner = threading.Lock(), False, None
+    _gate, _gate_inside, _gate_forking = threading.Condition(threading.Lock()), 0, False
+    _held_now.clear()  # registered locks too: re-initialised (released) just below
     for obj in list(_sync_objects):
         obj._at_fork_reinit()  # CPython's own (3.9+), as ``threading`` and ``logging`` use
     for ref in list(_resets):

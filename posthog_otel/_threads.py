@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from ._log import logger
+from ._shutdown import block_termination_signals
 
 MAX_RESTARTS = 8
 _BACKOFF_START = 0.01  # seconds before the first restart, doubling ...
@@ -55,6 +56,7 @@ def _supervise(
     on_give_up: Callable[[], None] | None,
     stopping: Callable[[], bool] | None,
 ) -> None:
+    block_termination_signals()  # they are for the main thread (see there)
     crashes = 0
     logged = False
     while True:

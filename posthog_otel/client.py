@@ -14,9 +14,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from . import _config
+from . import _config, _shutdown
 from ._context import IdentityContext, _current
-from ._fork import fork_safe_lock
+from ._fork import fork_safe_lock, import_now
 from ._ids import normalize_uuid, uuid7
 from ._log import enable_debug, logger
 from ._snapshot import (
@@ -29,7 +29,12 @@ from ._snapshot import (
 from ._stats import ClientStats, StatsRecorder
 from ._version import __version__
 from .export import BatchExporter, Clock, ExporterConfig, HttpTransport, SystemClock, V0Lane
-from .export._exporter import DEFAULT_ITEM_BYTES, DEFAULT_MAX_QUEUE_BYTES, Deferred
+from .export._exporter import (
+    DEFAULT_ITEM_BYTES,
+    DEFAULT_MAX_QUEUE_BYTES,
+    THREAD_IMPORTS,
+    Deferred,
+)
 from .export._serialize import format_timestamp
 from .flags._results import FlagEvaluations, FlagResult, FlagValue
 from .flags._worker import FlagsWorker
@@ -98,6 +103,7 @@ class Client:
         feature_flags_request_max_retries: int = 1,
         feature_flags_initial_load_timeout: float = 1.0,
         shutdown_timeout: float = 3.0,
+        flush_on_sigterm: bool | None = None,
         max_retry_cycles: int = 8,
         http_client: httpx.Client | None = None,
         flag_definition_cache_provider: object | None = None,
@@ -137,6 +143,11 @@ class Client:
             sync_mode=bool(sync_mode),
         )
         self.shutdown_timeout = _config.check_float("shutdown_timeout", shutdown_timeout)
+        self._flush_on_sigterm = (
+            _shutdown.flush_on_sigterm_default()
+            if flush_on_sigterm is None
+            else bool(flush_on_sigterm)
+        )
         self.feature_flags_poll_interval = _config.check_float(
             "feature_flags_poll_interval", feature_flags_poll_interval, positive=True
         )
@@ -194,7 +205,11 @@ class Client:
             stats=self._stats,
             clock=_clock,
             on_error=self._on_error,
+            on_thread_start=self._prepare_exit if _exit_hook else None,
         )
+        if not self._disabled:  # what our threads use is made here, not where forks happen
+            import_now(*THREAD_IMPORTS)
+            self._transport.prepare()
         self._submit_event = self._exporter.submit  # (item, estimated encoded bytes)
         self._flags_worker = FlagsWorker(
             self._fetch_event_flags, self._deliver_completed, self._stats
@@ -1072,6 +1087,11 @@ class Client:
 
     shutdown = close
 
+    def _prepare_exit(self) -> None:
+        """The flush thread starts (events may now wait in the queue): have them flushed
+        even if this process ends without atexit (SIGTERM, multiprocessing child)."""
+        _shutdown.prepare_exit(_close_all_at_exit, sigterm=self._flush_on_sigterm)
+
     def _push_at_exit(self, producer: Callable[[], object]) -> None:
         """Have the exit hook call ``producer`` (a bound method, held weakly) before it
         flushes: something that holds items for this client, such as the span
@@ -1185,7 +1205,47 @@ def _register(client: Client) -> None:
         )
 
 
-def _close_all_at_exit() -> None:
+def flush_on_exit() -> bool:
+    """Flush every open client now, as at interpreter exit, for a process about to end
+    where ``atexit`` will not run (Celery's prefork children: call it from
+    ``worker_process_shutdown``; your own ``os._exit``). Each client gets its
+    ``shutdown_timeout`` (they send in parallel) and stays open: later events are sent
+    at once, within what is left of that time. ``True`` if everything was delivered.
+    A process that lives on (a warm AWS Lambda) calls ``client.flush()`` instead."""
+    return _close_all_at_exit()
+
+
+def flush_open_clients() -> bool:
+    """Flush every open client (in parallel, each within its ``shutdown_timeout``)
+    without any exit state: for an ASGI lifespan shutdown, which a test client may run
+    many times in one process. ``True`` if everything was delivered."""
+    clients = [client for client in list(_live_clients.values()) if not client._closed]
+    started = time.monotonic()
+    for client in clients:
+        _run_producers(client)  # e.g. OpenTelemetry's span batch under zero-code
+        try:
+            client._exporter.flush(0)  # every client starts sending now, in parallel
+        except Exception:
+            pass
+    delivered = True
+    for client in clients:
+        remaining = max(started + client.shutdown_timeout - time.monotonic(), 0.0)
+        delivered = client.flush(remaining) and delivered  # never raises
+    return delivered
+
+
+def _run_producers(client: Client) -> None:
+    """Have what holds items for ``client`` (``_push_at_exit``) hand them over now."""
+    for ref in list(client._exit_producers):
+        producer = ref()
+        if producer is not None:
+            try:
+                producer()
+            except Exception:
+                logger.debug("flushing into the client failed", exc_info=True)
+
+
+def _close_all_at_exit() -> bool:
     """Flush every open client before the interpreter goes away (the flush threads are
     daemons, so they cannot hold the exit up), each within its ``shutdown_timeout``
     counted from the start of this hook (the clients send in parallel).
@@ -1200,13 +1260,7 @@ def _close_all_at_exit() -> None:
     started = time.monotonic()
     for client in clients:
         client._exit_deadline = started + client.shutdown_timeout
-        for ref in list(client._exit_producers):
-            producer = ref()
-            if producer is not None:
-                try:
-                    producer()
-                except Exception:
-                    logger.debug("flushing into the client at exit failed", exc_info=True)
+        _run_producers(client)
         try:
             if "_flags" in client.__dict__:
                 # No more polling: a poller still logging while the interpreter finalizes
@@ -1215,12 +1269,15 @@ def _close_all_at_exit() -> None:
             client._exporter.flush(0)  # every client starts sending now, in parallel
         except Exception:
             pass
+    delivered = True
     for client in clients:
         try:
             # A quarter of the time is kept for close() should this flush fail.
-            client.flush(max(started + client.shutdown_timeout - time.monotonic(), 0.0) * 0.75)
+            remaining = max(started + client.shutdown_timeout - time.monotonic(), 0.0)
+            delivered = client.flush(remaining * 0.75) and delivered
         except Exception:
-            pass
+            delivered = False
+    return delivered
 
 
 atexit.register(_close_all_at_exit)

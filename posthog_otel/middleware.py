@@ -10,6 +10,11 @@ so ``$current_url`` may name any host), the path and the ``User-Agent``, each cl
 capped at ``MAX_HEADER_LENGTH`` characters. The query string is left out of
 ``$current_url`` unless ``capture_query_string=True``: it often carries secrets (reset
 tokens, signed links) that do not belong in analytics.
+
+The ASGI middleware also takes part in the ``lifespan`` protocol: when the application
+has completed its shutdown, every open client is flushed (each within its
+``shutdown_timeout``) before the server is told, because servers may end the process
+right after (uvicorn re-raises SIGTERM, so no ``atexit`` hook runs).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapp
 from typing import Any
 
 from ._context import context
+from ._log import logger
 
 __all__ = ["PostHogASGIMiddleware", "PostHogWSGIMiddleware", "sanitize_header"]
 
@@ -93,6 +99,9 @@ class PostHogASGIMiddleware:
         self.capture_query_string = capture_query_string
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope.get("type") == "lifespan":
+            await _lifespan(self.app, scope, receive, send)
+            return
         if scope.get("type") not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
@@ -128,6 +137,63 @@ class PostHogASGIMiddleware:
         with context(distinct_id=distinct_id, session_id=session_id, properties=properties):
             _stamp_request_span()
             await self.app(scope, receive, send)
+
+
+_SHUTDOWN_DONE = ("lifespan.shutdown.complete", "lifespan.shutdown.failed")
+
+
+async def _lifespan(app: ASGIApp, scope: Scope, receive: Any, send: Any) -> None:
+    """Run the application's lifespan, flushing the clients once its shutdown is done.
+
+    An application without lifespan support raises (or returns) before it receives its
+    first message, as the ASGI spec asks; the lifespan is then served here (startup
+    completes at once), so that the flush at shutdown still happens. An error after the
+    application received a message is its own failure and goes to the server."""
+    received = False
+
+    async def receive_app() -> Any:
+        nonlocal received
+        message = await receive()
+        received = True
+        return message
+
+    async def send_app(message: Any) -> None:
+        if isinstance(message, dict) and message.get("type") in _SHUTDOWN_DONE:
+            await _flush_clients()
+        await send(message)
+
+    try:
+        await app(scope, receive_app, send_app)
+    except Exception as exc:
+        if received:
+            raise
+        logger.debug("the application does not support lifespan (%r); served here", exc)
+    if received:
+        return
+    while True:
+        message = await receive()
+        kind = message.get("type")
+        if kind == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif kind == "lifespan.shutdown":
+            await _flush_clients()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _flush_clients() -> None:
+    """Flush every open client, off the event loop when it is asyncio's."""
+    client_module: Any = sys.modules.get("posthog_otel.client")
+    if client_module is None:
+        return  # no client was ever made: nothing to flush
+    flush = client_module.flush_open_clients
+    asyncio: Any = sys.modules.get("asyncio")
+    try:
+        loop = asyncio.get_running_loop()
+    except (AttributeError, RuntimeError):  # another event loop (trio): block briefly
+        flush()
+        return
+    await loop.run_in_executor(None, flush)
 
 
 class PostHogWSGIMiddleware:

@@ -263,14 +263,11 @@ def test_zero_code_request_spans_carry_identity_and_baggage(
     get the middleware's identity (FastAPI: middleware inside the instrumentation;
     Django: the span starts inside the middleware; Flask: OpenTelemetry's WSGI
     middleware wraps ours) and, without identity headers, baggage ``posthog.distinct_id``.
-
-    Stopped with SIGINT for now: uvicorn re-raises SIGTERM after its graceful stop, so
-    the process dies of it before atexit (issue #10, item 1); switch to SIGTERM once the
-    client flushes on SIGTERM."""
+    Stopped with SIGTERM, as Kubernetes stops a pod."""
     args, extra, capture_name = ZERO_CODE_APPS[framework]
     argv = [INSTRUMENT_CLI, sys.executable, *args]
     env = _env(server, OTEL_SERVICE_NAME=f"{framework}-zero-code", **ZERO_CODE_ENV, **extra)
     with _Server(argv, env, tmp_path) as app:
         served = _drive(app.base, baggage=True)
-        app.stop(signal.SIGINT if framework == "fastapi" else signal.SIGTERM)
+        app.stop(signal.SIGTERM)
     _check(server, served, capture_name, traced=True)

@@ -103,8 +103,19 @@ def test_asgi_lifespan_passes_through():
     async def app(scope, receive, send):
         calls.append((scope["type"], get_distinct_id()))
 
-    asyncio.run(PostHogASGIMiddleware(app)({"type": "lifespan"}, None, None))
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent = []
+
+    async def receive():
+        return next(messages)
+
+    async def send(message):
+        sent.append(message["type"])
+
+    asyncio.run(PostHogASGIMiddleware(app)({"type": "lifespan"}, receive, send))
     assert calls == [("lifespan", None)]
+    # The app took no part in the lifespan: the middleware served it (to flush at its end).
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
 
 
 def test_wsgi_headers_and_streaming_body(server, make_client):

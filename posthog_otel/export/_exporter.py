@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .._fork import fork_safe_condition, fork_safe_lock, reset_in_child
+from .._fork import fork_safe_condition, fork_safe_lock, hold_across_fork, reset_in_child
 from .._log import logger, mark_internal_thread, suppress_instrumentation
 from .._stats import StatsRecorder
 from .._threads import start_supervised
@@ -41,6 +41,19 @@ _ABANDON_GRACE = 0.2
 DEFAULT_ITEM_BYTES = 256
 DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
 ErrorCallback = Callable[[Exception, list[Event]], None]
+# What the flush thread may need, imported by the client on the creating thread (a fork
+# during an import on our thread would leave the child a half-imported module): the
+# transport (httpx, httpcore, certifi for its TLS context, the idna codec that the socket
+# layer loads on a first connection), Retry-After dates (email.utils) and the
+# suppression of OpenTelemetry instrumentation (if installed).
+THREAD_IMPORTS = (
+    "httpx",
+    "httpcore",
+    "certifi",
+    "encodings.idna",
+    "email.utils",
+    "opentelemetry.context",
+)
 
 
 class Lane(Protocol):
@@ -126,6 +139,7 @@ class BatchExporter:
         clock: Clock | None = None,
         on_error: ErrorCallback | None = None,
         thread_name: str = "posthog_otel-flush",
+        on_thread_start: Callable[[], None] | None = None,
     ) -> None:
         self._lane = lane
         self._transport = transport
@@ -134,6 +148,7 @@ class BatchExporter:
         self._clock = clock or SystemClock()
         self._on_error = on_error
         self._thread_name = thread_name
+        self._on_thread_start = on_thread_start
         self._flush_at = config.flush_at
         self._max_queue = config.max_queue_size
         self._max_bytes = config.max_queue_bytes
@@ -144,6 +159,7 @@ class BatchExporter:
     def _init_state(self) -> None:
         self._lock = fork_safe_lock()
         self._cond = fork_safe_condition(self._lock)  # the same lock: submit takes it bare
+        hold_across_fork(self._lock)  # a child inherits the queue between two operations
         self._sync_lock = fork_safe_lock()
         self._pending: deque[Event | Deferred] = deque()
         self._pending_bytes: deque[int] = deque()  # the estimate of each pending item
@@ -302,6 +318,11 @@ class BatchExporter:
     # ------------------------------------------------------------------ flush thread
 
     def _start_thread_locked(self) -> None:
+        if self._on_thread_start is not None:
+            try:  # from now on events wait in the queue: the owner prepares for exit
+                self._on_thread_start()
+            except Exception:  # best effort; never log here, under the queue's lock
+                pass
         self._thread = start_supervised(
             self._thread_name,
             self._run,

@@ -1,9 +1,9 @@
 """HTTP for the exporter and the flag calls: httpx, imported lazily.
 
-``import posthog_otel`` must stay cheap, so httpx is imported the first time a request
-is made, on the flush thread. A user-supplied ``httpx.Client`` is used as it is and
-never closed by us; our own client is rebuilt in a forked child (its pool belongs to
-the parent).
+``import posthog_otel`` must stay cheap, so httpx is imported when a client is created
+(on its thread: never on ours, where a fork could cut the import in half). A
+user-supplied ``httpx.Client`` is used as it is and never closed by us; our own client
+is rebuilt in a forked child (its pool belongs to the parent).
 
 Every request has an overall deadline of ``timeout`` seconds, not only httpx's
 per-phase timeouts (a server that trickles a byte a second would otherwise hold a
@@ -14,6 +14,11 @@ request forever). It is enforced twice:
   that reads the deadline of the request running on its thread;
 * on every client (a user's too), the response body is streamed and the clock checked
   between chunks.
+
+Our own clients share one TLS context per process, made when the first client is
+created, on its thread (``prepare``), and never again in a forked child; handshakes run
+in ``no_fork_during``. OpenSSL is not fork safe: a child forked while another thread was
+inside it (building a context, in a handshake) hangs on its first TLS context.
 
 The body read is capped at ``MAX_RESPONSE_BYTES`` (decoded): a hostile server cannot
 make us buffer more. Every failure of the call becomes a ``TransportError``, so that a
@@ -31,6 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._config import split_credentials
+from .._fork import no_fork_during
 from .._log import logger, quiet_http_loggers, thread_state
 
 if TYPE_CHECKING:
@@ -179,6 +185,12 @@ class HttpTransport:
         self._warned.add(what)
         logger.log(level, message, *args)
 
+    def prepare(self) -> None:
+        """On the thread that creates the client: make what our threads would otherwise
+        make at a moment when the parent may fork (the TLS context)."""
+        if self._user_client is None:
+            _tls_context()
+
     def _client(self) -> httpx.Client:
         if self._user_client is not None:
             return self._user_client
@@ -188,6 +200,7 @@ class HttpTransport:
 
             client = httpx.Client(
                 limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+                verify=_tls_context(),
             )
             _install_deadline_backend(client)
             self._own_client = client
@@ -208,6 +221,22 @@ class HttpTransport:
                 pass
             finally:
                 thread_state.requesting = False
+
+
+_tls: list[Any] = []  # the TLS context of our own clients, made once per process
+
+
+def _tls_context() -> Any:
+    """The one TLS context of our own clients (httpx's default one: certifi, or
+    ``SSL_CERT_FILE``/``SSL_CERT_DIR``), made once, never while a fork happens."""
+    if not _tls:
+        import httpx
+
+        create = getattr(httpx, "create_ssl_context", None)
+        with no_fork_during():
+            if not _tls:
+                _tls.append(create() if create is not None else True)
+    return _tls[0]
 
 
 # ------------------------------------------------------------------ deadline backend
@@ -242,7 +271,7 @@ def _remaining(timeout: float | None, error: type[Exception]) -> float | None:
 @functools.cache
 def _deadline_classes() -> tuple[type[Any], type[Any]]:
     """The stream and backend classes, built on first use: httpcore is imported with
-    httpx (on the flush thread), never by ``import posthog_otel``."""
+    httpx (when a client is created), never by ``import posthog_otel``."""
     import httpcore
 
     class DeadlineStream(httpcore.NetworkStream):
@@ -270,9 +299,10 @@ def _deadline_classes() -> tuple[type[Any], type[Any]]:
             server_hostname: str | None = None,
             timeout: float | None = None,
         ) -> httpcore.NetworkStream:
-            inner = self._inner.start_tls(
-                ssl_context, server_hostname, _remaining(timeout, httpcore.ConnectTimeout)
-            )
+            with no_fork_during():  # a handshake cut by a fork hangs the child's TLS
+                inner = self._inner.start_tls(
+                    ssl_context, server_hostname, _remaining(timeout, httpcore.ConnectTimeout)
+                )
             return DeadlineStream(inner)
 
         def get_extra_info(self, info: str) -> Any:
