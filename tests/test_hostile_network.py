@@ -198,8 +198,9 @@ def test_capture_request_has_an_overall_deadline(mode, clock):
         assert_accounted(client)
 
 
-def test_user_http_client_gets_the_body_deadline_too(clock):
-    with HostileServer("trickle_body") as hostile, httpx.Client() as http:
+@pytest.mark.parametrize("mode", ["trickle_body", "trickle_headers", "silent"])
+def test_user_http_client_gets_the_overall_deadline_too(mode, clock):
+    with HostileServer(mode) as hostile, httpx.Client() as http:
         client = Client(
             API_KEY, host=hostile.url, timeout=1, max_retries=0, http_client=http, _clock=clock
         )
@@ -209,6 +210,42 @@ def test_user_http_client_gets_the_body_deadline_too(clock):
             assert delivered is False and elapsed < 5
         finally:
             within(10, lambda: client.close(1))
+
+
+def test_the_deadline_backend_wraps_a_shared_user_client_once(server):
+    """Two clients on one ``http_client``: its pool's backend is wrapped once, and the
+    user's own requests (no deadline on their thread) pass through unchanged."""
+    with httpx.Client() as http:
+        first = HttpTransport(server.url, user_agent="t", http_client=http)
+        second = HttpTransport(server.url, user_agent="t", http_client=http)
+        assert first.request("GET", "/flags/definitions", timeout=5).status
+        assert second.request("GET", "/flags/definitions", timeout=5).status
+        backend = http._transport._pool._network_backend
+        assert type(backend).__name__ == "DeadlineBackend"
+        assert type(backend._inner).__name__ != "DeadlineBackend"
+        assert http.get(server.url + "/flags/definitions").status_code
+
+
+def test_a_client_without_the_expected_internals_keeps_working():
+    """Should httpx change its internals, requests still go (with the body check only)."""
+
+    class Unusual(httpx.Client):
+        """A client whose pool is not where today's httpx keeps it."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._renamed = self.__dict__.pop("_transport")
+
+        def _transport_for_url(self, url: httpx.URL) -> httpx.BaseTransport:
+            return self._renamed
+
+    http = Unusual()
+    try:
+        with HostileServer("ok") as hostile:
+            transport = HttpTransport(hostile.url, user_agent="t", http_client=http)
+            assert transport.request("GET", "/x", timeout=5).status == 200
+    finally:
+        http._renamed.close()
 
 
 @pytest.mark.parametrize("mode", ["trickle_body", "trickle_headers"])

@@ -9,11 +9,13 @@ Every request has an overall deadline of ``timeout`` seconds, not only httpx's
 per-phase timeouts (a server that trickles a byte a second would otherwise hold a
 request forever). It is enforced twice:
 
-* on our own client, every socket operation of the request (connect, TLS, each send,
-  each read, headers included) is given at most the time left, by a network backend
-  that reads the deadline of the request running on its thread;
-* on every client (a user's too), the response body is streamed and the clock checked
-  between chunks.
+* every socket operation of the request (connect, TLS, each send, each read, headers
+  included) is given at most the time left, by a network backend that reads the
+  deadline of the request running on its thread. A user's ``http_client`` gets it too
+  (its pools' backend is wrapped once; the user's own requests, on threads with no
+  deadline of ours, pass through unchanged); a custom transport without an httpcore
+  pool, or an httpx whose internals moved, keeps only the next check;
+* the response body is streamed and the clock checked between chunks.
 
 The body read is capped at ``MAX_RESPONSE_BYTES`` (decoded): a hostile server cannot
 make us buffer more. Every failure of the call becomes a ``TransportError``, so that a
@@ -80,6 +82,7 @@ class HttpTransport:
         self._host, self._credentials = split_credentials(host.rstrip("/"))
         self._user_agent = user_agent
         self._user_client = http_client
+        self._user_client_wrapped = False
         self._own_client: httpx.Client | None = None
         self._max_response_bytes = max_response_bytes
         self._warned: set[str] = set()
@@ -177,8 +180,12 @@ class HttpTransport:
         logger.log(level, message, *args)
 
     def _client(self) -> httpx.Client:
-        if self._user_client is not None:
-            return self._user_client
+        user_client = self._user_client
+        if user_client is not None:
+            if not self._user_client_wrapped:
+                self._user_client_wrapped = True
+                _install_deadline_backend(user_client)
+            return user_client
         client = self._own_client
         if client is None:
             import httpx
@@ -208,18 +215,25 @@ class HttpTransport:
 
 
 def _install_deadline_backend(client: httpx.Client) -> None:
-    """Give every connection pool of our own client the deadline-aware backend.
+    """Give every connection pool of ``client`` the deadline-aware backend (once).
 
     httpx has no public way to pass a network backend; the pools keep it in
-    ``_network_backend``. Should that change, requests keep the streaming check only."""
-    import httpcore
+    ``_network_backend``. Should that change (or the transport be a custom one), requests
+    keep the streaming check only: this never raises."""
+    try:
+        import httpcore
 
-    backend_class = _deadline_classes()[1]
-    for transport in (client._transport, *client._mounts.values()):
-        pool = getattr(transport, "_pool", None)
-        backend = getattr(pool, "_network_backend", None)
-        if isinstance(backend, httpcore.NetworkBackend):
-            pool._network_backend = backend_class(backend)  # type: ignore[union-attr]
+        backend_class = _deadline_classes()[1]
+        transports = (getattr(client, "_transport", None), *getattr(client, "_mounts", {}).values())
+        for transport in transports:
+            pool = getattr(transport, "_pool", None)
+            backend = getattr(pool, "_network_backend", None)
+            if isinstance(backend, httpcore.NetworkBackend) and not isinstance(
+                backend, backend_class
+            ):
+                pool._network_backend = backend_class(backend)  # type: ignore[union-attr]
+    except Exception:
+        logger.debug("the request deadline backend could not be installed", exc_info=True)
 
 
 def _remaining(timeout: float | None, error: type[Exception]) -> float | None:
