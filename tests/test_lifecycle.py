@@ -12,12 +12,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from posthog_otel import Client
 from posthog_otel.testing import FakePostHog
 
 from .conftest import API_KEY
+from .test_delivery import assert_accounted
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,6 +123,52 @@ def test_flush_shares_its_timeout_with_the_flags_worker(silent):
         assert time.monotonic() - started < 3.0
     finally:
         client.close(0.5)
+
+
+def test_sync_mode_close_returns_within_its_timeout_while_a_caller_sends(server):
+    """sync_mode: a caller thread blocked in a request does not hold close() up."""
+    requested = threading.Event()
+    http = httpx.Client(event_hooks={"request": [lambda request: requested.set()]})
+    client = Client(
+        API_KEY,
+        host=server.url,
+        sync_mode=True,
+        timeout=30.0,
+        http_client=http,
+        _exit_hook=False,
+    )
+    hold = server.hold_next()
+    sending = threading.Thread(target=client.capture, args=("e", "u1"))
+    sending.start()
+    assert requested.wait(10)  # the capture's request is held by the server
+    try:
+        assert _timed_close(client, 0.5) < 3.0
+        stats = client.stats
+        assert stats.dropped["shutdown"] == 1 and stats.queued == stats.in_flight == 0
+    finally:
+        hold.set()
+        sending.join(10)
+        http.close()
+    stats = client.stats  # the late answer is not counted again
+    assert stats.sent == 0 and stats.dropped["shutdown"] == 1
+    assert_accounted(client)
+
+
+def test_sync_mode_close_cuts_its_own_delivery_at_the_deadline(server):
+    client = Client(
+        API_KEY, host=server.url, sync_mode=True, timeout=30.0, max_retries=0, _exit_hook=False
+    )
+    server.fail_next(1, 503)
+    client.capture("e", "u1")  # fails its cycle: retained for the next flush
+    assert client.stats.retained == 1
+    hold = server.hold_next()
+    try:
+        assert _timed_close(client, 0.5) < 3.0  # close's flush must not wait 30 s
+    finally:
+        hold.set()
+    stats = client.stats
+    assert stats.dropped["shutdown"] == 1 and stats.sent == 0
+    assert_accounted(client)
 
 
 # ------------------------------------------------------------------ item 10: exit order
@@ -282,3 +330,15 @@ def test_exit_stops_the_flag_poller_and_flags_still_answer(server: FakePostHog):
     proc = _run(script)
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.split() == [b"closed", b"True", b"beta", b"True"], proc.stderr.decode()
+
+
+def test_sync_mode_flush_zero_leaves_the_queue_as_it_is(server):
+    client = Client(API_KEY, host=server.url, sync_mode=True, max_retries=0, _exit_hook=False)
+    server.fail_next(1, 503)
+    client.capture("e", "u1")  # retained after its failed cycle
+    assert client.flush(0) is False  # no time: nothing is sent, nothing fails again
+    assert client.stats.retained == 1 and client.stats.failed_batches == 0
+    assert client.flush(5) is True
+    assert server.event_names() == ["e"]
+    client.close(1)
+    assert_accounted(client)

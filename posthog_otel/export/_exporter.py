@@ -144,6 +144,9 @@ class BatchExporter:
         self._lock = fork_safe_lock()
         self._cond = fork_safe_condition(self._lock)  # the same lock: submit takes it bare
         self._sync_lock = fork_safe_lock()
+        # sync_mode: when the delivery running on a caller's thread must end (a
+        # ``flush(timeout)`` or ``close(timeout)``); ``None`` for a capture's own send.
+        self._sync_deadline: float | None = None
         self._pending: deque[Event | Deferred] = deque()
         self._pending_bytes: deque[int] = deque()  # the estimate of each pending item
         self._bytes = 0  # estimates of pending items + encoded size of carry and retained
@@ -214,7 +217,7 @@ class BatchExporter:
         flush and return at once).
         """
         if self._sync:
-            return self._drain_sync()
+            return self._drain_sync(timeout=timeout)
         if self.on_worker_thread():
             # Called from on_error on our own thread: it cannot wait for itself.
             with self._cond:
@@ -362,7 +365,10 @@ class BatchExporter:
         """Send batches until the queue is empty (a timer or size trigger stops once fewer
         than ``flush_at`` remain); stop at the first batch that has to be retained."""
         first = True
+        deadline = self._sync_deadline
         while not self._abandon:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False  # out of time: what is left stays queued
             batch = self._take_batch(explicit=explicit, first=first)
             if batch is None:
                 return True
@@ -371,8 +377,14 @@ class BatchExporter:
                 return False
         return False
 
-    def _drain_sync(self, *, explicit: bool = True) -> bool:
-        with self._sync_lock:
+    def _drain_sync(self, *, explicit: bool = True, timeout: float | None = None) -> bool:
+        """sync_mode: deliver on the caller's thread. With ``timeout``, neither waiting for
+        another caller's delivery nor this one's requests and backoff outlast it (what is
+        not delivered by then stays queued, for ``close()`` to count)."""
+        if not self._sync_lock.acquire(timeout=-1 if timeout is None else timeout):
+            return False
+        try:
+            self._sync_deadline = None if timeout is None else time.monotonic() + timeout
             with self._cond:
                 failures = self._failures
             try:
@@ -383,6 +395,9 @@ class BatchExporter:
                 ok = False
             with self._cond:
                 return ok and self._failures == failures
+        finally:
+            self._sync_deadline = None
+            self._sync_lock.release()
 
     def _take_batch(self, *, explicit: bool, first: bool) -> _Batch | None:
         """The next batch to send: the retained one, else up to ``max_batch_size`` events
@@ -522,19 +537,29 @@ class BatchExporter:
         retry_after: float | None = None
         status: int | None = None
         error = DeliveryError("not sent")
+        deadline = self._sync_deadline
         for attempt in range(self._config.max_retries + 1):
             if attempt:
-                if self._abandon:
+                if self._abandon or (deadline is not None and time.monotonic() >= deadline):
                     break
                 with self._stats.lock:
                     self._stats.retries += 1
-                self._sleep(backoff(attempt - 1, retry_after))
+                wait = backoff(attempt - 1, retry_after)
+                if deadline is not None:
+                    wait = min(wait, deadline - time.monotonic())
+                self._sleep(wait)
                 if self._abandon:
+                    break
+            timeout = self._config.timeout
+            if deadline is not None:
+                timeout = min(timeout, deadline - time.monotonic())
+                if timeout <= 0:
+                    error = DeliveryError("not sent: out of time")
                     break
             try:
                 path, body, headers = self._lane.request(batch.payloads)
                 response = self._transport.request(
-                    "POST", path, content=body, headers=headers, timeout=self._config.timeout
+                    "POST", path, content=body, headers=headers, timeout=timeout
                 )
             except TransportError as exc:
                 status, retry_after = None, None
