@@ -106,13 +106,27 @@ def check_int(name: str, value: object, minimum: int) -> int:
     return value
 
 
+# The longest time any wait, timeout or deadline is given: one day. Longer values (``1e12``,
+# ``inf``) mean "as long as it takes" and are capped, since locks, sockets and ``poll``
+# refuse them (an ``OverflowError`` that used to drop every batch or break ``close()``).
+MAX_SECONDS = 86_400.0
+
+
 def check_float(name: str, value: object, minimum: float = 0.0, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """A duration in seconds: ``ValueError`` for a non-number, NaN or out of range;
+    capped at ``MAX_SECONDS``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
         raise ValueError(f"{name} must be a number of seconds, got {value!r}")
     if value < minimum or (positive and value <= 0):
         bound = "> 0" if positive else f">= {minimum}"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
-    return float(value)
+    return min(float(value), MAX_SECONDS)
+
+
+def capped_seconds(value: float) -> float:
+    """A timeout given to a call (``flush``, ``close``), within ``[0, MAX_SECONDS]``;
+    NaN counts as 0 (do not wait). Never raises."""
+    return min(value, MAX_SECONDS) if value > 0 else 0.0
 
 
 def check_callable(name: str, value: object) -> Callable[..., object] | None:

@@ -998,9 +998,13 @@ class Client:
         if self._exporter.on_worker_thread():
             # From on_error, on the flush thread: finish in a helper thread (SHU-06).
             threading.Thread(
-                target=self._exporter.close, args=(timeout,), name="posthog_otel-close"
+                target=self._close_parts, args=(deadline,), name="posthog_otel-close"
             ).start()
             return False
+        return self._close_parts(deadline)
+
+    def _close_parts(self, deadline: float | None) -> bool:
+        """Stop the flags worker, the flag poller and the exporter within ``deadline``."""
         try:
             self._flags_worker.close(_remaining(deadline))
             if "_flags" in self.__dict__:  # never built: nothing to stop
@@ -1059,7 +1063,7 @@ def _warn_if_cleartext(host: str) -> None:
 
 def _deadline(timeout: float | None) -> float | None:
     """The monotonic time by which a call given ``timeout`` seconds must return."""
-    return None if timeout is None else time.monotonic() + max(timeout, 0.0)
+    return None if timeout is None else time.monotonic() + _config.capped_seconds(timeout)
 
 
 def _remaining(deadline: float | None) -> float | None:

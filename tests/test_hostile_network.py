@@ -16,7 +16,7 @@ import pytest
 from posthog_otel import Client
 from posthog_otel._threads import start_supervised
 from posthog_otel.export import SystemClock
-from posthog_otel.export._retry import COOLDOWN_MAX, MAX_BACKOFF, parse_retry_after
+from posthog_otel.export._retry import COOLDOWN_MAX, MAX_BACKOFF, backoff, parse_retry_after
 from posthog_otel.export._transport import HttpTransport, TransportError
 from posthog_otel.testing import FakePostHog
 
@@ -83,6 +83,45 @@ def test_huge_retry_after_does_not_kill_the_flush_thread(server, make_client, re
     stats = client.stats
     assert stats.thread_restarts == 0 and stats.sent == 2
     assert client._exporter._thread.is_alive()
+
+
+def test_backoff_never_overflows_whatever_max_retries_is():
+    assert 0 < backoff(5_000, None) <= MAX_BACKOFF * 1.2
+    assert backoff(5_000, 10.0) <= MAX_BACKOFF * 1.2
+
+
+@pytest.mark.parametrize("value", [1e12, float("inf")])
+def test_huge_timeouts_are_capped_and_everything_still_works(server, value):
+    client = Client(
+        API_KEY,
+        host=server.url,
+        timeout=value,
+        shutdown_timeout=value,
+        feature_flags_request_timeout=value,
+        _exit_hook=False,
+    )
+    server.set_flags({"flags": {"beta": {"key": "beta", "enabled": True}}})
+    client.capture("e", "u")
+    assert within(20, lambda: client.flush(value))[0] is True
+    assert within(20, lambda: client.get_feature_flag("beta", "u"))[0] is True
+    assert within(20, lambda: client.close(value))[0] is True
+    assert not client._exporter._thread.is_alive()
+    assert server.event_names()[0] == "e"
+    assert_accounted(client)
+
+
+@pytest.mark.parametrize("name", ["timeout", "flush_interval", "shutdown_timeout"])
+def test_nan_seconds_are_refused(name):
+    with pytest.raises(ValueError, match=name):
+        Client(API_KEY, **{name: float("nan")})
+
+
+def test_flush_and_close_with_nan_timeout_do_not_wait_or_raise(server):
+    client = Client(API_KEY, host=server.url, _exit_hook=False)
+    assert within(10, lambda: client.flush(float("nan")))[0] in (True, False)
+    assert within(10, lambda: client.close(float("nan")))[0] in (True, False)
+    assert client.capture("after", "u") is None
+    assert_accounted(client)
 
 
 def test_a_huge_flush_interval_cannot_overflow_a_wait(server, make_client):

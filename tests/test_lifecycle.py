@@ -342,3 +342,33 @@ def test_sync_mode_flush_zero_leaves_the_queue_as_it_is(server):
     assert server.event_names() == ["e"]
     client.close(1)
     assert_accounted(client)
+
+
+def test_close_from_on_error_also_stops_the_flag_poller(server):
+    """close() called by on_error (on the flush thread) finishes on a helper thread: all
+    of it, not only the exporter (the poller used to poll on for ever)."""
+    box: list[Client] = []
+    handled = threading.Event()
+
+    def on_error(exc: Exception, events: list[dict[str, object]]) -> None:
+        box[0].close(2)
+        handled.set()
+
+    client = Client(
+        API_KEY,
+        host=server.url,
+        personal_api_key="phx_secret",
+        on_error=on_error,
+        _exit_hook=False,
+    )
+    box.append(client)
+    client.get_feature_flag("flag", "u1", only_evaluate_locally=True)  # starts the poller
+    poller = client._flags.loader._thread
+    assert poller is not None
+    server.fail_next(1, 401)
+    client.capture("rejected", "u1")
+    client.flush(5)
+    assert handled.wait(5)
+    poller.join(5)
+    assert not poller.is_alive()
+    assert_accounted(client)

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from .._config import capped_seconds
 from .._fork import (
     fork_safe_condition,
     fork_safe_event,
@@ -108,7 +109,7 @@ class DefinitionsLoader:
     def wait_loaded(self, timeout: float) -> bool:
         """Wait up to ``timeout`` for the first refresh to finish (whatever its outcome)."""
         self.start()
-        return self._loaded.wait(timeout)
+        return self._loaded.wait(capped_seconds(timeout))
 
     def close(self, timeout: float | None = None) -> None:
         """Stop polling; wait for a refresh in progress at most ``timeout`` seconds
