@@ -69,11 +69,19 @@ def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
 
 
 def mask_credentials(url: str) -> str:
-    """``url`` fit for a repr, a log line or an error message: the password of a
-    ``user:password@`` replaced by ``***``. Never raises, even on a malformed URL."""
-    import re
-
-    return re.sub(r"(^|//)([^/@:]*):[^/@]*@", r"\1\2:***@", url)
+    """``url`` fit for a repr, a log line or an error message: what stands before the
+    last ``@`` of the authority masked (``user:***@``, or ``***@`` for a lone name, which
+    is often a token). A password with an unencoded ``@`` or ``/`` is masked whole too.
+    Never raises, even on a malformed URL."""
+    scheme_end = url.find("//")
+    start = 0 if scheme_end < 0 else scheme_end + 2
+    end = min((i for i in (url.find("?", start), url.find("#", start)) if i >= 0), default=len(url))
+    at = url.rfind("@", start, end)
+    if at < 0:
+        return url
+    user, colon, _ = url[start:at].partition(":")
+    shown = f"{user}:***" if colon and "/" not in user else "***"
+    return url[:start] + shown + url[at:]
 
 
 def _host_problem(value: str, shown: str) -> str:

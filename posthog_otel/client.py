@@ -296,7 +296,11 @@ class Client:
         """For integrations: queue a deferred event (built on the flush thread), counted
         as attempted. ``nbytes``: an estimate of what it keeps alive (``max_queue_bytes``)."""
         self._attempt()
-        return self._submit_event(item, nbytes)
+        if self._submit_event(item, nbytes):
+            if self._exit_deadline is not None:
+                self.flush()  # after the exit hook ran, nothing else would send it
+            return True
+        return False
 
     def _refuse(self) -> str | None:
         """For integrations: an event handed to the client while it accepts none."""

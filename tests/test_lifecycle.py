@@ -372,3 +372,40 @@ def test_close_from_on_error_also_stops_the_flag_poller(server):
     poller.join(5)
     assert not poller.is_alive()
     assert_accounted(client)
+
+
+def test_integration_events_handed_over_after_the_exit_flush_arrive(server: FakePostHog):
+    """A structlog event (nothing flushes for the processor) and a span through a
+    SimpleSpanProcessor of a provider that never shuts down, both from an exit hook that
+    runs after the client's: queued deferred items are delivered like captures."""
+    script = f"""
+    import atexit
+    import structlog
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    def late():  # registered before the client's exit hook: runs after it
+        structlog.get_logger().info("structlog_at_exit", distinct_id="u1")
+        with provider.get_tracer("t").start_as_current_span(
+            "span_at_exit", attributes={{"posthog.distinct_id": "u1"}}
+        ):
+            pass
+
+    atexit.register(late)
+    from posthog_otel import Client
+    from posthog_otel.otel import PostHogSpanExporter
+    from posthog_otel.structlog import PostHogProcessor
+
+    client = Client({API_KEY!r}, host={server.url!r}, flush_interval=3600)
+    structlog.configure(
+        processors=[PostHogProcessor(client), lambda logger, method, event: ""],
+        logger_factory=structlog.ReturnLoggerFactory(),
+    )
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(PostHogSpanExporter(client)))
+    """
+    proc = _run(script)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert sorted(server.event_names()) == ["span_at_exit", "structlog_at_exit"], (
+        proc.stderr.decode()
+    )
