@@ -227,6 +227,35 @@ def test_overrides_set_in_a_request_end_with_it(make_client):
         assert alice_request.json["person_properties"]["plan"] == "pro"
 
 
+def test_overrides_set_in_a_request_hold_while_its_body_streams(make_client):
+    """A streamed WSGI body runs in the request's own context: overrides set while the
+    app ran still apply to flag reads made as the body is produced."""
+    with FakePostHog(flag_definitions=ADMIN_DEFS) as server:
+        client = make_client(host=server.url, secret_key=SECRET)
+
+        def app(environ, start_response):
+            client.set_person_properties_for_flags({"role": "admin"})
+            start_response("200 OK", [("Content-Type", "text/plain")])
+
+            def body():
+                for _ in range(2):
+                    admin = client.get_feature_flag("admin-panel", only_evaluate_locally=True)
+                    yield f"{get_distinct_id()}:{admin};".encode()
+
+            return body()
+
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/",
+            "HTTP_X_POSTHOG_DISTINCT_ID": "alice",
+            "wsgi.url_scheme": "http",
+            "SERVER_NAME": "example.test",
+        }
+        chunks = PostHogWSGIMiddleware(app)(environ, lambda status, headers: None)
+        assert b"".join(chunks) == b"alice:True;alice:True;"
+        assert get_distinct_id() is None  # nothing leaked out of the request
+
+
 def test_overrides_in_nested_contexts_and_resets(make_client):
     with FakePostHog(flag_definitions=ADMIN_DEFS) as server:
         client = make_client(host=server.url, secret_key=SECRET)
