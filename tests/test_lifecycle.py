@@ -409,3 +409,30 @@ def test_integration_events_handed_over_after_the_exit_flush_arrive(server: Fake
     assert sorted(server.event_names()) == ["span_at_exit", "structlog_at_exit"], (
         proc.stderr.decode()
     )
+
+
+def test_close_is_not_held_up_by_a_slow_definitions_cache_provider(server):
+    from posthog_otel.testing import InMemoryFlagDefinitionCache
+
+    release = threading.Event()
+    shutdowns: list[int] = []
+
+    class Stuck(InMemoryFlagDefinitionCache):
+        def shutdown(self) -> None:
+            shutdowns.append(1)
+            release.wait(30)
+
+    client = Client(
+        API_KEY,
+        host=server.url,
+        personal_api_key="phx_secret",
+        flag_definition_cache_provider=Stuck(should_fetch=True),
+        _exit_hook=False,
+    )
+    client.get_feature_flag("flag", "u1", only_evaluate_locally=True)  # starts the poller
+    try:
+        assert _timed_close(client, 0.5) < 3.0
+        assert _timed_close(client, 0.5) < 3.0
+    finally:
+        release.set()
+    assert shutdowns == [1]  # once, however often close() runs
