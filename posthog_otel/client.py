@@ -493,17 +493,24 @@ class Client:
         self, distinct_id: str, groups: Mapping[str, Any]
     ) -> dict[str, Any] | None:
         """The flags worker's request: ``$feature/*`` properties from one ``/flags`` call."""
-        did, results = self._flags.evaluate(
+        did, results = self._event_flags(distinct_id, groups, remote=True)
+        return FlagEvaluations(did, results).event_properties() if results else None
+
+    def _event_flags(
+        self, distinct_id: object, groups: Mapping[str, Any] | None, *, remote: bool
+    ) -> tuple[str | None, dict[str, FlagResult]]:
+        """Every flag for an event's ``send_feature_flags``: one ``/flags`` call
+        (``remote``), or local evaluation only."""
+        return self._flags.evaluate(
             distinct_id,
             flag_keys=None,
             groups=groups,
             person_properties=None,
             group_properties=None,
-            only_evaluate_locally=False,
-            force_remote=True,
+            only_evaluate_locally=not remote,
+            force_remote=remote,
             disable_geoip=None,
         )
-        return FlagEvaluations(did, results).event_properties() if results else None
 
     def _deliver_completed(self, event: Event) -> None:
         """A worker-completed event: ``before_send`` (on the worker), then the queue."""
@@ -522,16 +529,7 @@ class Client:
             definitions = self._flags.definitions(wait=False)
             if definitions is None:
                 return None
-            did, results = self._flags.evaluate(
-                distinct_id,
-                flag_keys=None,
-                groups=groups,
-                person_properties=None,
-                group_properties=None,
-                only_evaluate_locally=True,
-                force_remote=False,
-                disable_geoip=None,
-            )
+            did, results = self._event_flags(distinct_id, groups, remote=False)
             return FlagEvaluations(did, results)
         except Exception as exc:
             self._stats.correct(

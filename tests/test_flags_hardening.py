@@ -23,6 +23,9 @@ from posthog_otel.flags._results import FlagResult
 from posthog_otel.middleware import PostHogWSGIMiddleware
 from posthog_otel.testing import FakeClock, FakePostHog
 
+from .test_flags_loading import DEFS, SECRET
+from .test_fork_safety import REMOTE_ONLY_FLAG
+
 # ---------------------------------------------------------------- item 14: result cache
 
 
@@ -73,14 +76,6 @@ def test_result_cache_entries_expire_with_the_clock():
 
 # ---------------------------------------------------------------- item 6: slow first load
 
-SECRET = "phs_secret"
-BETA = {
-    "id": 1,
-    "key": "beta-ui",
-    "active": True,
-    "filters": {"groups": [{"rollout_percentage": 100}]},
-}
-DEFS = {"flags": [BETA], "group_type_mapping": {}, "cohorts": {}}
 REMOTE_BETA = {"flags": {"beta-ui": {"key": "beta-ui", "enabled": True}}}
 
 
@@ -142,20 +137,7 @@ ADMIN_DEFS = {
                 ]
             },
         },
-        {
-            # A static cohort: only the server can decide, so every read asks /flags.
-            "id": 12,
-            "key": "remote-flag",
-            "active": True,
-            "filters": {
-                "groups": [
-                    {
-                        "properties": [{"key": "id", "type": "cohort", "value": 99}],
-                        "rollout_percentage": 100,
-                    }
-                ]
-            },
-        },
+        REMOTE_ONLY_FLAG,
     ],
     "group_type_mapping": {},
     "cohorts": {},

@@ -145,6 +145,20 @@ def test_a_child_reads_flags_although_a_thread_held_the_flag_locks_at_the_fork(m
 
 SECRET = "phs_secret"
 FORKS = 200
+# A static cohort: only the server can decide, so every read of it goes to /flags.
+REMOTE_ONLY_FLAG = {
+    "id": 2,
+    "key": "remote-flag",
+    "active": True,
+    "filters": {
+        "groups": [
+            {
+                "properties": [{"key": "id", "type": "cohort", "value": 99}],
+                "rollout_percentage": 100,
+            }
+        ]
+    },
+}
 CHILD_DEADLINE = 10.0
 DEFINITIONS = {
     "flags": [
@@ -154,20 +168,7 @@ DEFINITIONS = {
             "active": True,
             "filters": {"groups": [{"rollout_percentage": 50}]},
         },
-        {
-            # A static cohort: only the server can tell, so every read goes to /flags.
-            "id": 2,
-            "key": "remote-flag",
-            "active": True,
-            "filters": {
-                "groups": [
-                    {
-                        "properties": [{"key": "id", "type": "cohort", "value": 99}],
-                        "rollout_percentage": 100,
-                    }
-                ]
-            },
-        },
+        REMOTE_ONLY_FLAG,
     ],
     "group_type_mapping": {},
     "cohorts": {},
