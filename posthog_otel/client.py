@@ -968,8 +968,8 @@ class Client:
             at_exit = self._exit_deadline
             if at_exit is not None:  # at interpreter exit: one deadline for every flush
                 deadline = at_exit if deadline is None else min(deadline, at_exit)
-            self._flags_worker.drain(_remaining(deadline))
-            delivered = self._exporter.flush(_remaining(deadline))
+            drained = self._flags_worker.drain(_remaining(deadline))
+            delivered = self._exporter.flush(_remaining(deadline)) and drained
             if (
                 not delivered
                 and at_exit is not None
@@ -977,7 +977,8 @@ class Client:
                 and not self._exporter.on_worker_thread()  # on_error cannot wait for itself
             ):
                 queued, in_flight, _ = self._exporter.depths
-                if queued or in_flight:  # out of time or failing: count the loss now
+                waiting, _ = self._flags_worker.counts()
+                if queued or in_flight or waiting:  # out of time or failing: count the loss
                     self.close(_remaining(at_exit))
             return delivered
         except Exception:

@@ -436,3 +436,22 @@ def test_close_is_not_held_up_by_a_slow_definitions_cache_provider(server):
     finally:
         release.set()
     assert shutdowns == [1]  # once, however often close() runs
+
+
+def test_an_event_still_waiting_for_flags_at_exit_is_counted(server: FakePostHog):
+    hold = server.hold_next(path="/flags")
+    script = f"""
+    import logging
+    logging.basicConfig()
+    from posthog_otel import Client
+
+    client = Client({API_KEY!r}, host={server.url!r}, shutdown_timeout=1.0,
+                    feature_flags_request_timeout=20)
+    client.capture("with_flags", "u1", send_feature_flags=True)
+    """
+    try:
+        proc = _run(script)
+    finally:
+        hold.set()
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert b"dropped 1 event(s): shutdown" in proc.stderr, proc.stderr.decode()
