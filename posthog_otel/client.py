@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import atexit
 import ipaddress
+import os
+import sys
 import threading
 import time
 import weakref
@@ -1173,4 +1175,34 @@ def _close_all_at_exit() -> None:
             pass
 
 
+class _MultiprocessingExit:
+    """A ``multiprocessing`` child ends with ``os._exit``: no atexit hook runs there, and
+    what its clients queued would be lost. Its finalizers do run when the child ends
+    normally, so the exit flush is registered as one, from multiprocessing's own
+    after-fork hook (the child's bootstrap clears the finalizers inherited or registered
+    before it)."""
+
+    def after_fork(self, _: object) -> None:
+        util = sys.modules.get("multiprocessing.util")
+        if util is not None:
+            util.Finalize(None, _close_all_at_exit, exitpriority=0)
+
+
+_multiprocessing_exit = _MultiprocessingExit()
+
+
+def _flush_at_exit_of_forked_child() -> None:
+    """In a forked child with open clients: ask multiprocessing (if it is the one
+    forking) to run the exit flush at the end of its child. A plain ``os.fork`` child
+    exits through atexit as usual."""
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None and _live_clients:
+        try:
+            util.register_after_fork(_multiprocessing_exit, _multiprocessing_exit.after_fork)
+        except Exception:
+            logger.debug("could not register the exit flush of a forked child", exc_info=True)
+
+
 atexit.register(_close_all_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_flush_at_exit_of_forked_child)

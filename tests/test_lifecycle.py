@@ -455,3 +455,26 @@ def test_an_event_still_waiting_for_flags_at_exit_is_counted(server: FakePostHog
         hold.set()
     assert proc.returncode == 0, proc.stderr.decode()
     assert b"dropped 1 event(s): shutdown" in proc.stderr, proc.stderr.decode()
+
+
+def test_a_multiprocessing_child_delivers_what_it_captured(server: FakePostHog):
+    """A multiprocessing child ends with os._exit (no atexit hooks): its events are
+    flushed by a multiprocessing finalizer instead of being lost."""
+    script = f"""
+    import multiprocessing
+    from posthog_otel import Client
+
+    client = Client({API_KEY!r}, host={server.url!r}, flush_interval=3600)
+
+    def work():
+        client.capture("from_child", "u1")
+
+    child = multiprocessing.get_context("fork").Process(target=work)
+    child.start()
+    child.join(20)
+    assert child.exitcode == 0
+    client.capture("from_parent", "u1")
+    """
+    proc = _run(script)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert sorted(server.event_names()) == ["from_child", "from_parent"], proc.stderr.decode()
