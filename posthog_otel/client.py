@@ -978,7 +978,7 @@ class Client:
                 and not self._closed
                 and not self._exporter.on_worker_thread()  # on_error cannot wait for itself
             ):
-                queued, in_flight, _ = self._exporter.depths
+                _, queued, in_flight, _ = self._exporter.counts()
                 waiting, _ = self._flags_worker.counts()
                 if queued or in_flight or waiting:  # out of time or failing: count the loss
                     self.close(_remaining(at_exit))

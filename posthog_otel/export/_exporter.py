@@ -276,22 +276,10 @@ class BatchExporter:
         """True when called on this exporter's flush thread (from ``on_error``)."""
         return self._thread is not None and self._thread is threading.current_thread()
 
-    @property
-    def depths(self) -> tuple[int, int, int]:
-        """(queued, in_flight, retained) right now."""
-        with self._cond:
-            retained = len(self._retained) if self._retained is not None else 0
-            return len(self._pending) + self._held, self._in_flight, retained
-
-    @property
-    def accepted(self) -> int:
-        """Events that entered the queue (``stats.enqueued``): deferred items that turned
-        out not to be events are counted by the builder as drops before the queue instead."""
-        with self._cond:
-            return self._accepted - self._not_events
-
     def counts(self) -> tuple[int, int, int, int]:
-        """(enqueued, queued, in_flight, retained), read together under the queue's lock."""
+        """(enqueued, queued, in_flight, retained), read together under the queue's lock.
+        ``enqueued`` leaves out deferred items that turned out not to be events: their
+        builder counted them as drops before the queue."""
         with self._cond:
             retained = len(self._retained) if self._retained is not None else 0
             return (
