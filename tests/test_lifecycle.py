@@ -478,3 +478,13 @@ def test_a_multiprocessing_child_delivers_what_it_captured(server: FakePostHog):
     proc = _run(script)
     assert proc.returncode == 0, proc.stderr.decode()
     assert sorted(server.event_names()) == ["from_child", "from_parent"], proc.stderr.decode()
+
+
+def test_a_closed_client_opens_no_new_connections(server):
+    client = Client(API_KEY, host=server.url, _exit_hook=False)
+    client.capture("e", "u1")
+    assert client.close(5) is True
+    assert client.get_feature_flag("beta", "u1") is None  # no request: the default
+    assert client.is_feature_enabled("beta", "u1", default_value=True) is True
+    assert [r for r in server.requests if r.path == "/flags"] == []
+    assert client._transport._own_client is None

@@ -84,6 +84,7 @@ class HttpTransport:
         self._user_client = http_client
         self._user_client_wrapped = False
         self._own_client: httpx.Client | None = None
+        self._closed = False  # after close(): no request builds a new pool
         self._max_response_bytes = max_response_bytes
         self._warned: set[str] = set()
 
@@ -99,6 +100,8 @@ class HttpTransport:
     ) -> Response:
         """Send one request and read its answer within ``timeout`` seconds overall;
         raise ``TransportError`` when no usable answer arrived."""
+        if self._closed:
+            raise TransportError("the client is closed", permanent=True)
         import httpx
 
         all_headers = {"User-Agent": self._user_agent}
@@ -202,7 +205,9 @@ class HttpTransport:
         self._own_client = None
 
     def close(self) -> None:
-        """Close the client we created (never a user's)."""
+        """Close the client we created (never a user's); later requests fail at once
+        (a flag read on a closed client must not open a pool that nobody closes)."""
+        self._closed = True
         client, self._own_client = self._own_client, None
         if client is not None:
             try:
