@@ -4,6 +4,7 @@ hosts, errors that escape a background thread's loop."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -18,6 +19,7 @@ from posthog_otel._threads import start_supervised
 from posthog_otel.export import SystemClock
 from posthog_otel.export._retry import COOLDOWN_MAX, MAX_BACKOFF, backoff, parse_retry_after
 from posthog_otel.export._transport import HttpTransport, TransportError
+from posthog_otel.logging import PostHogHandler
 from posthog_otel.testing import FakePostHog
 
 from .conftest import API_KEY
@@ -132,6 +134,37 @@ def test_a_huge_flush_interval_cannot_overflow_a_wait(server, make_client):
     assert client.flush(5) is True
     assert server.event_names() == ["a", "b"]
     assert client.stats.thread_restarts == 0
+
+
+def test_a_system_exit_on_the_flush_thread_loses_nothing_and_sending_goes_on(server):
+    """A hook that raises SystemExit on the flush thread (a deferred item's before_send)
+    ends neither the thread nor delivery: its item is counted, the next capture is sent
+    without anyone calling flush()."""
+
+    def hook(event):
+        if event["event"] == "exit please":
+            raise SystemExit(1)
+        return event
+
+    client = Client(API_KEY, host=server.url, flush_at=1, before_send=hook, _exit_hook=False)
+    try:
+        log = logging.getLogger("tests.hostile.system_exit")
+        log.propagate = False
+        handler = PostHogHandler(client)
+        log.addHandler(handler)
+        try:
+            log.warning("exit please", extra={"distinct_id": "u"})
+            client.capture("after", "u")
+            server.wait_for_requests(1)  # sent by the flush thread: flush() not called
+            assert server.event_names() == ["after"]
+            assert client.flush(5) is True
+        finally:
+            log.removeHandler(handler)
+        stats = client.stats
+        assert stats.in_flight == 0 and stats.queued == 0 and stats.dropped["invalid"] == 1
+        assert_accounted(client)
+    finally:
+        client.close(2)
 
 
 class _FailingClock(SystemClock):

@@ -327,7 +327,7 @@ class BatchExporter:
                 self._next_tick = now + self._config.flush_interval
             try:
                 self._drain(explicit)
-            except Exception:
+            except BaseException:
                 # Nothing may stay in flight forever: what this cycle held is dropped
                 # (counted); the supervisor logs the error and runs the loop again.
                 self._settle_in_flight("rejected", " (internal error while sending)")
@@ -455,7 +455,7 @@ class BatchExporter:
         try:
             event: Event | None = item[0](*item[1:])
             return event
-        except Exception as exc:
+        except BaseException as exc:  # user code (before_send) may even raise SystemExit
             self._stats.drop("invalid", 1, f": building a deferred event raised {exc!r}")
             return None
 
