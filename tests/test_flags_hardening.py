@@ -449,3 +449,18 @@ def test_regex_is_imported_only_when_a_regex_filter_is_compiled():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
     assert out.returncode == 0, out.stderr.decode()
     assert out.stdout.split() == [b"False", b"True"]
+
+
+def test_exposures_remembered_per_person_are_bounded(server, make_client):
+    """One distinct id read with ever new group keys (taken from requests) must not grow
+    the exposure memory without bound: past a cap it starts over (an exposure may then
+    be sent again, never lost)."""
+    from posthog_otel.flags import _service
+
+    server.set_flags({"flags": {"beta": {"key": "beta", "enabled": True}}})
+    client = make_client()
+    service = client._flags
+    cap = getattr(_service, "_SEEN_PER_ID_MAX", 1_000)
+    for i in range(cap + 50):
+        service.expose("u1", "beta", None, {"company": f"c{i}"}, None)
+    assert len(service._seen["u1"]) <= cap
