@@ -69,11 +69,19 @@ def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
 
 
 def mask_credentials(url: str) -> str:
-    """``url`` fit for a repr, a log line or an error message: the password of a
-    ``user:password@`` replaced by ``***``. Never raises, even on a malformed URL."""
-    import re
-
-    return re.sub(r"(^|//)([^/@:]*):[^/@]*@", r"\1\2:***@", url)
+    """``url`` fit for a repr, a log line or an error message: what stands before the
+    last ``@`` of the authority masked (``user:***@``, or ``***@`` for a lone name, which
+    is often a token). A password with an unencoded ``@`` or ``/`` is masked whole too.
+    Never raises, even on a malformed URL."""
+    scheme_end = url.find("//")
+    start = 0 if scheme_end < 0 else scheme_end + 2
+    end = min((i for i in (url.find("?", start), url.find("#", start)) if i >= 0), default=len(url))
+    at = url.rfind("@", start, end)
+    if at < 0:
+        return url
+    user, colon, _ = url[start:at].partition(":")
+    shown = f"{user}:***" if colon and "/" not in user else "***"
+    return url[:start] + shown + url[at:]
 
 
 def _host_problem(value: str, shown: str) -> str:
@@ -106,13 +114,27 @@ def check_int(name: str, value: object, minimum: int) -> int:
     return value
 
 
+# The longest time any wait, timeout or deadline is given: one day. Longer values (``1e12``,
+# ``inf``) mean "as long as it takes" and are capped, since locks, sockets and ``poll``
+# refuse them (an ``OverflowError`` that used to drop every batch or break ``close()``).
+MAX_SECONDS = 86_400.0
+
+
 def check_float(name: str, value: object, minimum: float = 0.0, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """A duration in seconds: ``ValueError`` for a non-number, NaN or out of range;
+    capped at ``MAX_SECONDS``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
         raise ValueError(f"{name} must be a number of seconds, got {value!r}")
     if value < minimum or (positive and value <= 0):
         bound = "> 0" if positive else f">= {minimum}"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
-    return float(value)
+    return min(float(value), MAX_SECONDS)
+
+
+def capped_seconds(value: float) -> float:
+    """A timeout given to a call (``flush``, ``close``), within ``[0, MAX_SECONDS]``;
+    NaN counts as 0 (do not wait). Never raises."""
+    return min(value, MAX_SECONDS) if value > 0 else 0.0
 
 
 def check_callable(name: str, value: object) -> Callable[..., object] | None:

@@ -53,7 +53,10 @@ __all__ = [
     "reset_in_child",
 ]
 
-_resets: list[weakref.WeakMethod[Callable[[], None]]] = []
+# Objects to rebuild in a child, each with the functions (unbound) that do it. Held
+# weakly; one dict operation per registration, atomic under the GIL: registrations from
+# several threads at once are all kept (a pruned copy of a list used to lose some).
+_resets: weakref.WeakKeyDictionary[Any, list[Callable[[Any], None]]] = weakref.WeakKeyDictionary()
 # Locks, conditions and events to re-initialise in a child (``_at_fork_reinit``).
 _sync_objects: weakref.WeakSet[Any] = weakref.WeakSet()
 # Held by a background thread while it imports, and by a forking thread around the fork.
@@ -75,11 +78,9 @@ _gate_forking = False
 
 
 def reset_in_child(method: Callable[[], None]) -> None:
-    """Call ``method`` (a bound method) in every child forked from now on."""
-    global _resets
-    if len(_resets) >= 64:  # drop registrations of objects that are gone
-        _resets = [ref for ref in _resets if ref() is not None]
-    _resets.append(weakref.WeakMethod(method))
+    """Call ``method`` (a bound method; its object is held weakly) in every child forked
+    from now on."""
+    _resets.setdefault(method.__self__, []).append(method.__func__)  # type: ignore[attr-defined]
 
 
 def fork_safe_lock() -> threading.Lock:
@@ -195,11 +196,10 @@ def _after_fork_in_child() -> None:
     _held_now.clear()  # registered locks too: re-initialised (released) just below
     for obj in list(_sync_objects):
         obj._at_fork_reinit()  # CPython's own (3.9+), as ``threading`` and ``logging`` use
-    for ref in list(_resets):
-        method = ref()
-        if method is not None:
+    for obj, functions in list(_resets.items()):
+        for function in functions:
             try:
-                method()
+                function(obj)
             except Exception:  # one object's failure must not leave the others inherited
                 logging.getLogger("posthog_otel").exception("fork reset failed")
 

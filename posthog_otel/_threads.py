@@ -64,7 +64,7 @@ def _supervise(
         try:
             loop()
             return
-        except Exception as exc:  # the thread must outlive any error
+        except BaseException as exc:  # the thread must outlive any error, SystemExit too
             if not logged:  # once per thread: the rest are counted, and logged at DEBUG
                 logger.exception("posthog_otel %s thread: unexpected error; restarting", name)
                 logged = True

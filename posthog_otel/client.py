@@ -319,7 +319,11 @@ class Client:
         """For integrations: queue a deferred event (built on the flush thread), counted
         as attempted. ``nbytes``: an estimate of what it keeps alive (``max_queue_bytes``)."""
         self._attempt()
-        return self._submit_event(item, nbytes)
+        if self._submit_event(item, nbytes):
+            if self._exit_deadline is not None:
+                self.flush()  # after the exit hook ran, nothing else would send it
+            return True
+        return False
 
     def _refuse(self) -> str | None:
         """For integrations: an event handed to the client while it accepts none."""
@@ -548,17 +552,24 @@ class Client:
         self, distinct_id: str, groups: Mapping[str, Any]
     ) -> dict[str, Any] | None:
         """The flags worker's request: ``$feature/*`` properties from one ``/flags`` call."""
-        did, results = self._flags.evaluate(
+        did, results = self._event_flags(distinct_id, groups, remote=True)
+        return FlagEvaluations(did, results).event_properties() if results else None
+
+    def _event_flags(
+        self, distinct_id: object, groups: Mapping[str, Any] | None, *, remote: bool
+    ) -> tuple[str | None, dict[str, FlagResult]]:
+        """Every flag for an event's ``send_feature_flags``: one ``/flags`` call
+        (``remote``), or local evaluation only."""
+        return self._flags.evaluate(
             distinct_id,
             flag_keys=None,
             groups=groups,
             person_properties=None,
             group_properties=None,
-            only_evaluate_locally=False,
-            force_remote=True,
+            only_evaluate_locally=not remote,
+            force_remote=remote,
             disable_geoip=None,
         )
-        return FlagEvaluations(did, results).event_properties() if results else None
 
     def _deliver_completed(self, event: Event) -> None:
         """A worker-completed event: ``before_send`` (on the worker), then the queue."""
@@ -577,16 +588,7 @@ class Client:
             definitions = self._flags.definitions(wait=False)
             if definitions is None:
                 return None
-            did, results = self._flags.evaluate(
-                distinct_id,
-                flag_keys=None,
-                groups=groups,
-                person_properties=None,
-                group_properties=None,
-                only_evaluate_locally=True,
-                force_remote=False,
-                disable_geoip=None,
-            )
+            did, results = self._event_flags(distinct_id, groups, remote=False)
             return FlagEvaluations(did, results)
         except Exception as exc:
             self._stats.correct(
@@ -1033,16 +1035,17 @@ class Client:
             at_exit = self._exit_deadline
             if at_exit is not None:  # at interpreter exit: one deadline for every flush
                 deadline = at_exit if deadline is None else min(deadline, at_exit)
-            self._flags_worker.drain(_remaining(deadline))
-            delivered = self._exporter.flush(_remaining(deadline))
+            drained = self._flags_worker.drain(_remaining(deadline))
+            delivered = self._exporter.flush(_remaining(deadline)) and drained
             if (
                 not delivered
                 and at_exit is not None
                 and not self._closed
                 and not self._exporter.on_worker_thread()  # on_error cannot wait for itself
             ):
-                queued, in_flight, _ = self._exporter.depths
-                if queued or in_flight:  # out of time or failing: count the loss now
+                _, queued, in_flight, _ = self._exporter.counts()
+                waiting, _ = self._flags_worker.counts()
+                if queued or in_flight or waiting:  # out of time or failing: count the loss
                     self.close(_remaining(at_exit))
             return delivered
         except Exception:
@@ -1064,7 +1067,7 @@ class Client:
         _live_clients.pop(id(self), None)
         if self._exporter.on_worker_thread():
             # From on_error, on the flush thread: all of the rest (flag threads too)
-            # finishes in a helper thread (SHU-06).
+            # finishes in a helper thread.
             threading.Thread(
                 target=self._finish_close, args=(deadline,), name="posthog_otel-close"
             ).start()
@@ -1136,7 +1139,7 @@ def _warn_if_cleartext(host: str) -> None:
 
 def _deadline(timeout: float | None) -> float | None:
     """The monotonic time by which a call given ``timeout`` seconds must return."""
-    return None if timeout is None else time.monotonic() + max(timeout, 0.0)
+    return None if timeout is None else time.monotonic() + _config.capped_seconds(timeout)
 
 
 def _remaining(deadline: float | None) -> float | None:

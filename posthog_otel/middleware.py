@@ -24,7 +24,7 @@ import unicodedata
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
-from ._context import context
+from ._context import IdentityContext, _current, context
 from ._log import logger
 
 __all__ = ["PostHogASGIMiddleware", "PostHogWSGIMiddleware", "sanitize_header"]
@@ -221,10 +221,10 @@ class PostHogWSGIMiddleware:
                 environ.get("QUERY_STRING", "") if self.capture_query_string else None,
                 environ.get("HTTP_USER_AGENT"),
             )
-        with context(**identity):
+        with context(**identity) as ctx:
             _stamp_request_span()
             result = self.app(environ, start_response)
-        return _InContext(result, identity)
+        return _InContext(result, ctx)
 
 
 def _stamp_request_span() -> None:
@@ -239,21 +239,25 @@ def _stamp_request_span() -> None:
 
 class _InContext:
     """A WSGI response body iterated inside the request's identity context, which is
-    set around each chunk only, so nothing leaks into the server between chunks."""
+    set around each chunk only, so nothing leaks into the server between chunks. The
+    very context the app ran in (not a copy): flag overrides set there still apply."""
 
-    def __init__(self, result: Iterable[bytes], identity: dict[str, Any]) -> None:
+    def __init__(self, result: Iterable[bytes], ctx: IdentityContext) -> None:
         self._result = result
         self._iterator: Iterator[bytes] | None = None
-        self._identity = identity
+        self._ctx = ctx
 
     def __iter__(self) -> _InContext:
         return self
 
     def __next__(self) -> bytes:
-        with context(**self._identity):
+        token = _current.set(self._ctx)
+        try:
             if self._iterator is None:
                 self._iterator = iter(self._result)
             return next(self._iterator)
+        finally:
+            _current.reset(token)
 
     def close(self) -> None:
         close = getattr(self._result, "close", None)

@@ -23,6 +23,9 @@ from posthog_otel.flags._results import FlagResult
 from posthog_otel.middleware import PostHogWSGIMiddleware
 from posthog_otel.testing import FakeClock, FakePostHog
 
+from .test_flags_loading import DEFS, SECRET
+from .test_fork_safety import REMOTE_ONLY_FLAG
+
 # ---------------------------------------------------------------- item 14: result cache
 
 
@@ -73,14 +76,6 @@ def test_result_cache_entries_expire_with_the_clock():
 
 # ---------------------------------------------------------------- item 6: slow first load
 
-SECRET = "phs_secret"
-BETA = {
-    "id": 1,
-    "key": "beta-ui",
-    "active": True,
-    "filters": {"groups": [{"rollout_percentage": 100}]},
-}
-DEFS = {"flags": [BETA], "group_type_mapping": {}, "cohorts": {}}
 REMOTE_BETA = {"flags": {"beta-ui": {"key": "beta-ui", "enabled": True}}}
 
 
@@ -142,20 +137,7 @@ ADMIN_DEFS = {
                 ]
             },
         },
-        {
-            # A static cohort: only the server can decide, so every read asks /flags.
-            "id": 12,
-            "key": "remote-flag",
-            "active": True,
-            "filters": {
-                "groups": [
-                    {
-                        "properties": [{"key": "id", "type": "cohort", "value": 99}],
-                        "rollout_percentage": 100,
-                    }
-                ]
-            },
-        },
+        REMOTE_ONLY_FLAG,
     ],
     "group_type_mapping": {},
     "cohorts": {},
@@ -225,6 +207,35 @@ def test_overrides_set_in_a_request_end_with_it(make_client):
             if r.path == "/flags" and "alice@example.com" in r.body.decode()
         ]
         assert alice_request.json["person_properties"]["plan"] == "pro"
+
+
+def test_overrides_set_in_a_request_hold_while_its_body_streams(make_client):
+    """A streamed WSGI body runs in the request's own context: overrides set while the
+    app ran still apply to flag reads made as the body is produced."""
+    with FakePostHog(flag_definitions=ADMIN_DEFS) as server:
+        client = make_client(host=server.url, secret_key=SECRET)
+
+        def app(environ, start_response):
+            client.set_person_properties_for_flags({"role": "admin"})
+            start_response("200 OK", [("Content-Type", "text/plain")])
+
+            def body():
+                for _ in range(2):
+                    admin = client.get_feature_flag("admin-panel", only_evaluate_locally=True)
+                    yield f"{get_distinct_id()}:{admin};".encode()
+
+            return body()
+
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/",
+            "HTTP_X_POSTHOG_DISTINCT_ID": "alice",
+            "wsgi.url_scheme": "http",
+            "SERVER_NAME": "example.test",
+        }
+        chunks = PostHogWSGIMiddleware(app)(environ, lambda status, headers: None)
+        assert b"".join(chunks) == b"alice:True;alice:True;"
+        assert get_distinct_id() is None  # nothing leaked out of the request
 
 
 def test_overrides_in_nested_contexts_and_resets(make_client):
@@ -438,3 +449,18 @@ def test_regex_is_imported_only_when_a_regex_filter_is_compiled():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
     assert out.returncode == 0, out.stderr.decode()
     assert out.stdout.split() == [b"False", b"True"]
+
+
+def test_exposures_remembered_per_person_are_bounded(server, make_client):
+    """One distinct id read with ever new group keys (taken from requests) must not grow
+    the exposure memory without bound: past a cap it starts over (an exposure may then
+    be sent again, never lost)."""
+    from posthog_otel.flags import _service
+
+    server.set_flags({"flags": {"beta": {"key": "beta", "enabled": True}}})
+    client = make_client()
+    service = client._flags
+    cap = getattr(_service, "_SEEN_PER_ID_MAX", 1_000)
+    for i in range(cap + 50):
+        service.expose("u1", "beta", None, {"company": f"c{i}"}, None)
+    assert len(service._seen["u1"]) <= cap

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import posthog_otel
+from posthog_otel._fork import reset_in_child
 from posthog_otel.flags import _service
 from posthog_otel.testing import FakePostHog
 
@@ -145,6 +146,20 @@ def test_a_child_reads_flags_although_a_thread_held_the_flag_locks_at_the_fork(m
 
 SECRET = "phs_secret"
 FORKS = 200
+# A static cohort: only the server can decide, so every read of it goes to /flags.
+REMOTE_ONLY_FLAG = {
+    "id": 2,
+    "key": "remote-flag",
+    "active": True,
+    "filters": {
+        "groups": [
+            {
+                "properties": [{"key": "id", "type": "cohort", "value": 99}],
+                "rollout_percentage": 100,
+            }
+        ]
+    },
+}
 CHILD_DEADLINE = 10.0
 DEFINITIONS = {
     "flags": [
@@ -154,20 +169,7 @@ DEFINITIONS = {
             "active": True,
             "filters": {"groups": [{"rollout_percentage": 50}]},
         },
-        {
-            # A static cohort: only the server can tell, so every read goes to /flags.
-            "id": 2,
-            "key": "remote-flag",
-            "active": True,
-            "filters": {
-                "groups": [
-                    {
-                        "properties": [{"key": "id", "type": "cohort", "value": 99}],
-                        "rollout_percentage": 100,
-                    }
-                ]
-            },
-        },
+        REMOTE_ONLY_FLAG,
     ],
     "group_type_mapping": {},
     "cohorts": {},
@@ -254,3 +256,46 @@ def test_fork_while_threads_capture_and_read_flags(make_client, monkeypatch):
         assert not failures, f"children that hung (None) or failed: {failures}"
         assert reads[0] > FORKS  # the other threads really ran during the forks
         assert time.monotonic() - started < 60
+
+
+def test_reset_registrations_from_many_threads_are_all_kept():
+    """Objects made on several threads at once (clients, their exporters and flag
+    workers) are all reset in a child: no registration may be lost to a race."""
+
+    class Resettable:
+        reset_ran = False
+
+        def reset(self) -> None:
+            self.reset_ran = True
+
+    made: list[Resettable] = []
+    start = threading.Barrier(4)
+
+    def register(count: int) -> None:
+        start.wait()
+        for _ in range(count):
+            item = Resettable()
+            made.append(item)
+            reset_in_child(item.reset)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often: the race shows at once
+    try:
+        threads = [threading.Thread(target=register, args=(500,)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports how many were reset, and leaves at once
+        os.write(write, str(sum(item.reset_ran for item in made)).encode())
+        os._exit(0)
+    os.close(write)
+    try:
+        assert _wait_child(pid, 20) == 0
+        assert int(os.read(read, 64)) == len(made) == 2000
+    finally:
+        os.close(read)

@@ -4,6 +4,7 @@ hosts, errors that escape a background thread's loop."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -16,8 +17,9 @@ import pytest
 from posthog_otel import Client
 from posthog_otel._threads import start_supervised
 from posthog_otel.export import SystemClock
-from posthog_otel.export._retry import COOLDOWN_MAX, MAX_BACKOFF, parse_retry_after
+from posthog_otel.export._retry import COOLDOWN_MAX, MAX_BACKOFF, backoff, parse_retry_after
 from posthog_otel.export._transport import HttpTransport, TransportError
+from posthog_otel.logging import PostHogHandler
 from posthog_otel.testing import FakePostHog
 
 from .conftest import API_KEY
@@ -85,6 +87,45 @@ def test_huge_retry_after_does_not_kill_the_flush_thread(server, make_client, re
     assert client._exporter._thread.is_alive()
 
 
+def test_backoff_never_overflows_whatever_max_retries_is():
+    assert 0 < backoff(5_000, None) <= MAX_BACKOFF * 1.2
+    assert backoff(5_000, 10.0) <= MAX_BACKOFF * 1.2
+
+
+@pytest.mark.parametrize("value", [1e12, float("inf")])
+def test_huge_timeouts_are_capped_and_everything_still_works(server, value):
+    client = Client(
+        API_KEY,
+        host=server.url,
+        timeout=value,
+        shutdown_timeout=value,
+        feature_flags_request_timeout=value,
+        _exit_hook=False,
+    )
+    server.set_flags({"flags": {"beta": {"key": "beta", "enabled": True}}})
+    client.capture("e", "u")
+    assert within(20, lambda: client.flush(value))[0] is True
+    assert within(20, lambda: client.get_feature_flag("beta", "u"))[0] is True
+    assert within(20, lambda: client.close(value))[0] is True
+    assert not client._exporter._thread.is_alive()
+    assert server.event_names()[0] == "e"
+    assert_accounted(client)
+
+
+@pytest.mark.parametrize("name", ["timeout", "flush_interval", "shutdown_timeout"])
+def test_nan_seconds_are_refused(name):
+    with pytest.raises(ValueError, match=name):
+        Client(API_KEY, **{name: float("nan")})
+
+
+def test_flush_and_close_with_nan_timeout_do_not_wait_or_raise(server):
+    client = Client(API_KEY, host=server.url, _exit_hook=False)
+    assert within(10, lambda: client.flush(float("nan")))[0] in (True, False)
+    assert within(10, lambda: client.close(float("nan")))[0] in (True, False)
+    assert client.capture("after", "u") is None
+    assert_accounted(client)
+
+
 def test_a_huge_flush_interval_cannot_overflow_a_wait(server, make_client):
     client = make_client(flush_interval=1e12)
     client.capture("a", "u")
@@ -93,6 +134,37 @@ def test_a_huge_flush_interval_cannot_overflow_a_wait(server, make_client):
     assert client.flush(5) is True
     assert server.event_names() == ["a", "b"]
     assert client.stats.thread_restarts == 0
+
+
+def test_a_system_exit_on_the_flush_thread_loses_nothing_and_sending_goes_on(server):
+    """A hook that raises SystemExit on the flush thread (a deferred item's before_send)
+    ends neither the thread nor delivery: its item is counted, the next capture is sent
+    without anyone calling flush()."""
+
+    def hook(event):
+        if event["event"] == "exit please":
+            raise SystemExit(1)
+        return event
+
+    client = Client(API_KEY, host=server.url, flush_at=1, before_send=hook, _exit_hook=False)
+    try:
+        log = logging.getLogger("tests.hostile.system_exit")
+        log.propagate = False
+        handler = PostHogHandler(client)
+        log.addHandler(handler)
+        try:
+            log.warning("exit please", extra={"distinct_id": "u"})
+            client.capture("after", "u")
+            server.wait_for_requests(1)  # sent by the flush thread: flush() not called
+            assert server.event_names() == ["after"]
+            assert client.flush(5) is True
+        finally:
+            log.removeHandler(handler)
+        stats = client.stats
+        assert stats.in_flight == 0 and stats.queued == 0 and stats.dropped["invalid"] == 1
+        assert_accounted(client)
+    finally:
+        client.close(2)
 
 
 class _FailingClock(SystemClock):
@@ -198,8 +270,9 @@ def test_capture_request_has_an_overall_deadline(mode, clock):
         assert_accounted(client)
 
 
-def test_user_http_client_gets_the_body_deadline_too(clock):
-    with HostileServer("trickle_body") as hostile, httpx.Client() as http:
+@pytest.mark.parametrize("mode", ["trickle_body", "trickle_headers", "silent"])
+def test_user_http_client_gets_the_overall_deadline_too(mode, clock):
+    with HostileServer(mode) as hostile, httpx.Client() as http:
         client = Client(
             API_KEY, host=hostile.url, timeout=1, max_retries=0, http_client=http, _clock=clock
         )
@@ -209,6 +282,42 @@ def test_user_http_client_gets_the_body_deadline_too(clock):
             assert delivered is False and elapsed < 5
         finally:
             within(10, lambda: client.close(1))
+
+
+def test_the_deadline_backend_wraps_a_shared_user_client_once(server):
+    """Two clients on one ``http_client``: its pool's backend is wrapped once, and the
+    user's own requests (no deadline on their thread) pass through unchanged."""
+    with httpx.Client() as http:
+        first = HttpTransport(server.url, user_agent="t", http_client=http)
+        second = HttpTransport(server.url, user_agent="t", http_client=http)
+        assert first.request("GET", "/flags/definitions", timeout=5).status
+        assert second.request("GET", "/flags/definitions", timeout=5).status
+        backend = http._transport._pool._network_backend
+        assert type(backend).__name__ == "DeadlineBackend"
+        assert type(backend._inner).__name__ != "DeadlineBackend"
+        assert http.get(server.url + "/flags/definitions").status_code
+
+
+def test_a_client_without_the_expected_internals_keeps_working():
+    """Should httpx change its internals, requests still go (with the body check only)."""
+
+    class Unusual(httpx.Client):
+        """A client whose pool is not where today's httpx keeps it."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._renamed = self.__dict__.pop("_transport")
+
+        def _transport_for_url(self, url: httpx.URL) -> httpx.BaseTransport:
+            return self._renamed
+
+    http = Unusual()
+    try:
+        with HostileServer("ok") as hostile:
+            transport = HttpTransport(hostile.url, user_agent="t", http_client=http)
+            assert transport.request("GET", "/x", timeout=5).status == 200
+    finally:
+        http._renamed.close()
 
 
 @pytest.mark.parametrize("mode", ["trickle_body", "trickle_headers"])

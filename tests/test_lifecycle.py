@@ -12,12 +12,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from posthog_otel import Client
 from posthog_otel.testing import FakePostHog
 
 from .conftest import API_KEY
+from .test_delivery import assert_accounted
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,6 +123,52 @@ def test_flush_shares_its_timeout_with_the_flags_worker(silent):
         assert time.monotonic() - started < 3.0
     finally:
         client.close(0.5)
+
+
+def test_sync_mode_close_returns_within_its_timeout_while_a_caller_sends(server):
+    """sync_mode: a caller thread blocked in a request does not hold close() up."""
+    requested = threading.Event()
+    http = httpx.Client(event_hooks={"request": [lambda request: requested.set()]})
+    client = Client(
+        API_KEY,
+        host=server.url,
+        sync_mode=True,
+        timeout=30.0,
+        http_client=http,
+        _exit_hook=False,
+    )
+    hold = server.hold_next()
+    sending = threading.Thread(target=client.capture, args=("e", "u1"))
+    sending.start()
+    assert requested.wait(10)  # the capture's request is held by the server
+    try:
+        assert _timed_close(client, 0.5) < 3.0
+        stats = client.stats
+        assert stats.dropped["shutdown"] == 1 and stats.queued == stats.in_flight == 0
+    finally:
+        hold.set()
+        sending.join(10)
+        http.close()
+    stats = client.stats  # the late answer is not counted again
+    assert stats.sent == 0 and stats.dropped["shutdown"] == 1
+    assert_accounted(client)
+
+
+def test_sync_mode_close_cuts_its_own_delivery_at_the_deadline(server):
+    client = Client(
+        API_KEY, host=server.url, sync_mode=True, timeout=30.0, max_retries=0, _exit_hook=False
+    )
+    server.fail_next(1, 503)
+    client.capture("e", "u1")  # fails its cycle: retained for the next flush
+    assert client.stats.retained == 1
+    hold = server.hold_next()
+    try:
+        assert _timed_close(client, 0.5) < 3.0  # close's flush must not wait 30 s
+    finally:
+        hold.set()
+    stats = client.stats
+    assert stats.dropped["shutdown"] == 1 and stats.sent == 0
+    assert_accounted(client)
 
 
 # ------------------------------------------------------------------ item 10: exit order
@@ -284,47 +332,159 @@ def test_exit_stops_the_flag_poller_and_flags_still_answer(server: FakePostHog):
     assert proc.stdout.split() == [b"closed", b"True", b"beta", b"True"], proc.stderr.decode()
 
 
-def test_close_from_on_error_stops_the_flag_threads(server: FakePostHog):
-    """close() called from ``on_error`` (on the flush thread) cannot wait there; the
-    rest of close(), flag poller included, finishes on a helper thread (issue #10)."""
-    server.set_flag_definitions(
-        {
-            "flags": [
-                {
-                    "id": 1,
-                    "key": "beta",
-                    "active": True,
-                    "filters": {"groups": [{"properties": [], "rollout_percentage": 100}]},
-                }
-            ],
-            "group_type_mapping": {},
-            "cohorts": {},
-        }
-    )
-    closed = threading.Event()
+def test_sync_mode_flush_zero_leaves_the_queue_as_it_is(server):
+    client = Client(API_KEY, host=server.url, sync_mode=True, max_retries=0, _exit_hook=False)
+    server.fail_next(1, 503)
+    client.capture("e", "u1")  # retained after its failed cycle
+    assert client.flush(0) is False  # no time: nothing is sent, nothing fails again
+    assert client.stats.retained == 1 and client.stats.failed_batches == 0
+    assert client.flush(5) is True
+    assert server.event_names() == ["e"]
+    client.close(1)
+    assert_accounted(client)
 
-    def on_error(exc: object, events: object) -> None:
-        client.close(5)
-        closed.set()
+
+def test_close_from_on_error_also_stops_the_flag_poller(server):
+    """close() called by on_error (on the flush thread) finishes on a helper thread: all
+    of it, not only the exporter (the poller used to poll on for ever)."""
+    box: list[Client] = []
+    handled = threading.Event()
+
+    def on_error(exc: Exception, events: list[dict[str, object]]) -> None:
+        box[0].close(2)
+        handled.set()
 
     client = Client(
         API_KEY,
         host=server.url,
         personal_api_key="phx_secret",
-        feature_flags_poll_interval=0.05,
-        flush_interval=60.0,
         on_error=on_error,
+        _exit_hook=False,
     )
+    box.append(client)
+    client.get_feature_flag("flag", "u1", only_evaluate_locally=True)  # starts the poller
+    poller = client._flags.loader._thread
+    assert poller is not None
+    server.fail_next(1, 401)
+    client.capture("rejected", "u1")
+    client.flush(5)
+    assert handled.wait(5)
+    poller.join(5)
+    assert not poller.is_alive()
+    assert_accounted(client)
+
+
+def test_integration_events_handed_over_after_the_exit_flush_arrive(server: FakePostHog):
+    """A structlog event (nothing flushes for the processor) and a span through a
+    SimpleSpanProcessor of a provider that never shuts down, both from an exit hook that
+    runs after the client's: queued deferred items are delivered like captures."""
+    script = f"""
+    import atexit
+    import structlog
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    def late():  # registered before the client's exit hook: runs after it
+        structlog.get_logger().info("structlog_at_exit", distinct_id="u1")
+        with provider.get_tracer("t").start_as_current_span(
+            "span_at_exit", attributes={{"posthog.distinct_id": "u1"}}
+        ):
+            pass
+
+    atexit.register(late)
+    from posthog_otel import Client
+    from posthog_otel.otel import PostHogSpanExporter
+    from posthog_otel.structlog import PostHogProcessor
+
+    client = Client({API_KEY!r}, host={server.url!r}, flush_interval=3600)
+    structlog.configure(
+        processors=[PostHogProcessor(client), lambda logger, method, event: ""],
+        logger_factory=structlog.ReturnLoggerFactory(),
+    )
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(PostHogSpanExporter(client)))
+    """
+    proc = _run(script)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert sorted(server.event_names()) == ["span_at_exit", "structlog_at_exit"], (
+        proc.stderr.decode()
+    )
+
+
+def test_close_is_not_held_up_by_a_slow_definitions_cache_provider(server):
+    from posthog_otel.testing import InMemoryFlagDefinitionCache
+
+    release = threading.Event()
+    shutdowns: list[int] = []
+
+    class Stuck(InMemoryFlagDefinitionCache):
+        def shutdown(self) -> None:
+            shutdowns.append(1)
+            release.wait(30)
+
+    client = Client(
+        API_KEY,
+        host=server.url,
+        personal_api_key="phx_secret",
+        flag_definition_cache_provider=Stuck(should_fetch=True),
+        _exit_hook=False,
+    )
+    client.get_feature_flag("flag", "u1", only_evaluate_locally=True)  # starts the poller
     try:
-        assert client.get_feature_flag("beta", "u1", only_evaluate_locally=True) is True
-        poller = client._flags.loader._thread
-        assert poller is not None and poller.is_alive()
-        server.fail_next(1, 401)
-        client.capture("rejected", "u1")
-        client.flush(5)
-        assert closed.wait(5)
-        poller.join(5)
-        assert not poller.is_alive()
-        assert client.capture("after", "u1") is None
+        assert _timed_close(client, 0.5) < 3.0
+        assert _timed_close(client, 0.5) < 3.0
     finally:
-        client.close(2)
+        release.set()
+    assert shutdowns == [1]  # once, however often close() runs
+
+
+def test_an_event_still_waiting_for_flags_at_exit_is_counted(server: FakePostHog):
+    hold = server.hold_next(path="/flags")
+    script = f"""
+    import logging
+    logging.basicConfig()
+    from posthog_otel import Client
+
+    client = Client({API_KEY!r}, host={server.url!r}, shutdown_timeout=1.0,
+                    feature_flags_request_timeout=20)
+    client.capture("with_flags", "u1", send_feature_flags=True)
+    """
+    try:
+        proc = _run(script)
+    finally:
+        hold.set()
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert b"dropped 1 event(s): shutdown" in proc.stderr, proc.stderr.decode()
+
+
+def test_a_multiprocessing_child_delivers_what_it_captured(server: FakePostHog):
+    """A multiprocessing child ends with os._exit (no atexit hooks): its events are
+    flushed by a multiprocessing finalizer instead of being lost."""
+    script = f"""
+    import multiprocessing
+    from posthog_otel import Client
+
+    client = Client({API_KEY!r}, host={server.url!r}, flush_interval=3600)
+
+    def work():
+        client.capture("from_child", "u1")
+
+    child = multiprocessing.get_context("fork").Process(target=work)
+    child.start()
+    child.join(20)
+    assert child.exitcode == 0
+    client.capture("from_parent", "u1")
+    """
+    proc = _run(script)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert sorted(server.event_names()) == ["from_child", "from_parent"], proc.stderr.decode()
+
+
+def test_a_closed_client_opens_no_new_connections(server):
+    client = Client(API_KEY, host=server.url, _exit_hook=False)
+    client.capture("e", "u1")
+    assert client.close(5) is True
+    assert client.get_feature_flag("beta", "u1") is None  # no request: the default
+    assert client.is_feature_enabled("beta", "u1", default_value=True) is True
+    assert [r for r in server.requests if r.path == "/flags"] == []
+    assert client._transport._own_client is None

@@ -406,3 +406,20 @@ def test_provider_agrees_with_the_client_on_generated_cases(make_client):
         finally:
             api.shutdown()
     assert compared >= 1000
+
+
+def test_a_huge_init_timeout_does_not_overflow_the_wait(server, make_client):
+    import threading
+
+    from posthog_otel.openfeature import PostHogProvider
+
+    client = make_client(personal_api_key="phx_secret")
+    hold = server.hold_next(path="/flags/definitions")  # the wait really waits
+    provider = PostHogProvider(client, init_timeout=1e12)
+    release = threading.Timer(0.3, hold.set)  # not a synchronisation: only an end to it
+    release.start()
+    try:
+        provider.initialize(None)
+    finally:
+        release.join()
+    provider.shutdown()

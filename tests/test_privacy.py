@@ -177,3 +177,24 @@ def test_a_rejected_host_is_not_echoed_with_its_password():
         Client(API_KEY, host=f"alice:{PASSWORD}@posthog.example", _exit_hook=False)
     assert PASSWORD not in str(info.value)
     assert "posthog.example" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("host", "secret"),
+    [
+        ("https://alice:p@ss@posthog.example", "ss@"),  # an '@' left unencoded
+        ("https://alice:pa/ss@posthog.example", "pa/ss"),  # a '/' left unencoded
+        ("https://t0ken-secret@posthog.example", "t0ken-secret"),  # a token as user name
+    ],
+)
+def test_every_form_of_host_credentials_is_masked(host, secret):
+    from posthog_otel._config import mask_credentials
+
+    assert secret not in mask_credentials(host)
+    try:
+        client = Client(API_KEY, host=host, _exit_hook=False)
+    except ValueError as exc:  # refused: the message must not show it either
+        assert secret not in str(exc)
+    else:
+        assert secret not in repr(client) and secret not in client.host
+        client.close(0)

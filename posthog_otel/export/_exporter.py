@@ -161,6 +161,9 @@ class BatchExporter:
         self._cond = fork_safe_condition(self._lock)  # the same lock: submit takes it bare
         hold_across_fork(self._lock)  # a child inherits the queue between two operations
         self._sync_lock = fork_safe_lock()
+        # sync_mode: when the delivery running on a caller's thread must end (a
+        # ``flush(timeout)`` or ``close(timeout)``); ``None`` for a capture's own send.
+        self._sync_deadline: float | None = None
         self._pending: deque[Event | Deferred] = deque()
         self._pending_bytes: deque[int] = deque()  # the estimate of each pending item
         self._bytes = 0  # estimates of pending items + encoded size of carry and retained
@@ -231,7 +234,7 @@ class BatchExporter:
         flush and return at once).
         """
         if self._sync:
-            return self._drain_sync()
+            return self._drain_sync(timeout=timeout)
         if self.on_worker_thread():
             # Called from on_error on our own thread: it cannot wait for itself.
             with self._cond:
@@ -290,22 +293,10 @@ class BatchExporter:
         """True when called on this exporter's flush thread (from ``on_error``)."""
         return self._thread is not None and self._thread is threading.current_thread()
 
-    @property
-    def depths(self) -> tuple[int, int, int]:
-        """(queued, in_flight, retained) right now."""
-        with self._cond:
-            retained = len(self._retained) if self._retained is not None else 0
-            return len(self._pending) + self._held, self._in_flight, retained
-
-    @property
-    def accepted(self) -> int:
-        """Events that entered the queue (``stats.enqueued``): deferred items that turned
-        out not to be events are counted by the builder as drops before the queue instead."""
-        with self._cond:
-            return self._accepted - self._not_events
-
     def counts(self) -> tuple[int, int, int, int]:
-        """(enqueued, queued, in_flight, retained), read together under the queue's lock."""
+        """(enqueued, queued, in_flight, retained), read together under the queue's lock.
+        ``enqueued`` leaves out deferred items that turned out not to be events: their
+        builder counted them as drops before the queue."""
         with self._cond:
             retained = len(self._retained) if self._retained is not None else 0
             return (
@@ -358,7 +349,7 @@ class BatchExporter:
                 self._next_tick = now + self._config.flush_interval
             try:
                 self._drain(explicit)
-            except Exception:
+            except BaseException:
                 # Nothing may stay in flight forever: what this cycle held is dropped
                 # (counted); the supervisor logs the error and runs the loop again.
                 self._settle_in_flight("rejected", " (internal error while sending)")
@@ -384,7 +375,10 @@ class BatchExporter:
         """Send batches until the queue is empty (a timer or size trigger stops once fewer
         than ``flush_at`` remain); stop at the first batch that has to be retained."""
         first = True
+        deadline = self._sync_deadline
         while not self._abandon:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False  # out of time: what is left stays queued
             batch = self._take_batch(explicit=explicit, first=first)
             if batch is None:
                 return True
@@ -393,8 +387,14 @@ class BatchExporter:
                 return False
         return False
 
-    def _drain_sync(self, *, explicit: bool = True) -> bool:
-        with self._sync_lock:
+    def _drain_sync(self, *, explicit: bool = True, timeout: float | None = None) -> bool:
+        """sync_mode: deliver on the caller's thread. With ``timeout``, neither waiting for
+        another caller's delivery nor this one's requests and backoff outlast it (what is
+        not delivered by then stays queued, for ``close()`` to count)."""
+        if not self._sync_lock.acquire(timeout=-1 if timeout is None else timeout):
+            return False
+        try:
+            self._sync_deadline = None if timeout is None else time.monotonic() + timeout
             with self._cond:
                 failures = self._failures
             try:
@@ -405,6 +405,9 @@ class BatchExporter:
                 ok = False
             with self._cond:
                 return ok and self._failures == failures
+        finally:
+            self._sync_deadline = None
+            self._sync_lock.release()
 
     def _take_batch(self, *, explicit: bool, first: bool) -> _Batch | None:
         """The next batch to send: the retained one, else up to ``max_batch_size`` events
@@ -474,7 +477,7 @@ class BatchExporter:
         try:
             event: Event | None = item[0](*item[1:])
             return event
-        except Exception as exc:
+        except BaseException as exc:  # user code (before_send) may even raise SystemExit
             self._stats.drop("invalid", 1, f": building a deferred event raised {exc!r}")
             return None
 
@@ -544,13 +547,16 @@ class BatchExporter:
         retry_after: float | None = None
         status: int | None = None
         error = DeliveryError("not sent")
+        deadline = self._sync_deadline
         for attempt in range(self._config.max_retries + 1):
             if attempt:
-                if self._abandon:
+                if self._abandon or (deadline is not None and time.monotonic() >= deadline):
                     break
                 with self._stats.lock:
                     self._stats.retries += 1
                 delay = backoff(attempt - 1, retry_after)
+                if deadline is not None:
+                    delay = min(delay, deadline - time.monotonic())
                 logger.debug(
                     "retrying %d event(s) in %.2f s (retry %d of %d): %s",
                     len(batch),
@@ -562,11 +568,17 @@ class BatchExporter:
                 self._sleep(delay)
                 if self._abandon:
                     break
+            timeout = self._config.timeout
+            if deadline is not None:
+                timeout = min(timeout, deadline - time.monotonic())
+                if timeout <= 0:
+                    error = DeliveryError("not sent: out of time")
+                    break
             started, body = time.monotonic(), b""
             try:
                 path, body, headers = self._lane.request(batch.payloads)
                 response = self._transport.request(
-                    "POST", path, content=body, headers=headers, timeout=self._config.timeout
+                    "POST", path, content=body, headers=headers, timeout=timeout
                 )
             except TransportError as exc:
                 status, retry_after = None, None

@@ -79,7 +79,8 @@ def backoff(retry_index: int, retry_after: float | None) -> float:
 
     Jitter ``j`` is uniform in [0.8, 1.2] and never shortens a ``Retry-After``.
     """
-    base: float = random.uniform(0.8, 1.2) * min(0.5 * 2.0**retry_index, MAX_BACKOFF)
+    # The exponent is capped: 2.0 ** 1024 overflows (max_retries has no upper bound).
+    base: float = random.uniform(0.8, 1.2) * min(0.5 * 2.0 ** min(retry_index, 16), MAX_BACKOFF)
     if retry_after is not None:
         return max(base, min(retry_after, MAX_BACKOFF))
     return base

@@ -9,11 +9,13 @@ Every request has an overall deadline of ``timeout`` seconds, not only httpx's
 per-phase timeouts (a server that trickles a byte a second would otherwise hold a
 request forever). It is enforced twice:
 
-* on our own client, every socket operation of the request (connect, TLS, each send,
-  each read, headers included) is given at most the time left, by a network backend
-  that reads the deadline of the request running on its thread;
-* on every client (a user's too), the response body is streamed and the clock checked
-  between chunks.
+* every socket operation of the request (connect, TLS, each send, each read, headers
+  included) is given at most the time left, by a network backend that reads the
+  deadline of the request running on its thread. A user's ``http_client`` gets it too
+  (its pools' backend is wrapped once; the user's own requests, on threads with no
+  deadline of ours, pass through unchanged); a custom transport without an httpcore
+  pool, or an httpx whose internals moved, keeps only the next check;
+* the response body is streamed and the clock checked between chunks.
 
 Our own clients share one TLS context per process, made when the first client is
 created, on its thread (``prepare``), and never again in a forked child; handshakes run
@@ -86,7 +88,9 @@ class HttpTransport:
         self._host, self._credentials = split_credentials(host.rstrip("/"))
         self._user_agent = user_agent
         self._user_client = http_client
+        self._user_client_wrapped = False
         self._own_client: httpx.Client | None = None
+        self._closed = False  # after close(): no request builds a new pool
         self._max_response_bytes = max_response_bytes
         self._warned: set[str] = set()
         quiet_http_loggers()  # httpx must not log our uploads into the application's logs
@@ -103,6 +107,8 @@ class HttpTransport:
     ) -> Response:
         """Send one request and read its answer within ``timeout`` seconds overall;
         raise ``TransportError`` when no usable answer arrived."""
+        if self._closed:
+            raise TransportError("the client is closed", permanent=True)
         import httpx
 
         all_headers = {"User-Agent": self._user_agent}
@@ -192,8 +198,12 @@ class HttpTransport:
             _tls_context()
 
     def _client(self) -> httpx.Client:
-        if self._user_client is not None:
-            return self._user_client
+        user_client = self._user_client
+        if user_client is not None:
+            if not self._user_client_wrapped:
+                self._user_client_wrapped = True
+                _install_deadline_backend(user_client)
+            return user_client
         client = self._own_client
         if client is None:
             import httpx
@@ -211,7 +221,9 @@ class HttpTransport:
         self._own_client = None
 
     def close(self) -> None:
-        """Close the client we created (never a user's)."""
+        """Close the client we created (never a user's); later requests fail at once
+        (a flag read on a closed client must not open a pool that nobody closes)."""
+        self._closed = True
         client, self._own_client = self._own_client, None
         if client is not None:
             thread_state.requesting = True  # httpcore logs the connections it closes
@@ -243,18 +255,25 @@ def _tls_context() -> Any:
 
 
 def _install_deadline_backend(client: httpx.Client) -> None:
-    """Give every connection pool of our own client the deadline-aware backend.
+    """Give every connection pool of ``client`` the deadline-aware backend (once).
 
     httpx has no public way to pass a network backend; the pools keep it in
-    ``_network_backend``. Should that change, requests keep the streaming check only."""
-    import httpcore
+    ``_network_backend``. Should that change (or the transport be a custom one), requests
+    keep the streaming check only: this never raises."""
+    try:
+        import httpcore
 
-    backend_class = _deadline_classes()[1]
-    for transport in (client._transport, *client._mounts.values()):
-        pool = getattr(transport, "_pool", None)
-        backend = getattr(pool, "_network_backend", None)
-        if isinstance(backend, httpcore.NetworkBackend):
-            pool._network_backend = backend_class(backend)  # type: ignore[union-attr]
+        backend_class = _deadline_classes()[1]
+        transports = (getattr(client, "_transport", None), *getattr(client, "_mounts", {}).values())
+        for transport in transports:
+            pool = getattr(transport, "_pool", None)
+            backend = getattr(pool, "_network_backend", None)
+            if isinstance(backend, httpcore.NetworkBackend) and not isinstance(
+                backend, backend_class
+            ):
+                pool._network_backend = backend_class(backend)  # type: ignore[union-attr]
+    except Exception:
+        logger.debug("the request deadline backend could not be installed", exc_info=True)
 
 
 def _remaining(timeout: float | None, error: type[Exception]) -> float | None:

@@ -13,9 +13,11 @@ import inspect
 import json
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from .._config import capped_seconds
 from .._fork import (
     fork_safe_condition,
     fork_safe_event,
@@ -108,22 +110,35 @@ class DefinitionsLoader:
     def wait_loaded(self, timeout: float) -> bool:
         """Wait up to ``timeout`` for the first refresh to finish (whatever its outcome)."""
         self.start()
-        return self._loaded.wait(timeout)
+        return self._loaded.wait(capped_seconds(timeout))
 
     def close(self, timeout: float | None = None) -> None:
-        """Stop polling; wait for a refresh in progress at most ``timeout`` seconds
-        (``None``: ``_CLOSE_JOIN``)."""
+        """Stop polling; wait for a refresh in progress, then for the cache provider's
+        ``shutdown`` (called once), at most ``timeout`` seconds in all (``None``:
+        ``_CLOSE_JOIN``). The provider's code runs on a helper thread: however long it
+        takes, ``close`` keeps its deadline."""
+        budget = _CLOSE_JOIN if timeout is None else capped_seconds(timeout)
+        deadline = time.monotonic() + budget
         with self._cond:
+            first = not self._closed
             self._closed = True
             thread = self._thread
             self._cond.notify_all()
         if thread is not None and thread is not threading.current_thread():
-            thread.join(_CLOSE_JOIN if timeout is None else min(timeout, _CLOSE_JOIN))
-        if self._provider is not None:
-            try:
-                _resolve(self._provider.shutdown())
-            except Exception:
-                logger.warning("flag definition cache provider failed to shut down", exc_info=True)
+            thread.join(min(budget, _CLOSE_JOIN))
+        if self._provider is not None and first:
+            helper = threading.Thread(
+                target=self._shutdown_provider, name="posthog_otel-cache-shutdown", daemon=True
+            )
+            helper.start()
+            helper.join(max(deadline - time.monotonic(), 0.0))
+
+    def _shutdown_provider(self) -> None:
+        assert self._provider is not None
+        try:
+            _resolve(self._provider.shutdown())
+        except Exception:
+            logger.warning("flag definition cache provider failed to shut down", exc_info=True)
 
     def _after_fork_in_child(self) -> None:
         # The locks are re-initialised by ``_fork``; the thread did not survive.

@@ -87,7 +87,7 @@ class RemoteFlags:
                     timeout=self._timeout,
                 )
             except TransportError as exc:
-                if exc.refused or attempt == self._max_retries:
+                if exc.refused or exc.permanent or attempt == self._max_retries:
                     code = "timeout" if "Timeout" in str(exc) else "connection_error"
                     return RemoteAnswer(error=code)
                 continue

@@ -82,6 +82,9 @@ _EMPTY: dict[str, Any] = {}
 # Counted in ``stats.corrected``: a set_*_properties_for_flags call that was ignored.
 INVALID_FLAG_PROPERTIES = "invalid_flag_properties"
 _TRACKER_MAX_IDS = 50_000
+# Exposures remembered per distinct id ((flag, value, groups) each): group keys often come
+# from requests, so one id must not grow without bound. Past this, it starts over.
+_SEEN_PER_ID_MAX = 1_000
 _KNOWN_MISSING_MAX = 10_000  # negative knowledge: flag keys the project does not have
 
 
@@ -440,6 +443,8 @@ class FlagsService:
                 self._seen.move_to_end(did)
             if seen_key in seen:
                 return
+            if len(seen) >= _SEEN_PER_ID_MAX:
+                seen.clear()  # an exposure may be sent again: never lost, never unbounded
             seen.add(seen_key)
         properties: dict[str, Any] = {
             "$feature_flag": key,

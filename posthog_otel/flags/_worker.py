@@ -65,7 +65,13 @@ class FlagsWorker:
                 self._ensure_thread_locked()
                 self._cond.notify()
                 return
-        self._deliver(event)  # overflow or closed: send without flag properties
+            why = "the client is closing" if self._closed else f"{MAX_WAITING} events wait"
+        if self._stats is not None:  # overflow or closed: sent without flag properties
+            self._stats.correct(
+                "flags_unavailable",
+                f"send_feature_flags: {why}; {event.get('event')!r} sent without flag properties",
+            )
+        self._deliver(event)
 
     def _ensure_thread_locked(self) -> None:
         """Start the worker thread if there is none (or it is gone)."""
@@ -177,4 +183,9 @@ class FlagsWorker:
                 self._stats.dropped["shutdown"] += 1
             self._stats.warn_drop("shutdown", 1, " (still waiting for /flags at close())")
         for event, _, _ in left:
+            if self._stats is not None:
+                self._stats.correct(
+                    "flags_unavailable",
+                    f"send_feature_flags: closing; {event.get('event')!r} sent without flags",
+                )
             self._deliver(event)
