@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable
-from contextvars import ContextVar
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,8 @@ from ._integration import PERSONLESS, active_span_ids, resolve_client
 from ._log import thread_state
 from ._snapshot import ENTRY_BYTES, EVENT_BYTES, IMMUTABLE, snapshot_value
 from ._stats import StatsRecorder
+from ._structlog_call import captured as structlog_call
+from ._structlog_call import is_captured_call
 from .messages import Capture
 
 if TYPE_CHECKING:
@@ -63,10 +64,6 @@ _RECORD_ATTRIBUTES = frozenset(_STANDARD) | {
 }
 
 _OTEL_TRACE = "opentelemetry.trace"
-
-# Set by PostHogProcessor to the name of the structlog event it captured, so that the
-# same event arriving here through structlog's stdlib integration is not sent twice.
-structlog_captured: ContextVar[str | None] = ContextVar("posthog_otel_structlog", default=None)
 
 
 class PostHogHandler(logging.Handler):
@@ -123,11 +120,8 @@ class PostHogHandler(logging.Handler):
             msg = record.msg
             if type(msg) is dict:
                 return  # structlog's ProcessorFormatter: PostHogProcessor sends those
-            captured = structlog_captured.get()
-            if captured is not None:
-                structlog_captured.set(None)
-                if captured == msg:
-                    return  # PostHogProcessor already sent this one
+            if structlog_call.get() is not None and is_captured_call():
+                return  # PostHogProcessor sent this structlog call's event
             ctx = _current.get()
             attributes = record.__dict__
             if attributes.get(self.distinct_id_key) in (None, "") and (
