@@ -79,7 +79,9 @@ class PostHogHandler(logging.Handler):
     ``$log_message``. Properties: the record's extras (not the standard attributes and
     not ``_``-prefixed ones); ``$set``/``$set_once`` keep their PostHog meaning and a
     ``groups`` extra sets the event's groups. Records without a distinct id (extra, or
-    identity context) are skipped unless ``personless=True``.
+    identity context) are skipped unless ``personless=True``. The stdlib record of a
+    structlog call whose event ``PostHogProcessor`` captured is not sent again (see
+    ``posthog_otel._structlog_call``); no other record is skipped for it.
     """
 
     def __init__(
