@@ -241,6 +241,48 @@ def test_a_stdlib_record_logged_from_inside_the_chain_is_not_taken_for_the_call(
     )
 
 
+def test_the_structlog_docs_stdlib_chain_with_cached_loggers_and_exceptions(install, server):
+    """structlog's documented "rendering within structlog" chain, loggers cached on
+    first use, and ``log.exception`` (structlog calls itself: more frames of its own)."""
+    client = install("json_to_stdlib")
+    processor = next(
+        p for p in structlog.get_config()["processors"] if isinstance(p, PostHogProcessor)
+    )
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.processors.TimeStamper(fmt="iso"),
+            processor,
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            structlog.processors.UnicodeDecoder(),
+            structlog.processors.JSONRenderer(),
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    log = structlog.stdlib.get_logger("app.docs")
+    with context(distinct_id="u"):
+        for _ in range(3):
+            log.info("looped", source="structlog")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("failed", source="structlog")
+        logging.getLogger("app.plain").error("failed", extra={"source": "stdlib"})
+    assert _events(client, server) == Counter(
+        {
+            ("looped", "u", "structlog"): 3,
+            ("failed", "u", "structlog"): 1,
+            ("failed", "u", "stdlib"): 1,
+        }
+    )
+
+
 @pytest.mark.parametrize("setup", ["render_to_log_kwargs", "json_to_stdlib"])
 def test_once_when_logging_is_patched_by_another_library(setup, install, server, monkeypatch):
     """Error trackers (sentry-sdk's logging integration, say) wrap
