@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable
-from contextvars import ContextVar
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,8 @@ from ._integration import PERSONLESS, active_span_ids, resolve_client
 from ._log import thread_state
 from ._snapshot import ENTRY_BYTES, EVENT_BYTES, IMMUTABLE, snapshot_value
 from ._stats import StatsRecorder
+from ._structlog_call import captured as structlog_call
+from ._structlog_call import is_captured_call
 from .messages import Capture
 
 if TYPE_CHECKING:
@@ -64,10 +65,6 @@ _RECORD_ATTRIBUTES = frozenset(_STANDARD) | {
 
 _OTEL_TRACE = "opentelemetry.trace"
 
-# Set by PostHogProcessor to the name of the structlog event it captured, so that the
-# same event arriving here through structlog's stdlib integration is not sent twice.
-structlog_captured: ContextVar[str | None] = ContextVar("posthog_otel_structlog", default=None)
-
 
 class PostHogHandler(logging.Handler):
     """A ``logging.Handler`` that captures records carrying a distinct id as events.
@@ -82,7 +79,9 @@ class PostHogHandler(logging.Handler):
     ``$log_message``. Properties: the record's extras (not the standard attributes and
     not ``_``-prefixed ones); ``$set``/``$set_once`` keep their PostHog meaning and a
     ``groups`` extra sets the event's groups. Records without a distinct id (extra, or
-    identity context) are skipped unless ``personless=True``.
+    identity context) are skipped unless ``personless=True``. The stdlib record of a
+    structlog call whose event ``PostHogProcessor`` captured is not sent again (see
+    ``posthog_otel._structlog_call``); no other record is skipped for it.
     """
 
     def __init__(
@@ -123,11 +122,8 @@ class PostHogHandler(logging.Handler):
             msg = record.msg
             if type(msg) is dict:
                 return  # structlog's ProcessorFormatter: PostHogProcessor sends those
-            captured = structlog_captured.get()
-            if captured is not None:
-                structlog_captured.set(None)
-                if captured == msg:
-                    return  # PostHogProcessor already sent this one
+            if structlog_call.get() is not None and is_captured_call():
+                return  # PostHogProcessor sent this structlog call's event
             ctx = _current.get()
             attributes = record.__dict__
             if attributes.get(self.distinct_id_key) in (None, "") and (

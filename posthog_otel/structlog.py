@@ -32,6 +32,7 @@ from collections.abc import MutableMapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from . import _structlog_call
 from ._context import IdentityContext, _current
 from ._integration import PERSONLESS, active_span_ids, first_id, resolve_client
 from ._log import is_internal_thread, logger
@@ -43,7 +44,6 @@ from ._snapshot import (
     snapshot_value,
     snapshot_values,
 )
-from .logging import structlog_captured
 from .messages import Capture
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ class PostHogProcessor:
     def _capture(
         self, wrapped_logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
     ) -> None:
-        structlog_captured.set(None)
+        _structlog_call.clear()
         if is_internal_thread():
             return
         level_name = str(event_dict.get("level") or method_name).lower()
@@ -172,7 +172,7 @@ class PostHogProcessor:
             ),
             nbytes,
         )
-        structlog_captured.set(name)
+        _structlog_call.mark_captured()
 
     def _snapshot(
         self, event_dict: MutableMapping[str, Any], correct: Correct, name: str
