@@ -27,7 +27,6 @@ from ._integration import PERSONLESS, active_span_ids, resolve_client
 from ._log import thread_state
 from ._snapshot import ENTRY_BYTES, EVENT_BYTES, IMMUTABLE, snapshot_value
 from ._stats import StatsRecorder
-from .messages import Capture
 
 if TYPE_CHECKING:
     from .client import Client
@@ -221,15 +220,9 @@ class PostHogHandler(logging.Handler):
         if span is not None:
             properties.setdefault("$trace_id", span[0])
             properties.setdefault("$span_id", span[1])
-        return self.client._deferred_capture(
-            Capture(
-                event,
-                distinct_id,
-                properties,
-                groups=groups,
-                timestamp=attrs["created"],  # epoch seconds, formatted when encoded
-            ),
-            ctx,
+        # epoch seconds, formatted when encoded
+        return self.client._deferred_fields(
+            event, distinct_id, properties, groups, attrs["created"], ctx
         )
 
     def flush(self) -> None:

@@ -13,6 +13,7 @@ from ._serialize import dumps, format_timestamp
 
 MAX_EVENT_BYTES = 900 * 1024
 _GZIP_LEVEL = 6
+_fromtimestamp = datetime.fromtimestamp
 _TRUE_STRINGS = {"true": True, "1": True, "false": False, "0": False}
 
 
@@ -41,12 +42,22 @@ class V0Lane:
 
     def encode(self, event: dict[str, Any]) -> bytes:
         """JSON bytes of one event in the v0 wire shape (raises only if unencodable)."""
-        timestamp, ok = format_timestamp(event.get("timestamp"))
-        if not ok:
-            self._stats.correct(
-                "invalid_timestamp",
-                f"event {event.get('event')!r} has an unusable timestamp; sent as now",
-            )
+        raw = event.get("timestamp")
+        timestamp: datetime | str | None = None
+        if type(raw) is float:  # epoch seconds: what the client and the handler record
+            try:
+                # orjson writes an aware UTC datetime exactly as ``isoformat()`` does
+                # (tests/test_wire.py checks it), without a Python call per event.
+                timestamp = _fromtimestamp(raw, timezone.utc)
+            except (OverflowError, OSError, ValueError):
+                pass
+        if timestamp is None:
+            timestamp, ok = format_timestamp(raw)
+            if not ok:
+                self._stats.correct(
+                    "invalid_timestamp",
+                    f"event {event.get('event')!r} has an unusable timestamp; sent as now",
+                )
         properties = event.get("properties")
         if not isinstance(properties, dict):
             properties = {}
