@@ -525,8 +525,9 @@ class Client:
                 properties["$session_id"] = ctx.session_id
         # The values of the moment (see _snapshot): scalars are kept (the loop only adds
         # up their size), anything else is copied.
-        nbytes = EVENT_BYTES + len(name) + ENTRY_BYTES * len(props)
+        nbytes = 0  # a deferred event was measured when it was queued
         if copy_values:
+            nbytes = EVENT_BYTES + len(name) + ENTRY_BYTES * len(props)
             for value in props.values():
                 cls = type(value)
                 if cls is str:

@@ -201,11 +201,11 @@ class PostHogHandler(logging.Handler):
         span: tuple[str, str] | None,
     ) -> dict[str, Any] | None:
         """The event from what ``emit`` took; runs on the flush thread."""
-        items: Iterable[tuple[str, Any]] = attrs.items()
-        if next(islice(attrs, _N_STANDARD - 1, None), None) == _STANDARD[-1]:
-            items = islice(items, _N_STANDARD, None)  # the extras follow (see emit)
+        keys = list(attrs)
+        if len(keys) >= _N_STANDARD and keys[_N_STANDARD - 1] == _STANDARD[-1]:
+            keys = keys[_N_STANDARD:]  # the extras follow the standard attributes (see emit)
         properties = {
-            key: value for key, value in items if key not in _RECORD_ATTRIBUTES and key[:1] != "_"
+            key: attrs[key] for key in keys if key not in _RECORD_ATTRIBUTES and key[:1] != "_"
         }
         template = attrs["msg"]
         event = properties.pop("event", None)
@@ -213,7 +213,8 @@ class PostHogHandler(logging.Handler):
             event = template
         distinct_id = properties.pop(self.distinct_id_key, None)
         groups = properties.pop("groups", None)
-        properties["$log_level"] = attrs["levelname"].lower()
+        level = attrs["levelname"]
+        properties["$log_level"] = _LOWER_LEVELS.get(level) or level.lower()
         properties["$logger_name"] = attrs["name"]
         if message != event:
             properties["$log_message"] = message
@@ -271,3 +272,7 @@ def _snapshot_extras(attrs: dict[str, Any], stats: StatsRecorder) -> int:
 
 
 _N_STANDARD = len(_STANDARD)
+# ``$log_level`` of the standard level names, without a ``str.lower()`` per event.
+_LOWER_LEVELS = {
+    name: name.lower() for name in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "NOTSET")
+}
