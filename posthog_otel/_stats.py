@@ -74,7 +74,7 @@ class StatsRecorder:
         if not hasattr(self, "_attempts"):
             self._attempts = itertools.count()
             self.attempts = self._attempts.__next__
-        self._attempts_base = _peek(self._attempts)
+        self._attempts_base = peek_count(self._attempts)
         self.thread_restarts = 0
         self.sent = 0
         self.retries = 0
@@ -89,7 +89,7 @@ class StatsRecorder:
 
     @property
     def attempted(self) -> int:
-        return _peek(self._attempts) - self._attempts_base
+        return peek_count(self._attempts) - self._attempts_base
 
     def drop(self, reason: str, count: int = 1, detail: str = "") -> None:
         """Count ``count`` dropped events and warn (rate-limited) naming the reason."""
@@ -134,6 +134,6 @@ class StatsRecorder:
             )
 
 
-def _peek(counter: itertools.count[int]) -> int:
+def peek_count(counter: itertools.count[int]) -> int:
     """The next value of an ``itertools.count`` without advancing it (``count(7)`` → 7)."""
     return int(repr(counter)[6:-1])

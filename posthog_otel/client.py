@@ -392,6 +392,37 @@ class Client:
             return self._run_before_send(built[0])
         return built[0]
 
+    def _deferred_fields(
+        self,
+        name: str,
+        distinct_id: object,
+        properties: dict[str, Any],
+        groups: Mapping[str, Any] | None,
+        timestamp: object,
+        ctx: IdentityContext | None,
+    ) -> Event | None:
+        """``_deferred_capture`` of ``Capture(name, distinct_id, properties, groups=groups,
+        timestamp=timestamp)``, without making the ``Capture``: the log handler's and the
+        structlog processor's builders, once per event on the flush thread."""
+        built = self._assemble(
+            name,
+            distinct_id,
+            properties,
+            groups,
+            timestamp,
+            None,
+            self._base_properties,
+            ctx,
+            None,
+            False,
+            False,
+        )
+        if built is None:
+            return None
+        if self._before_send:
+            return self._run_before_send(built[0])
+        return built[0]
+
     def _submit(self, event: Event, nbytes: int) -> str | None:
         """``before_send``, then the queue; ``nbytes`` is the event's estimated size."""
         if self._before_send:
@@ -446,11 +477,43 @@ class Client:
         ``properties`` are copied now (``_snapshot``), so that a later mutation by the
         caller cannot change what is sent; identity-context properties were copied when
         the context was entered."""
-        name = message.event
+        geoip = message.disable_geoip
+        return self._assemble(
+            message.event,
+            message.distinct_id,
+            message.properties,
+            message.groups,
+            message.timestamp,
+            message.uuid,
+            self._base_properties
+            if geoip is None or geoip == self._disable_geoip
+            else self._base_properties_geoip_flipped,
+            ctx,
+            message.flags,
+            message.send_feature_flags,
+            copy_values,
+        )
+
+    def _assemble(
+        self,
+        name: object,
+        distinct_id: object,
+        props: Mapping[str, Any] | None,
+        groups: Mapping[str, Any] | None,
+        timestamp: object,
+        given_uuid: object,
+        base: Mapping[str, Any],
+        ctx: IdentityContext | None,
+        snapshot: object,
+        send_feature_flags: bool,
+        copy_values: bool,
+    ) -> tuple[Event, int] | None:
+        """``_capture_event`` from a capture's fields: what the integrations' builders
+        call on the flush thread (``_deferred_fields``), without making a ``Capture``
+        (a frozen dataclass: about a microsecond per event)."""
         if type(name) is not str or not name:
             self._invalid(f"Capture.event must be a non-empty string, got {name!r}")
             return None
-        props = message.properties
         if props is None:
             props = _EMPTY
         elif type(props) is not dict and not isinstance(props, Mapping):
@@ -458,13 +521,6 @@ class Client:
                 f"Capture.properties of {name!r} must be a mapping, not {type(props).__name__}"
             )
             return None
-        geoip = message.disable_geoip
-        base = (
-            self._base_properties
-            if geoip is None or geoip == self._disable_geoip
-            else self._base_properties_geoip_flipped
-        )
-        distinct_id = message.distinct_id
         if distinct_id is not None and type(distinct_id) is not str:
             try:
                 distinct_id = str(distinct_id)
@@ -489,8 +545,9 @@ class Client:
                 properties["$session_id"] = ctx.session_id
         # The values of the moment (see _snapshot): scalars are kept (the loop only adds
         # up their size), anything else is copied.
-        nbytes = EVENT_BYTES + len(name) + ENTRY_BYTES * len(props)
+        nbytes = 0  # a deferred event was measured when it was queued
         if copy_values:
+            nbytes = EVENT_BYTES + len(name) + ENTRY_BYTES * len(props)
             for value in props.values():
                 cls = type(value)
                 if cls is str:
@@ -499,17 +556,15 @@ class Client:
                     nbytes = EVENT_BYTES + len(name)
                     nbytes += snapshot_values(props, properties, self._stats.correct, name)
                     break
-        groups = message.groups
         if groups:
             if not isinstance(groups, Mapping):
                 self._invalid(f"Capture.groups of {name!r} must be a mapping")
                 return None
             properties["$groups"] = self._copied(groups, name)
-        snapshot = message.flags
-        if snapshot is not None or message.send_feature_flags:
+        if snapshot is not None or send_feature_flags:
             if not isinstance(snapshot, FlagEvaluations):
                 snapshot = self._flags_for_event(name, distinct_id, groups)
-            elif message.send_feature_flags:
+            elif send_feature_flags:
                 self._stats.warner.warn(
                     "flags_and_send_feature_flags",
                     "capture(flags=..., send_feature_flags=True): the snapshot wins",
@@ -517,8 +572,6 @@ class Client:
             if snapshot is not None:
                 for flag_property, value in snapshot.event_properties().items():
                     properties.setdefault(flag_property, value)
-        given_uuid = message.uuid
-        timestamp = message.timestamp
         return {
             "event": name,
             "distinct_id": distinct_id,

@@ -15,6 +15,7 @@ objects to walk. The event is built (and ``before_send`` runs) on the flush thre
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 from collections.abc import Iterable
@@ -25,10 +26,9 @@ from ._context import IdentityContext, _current
 from ._integration import PERSONLESS, active_span_ids, resolve_client
 from ._log import thread_state
 from ._snapshot import ENTRY_BYTES, EVENT_BYTES, IMMUTABLE, snapshot_value
-from ._stats import StatsRecorder
+from ._stats import StatsRecorder, peek_count
 from ._structlog_call import captured as structlog_call
 from ._structlog_call import is_captured_call
-from .messages import Capture
 
 if TYPE_CHECKING:
     from .client import Client
@@ -106,8 +106,27 @@ class PostHogHandler(logging.Handler):
         # One bound method for every queued item, not a new one per item: one object
         # fewer for each queued event to allocate and for the garbage collector to walk.
         self._builder = self._build
-        self.skipped = 0
+        self._skipped = itertools.count()
+
+    @property
+    def skipped(self) -> int:
         """Records not captured because they had no distinct id."""
+        return peek_count(self._skipped)
+
+    def handle(self, record: logging.LogRecord) -> Any:
+        """``logging.Handler.handle`` without the handler's I/O lock.
+
+        The lock serializes ``emit`` for handlers that write to a stream; this one only
+        appends to the client's queue, which has its own lock, and keeps no state of its
+        own that a concurrent record could corrupt (``skipped`` is an atomic counter). Two
+        Python calls and an ``RLock`` round trip less per record, on the logging thread.
+        """
+        rv = self.filter(record)
+        if isinstance(rv, logging.LogRecord):  # Python 3.12+: a filter may replace it
+            record = rv
+        if rv:
+            self.emit(record)
+        return rv
 
     def emit(self, record: logging.LogRecord) -> None:
         """Take the values of the moment (message, extras, identity, span) and queue them
@@ -130,7 +149,7 @@ class PostHogHandler(logging.Handler):
                 ctx is None or not ctx.distinct_id
             ):
                 if not self.personless:
-                    self.skipped += 1
+                    next(self._skipped)
                     return
                 ctx = ctx or PERSONLESS
             client = self.client
@@ -198,11 +217,11 @@ class PostHogHandler(logging.Handler):
         span: tuple[str, str] | None,
     ) -> dict[str, Any] | None:
         """The event from what ``emit`` took; runs on the flush thread."""
-        items: Iterable[tuple[str, Any]] = attrs.items()
-        if next(islice(attrs, _N_STANDARD - 1, None), None) == _STANDARD[-1]:
-            items = islice(items, _N_STANDARD, None)  # the extras follow (see emit)
+        keys = list(attrs)
+        if len(keys) >= _N_STANDARD and keys[_N_STANDARD - 1] == _STANDARD[-1]:
+            keys = keys[_N_STANDARD:]  # the extras follow the standard attributes (see emit)
         properties = {
-            key: value for key, value in items if key not in _RECORD_ATTRIBUTES and key[:1] != "_"
+            key: attrs[key] for key in keys if key not in _RECORD_ATTRIBUTES and key[:1] != "_"
         }
         template = attrs["msg"]
         event = properties.pop("event", None)
@@ -210,22 +229,17 @@ class PostHogHandler(logging.Handler):
             event = template
         distinct_id = properties.pop(self.distinct_id_key, None)
         groups = properties.pop("groups", None)
-        properties["$log_level"] = attrs["levelname"].lower()
+        level = attrs["levelname"]
+        properties["$log_level"] = _LOWER_LEVELS.get(level) or level.lower()
         properties["$logger_name"] = attrs["name"]
         if message != event:
             properties["$log_message"] = message
         if span is not None:
             properties.setdefault("$trace_id", span[0])
             properties.setdefault("$span_id", span[1])
-        return self.client._deferred_capture(
-            Capture(
-                event,
-                distinct_id,
-                properties,
-                groups=groups,
-                timestamp=attrs["created"],  # epoch seconds, formatted when encoded
-            ),
-            ctx,
+        # epoch seconds, formatted when encoded
+        return self.client._deferred_fields(
+            event, distinct_id, properties, groups, attrs["created"], ctx
         )
 
     def flush(self) -> None:
@@ -274,3 +288,7 @@ def _snapshot_extras(attrs: dict[str, Any], stats: StatsRecorder) -> int:
 
 
 _N_STANDARD = len(_STANDARD)
+# ``$log_level`` of the standard level names, without a ``str.lower()`` per event.
+_LOWER_LEVELS = {
+    name: name.lower() for name in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "NOTSET")
+}

@@ -44,7 +44,6 @@ from ._snapshot import (
     snapshot_value,
     snapshot_values,
 )
-from .messages import Capture
 
 if TYPE_CHECKING:
     from .client import Client
@@ -213,14 +212,12 @@ class PostHogProcessor:
         if span is not None:
             properties.setdefault("$trace_id", span[0])
             properties.setdefault("$span_id", span[1])
-        return self.client._deferred_capture(
-            Capture(
-                name,
-                distinct_id,
-                properties,
-                groups=groups if groups else None,
-                timestamp=datetime.fromtimestamp(created, timezone.utc),
-            ),
+        return self.client._deferred_fields(
+            name,
+            distinct_id,
+            properties,
+            groups if groups else None,
+            datetime.fromtimestamp(created, timezone.utc),
             ctx,
         )
 

@@ -105,6 +105,57 @@ def test_identity_from_context_and_skipping(server, make_client, attach):
     assert explicit["distinct_id"] == "explicit-user"
 
 
+def test_records_do_not_wait_for_the_handler_lock(server, make_client, attach):
+    # emit only appends to the client's queue (which has its own lock): handle() does
+    # not take the handler's I/O lock, so a thread holding it delays no log call.
+    client = make_client()
+    handler = PostHogHandler(client)
+    log = attach(handler)
+    held, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        with handler.lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    try:
+        assert held.wait(5)
+        done = threading.Event()
+        worker = threading.Thread(
+            target=lambda: (log.info("evt", extra={"distinct_id": "u1"}), done.set())
+        )
+        worker.start()
+        assert done.wait(5), "the log call waited for the handler's lock"
+    finally:
+        release.set()
+        holder.join(5)
+        worker.join(5)
+    assert client.flush(5)
+    assert [event["event"] for event in server.events] == ["evt"]
+
+
+def test_filters_and_skipped_count_without_the_lock(server, make_client, attach):
+    client = make_client()
+    handler = PostHogHandler(client)
+    handler.addFilter(lambda record: record.getMessage() != "filtered")
+    log = attach(handler)
+    threads = [
+        threading.Thread(target=lambda: [log.info("no identity") for _ in range(2_000)])
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    log.info("filtered", extra={"distinct_id": "u1"})
+    log.info("kept", extra={"distinct_id": "u1"})
+    assert client.flush(5)
+    assert handler.skipped == 8_000  # every concurrent skip counted, none lost
+    assert [event["event"] for event in server.events] == ["kept"]
+
+
 def test_personless_records(server, make_client, attach):
     client = make_client()
     log = attach(PostHogHandler(client, personless=True))

@@ -122,6 +122,31 @@ def test_timestamp_inputs(server, make_client, given, expected):
     assert event["timestamp"] == expected
 
 
+def test_epoch_second_timestamps_are_sent_as_isoformat_writes_them(server, make_client):
+    # Epoch seconds (what the client and the log handler record) are encoded as a UTC
+    # datetime that orjson writes: it must be exactly datetime.isoformat()'s text, with
+    # and without microseconds, before 1970 and at the microsecond rounding edges.
+    client = make_client()
+    given = [1767225600.0, 1767225600.000001, 1767225600.5, 0.9999995, -86400.25, 1e-7]
+    given += [1732700000.0000005, 253402300799.0, -62135596800.0]
+    for index, value in enumerate(given):
+        client.capture(f"evt{index}", "u1", timestamp=value)
+    events = {event["event"]: event for event in sent(server, client, len(given))}
+    for index, value in enumerate(given):
+        expected = datetime.fromtimestamp(value, timezone.utc).isoformat()
+        assert events[f"evt{index}"]["timestamp"] == expected, value
+    assert not any(client.stats.corrected.values())
+
+
+def test_out_of_range_epoch_timestamp_becomes_now_with_warning(server, make_client):
+    client = make_client()
+    client.capture("evt", "u1", timestamp=1e20)
+    (event,) = sent(server, client, 1)
+    stamp = datetime.fromisoformat(event["timestamp"])
+    assert abs((stamp - datetime.now(timezone.utc)).total_seconds()) < 5
+    assert client.stats.corrected["invalid_timestamp"] == 1
+
+
 def test_unparseable_timestamp_becomes_now_with_warning(server, make_client, warnings_log):
     client = make_client()
     client.capture("evt", "u1", timestamp="yesterday-ish")

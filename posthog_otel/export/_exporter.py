@@ -441,20 +441,40 @@ class BatchExporter:
                 self._in_flight = len(batch) + take
             size = sum(len(p) + 1 for p in batch.payloads)
             skipped = 0
+            # Once per event on the flush thread, which competes with the application's
+            # threads for the GIL: the common case is inlined (no call per event besides
+            # the builder's and the encoder's); failures go to the helpers below.
+            encode = self._lane.encode
+            limit = self._lane.max_event_bytes
+            events, payloads = batch.events, batch.payloads
             for index, item in enumerate(raw):
-                event = item if isinstance(item, dict) else self._materialize(item)
-                if event is None:
-                    skipped += 1
+                if isinstance(item, dict):
+                    event = item
+                else:
+                    try:
+                        built: Event | None = item[0](*item[1:])
+                    except BaseException as exc:  # user code (before_send) may raise SystemExit
+                        self._build_failed(exc)
+                        built = None
+                    if built is None:
+                        skipped += 1
+                        continue
+                    event = built
+                try:
+                    payload = encode(event)
+                except Exception as exc:
+                    self._encode_failed(event, exc)
                     continue
-                payload = self._encode(event)
-                if payload is None:
+                nbytes = len(payload)
+                if nbytes > limit:
+                    self._oversize(event, nbytes)
                     continue
-                if size + len(payload) + 1 > budget and batch.events:
+                if size + nbytes + 1 > budget and events:
                     self._put_back(raw, sizes, index, event, payload)
                     break
-                batch.events.append(event)
-                batch.payloads.append(payload)
-                size += len(payload) + 1
+                events.append(event)
+                payloads.append(payload)
+                size += nbytes + 1
             with self._cond:
                 if skipped:
                     # Not events after all: the builder counted each as a drop before the
@@ -471,32 +491,23 @@ class BatchExporter:
             if batch.events:
                 return batch
 
-    def _materialize(self, item: Deferred) -> Event | None:
-        """Build a deferred event (a log record) here, off the caller's thread; ``None``
-        when it turned out not to be an event (the builder counts why)."""
-        try:
-            event: Event | None = item[0](*item[1:])
-            return event
-        except BaseException as exc:  # user code (before_send) may even raise SystemExit
-            self._stats.drop("invalid", 1, f": building a deferred event raised {exc!r}")
-            return None
+    def _build_failed(self, exc: BaseException) -> None:
+        """A deferred event's builder raised: dropped as ``invalid`` (counted here)."""
+        self._stats.drop(
+            "invalid", 1, f": building a deferred event raised {type(exc).__qualname__}"
+        )
 
-    def _encode(self, event: Event) -> bytes | None:
-        """The event's payload; ``None`` when it is dropped (counted here)."""
-        try:
-            payload = self._lane.encode(event)
-        except Exception as exc:
-            self._settle(1, "serialization", f": {type(exc).__name__} in {event.get('event')!r}")
-            return None
-        if len(payload) > self._lane.max_event_bytes:
-            self._settle(
-                1,
-                "oversize",
-                f": {event.get('event')!r} is {len(payload)} bytes "
-                f"(limit {self._lane.max_event_bytes})",
-            )
-            return None
-        return payload
+    def _encode_failed(self, event: Event, exc: Exception) -> None:
+        """The event could not be encoded: dropped (counted here)."""
+        self._settle(1, "serialization", f": {type(exc).__name__} in {event.get('event')!r}")
+
+    def _oversize(self, event: Event, length: int) -> None:
+        """The encoded event is over the lane's limit: dropped (counted here)."""
+        self._settle(
+            1,
+            "oversize",
+            f": {event.get('event')!r} is {length} bytes (limit {self._lane.max_event_bytes})",
+        )
 
     def _put_back(
         self,

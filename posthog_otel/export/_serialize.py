@@ -32,7 +32,8 @@ import orjson
 
 from .._log import logger
 
-_OPTIONS = orjson.OPT_NON_STR_KEYS
+OPTIONS = orjson.OPT_NON_STR_KEYS
+"""orjson options of every encoding (``dumps``, and the encoder's inlined fast path)."""
 _UTC = timezone.utc
 
 MAX_DEPTH = 64
@@ -85,11 +86,11 @@ def dumps(obj: Any, correct: Callable[[str, str], object] | None = None, depth: 
     (negative when the counted levels start below it: the wire event passes -1 so that
     its ``properties`` are level 0)."""
     try:
-        return orjson.dumps(obj, default=default, option=_OPTIONS)
+        return orjson.dumps(obj, default=default, option=OPTIONS)
     except (TypeError, orjson.JSONEncodeError):
         pass
     repairs: Repairs = {}
-    payload = orjson.dumps(clean(obj, set(), repairs=repairs, depth=depth), option=_OPTIONS)
+    payload = orjson.dumps(clean(obj, set(), repairs=repairs, depth=depth), option=OPTIONS)
     if repairs and correct is not None:
         name = obj.get("event") if isinstance(obj, dict) else None
         count_repairs(correct, repairs, name)

@@ -9,10 +9,13 @@ from typing import Any
 import orjson
 
 from .._stats import StatsRecorder
-from ._serialize import dumps, format_timestamp
+from ._serialize import OPTIONS, default, dumps, format_timestamp
 
 MAX_EVENT_BYTES = 900 * 1024
 _GZIP_LEVEL = 6
+_fromtimestamp = datetime.fromtimestamp
+_UTC = timezone.utc
+_orjson_dumps = orjson.dumps
 _TRUE_STRINGS = {"true": True, "1": True, "false": False, "0": False}
 
 
@@ -41,12 +44,22 @@ class V0Lane:
 
     def encode(self, event: dict[str, Any]) -> bytes:
         """JSON bytes of one event in the v0 wire shape (raises only if unencodable)."""
-        timestamp, ok = format_timestamp(event.get("timestamp"))
-        if not ok:
-            self._stats.correct(
-                "invalid_timestamp",
-                f"event {event.get('event')!r} has an unusable timestamp; sent as now",
-            )
+        raw = event.get("timestamp")
+        timestamp: datetime | str | None = None
+        if type(raw) is float:  # epoch seconds: what the client and the handler record
+            try:
+                # orjson writes an aware UTC datetime exactly as ``isoformat()`` does
+                # (tests/test_wire.py checks it), without a Python call per event.
+                timestamp = _fromtimestamp(raw, _UTC)
+            except (OverflowError, OSError, ValueError):
+                pass
+        if timestamp is None:
+            timestamp, ok = format_timestamp(raw)
+            if not ok:
+                self._stats.correct(
+                    "invalid_timestamp",
+                    f"event {event.get('event')!r} has an unusable timestamp; sent as now",
+                )
         properties = event.get("properties")
         if not isinstance(properties, dict):
             properties = {}
@@ -59,10 +72,14 @@ class V0Lane:
             "timestamp": timestamp,
             "uuid": event.get("uuid"),
         }
-        for key in ("$set", "$set_once"):
-            if key in event:
-                wire[key] = event[key]
-        return dumps(wire, self._stats.correct, -1)  # -1: "properties" is nesting level 0
+        if "$set" in event:
+            wire["$set"] = event["$set"]
+        if "$set_once" in event:
+            wire["$set_once"] = event["$set_once"]
+        try:  # dumps' fast path, without the call
+            return _orjson_dumps(wire, default=default, option=OPTIONS)
+        except (TypeError, orjson.JSONEncodeError):
+            return dumps(wire, self._stats.correct, -1)  # -1: "properties" is level 0
 
     def request(self, payloads: list[bytes]) -> tuple[str, bytes, dict[str, str]]:
         """Path, body and headers for one attempt (``sent_at`` is fresh per attempt)."""
