@@ -37,7 +37,7 @@ from .export._exporter import (
 )
 from .export._serialize import format_timestamp
 from .flags._results import FlagEvaluations, FlagResult, FlagValue
-from .flags._worker import FlagsWorker
+from .flags._worker import FlagsWorker, Overrides
 from .messages import Alias, Capture, GroupIdentify, Identify, Message
 
 if TYPE_CHECKING:
@@ -598,27 +598,37 @@ class Client:
             return None
         event = built[0]  # its size grows by the flags: measured again when it completes
         groups = message.groups if isinstance(message.groups, Mapping) else {}
-        self._flags_worker.submit(event, event["distinct_id"], groups)
+        self._flags_worker.submit(
+            event, event["distinct_id"], groups, self._flags.context_overrides()
+        )
         return event["uuid"]  # type: ignore[no-any-return]
 
     def _fetch_event_flags(
-        self, distinct_id: str, groups: Mapping[str, Any]
+        self, distinct_id: str, groups: Mapping[str, Any], overrides: Overrides
     ) -> dict[str, Any] | None:
-        """The flags worker's request: ``$feature/*`` properties from one ``/flags`` call."""
-        did, results = self._event_flags(distinct_id, groups, remote=True)
+        """The flags worker's request: ``$feature/*`` properties from one ``/flags`` call,
+        with the overrides of the identity context the event was captured in."""
+        did, results = self._event_flags(distinct_id, groups, remote=True, overrides=overrides)
         return FlagEvaluations(did, results).event_properties() if results else None
 
     def _event_flags(
-        self, distinct_id: object, groups: Mapping[str, Any] | None, *, remote: bool
+        self,
+        distinct_id: object,
+        groups: Mapping[str, Any] | None,
+        *,
+        remote: bool,
+        overrides: Overrides = None,
     ) -> tuple[str | None, dict[str, FlagResult]]:
         """Every flag for an event's ``send_feature_flags``: one ``/flags`` call
-        (``remote``), or local evaluation only."""
+        (``remote``), or local evaluation only; ``overrides`` are those of the identity
+        context the event was captured in (the worker thread has none of its own)."""
+        person, group_properties = overrides if overrides is not None else (None, None)
         return self._flags.evaluate(
             distinct_id,
             flag_keys=None,
             groups=groups,
-            person_properties=None,
-            group_properties=None,
+            person_properties=person,
+            group_properties=group_properties,
             only_evaluate_locally=not remote,
             force_remote=remote,
             disable_geoip=None,

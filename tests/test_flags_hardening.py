@@ -464,3 +464,21 @@ def test_exposures_remembered_per_person_are_bounded(server, make_client):
     for i in range(cap + 50):
         service.expose("u1", "beta", None, {"company": f"c{i}"}, None)
     assert len(service._seen["u1"]) <= cap
+
+
+def test_send_feature_flags_uses_the_overrides_of_the_events_context(server, make_client):
+    """The flags worker asks ``/flags`` on its own thread, outside the identity context:
+    the event's request must still carry the overrides in force where it was captured,
+    and an event captured elsewhere must not get them (nor share their answer)."""
+    client = make_client()  # no secret key: send_feature_flags goes through /flags
+    client.set_person_properties_for_flags({"plan": "pro"})  # client-level
+    with context(distinct_id="alice"):
+        client.set_person_properties_for_flags({"role": "admin"})
+        client.capture("in_request", send_feature_flags=True)
+    client.capture("outside", "alice", send_feature_flags=True)
+    assert client.flush(5)
+    bodies = [json.loads(r.body) for r in server.requests if r.path == "/flags"]
+    assert [b["person_properties"] for b in bodies] == [
+        {"plan": "pro", "role": "admin"},
+        {"plan": "pro"},
+    ]

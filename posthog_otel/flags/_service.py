@@ -528,6 +528,20 @@ class FlagsService:
         else:
             ctx.flag_overrides.groups = groups
 
+    def context_overrides(
+        self,
+    ) -> tuple[Mapping[str, Any], Mapping[str, Mapping[str, Any]]] | None:
+        """The person and group overrides in force in the caller's identity context,
+        merged over the client's, for a flag request made on another thread (the flags
+        worker sees no identity context); ``None`` when no context set any."""
+        ctx = _current.get()
+        if ctx is None:
+            return None
+        person, groups = _with_context_overrides(ctx, self._person_overrides, self._group_overrides)
+        if person is self._person_overrides and groups is self._group_overrides:
+            return None
+        return person, groups
+
     def reset_person_overrides(self) -> None:
         ctx = _current.get()
         if ctx is None:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 from .._fork import fork_safe_condition, reset_in_child
 from .._log import logger, mark_internal_thread, suppress_instrumentation
@@ -26,7 +26,9 @@ _MAX_SHARED = 1_000
 _HANDING_WAIT = 1.0  # close(): how long an event being queued (before_send) may take
 
 Event = dict[str, Any]
-FetchFlags = Callable[[str, Mapping[str, Any]], "dict[str, Any] | None"]
+# The person and group overrides of the identity context the event was captured in.
+Overrides: TypeAlias = "tuple[Mapping[str, Any], Mapping[str, Mapping[str, Any]]] | None"
+FetchFlags = Callable[[str, Mapping[str, Any], Overrides], "dict[str, Any] | None"]
 Deliver = Callable[[Event], None]
 
 
@@ -34,7 +36,7 @@ class FlagsWorker:
     def __init__(
         self, fetch: FetchFlags, deliver: Deliver, stats: StatsRecorder | None = None
     ) -> None:
-        self._fetch = fetch  # (distinct id, groups) -> event properties, or None
+        self._fetch = fetch  # (distinct id, groups, overrides) -> event properties, or None
         self._deliver = deliver  # before_send + queue, on this worker's thread
         self._stats = stats
         self._reset()
@@ -42,7 +44,7 @@ class FlagsWorker:
 
     def _reset(self) -> None:
         self._cond = fork_safe_condition()
-        self._waiting: deque[tuple[Event, str, Mapping[str, Any]]] = deque()
+        self._waiting: deque[tuple[Event, str, Mapping[str, Any], Overrides]] = deque()
         self._shared: dict[tuple[Any, ...], tuple[float, dict[str, Any] | None]] = {}
         self._thread: threading.Thread | None = None
         self._busy = False
@@ -58,10 +60,16 @@ class FlagsWorker:
             held = len(self._waiting) + (self._busy and not self._current_abandoned)
             return held, self._abandoned
 
-    def submit(self, event: Event, distinct_id: str, groups: Mapping[str, Any]) -> None:
+    def submit(
+        self,
+        event: Event,
+        distinct_id: str,
+        groups: Mapping[str, Any],
+        overrides: Overrides = None,
+    ) -> None:
         with self._cond:
             if not self._closed and len(self._waiting) < MAX_WAITING:
-                self._waiting.append((event, distinct_id, groups))
+                self._waiting.append((event, distinct_id, groups, overrides))
                 self._ensure_thread_locked()
                 self._cond.notify()
                 return
@@ -102,16 +110,18 @@ class FlagsWorker:
                     self._cond.wait()
                 if not self._waiting:
                     return
-                event, distinct_id, groups = self._waiting.popleft()
+                event, distinct_id, groups, overrides = self._waiting.popleft()
                 self._busy = True
                 self._current_abandoned = False
-            self._complete(event, distinct_id, groups)
+            self._complete(event, distinct_id, groups, overrides)
 
-    def _complete(self, event: Event, distinct_id: str, groups: Mapping[str, Any]) -> None:
+    def _complete(
+        self, event: Event, distinct_id: str, groups: Mapping[str, Any], overrides: Overrides
+    ) -> None:
         """Add flag properties if ``/flags`` answers, then hand the event on: whatever
         goes wrong with the flags, the event is sent without them (counted)."""
         try:
-            properties = self._flags_for(distinct_id, groups)
+            properties = self._flags_for(distinct_id, groups, overrides)
             if properties:
                 for name, value in properties.items():
                     event["properties"].setdefault(name, value)
@@ -133,13 +143,17 @@ class FlagsWorker:
             if self._stats is not None:
                 self._stats.drop("invalid", 1, " (internal error)")
 
-    def _flags_for(self, distinct_id: str, groups: Mapping[str, Any]) -> dict[str, Any] | None:
+    def _flags_for(
+        self, distinct_id: str, groups: Mapping[str, Any], overrides: Overrides
+    ) -> dict[str, Any] | None:
+        if overrides is not None:  # a request's own overrides: its answer is its own
+            return self._fetch(distinct_id, groups, overrides)
         key = (distinct_id, tuple(sorted((str(k), str(v)) for k, v in groups.items())))
         now = time.monotonic()
         shared = self._shared.get(key)
         if shared is not None and now - shared[0] < SHARE_WINDOW:
             return shared[1]
-        properties = self._fetch(distinct_id, groups)
+        properties = self._fetch(distinct_id, groups, None)
         if len(self._shared) >= _MAX_SHARED:
             self._shared = {k: v for k, v in self._shared.items() if now - v[0] < SHARE_WINDOW}
         self._shared[key] = (time.monotonic(), properties)
@@ -182,7 +196,7 @@ class FlagsWorker:
             with self._stats.lock:
                 self._stats.dropped["shutdown"] += 1
             self._stats.warn_drop("shutdown", 1, " (still waiting for /flags at close())")
-        for event, _, _ in left:
+        for event, *_ in left:
             if self._stats is not None:
                 self._stats.correct(
                     "flags_unavailable",
