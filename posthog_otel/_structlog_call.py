@@ -81,16 +81,39 @@ def is_captured_call() -> bool:
     while frame is not None and steps < _MAX_FRAMES and not _is_structlog(frame):
         frame, steps = frame.f_back, steps + 1
     in_chain = False
+    structlog_frames: list[FrameType] = []
     while frame is not None and steps < _MAX_FRAMES and _is_structlog(frame):
         in_chain = in_chain or frame.f_code is runner
+        structlog_frames.append(frame)
         frame, steps = frame.f_back, steps + 1
     if frame is not None and _is(frame, frame_id, code, lasti):
         # Logged from inside the call's processor chain (by a processor after ours):
-        # another record, while the call, and its marker, are still running.
-        return not in_chain
+        # another record, while the call, and its marker, are still running. And the
+        # same caller at the same instruction may be running another structlog call
+        # (a loop over loggers, a helper): its record is the captured call's only when
+        # its chain has our processor, which then ran (and marked or cleared) in it.
+        return not in_chain and _chain_has_processor(structlog_frames)
     if not _is_running(frame_id, code, lasti):
         captured.set(None)  # that call has returned: no record of it can come any more
     return False
+
+
+def _chain_has_processor(frames: list[FrameType]) -> bool:
+    """Whether the structlog logger running in ``frames`` (the bound logger that is
+    ``self`` in its methods) has a ``PostHogProcessor`` in its chain; ``True`` when
+    no bound logger with a chain is found (an unknown wrapper: trust the marker)."""
+    module = sys.modules.get("posthog_otel.structlog")
+    processor_type = getattr(module, "PostHogProcessor", None)
+    if processor_type is None:
+        return True
+    for frame in frames:
+        processors = getattr(frame.f_locals.get("self"), "_processors", None)
+        if processors is not None:
+            try:
+                return any(isinstance(p, processor_type) for p in processors)
+            except TypeError:  # not iterable: not structlog's chain
+                return True
+    return True
 
 
 def _is_running(frame_id: int, code: CodeType, lasti: int) -> bool:

@@ -347,3 +347,24 @@ def test_a_processor_called_outside_structlog_marks_nothing(server, make_client)
         std.setLevel(logging.NOTSET)
     assert client.flush(5)
     assert server.event_names() == ["by_hand", "by_hand"]
+
+
+@pytest.mark.parametrize("setup", ["json_to_stdlib", "render_to_log_kwargs"])
+def test_a_chain_without_the_processor_at_the_same_call_site_is_not_skipped(setup, install, server):
+    """A structlog logger whose own chain has no ``PostHogProcessor`` (a library's
+    ``wrap_logger``), called from the very line that just made a captured call: its
+    stdlib record is the handler's to send, not the captured call's."""
+    client = install(setup)
+    captured = structlog.get_logger("app.struct")
+    plain = structlog.wrap_logger(
+        logging.getLogger("app.library"),
+        processors=[structlog.stdlib.render_to_log_kwargs],
+        wrapper_class=structlog.stdlib.BoundLogger,
+    )
+    with context(distinct_id="ctx-user"):
+        for log, source in ((captured, "structlog"), (plain, "stdlib")):
+            log.info("same_site", source=source)  # one call site, one instruction
+    assert _events(client, server) == Counter(
+        {("same_site", "ctx-user", "structlog"): 1, ("same_site", "ctx-user", "stdlib"): 1}
+    )
+    _no_drops(client)
