@@ -23,7 +23,9 @@ main thread anywhere, possibly inside one of our critical sections, where flushi
 the main thread (or waiting there for a helper) would wait for a lock that thread holds.
 So the application runs on while the flush lasts (at most ``shutdown_timeout``); then
 the helper sends SIGTERM again, and the handler, called a second time, restores the
-default and raises it: the process dies of SIGTERM.
+default and raises it: the process dies of SIGTERM. When a handler installed after ours
+calls ours (to end the process as the default would), the default is restored at once,
+so that the signal sent again does not run that handler a second time.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         return
     _handling = True
     main = threading.get_ident()  # handlers run on the main thread
+    _hand_on_to_default(signum)
 
     def run() -> None:
         block_termination_signals()
@@ -121,6 +124,17 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     except Exception:
         signal.signal(signum, signal.SIG_DFL)
         signal.raise_signal(signum)
+
+
+def _hand_on_to_default(signum: int) -> None:
+    """When ours is no longer the installed handler, a handler installed after ours
+    called it to end the process as the default would (the usual chaining idiom): the
+    signal the helper sends again must end the process, not run that handler again."""
+    try:
+        if signal.getsignal(signum) is not _on_sigterm:
+            signal.signal(signum, signal.SIG_DFL)
+    except (ValueError, OSError):  # called by hand off the main thread: leave it
+        pass
 
 
 def _register_child_finalizer(flush: Callable[[], object]) -> None:

@@ -244,3 +244,38 @@ def test_sigterm_while_the_main_thread_captures_in_a_loop(server):
     received = sorted(e["properties"]["i"] for e in server.events)
     assert len(received) >= 200
     assert received == list(range(len(received)))  # in order, nothing missing or twice
+
+
+def test_a_handler_installed_after_ours_that_hands_the_signal_on_runs_once(server):
+    """An application (or library) handler installed after ours that does its clean-up and
+    then calls the handler it replaced, expecting the default's end: ours flushes and the
+    process dies of SIGTERM, without that handler being run a second time by the signal
+    ours sends again once the flush is done."""
+    proc = _run_script(
+        f"""
+        import signal, threading
+        from posthog_otel import Client
+        client = Client({API_KEY!r}, host={server.url!r}, flush_interval=3600)
+        client.capture("before_sigterm", "u")  # installs our handler
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def application_handler(signum, frame):
+            print("application handler", flush=True)
+            previous(signum, frame)
+
+        signal.signal(signal.SIGTERM, application_handler)
+        print("ready", flush=True)
+        threading.Event().wait(60)
+        print("not reached", flush=True)
+        """
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGTERM
+    assert out.splitlines() == [b"application handler"]
+    assert server.event_names() == ["before_sigterm"]
