@@ -148,17 +148,23 @@ async def _lifespan(app: ASGIApp, scope: Scope, receive: Any, send: Any) -> None
     An application without lifespan support raises (or returns) before it receives its
     first message, as the ASGI spec asks; the lifespan is then served here (startup
     completes at once), so that the flush at shutdown still happens. An error after the
-    application received a message is its own failure and goes to the server."""
-    received = False
+    application received a message is its own failure and goes to the server; when it
+    comes during the shutdown (or the application returns from it without a word), the
+    clients are flushed first: the server may end the process right after."""
+    received = stopping = flushed = False
 
     async def receive_app() -> Any:
-        nonlocal received
+        nonlocal received, stopping
         message = await receive()
         received = True
+        if isinstance(message, dict) and message.get("type") == "lifespan.shutdown":
+            stopping = True
         return message
 
     async def send_app(message: Any) -> None:
+        nonlocal flushed
         if isinstance(message, dict) and message.get("type") in _SHUTDOWN_DONE:
+            flushed = True
             await _flush_clients()
         await send(message)
 
@@ -166,9 +172,13 @@ async def _lifespan(app: ASGIApp, scope: Scope, receive: Any, send: Any) -> None
         await app(scope, receive_app, send_app)
     except Exception as exc:
         if received:
+            if stopping and not flushed:  # its shutdown failed without telling the server
+                await _flush_clients()
             raise
         logger.debug("the application does not support lifespan (%r); served here", exc)
     if received:
+        if stopping and not flushed:  # it returned without telling the server
+            await _flush_clients()
         return
     while True:
         message = await receive()

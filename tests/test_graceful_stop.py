@@ -279,3 +279,29 @@ def test_a_handler_installed_after_ours_that_hands_the_signal_on_runs_once(serve
     assert proc.returncode == -signal.SIGTERM
     assert out.splitlines() == [b"application handler"]
     assert server.event_names() == ["before_sigterm"]
+
+
+@pytest.mark.parametrize("ending", ["raises", "returns"])
+def test_lifespan_shutdown_that_fails_without_telling_the_server_still_flushes(
+    server, make_client, ending
+):
+    """An application whose shutdown raises (or returns) without sending
+    ``lifespan.shutdown.complete`` or ``.failed``: uvicorn logs it and then re-raises
+    SIGTERM, so no atexit hook runs; the clients are flushed before the error goes on."""
+    client = make_client()
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        client.capture("app_stopping", "u")
+        if ending == "raises":
+            raise RuntimeError("shutdown failed")
+
+    client.capture("served", "u")
+    if ending == "raises":
+        with pytest.raises(RuntimeError, match="shutdown failed"):
+            asyncio.run(_run_lifespan(PostHogASGIMiddleware(app), server.events))
+    else:
+        asyncio.run(_run_lifespan(PostHogASGIMiddleware(app), server.events))
+    assert sorted(server.event_names()) == ["app_stopping", "served"]
