@@ -166,11 +166,13 @@ def _before_fork() -> None:
     global _import_guard_held, _gate_forking
     if _import_owner == threading.get_ident():
         return  # a fork from inside a guarded import (by the module imported): go ahead
-    _import_guard_held = _import_guard.acquire()
     deadline = time.monotonic() + _HOLD_WAIT
+    # Bounded like every wait here: the import may itself wait for a module lock that
+    # this forking thread holds (a fork at import time), which would never end.
+    _import_guard_held = _import_guard.acquire(timeout=_HOLD_WAIT)
     with _gate:
         _gate_forking = True
-        _gate.wait_for(lambda: _gate_inside == 0, _HOLD_WAIT)
+        _gate.wait_for(lambda: _gate_inside == 0, max(deadline - time.monotonic(), 0.0))
     for lock in list(_held_across):
         if lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
             _held_now.append(lock)

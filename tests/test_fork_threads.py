@@ -119,6 +119,37 @@ def test_a_fork_waits_for_a_tls_block_to_end():
     assert statuses == [0]
 
 
+def test_a_fork_waits_for_an_import_on_another_thread_at_most_a_second():
+    """A fork waits while one of our threads imports (``import_fork_safe``), but not for
+    ever: that import may itself wait for a module lock the forking thread holds."""
+    script = textwrap.dedent(
+        """
+        import os, threading
+        from posthog_otel import _fork
+
+        held, release = threading.Event(), threading.Event()
+
+        def importing():  # stands for an import that cannot finish before the fork
+            with _fork._import_guard:
+                held.set()
+                release.wait(30)
+
+        threading.Thread(target=importing, daemon=True).start()
+        held.wait(5)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        release.set()
+        assert os.waitpid(pid, 0)[1] == 0
+        print("forked")
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, timeout=20, check=False
+    )
+    assert proc.stdout.strip() == b"forked", proc.stderr.decode()
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_reuses_the_tls_context_made_with_the_client(server):
     """The TLS context is made on the creating thread, once per process: a child never
