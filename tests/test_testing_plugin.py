@@ -3,7 +3,6 @@ server's ``/flags`` answered from its own definitions (issue #10, item 5)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import textwrap
 from collections.abc import Iterator
@@ -15,25 +14,11 @@ import posthog_otel
 from posthog_otel import Client, PostHogHandler
 from posthog_otel.testing import FakePostHog
 
+from .conftest import API_KEY
+from .test_flags_client import BETA
+
 pytest_plugins = ["pytester"]
 
-API_KEY = "phc_test_key_0123456789"
-
-BETA = {
-    "id": 1,
-    "key": "beta-ui",
-    "version": 3,
-    "active": True,
-    "filters": {
-        "groups": [
-            {
-                "properties": [{"key": "plan", "value": "pro", "type": "person"}],
-                "rollout_percentage": 100,
-            }
-        ],
-        "payloads": {"true": json.dumps({"color": "blue"})},
-    },
-}
 EVERYONE = {
     "id": 2,
     "key": "everyone",
