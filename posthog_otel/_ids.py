@@ -42,3 +42,15 @@ def normalize_uuid(value: object) -> str | None:
         except ValueError:
             return None
     return None
+
+
+def as_id(value: object) -> str | None:
+    """``value`` as an id string; ``None`` when empty or when ``str()`` raises."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value or None
+    try:
+        return str(value) or None
+    except Exception:
+        return None

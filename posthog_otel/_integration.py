@@ -27,7 +27,7 @@ def resolve_client(
         from .client import Client
 
         return Client(api_key, host=host), True
-    from . import default_client
+    from .client import default_client
 
     return default_client(), False
 

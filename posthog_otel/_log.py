@@ -159,3 +159,13 @@ def enable_debug() -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(_DEBUG_FORMAT))
         logger.addHandler(handler)
+
+
+def describe(exc: BaseException) -> str:
+    """An exception for a log line: its type and (short) message, never raising."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
+    name = type(exc).__name__
+    return f"{name}: {text[:200]}" if text else name

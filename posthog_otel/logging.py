@@ -25,15 +25,17 @@ from typing import TYPE_CHECKING, Any
 from ._context import IdentityContext, _current
 from ._integration import PERSONLESS, active_span_ids, resolve_client
 from ._log import thread_state
-from ._snapshot import ENTRY_BYTES, EVENT_BYTES, IMMUTABLE, snapshot_value
-from ._stats import StatsRecorder, peek_count
+from ._snapshot import ENTRY_BYTES, EVENT_BYTES, IMMUTABLE, Correct, snapshot_value
+from ._stats import peek_count
 from ._structlog_call import captured as structlog_call
 from ._structlog_call import is_captured_call
+from .messages import Capture
 
 if TYPE_CHECKING:
     from .client import Client
+    from .pipeline import Pipeline
 
-__all__ = ["DEFAULT_IGNORED_LOGGERS", "PostHogHandler"]
+__all__ = ["DEFAULT_IGNORED_LOGGERS", "PostHogHandler", "record_capture"]
 
 # Loggers whose records never become events: ours, the HTTP stack we upload with, the
 # official SDK, and OpenTelemetry's own diagnostics. Children are ignored too.
@@ -97,6 +99,8 @@ class PostHogHandler(logging.Handler):
     ) -> None:
         super().__init__(level)
         self.client, self._owns_client = resolve_client(client, api_key, host)
+        self.follows_default_client = not self._owns_client
+        """Whether ``set_default_client`` points this handler at a new default client."""
         self.distinct_id_key = distinct_id_key
         self.personless = personless
         names = (*DEFAULT_IGNORED_LOGGERS, *ignore_loggers)
@@ -152,14 +156,11 @@ class PostHogHandler(logging.Handler):
                     next(self._skipped)
                     return
                 ctx = ctx or PERSONLESS
-            client = self.client
-            if not client._accepting:
-                client._refuse()
-                return
+            pipeline = self.client.pipeline
             try:
                 message = record.getMessage()
             except Exception:  # bad %-args, or an argument whose __str__ raises
-                message = self._unformattable(client, record)
+                message = self._unformattable(pipeline, record)
             # The record's attributes as they are now, without what must not be kept:
             # the %-arguments (formatted above) and the exception with its traceback
             # (``exc_text`` and ``stack_info`` are strings: they hold no frame).
@@ -174,10 +175,10 @@ class PostHogHandler(logging.Handler):
             nbytes = EVENT_BYTES + len(message)
             for value in islice(attrs.values(), _N_STANDARD, None):
                 if type(value) not in IMMUTABLE:
-                    nbytes += _snapshot_extras(attrs, client._stats)
+                    nbytes += _snapshot_extras(attrs, pipeline.correct)
                     break
             span = active_span_ids() if _OTEL_TRACE in sys.modules else None
-            client._exporter_submit((self._builder, attrs, message, ctx, span), nbytes)
+            pipeline.defer((self._builder, attrs, message, ctx, span), nbytes)
         except RecursionError:
             raise
         except Exception:
@@ -192,11 +193,11 @@ class PostHogHandler(logging.Handler):
             return f"<unprintable {type(msg).__name__}>"
 
     @classmethod
-    def _unformattable(cls, client: Client, record: logging.LogRecord) -> str:
+    def _unformattable(cls, pipeline: Pipeline, record: logging.LogRecord) -> str:
         """The message when ``record.getMessage()`` raised: the template, counted."""
         msg = record.msg
         template = msg if type(msg) is str else cls._text(msg)
-        client._stats.correct(
+        pipeline.correct(
             "unformattable_message",
             f"log message {template!r} could not be formatted with its arguments; "
             "sent with the unformatted template",
@@ -217,30 +218,8 @@ class PostHogHandler(logging.Handler):
         span: tuple[str, str] | None,
     ) -> dict[str, Any] | None:
         """The event from what ``emit`` took; runs on the flush thread."""
-        keys = list(attrs)
-        if len(keys) >= _N_STANDARD and keys[_N_STANDARD - 1] == _STANDARD[-1]:
-            keys = keys[_N_STANDARD:]  # the extras follow the standard attributes (see emit)
-        properties = {
-            key: attrs[key] for key in keys if key not in _RECORD_ATTRIBUTES and key[:1] != "_"
-        }
-        template = attrs["msg"]
-        event = properties.pop("event", None)
-        if not isinstance(event, str) or not event:
-            event = template
-        distinct_id = properties.pop(self.distinct_id_key, None)
-        groups = properties.pop("groups", None)
-        level = attrs["levelname"]
-        properties["$log_level"] = _LOWER_LEVELS.get(level) or level.lower()
-        properties["$logger_name"] = attrs["name"]
-        if message != event:
-            properties["$log_message"] = message
-        if span is not None:
-            properties.setdefault("$trace_id", span[0])
-            properties.setdefault("$span_id", span[1])
-        # epoch seconds, formatted when encoded
-        return self.client._deferred_fields(
-            event, distinct_id, properties, groups, attrs["created"], ctx
-        )
+        capture = record_capture(attrs, message, span, self.distinct_id_key)
+        return self.client.pipeline.finish(capture, ctx)
 
     def flush(self) -> None:
         """Deliver what is queued, within the client's ``shutdown_timeout``."""
@@ -257,7 +236,40 @@ class PostHogHandler(logging.Handler):
             super().close()
 
 
-def _snapshot_extras(attrs: dict[str, Any], stats: StatsRecorder) -> int:
+def record_capture(
+    attrs: dict[str, Any], message: str, span: tuple[str, str] | None, distinct_id_key: str
+) -> Capture:
+    """The capture for a log record, from what ``emit`` took of it (a copy of its
+    attributes, the formatted message, the active span ids): a pure function.
+
+    Event name: the ``event`` extra, else the message template. Properties: the extras
+    (not the standard attributes, not ``_``-prefixed ones), ``$log_level``,
+    ``$logger_name``, ``$log_message`` when it differs from the name, and the span ids."""
+    keys = list(attrs)
+    if len(keys) >= _N_STANDARD and keys[_N_STANDARD - 1] == _STANDARD[-1]:
+        keys = keys[_N_STANDARD:]  # the extras follow the standard attributes (see emit)
+    properties = {
+        key: attrs[key] for key in keys if key not in _RECORD_ATTRIBUTES and key[:1] != "_"
+    }
+    template = attrs["msg"]
+    event = properties.pop("event", None)
+    if not isinstance(event, str) or not event:
+        event = template
+    distinct_id = properties.pop(distinct_id_key, None)
+    groups = properties.pop("groups", None)
+    level = attrs["levelname"]
+    properties["$log_level"] = _LOWER_LEVELS.get(level) or level.lower()
+    properties["$logger_name"] = attrs["name"]
+    if message != event:
+        properties["$log_message"] = message
+    if span is not None:
+        properties.setdefault("$trace_id", span[0])
+        properties.setdefault("$span_id", span[1])
+    # epoch seconds, formatted when encoded
+    return Capture(event, distinct_id, properties, groups, attrs["created"])
+
+
+def _snapshot_extras(attrs: dict[str, Any], correct: Correct) -> int:
     """Snapshot, in ``attrs`` (a copy of a record's ``__dict__``), the values of the
     extras that could change later (``posthog_otel._snapshot``); their estimated encoded
     size.
@@ -282,7 +294,7 @@ def _snapshot_extras(attrs: dict[str, Any], stats: StatsRecorder) -> int:
     for key in unsent:  # never sent: not kept either
         del attrs[key]
     for key in nested:
-        attrs[key], nbytes = snapshot_value(attrs[key], stats.correct, attrs["msg"])
+        attrs[key], nbytes = snapshot_value(attrs[key], correct, attrs["msg"])
         size += ENTRY_BYTES + nbytes
     return size
 

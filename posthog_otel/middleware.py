@@ -135,7 +135,7 @@ class PostHogASGIMiddleware:
             distinct_id = session_id = None
             properties = None
         with context(distinct_id=distinct_id, session_id=session_id, properties=properties):
-            _stamp_request_span()
+            stamp_request_span()
             await self.app(scope, receive, send)
 
 
@@ -193,7 +193,7 @@ async def _lifespan(app: ASGIApp, scope: Scope, receive: Any, send: Any) -> None
 
 async def _flush_clients() -> None:
     """Flush every open client, off the event loop when it is asyncio's."""
-    client_module: Any = sys.modules.get("posthog_otel.client")
+    client_module: Any = sys.modules.get("posthog_otel._lifecycle")
     if client_module is None:
         return  # no client was ever made: nothing to flush
     flush = client_module.flush_open_clients
@@ -232,19 +232,19 @@ class PostHogWSGIMiddleware:
                 environ.get("HTTP_USER_AGENT"),
             )
         with context(**identity) as ctx:
-            _stamp_request_span()
+            stamp_request_span()
             result = self.app(environ, start_response)
         return _InContext(result, ctx)
 
 
-def _stamp_request_span() -> None:
+def stamp_request_span() -> None:
     """Give the request's OpenTelemetry span the current identity, when an instrumentation
     that runs outside this middleware (``FastAPIInstrumentor`` always does) already
     started it. Only when our OpenTelemetry integration is loaded: it is never imported
     from here."""
     otel = sys.modules.get("posthog_otel.otel")
     if otel is not None:
-        otel._stamp_request_span()
+        otel.stamp_request_span()
 
 
 class _InContext:

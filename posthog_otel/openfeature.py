@@ -79,13 +79,13 @@ class PostHogProvider(AbstractProvider):
         send_feature_flag_events: bool = True,
     ) -> None:
         if client is None:
-            from . import default_client
+            from .client import default_client
 
             client = default_client()
         self.client = client
         self.default_distinct_id = default_distinct_id
         self.init_timeout = (
-            client.feature_flags_initial_load_timeout if init_timeout is None else init_timeout
+            client.config.flags.initial_load_timeout if init_timeout is None else init_timeout
         )
         self.stale_grace_period = stale_grace_period
         self.send_feature_flag_events = send_feature_flag_events
@@ -100,7 +100,7 @@ class PostHogProvider(AbstractProvider):
 
     def initialize(self, evaluation_context: EvaluationContext) -> None:
         """Wait (bounded) for the first definitions; ready either way (remote works)."""
-        flags = self.client._flags
+        flags = self.client.flags
         flags.add_listener(self)
         loader = flags.loader
         if loader is not None and not loader.wait_loaded(self.init_timeout):
@@ -112,7 +112,7 @@ class PostHogProvider(AbstractProvider):
 
     def shutdown(self) -> None:
         """Stop listening; the client is left open (you own it)."""
-        self.client._flags.remove_listener(self)
+        self.client.flags.remove_listener(self)
 
     def definitions_changed(self, keys: list[str]) -> None:
         if keys:
@@ -124,7 +124,7 @@ class PostHogProvider(AbstractProvider):
             if ok:
                 self._failing_since, self._state = None, "ready"
             else:
-                now = self.client._flags.clock.monotonic()
+                now = self.client.flags.clock.monotonic()
                 if self._failing_since is None:
                     self._failing_since = now
                 failing_for = now - self._failing_since
@@ -311,7 +311,7 @@ class PostHogProvider(AbstractProvider):
         group_properties: Mapping[str, Mapping[str, Any]],
         convert: Callable[[FlagResult, T], T],
     ) -> FlagResolutionDetails[T]:
-        service = self.client._flags
+        service = self.client.flags
         did, groups_, person_, group_props = service._inputs(
             distinct_id, groups, person, group_properties
         )

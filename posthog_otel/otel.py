@@ -50,7 +50,13 @@ from .messages import Capture
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["IDENTITY_KEYS", "PostHogSpanExporter", "PostHogSpanProcessor", "instrument"]
+__all__ = [
+    "IDENTITY_KEYS",
+    "PostHogSpanExporter",
+    "PostHogSpanProcessor",
+    "instrument",
+    "span_capture",
+]
 
 IDENTITY_KEYS = ("posthog.distinct_id", "posthogDistinctId", "distinct_id", "user.id", "enduser.id")
 SESSION_KEYS = ("session.id", "$session_id", "sessionId")
@@ -117,24 +123,18 @@ class PostHogSpanExporter(SpanExporter):
         if provider not in _stamped_providers:  # one stamper per provider
             _stamped_providers.add(provider)
             provider.add_span_processor(_IdentityProcessor())
-        self.client._push_at_exit(self._flush_batch)
+        self.client.pipeline.add_producer(self._flush_batch)
 
     def _flush_batch(self) -> None:
         """Export what the span processor wrapping this exporter holds (at exit)."""
         provider = self._provider() if self._provider is not None else None
         if provider is None or self._shutdown:
             return
-        left = self.client._exit_deadline
+        left = self.client.pipeline.exit_deadline
         timeout = self.client.shutdown_timeout if left is None else left - time.monotonic()
-        millis = max(int(timeout * 1000), 0)
         # The configurator wrapped this exporter in a processor it did not hand back:
-        # find it among the provider's processors (a private list, read defensively).
-        active = getattr(provider, "_active_span_processor", None)
-        for processor in getattr(active, "_span_processors", ()):
-            if getattr(processor, "span_exporter", None) is self:
-                processor.force_flush(millis)
-                return
-        provider.force_flush(millis)
+        # the provider's public force_flush reaches it (and its other processors).
+        provider.force_flush(max(int(timeout * 1000), 0))
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
@@ -159,21 +159,17 @@ class PostHogSpanExporter(SpanExporter):
                 distinct_id = stamped
             elif event is None or not self.personless:
                 return
-        client = self.client
-        if client._accepting:
-            # A finished span does not change: the event is built from it on the flush
-            # thread, so that export (on the app's thread, under SimpleSpanProcessor)
-            # costs a tuple and an append.
-            nbytes = EVENT_BYTES + ENTRY_BYTES * (len(attributes) + 6)  # attributes, span ids
-            client._exporter_submit((self._builder, span, distinct_id, event), nbytes)
-        else:
-            client._refuse()
+        # A finished span does not change: the event is built from it on the flush
+        # thread, so that export (on the app's thread, under SimpleSpanProcessor) costs a
+        # tuple and an append.
+        nbytes = EVENT_BYTES + ENTRY_BYTES * (len(attributes) + 6)  # attributes, span ids
+        self.client.pipeline.defer((self._builder, span, distinct_id, event), nbytes)
 
     def _build(self, span: ReadableSpan, distinct_id: Any, event: Any) -> dict[str, Any] | None:
         """The event for ``span``; runs on the flush thread."""
         try:
-            return self.client._deferred_capture(
-                _span_capture(span, distinct_id, event),
+            return self.client.pipeline.finish(
+                span_capture(span, distinct_id, event),
                 None if distinct_id is not None else PERSONLESS,
             )
         except Exception:
@@ -196,7 +192,10 @@ class PostHogSpanExporter(SpanExporter):
             self.client.flush(self.client.shutdown_timeout)
 
 
-def _span_capture(span: ReadableSpan, distinct_id: Any, event: Any) -> Capture:
+def span_capture(span: ReadableSpan, distinct_id: Any, event: Any) -> Capture:
+    """The capture for a finished span (a pure function): its attributes but the
+    identity keys, the trace, span and parent ids, duration, status, service name and
+    session; named ``event`` when given, else after the span."""
     attributes: Mapping[str, Any] = span.attributes or {}
     properties: dict[str, Any] = {
         key: value for key, value in attributes.items() if key not in _NOT_PROPERTIES
@@ -250,7 +249,7 @@ def _stamp_identity(span: Span, parent_context: Context | None) -> None:
         span.set_attribute(CONTEXT_SESSION_ID, ctx.session_id)
 
 
-def _stamp_request_span() -> None:
+def stamp_request_span() -> None:
     """Called by the request middleware inside its identity context: put that identity
     on the current request (SERVER) span, which an instrumentation running outside
     the middleware started before the context existed. Whichever runs first, the
@@ -285,7 +284,7 @@ class PostHogSpanProcessor(SpanProcessor):
         self._batch = BatchSpanProcessor(exporter, **batch_options)
         # At exit, the client's hook exports what the batch holds before its last flush,
         # whether or not the provider shuts down (and whenever its hook runs).
-        exporter.client._push_at_exit(self._batch.force_flush)
+        exporter.client.pipeline.add_producer(self._batch.force_flush)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         _stamp_identity(span, parent_context)
@@ -313,7 +312,7 @@ def instrument(
     under baggage ``posthog.distinct_id``) carry that id, and root/SERVER spans with an
     identity become events. ``batch_options`` go to the ``BatchSpanProcessor``."""
     if client is None:
-        from . import default_client
+        from .client import default_client
 
         client = default_client()
     processor = PostHogSpanProcessor(

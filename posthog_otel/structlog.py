@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -44,11 +44,12 @@ from ._snapshot import (
     snapshot_value,
     snapshot_values,
 )
+from .messages import Capture
 
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["PostHogProcessor"]
+__all__ = ["PostHogProcessor", "event_dict_capture"]
 
 _BOOKKEEPING = frozenset(
     {
@@ -96,6 +97,8 @@ class PostHogProcessor:
         host: str | None = None,
     ) -> None:
         self.client, _ = resolve_client(client, api_key, host)
+        self.follows_default_client = True
+        """Whether ``set_default_client`` points this processor at a new default client."""
         self.level = _level_number(level)
         self.distinct_id_key = distinct_id_key
         self.personless = personless
@@ -137,10 +140,7 @@ class PostHogProcessor:
                 return
             ctx = ctx or PERSONLESS
         logger_name = event_dict.get("logger") or getattr(wrapped_logger, "name", None)
-        client = self.client
-        if not client._accepting:
-            client._refuse()
-            return
+        pipeline = self.client.pipeline
         # Like the logging handler: on this thread only the values of the moment (later
         # processors, or the caller, may change them) and an append; the event is built
         # on the flush thread.
@@ -155,9 +155,9 @@ class PostHogProcessor:
             if cls is str:
                 nbytes += len(value)
             elif cls not in IMMUTABLE:
-                values, nbytes = self._snapshot(event_dict, client._stats.correct, name)
+                values, nbytes = self._snapshot(event_dict, pipeline.correct, name)
                 break
-        client._exporter_submit(
+        pipeline.defer(
             (
                 self._builder,
                 values,
@@ -201,25 +201,35 @@ class PostHogProcessor:
         created: float,
     ) -> dict[str, Any] | None:
         """The event from what ``_capture`` took; runs on the flush thread."""
-        skip = self._skip
-        properties = {
-            key: value for key, value in values.items() if key not in skip and key[:1] != "_"
-        }
-        groups = values.get("groups")
-        properties["$log_level"] = level_name
-        if isinstance(logger_name, str):
-            properties["$logger_name"] = logger_name
-        if span is not None:
-            properties.setdefault("$trace_id", span[0])
-            properties.setdefault("$span_id", span[1])
-        return self.client._deferred_fields(
-            name,
-            distinct_id,
-            properties,
-            groups if groups else None,
-            datetime.fromtimestamp(created, timezone.utc),
-            ctx,
+        capture = event_dict_capture(
+            values, name, distinct_id, level_name, logger_name, span, created, self._skip
         )
+        return self.client.pipeline.finish(capture, ctx)
+
+
+def event_dict_capture(
+    values: Mapping[str, Any],
+    name: str,
+    distinct_id: str | None,
+    level_name: str,
+    logger_name: object,
+    span: tuple[str, str] | None,
+    created: float,
+    skip: frozenset[str] | set[str] = frozenset(),
+) -> Capture:
+    """The capture for a structlog event dict, from what the processor took of it: a
+    pure function. Properties: the values but ``skip`` and ``_``-prefixed keys, with
+    ``$log_level``, ``$logger_name`` and the span ids; ``groups`` sets the groups."""
+    properties = {key: value for key, value in values.items() if key not in skip and key[:1] != "_"}
+    groups = values.get("groups")
+    properties["$log_level"] = level_name
+    if isinstance(logger_name, str):
+        properties["$logger_name"] = logger_name
+    if span is not None:
+        properties.setdefault("$trace_id", span[0])
+        properties.setdefault("$span_id", span[1])
+    timestamp = datetime.fromtimestamp(created, timezone.utc)
+    return Capture(name, distinct_id, properties, groups if groups else None, timestamp)
 
 
 def _level_number(level: int | str) -> int:

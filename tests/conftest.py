@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -58,3 +59,11 @@ def _restore_library_logger() -> Iterator[None]:
     log.setLevel(level)
     log.handlers[:] = handlers
     debug_state.verbose = verbose
+
+
+def started_threads(before: set[threading.Thread], name: str) -> list[threading.Thread]:
+    """The threads called ``name`` started since ``before`` (``set(threading.enumerate())``
+    taken earlier): how a test finds a client's flush thread, poller or flags worker
+    (``posthog_otel-flush``, ``posthog_otel-flags``, ``posthog_otel-flags-worker``)
+    without reaching into it."""
+    return [t for t in threading.enumerate() if t.name == name and t not in before]

@@ -14,7 +14,7 @@ from posthog_otel.logging import PostHogHandler
 from posthog_otel.messages import Capture
 from posthog_otel.testing import FakePostHog
 
-from .conftest import API_KEY
+from .conftest import API_KEY, started_threads
 from .hostile_server import HostileServer
 from .test_delivery import assert_accounted
 
@@ -35,12 +35,13 @@ def test_close_counts_an_unanswered_in_flight_batch_as_shutdown():
 
 
 def test_an_abandoned_batch_answered_later_is_not_counted_as_sent(server):
+    before = set(threading.enumerate())
     client = Client(API_KEY, host=server.url, flush_at=1000, flush_interval=60)
     hold = server.hold_next()
     for i in range(5):
         client.capture(f"e{i}", "u")
+    [thread] = started_threads(before, "posthog_otel-flush")
     assert client.close(1) is False
-    thread = client._exporter._thread
     hold.set()  # the server now answers 200 to the abandoned request
     server.wait_for_requests(1)
     thread.join(5)
@@ -67,15 +68,16 @@ def test_events_waiting_for_flags_count_as_queued(server, make_client):
 
 
 def test_event_still_waiting_for_flags_at_close_is_counted_as_shutdown(server):
+    before = set(threading.enumerate())
     client = Client(API_KEY, host=server.url, feature_flags_request_timeout=5)
     hold = server.hold_next(path="/flags")
     client.capture("a", "u1", send_feature_flags=True)
+    [worker] = started_threads(before, "posthog_otel-flags-worker")
     client.close(1)
     stats = client.stats
     assert stats.queued == 0 and stats.in_flight == 0
     assert stats.dropped["shutdown"] == 1
     assert_accounted(client)
-    worker = client._flags_worker._thread
     hold.set()  # /flags answers after all: the event was given up, it is not sent
     worker.join(5)
     assert not worker.is_alive()
@@ -121,13 +123,14 @@ def test_a_deferred_item_dropped_while_close_abandons_it_is_counted_once(server)
         gate.wait(10)
         return None  # before_send drops it: a drop before the queue
 
+    before = set(threading.enumerate())
     client = Client(API_KEY, host=server.url, before_send=slow_drop)
-    client._exporter_submit(_deferred(client, "dropped late"))
+    client.pipeline.defer(_deferred(client, "dropped late"))
+    [thread] = started_threads(before, "posthog_otel-flush")
     flushing = threading.Thread(target=client.flush, args=(5,))
     flushing.start()
     assert building.wait(5)
     assert client.close(0.3) is False  # abandons the item being built
-    thread = client._exporter._thread
     gate.set()
     thread.join(5)
     flushing.join(5)
@@ -182,18 +185,18 @@ def test_concurrent_captures_are_counted_exactly(server, make_client):
 
 def _deferred(client: Client, name: str) -> tuple[object, ...]:
     """A deferred item, as the integrations queue them (built on the flush thread)."""
-    return (client._deferred_capture, Capture(name, "u"), None)
+    return (client.pipeline.finish, Capture(name, "u"), None)
 
 
 def test_queue_is_bounded_in_bytes(server, make_client, warnings_log):
     client = make_client(max_queue_bytes=10_000)
-    assert client._exporter_submit(_deferred(client, "a"), nbytes=4_000)
-    assert client._exporter_submit(_deferred(client, "b"), nbytes=4_000)
-    assert not client._exporter_submit(_deferred(client, "c"), nbytes=4_000)
+    assert client.pipeline.defer(_deferred(client, "a"), nbytes=4_000)
+    assert client.pipeline.defer(_deferred(client, "b"), nbytes=4_000)
+    assert not client.pipeline.defer(_deferred(client, "c"), nbytes=4_000)
     assert client.stats.dropped["queue_full"] == 1
     assert "max_queue_bytes=10000" in warnings_log.text
     assert client.flush(5) is True  # what left the queue frees its bytes
-    assert client._exporter_submit(_deferred(client, "d"), nbytes=9_000)
+    assert client.pipeline.defer(_deferred(client, "d"), nbytes=9_000)
     assert client.flush(5) is True
     assert server.event_names() == ["a", "b", "d"]
     assert_accounted(client)
@@ -217,8 +220,8 @@ def test_a_retained_batch_weighs_what_it_encodes_to(server, make_client, clock):
     client.capture("big", "u", {"blob": "x" * 40_000})
     assert client.flush(5) is False  # retained: its ~40 KB still count
     assert client.stats.retained == 1
-    assert not client._exporter_submit(_deferred(client, "more"), nbytes=30_000)
-    assert client._exporter_submit(_deferred(client, "small"), nbytes=1_000)
+    assert not client.pipeline.defer(_deferred(client, "more"), nbytes=30_000)
+    assert client.pipeline.defer(_deferred(client, "small"), nbytes=1_000)
     assert client.flush(5) is True
     assert server.event_names() == ["big", "small"]
 
@@ -232,7 +235,7 @@ def test_max_queue_bytes_is_validated(value):
 def test_max_queue_bytes_default_is_64_mib():
     with FakePostHog() as server:
         client = Client(API_KEY, host=server.url)
-        assert client._exporter._max_bytes == 64 * 1024 * 1024
+        assert client.config.delivery.max_queue_bytes == 64 * 1024 * 1024
         client.close(1)
 
 

@@ -257,7 +257,7 @@ def test_environment_fallbacks(monkeypatch, server):
     monkeypatch.setenv("POSTHOG_PERSONAL_API_KEY", "phx_personal")
     client = Client()
     assert client.host == server.url
-    assert client._secret_key == "phx_personal"
+    assert client.config.secret_key == "phx_personal"
     client.capture("evt", "u")
     client.flush(5)
     assert server.requests[0].json["api_key"] == "phc_from_project_env"
@@ -265,10 +265,10 @@ def test_environment_fallbacks(monkeypatch, server):
     monkeypatch.setenv("POSTHOG_API_KEY", "phc_primary")
     monkeypatch.setenv("POSTHOG_SECRET_KEY", "phs_secret")
     other = Client()
-    assert other._api_key == "phc_primary" and other._secret_key == "phs_secret"
-    assert Client(secret_key="")._secret_key is None  # "" turns local evaluation off
-    assert Client(personal_api_key="phx_p")._secret_key == "phx_p"
-    assert Client(secret_key="phs_a", personal_api_key="phx_p")._secret_key == "phs_a"
+    assert other.config.api_key == "phc_primary" and other.config.secret_key == "phs_secret"
+    assert Client(secret_key="").config.secret_key is None  # "" turns local evaluation off
+    assert Client(personal_api_key="phx_p").config.secret_key == "phx_p"
+    assert Client(secret_key="phs_a", personal_api_key="phx_p").config.secret_key == "phs_a"
     other.close()
 
 

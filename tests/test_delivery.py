@@ -10,6 +10,8 @@ import pytest
 
 from posthog_otel.testing import FakePostHog
 
+from .conftest import started_threads
+
 
 def names(server: FakePostHog) -> list[str]:
     return server.event_names()
@@ -366,11 +368,13 @@ def test_eight_threads_deliver_every_event_exactly_once(server, make_client):
 
 
 def test_close_delivers_pending_and_stops(server, make_client):
+    before = set(threading.enumerate())
     client = make_client()
     client.capture("Save", "user-123")
+    [flush_thread] = started_threads(before, "posthog_otel-flush")
     assert client.close(5) is True
     assert names(server) == ["Save"]
-    assert not client._exporter._thread.is_alive()
+    assert not flush_thread.is_alive()
     assert client.capture("After Shutdown", "user-123") is None
     assert client.stats.dropped["closed"] == 1
     assert client.close() is True  # idempotent
@@ -415,11 +419,12 @@ def test_sync_mode_sends_on_the_calling_thread(server, make_client):
     import httpx
 
     http = httpx.Client(event_hooks={"request": [lambda r: seen.append(threading.get_ident())]})
+    before = set(threading.enumerate())
     client = make_client(sync_mode=True, http_client=http)
     client.capture("now", "u")
     assert names(server) == ["now"]
     assert seen == [threading.get_ident()]
-    assert client._exporter._thread is None
+    assert started_threads(before, "posthog_otel-flush") == []  # no flush thread
     http.close()
 
 

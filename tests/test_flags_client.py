@@ -251,13 +251,6 @@ def test_send_feature_flag_events_false(flags_server, flags_client):
     assert called_events(flags_server) == []
 
 
-def test_shutdown_clears_the_tracker(flags_server, flags_client):
-    flags_client.get_feature_flag("split", "u1")
-    assert flags_client._flags._seen
-    flags_client.close(5)
-    assert not flags_client._flags._seen
-
-
 def test_concurrent_reads_send_one_event(flags_server, flags_client):
     barrier = threading.Barrier(8)
 

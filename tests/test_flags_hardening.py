@@ -455,15 +455,18 @@ def test_exposures_remembered_per_person_are_bounded(server, make_client):
     """One distinct id read with ever new group keys (taken from requests) must not grow
     the exposure memory without bound: past a cap it starts over (an exposure may then
     be sent again, never lost)."""
-    from posthog_otel.flags import _service
-
-    server.set_flags({"flags": {"beta": {"key": "beta", "enabled": True}}})
-    client = make_client()
-    service = client._flags
-    cap = getattr(_service, "_SEEN_PER_ID_MAX", 1_000)
-    for i in range(cap + 50):
-        service.expose("u1", "beta", None, {"company": f"c{i}"}, None)
-    assert len(service._seen["u1"]) <= cap
+    cap = 1_000  # flags/_service.py _SEEN_PER_ID_MAX
+    group = {"properties": [], "rollout_percentage": 100}
+    flag = {"id": 1, "key": "beta", "active": True, "filters": {"groups": [group]}}
+    server.set_flag_definitions({"flags": [flag], "group_type_mapping": {}, "cohorts": {}})
+    client = make_client(secret_key="phs_secret", flush_at=5_000)
+    for i in [*range(cap + 50), 0, 0]:
+        assert client.get_feature_flag("beta", "u1", groups={"company": f"c{i}"}) is True
+    assert client.flush(10)
+    exposures = [e for e in server.events if e["event"] == "$feature_flag_called"]
+    assert len(exposures) == cap + 51  # c0 once more: the memory had started over ...
+    first = [e for e in exposures if e["properties"]["$groups"] == {"company": "c0"}]
+    assert len(first) == 2  # ... and remembers it again for the last read
 
 
 def test_send_feature_flags_uses_the_overrides_of_the_events_context(server, make_client):

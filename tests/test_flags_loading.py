@@ -6,11 +6,14 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import threading
 import time
 
 import pytest
 
 from posthog_otel.testing import FakeClock, FakePostHog, InMemoryFlagDefinitionCache
+
+from .conftest import started_threads
 
 SECRET = "phs_secret"
 BETA = {
@@ -37,7 +40,7 @@ def defs_server():
 
 
 def loaded_keys(client):
-    definitions = client._flags.loader.definitions
+    definitions = client.flags.loader.definitions
     return None if definitions is None else sorted(definitions.flags)
 
 
@@ -80,11 +83,11 @@ def test_auth_and_quota_errors_clear_definitions(defs_server, make_client, statu
     # The manual refresh and the poller's first one are both refused.
     defs_server.fail_next(2, status, path="/flags/definitions")
     client.reload_feature_flags()
-    assert client._flags.loader.definitions is None and client._flags.loader.etag is None
+    assert client.flags.loader.definitions is None and client.flags.loader.etag is None
     defs_server.set_flags({"flags": {"beta-ui": {"key": "beta-ui", "enabled": False}}})
     assert client.get_feature_flag("beta-ui", "u1") is False  # remote now
     assert len(flag_requests(defs_server)) == 1
-    loader = client._flags.loader
+    loader = client.flags.loader
     expected_wait = loader.poll_interval * (5 if status in (401, 403) else 1)
     assert loader._next_wait == min(expected_wait, 300)
 
@@ -132,9 +135,10 @@ def test_first_read_waits_for_the_first_load_with_a_bound(make_client):
 
 
 def test_close_stops_the_poller(defs_server, make_client):
+    before = set(threading.enumerate())
     client = make_client(host=defs_server.url, secret_key=SECRET)
     client.get_feature_flag("beta-ui", "u1")
-    thread = client._flags.loader._thread
+    [thread] = started_threads(before, "posthog_otel-flags")
     assert thread.is_alive()
     client.close(5)
     assert not thread.is_alive()
@@ -142,8 +146,8 @@ def test_close_stops_the_poller(defs_server, make_client):
 
 def _child_reads(client, out):
     value = client.get_feature_flag("beta-ui", "child")
-    poller = client._flags.loader._thread
-    out.put((value, os.getpid(), poller is not None and poller.is_alive()))
+    pollers = [t for t in threading.enumerate() if t.name == "posthog_otel-flags"]
+    out.put((value, os.getpid(), any(t.is_alive() for t in pollers)))
 
 
 def test_poller_works_after_fork(defs_server, make_client):

@@ -121,7 +121,7 @@ def test_a_child_reads_flags_although_a_thread_held_the_flag_locks_at_the_fork(m
     with FakePostHog(flag_definitions=DEFINITIONS, flags=REMOTE) as server:
         client = make_client(host=server.url, secret_key=SECRET, flag_result_cache_ttl=60)
         assert client.get_feature_flag("remote-flag", "warm-up") is True
-        service = client._flags
+        service = client.flags
         inside, release = threading.Event(), threading.Event()
 
         def inside_the_flag_code() -> None:

@@ -22,7 +22,7 @@ from posthog_otel.export._transport import HttpTransport, TransportError
 from posthog_otel.logging import PostHogHandler
 from posthog_otel.testing import FakePostHog
 
-from .conftest import API_KEY
+from .conftest import API_KEY, started_threads
 from .hostile_server import HostileServer
 from .test_delivery import assert_accounted
 
@@ -75,6 +75,7 @@ def test_huge_retry_after_cools_down_at_most_five_minutes(server, make_client, c
 
 @pytest.mark.parametrize("retry_after", HUGE_RETRY_AFTER)
 def test_huge_retry_after_does_not_kill_the_flush_thread(server, make_client, retry_after):
+    before = set(threading.enumerate())
     client = make_client(max_retries=0)
     server.fail_next(1, 429, retry_after=retry_after)
     client.capture("first", "u")
@@ -84,7 +85,8 @@ def test_huge_retry_after_does_not_kill_the_flush_thread(server, make_client, re
     assert server.event_names() == ["first", "second"]
     stats = client.stats
     assert stats.thread_restarts == 0 and stats.sent == 2
-    assert client._exporter._thread.is_alive()
+    [flush_thread] = started_threads(before, "posthog_otel-flush")
+    assert flush_thread.is_alive()
 
 
 def test_backoff_never_overflows_whatever_max_retries_is():
@@ -94,6 +96,7 @@ def test_backoff_never_overflows_whatever_max_retries_is():
 
 @pytest.mark.parametrize("value", [1e12, float("inf")])
 def test_huge_timeouts_are_capped_and_everything_still_works(server, value):
+    before = set(threading.enumerate())
     client = Client(
         API_KEY,
         host=server.url,
@@ -106,8 +109,9 @@ def test_huge_timeouts_are_capped_and_everything_still_works(server, value):
     client.capture("e", "u")
     assert within(20, lambda: client.flush(value))[0] is True
     assert within(20, lambda: client.get_feature_flag("beta", "u"))[0] is True
+    [flush_thread] = started_threads(before, "posthog_otel-flush")
     assert within(20, lambda: client.close(value))[0] is True
-    assert not client._exporter._thread.is_alive()
+    assert not flush_thread.is_alive()
     assert server.event_names()[0] == "e"
     assert_accounted(client)
 
@@ -193,12 +197,13 @@ def test_flush_thread_restarts_after_an_escaping_error(server, make_client, warn
 
 
 def test_flush_and_close_never_wait_on_a_dead_flush_thread(server, make_client):
+    before = set(threading.enumerate())
     client = make_client(_clock=_FailingClock(failures=10**9))  # every idle wait fails
     client.capture("a", "u")
     assert within(10, client.flush)[0] is True
-    exporter = client._exporter
-    with exporter._cond:  # woken when the thread gives up after its bounded restarts
-        assert exporter._cond.wait_for(lambda: exporter._thread is None, 10)
+    [gave_up] = started_threads(before, "posthog_otel-flush")
+    gave_up.join(10)  # the thread ends when it gives up after its bounded restarts
+    assert not gave_up.is_alive()
     client.capture("b", "u")
     assert within(10, client.flush)[0] is True  # a fresh thread delivers
     client.capture("c", "u")
@@ -233,6 +238,7 @@ def test_supervisor_restarts_counts_and_gives_up():
 def test_flags_poller_restarts_after_an_escaping_error():
     definitions = {"flags": [], "group_type_mapping": {}, "cohorts": {}}
     with FakePostHog(flag_definitions=definitions) as server:
+        before = set(threading.enumerate())
         client = Client(
             API_KEY,
             host=server.url,
@@ -242,9 +248,9 @@ def test_flags_poller_restarts_after_an_escaping_error():
         )
         try:
             assert client.get_feature_flag("missing", "u", send_feature_flag_events=False) is None
-            loader = client._flags.loader
             server.wait_for_requests(4, path="/flags/definitions")
-            assert loader._thread is not None and loader._thread.is_alive()
+            [poller] = started_threads(before, "posthog_otel-flags")
+            assert poller.is_alive()
             assert client.stats.thread_restarts == 2
         finally:
             client.close(2)

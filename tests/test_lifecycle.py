@@ -3,12 +3,14 @@ order of the exit hooks, and clients dropped without close()."""
 
 from __future__ import annotations
 
+import gc
 import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import pytest
 from posthog_otel import Client
 from posthog_otel.testing import FakePostHog
 
-from .conftest import API_KEY
+from .conftest import API_KEY, started_threads
 from .test_delivery import assert_accounted
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -274,12 +276,12 @@ def test_clients_dropped_without_close_are_flushed_at_exit(server: FakePostHog):
 
 
 def test_a_closed_client_is_no_longer_held():
-    from posthog_otel import client as client_module
-
     client = Client(API_KEY, host="http://127.0.0.1:9")
-    assert id(client) in client_module._live_clients
+    held = weakref.ref(client)
     client.close(0)
-    assert id(client) not in client_module._live_clients
+    del client
+    gc.collect()
+    assert held() is None  # nothing keeps a closed client alive for the exit flush
 
 
 def test_exit_with_many_dropped_clients_and_the_server_down_is_bounded():
@@ -317,8 +319,11 @@ def test_exit_stops_the_flag_poller_and_flags_still_answer(server: FakePostHog):
     import atexit
 
     def late():  # runs after the client's exit hook
-        loader = client._flags.loader
-        print("closed", loader._closed)
+        import threading
+        pollers = [t for t in threading.enumerate() if t.name == "posthog_otel-flags"]
+        for poller in pollers:
+            poller.join(2)
+        print("closed", not any(t.is_alive() for t in pollers))
         print("beta", client.get_feature_flag("beta", "u1", only_evaluate_locally=True))
 
     atexit.register(late)
@@ -326,10 +331,13 @@ def test_exit_stops_the_flag_poller_and_flags_still_answer(server: FakePostHog):
     client = Client({API_KEY!r}, host={server.url!r}, personal_api_key="phx_secret",
                     feature_flags_poll_interval=0.05)
     assert client.get_feature_flag("beta", "u1", only_evaluate_locally=True) is True
+    import threading
+    print("polling", any(t.name == "posthog_otel-flags" for t in threading.enumerate()))
     """
     proc = _run(script)
     assert proc.returncode == 0, proc.stderr.decode()
-    assert proc.stdout.split() == [b"closed", b"True", b"beta", b"True"], proc.stderr.decode()
+    expected = [b"polling", b"True", b"closed", b"True", b"beta", b"True"]
+    assert proc.stdout.split() == expected, proc.stderr.decode()
 
 
 def test_sync_mode_flush_zero_leaves_the_queue_as_it_is(server):
@@ -354,6 +362,7 @@ def test_close_from_on_error_also_stops_the_flag_poller(server):
         box[0].close(2)
         handled.set()
 
+    before = set(threading.enumerate())
     client = Client(
         API_KEY,
         host=server.url,
@@ -363,8 +372,7 @@ def test_close_from_on_error_also_stops_the_flag_poller(server):
     )
     box.append(client)
     client.get_feature_flag("flag", "u1", only_evaluate_locally=True)  # starts the poller
-    poller = client._flags.loader._thread
-    assert poller is not None
+    [poller] = started_threads(before, "posthog_otel-flags")
     server.fail_next(1, 401)
     client.capture("rejected", "u1")
     client.flush(5)
@@ -487,4 +495,3 @@ def test_a_closed_client_opens_no_new_connections(server):
     assert client.get_feature_flag("beta", "u1") is None  # no request: the default
     assert client.is_feature_enabled("beta", "u1", default_value=True) is True
     assert [r for r in server.requests if r.path == "/flags"] == []
-    assert client._transport._own_client is None

@@ -211,7 +211,7 @@ def test_default_client_from_environment(server, monkeypatch, attach):
 
     monkeypatch.setenv("POSTHOG_API_KEY", API_KEY)
     monkeypatch.setenv("POSTHOG_HOST", server.url)
-    monkeypatch.setattr(posthog_otel, "_default_client", None)
+    monkeypatch.setattr(posthog_otel.client, "_default_client", None)
     handler = PostHogHandler()
     assert handler.client is posthog_otel.default_client()
     log = attach(handler)

@@ -461,13 +461,13 @@ def test_zero_code_exit_flush_exports_the_span_batch_first(server, tmp_path):
         """
         import os
         from opentelemetry import trace
-        from posthog_otel.client import _close_all_at_exit
+        from posthog_otel import flush_on_exit
 
         tracer = trace.get_tracer("zero-code")
         for i in range(5):
             with tracer.start_as_current_span("signup", attributes={"user.id": f"u{i}"}):
                 pass
-        _close_all_at_exit()
+        flush_on_exit()
         os._exit(0)  # as a process killed right after its exit flush: no provider shutdown
         """,
         OTEL_BSP_SCHEDULE_DELAY="60000",

@@ -93,9 +93,9 @@ def test_credentials_stay_out_of_transport_error_text(caplog):
     ],
 )
 def test_secret_key_over_plain_http_is_warned_once(monkeypatch, caplog, host, warned):
-    from posthog_otel import client as client_module
+    from posthog_otel import _options
 
-    monkeypatch.setattr(client_module, "_warned_cleartext", [])
+    monkeypatch.setattr(_options, "_warned_cleartext", [])
     caplog.set_level(logging.WARNING, logger="posthog_otel")
     for _ in range(3):
         Client(API_KEY, host=host, personal_api_key="phx_secret", _exit_hook=False).close(0)

@@ -189,7 +189,7 @@ def test_generated_event_dicts_never_raise_and_pass_through(event_dict, method):
     before = dict(event_dict)
     assert processor(None, method, event_dict) is event_dict
     assert event_dict == before
-    client._exporter._give_up_on_shutdown()
+    client.close(0)
 
 
 def test_snapshot_is_taken_and_event_built_off_the_logging_thread(server, make_client):

@@ -32,11 +32,11 @@ DEFINITIONS = {"flags": [BETA, EVERYONE], "group_type_mapping": {}, "cohorts": {
 @pytest.fixture
 def isolated_default() -> Iterator[None]:
     """Run with no default client and put back whatever was there."""
-    previous, owned = posthog_otel._swap_default_client(None, owned=False)
+    previous, owned = posthog_otel.client.swap_default_client(None, owned=False)
     try:
         yield
     finally:
-        current, current_owned = posthog_otel._swap_default_client(previous, owned=owned)
+        current, current_owned = posthog_otel.client.swap_default_client(previous, owned=owned)
         if current is not None and current_owned:
             current.close(timeout=1)
 
@@ -142,7 +142,7 @@ def test_each_user_test_gets_its_own_server_and_events(pytester, isolated_defaul
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=3)
     # The fixture put back what was there (nothing) and left no default behind.
-    assert posthog_otel._default_client is None
+    assert posthog_otel.client._default_client is None
 
 
 def test_integrations_configured_at_startup_follow_the_fixture(
@@ -188,7 +188,7 @@ def test_set_default_client_never_closes_a_users_client(server, isolated_default
         posthog_otel.set_default_client(mine)
         assert posthog_otel.default_client() is mine
         posthog_otel.reset_default_client()
-        assert posthog_otel._default_client is None
+        assert posthog_otel.client._default_client is None
         assert mine.capture("still_open", "u1") is not None  # not closed for us
     finally:
         mine.close(timeout=2)

@@ -6,18 +6,20 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 from .._context import IdentityContext, _current
 from .._fork import fork_safe_lock, import_fork_safe, reset_in_child
 from .._log import logger
+from .._stats import StatsRecorder
 from ..export._clock import Clock
 from ..export._transport import HttpTransport
 from ..messages import Capture
+from ._config import FlagsConfig
 from ._errors import Unresolved
 from ._evaluator import CompiledFlag, Definitions
-from ._loader import DefinitionsLoader, FlagDefinitionCacheProvider
+from ._loader import DefinitionsLoader
 from ._remote import RemoteAnswer, RemoteFlags, ResultCache
 from ._results import (
     FlagEvaluations,
@@ -27,8 +29,9 @@ from ._results import (
     exposure_info,
 )
 
-if TYPE_CHECKING:
-    from ..client import Client
+# Sends a ``$feature_flag_called`` event: (message, the property names to keep for the
+# minimal form, or ``None`` for the full event).
+Emit = Callable[[Capture, "frozenset[str] | None"], object]
 
 
 class DefinitionsListener(Protocol):
@@ -91,29 +94,29 @@ _KNOWN_MISSING_MAX = 10_000  # negative knowledge: flag keys the project does no
 class FlagsService:
     def __init__(
         self,
-        client: Client,
+        config: FlagsConfig,
         transport: HttpTransport,
         *,
         api_key: str,
         secret_key: str | None,
-        poll_interval: float,
-        request_timeout: float,
-        max_retries: int,
-        initial_load_timeout: float,
-        cache_provider: FlagDefinitionCacheProvider | None,
-        disable_geoip: bool,
+        stats: StatsRecorder,
         clock: Clock,
-        result_cache_ttl: float | None = None,
+        emit: Emit,
     ) -> None:
         # Our threads (poller, flags worker) send requests with httpx: import it here, on
         # the caller's thread, so that no background thread imports where a fork can land.
         import_fork_safe("httpx")
-        self._client = client
+        self._emit = emit
+        self._stats = stats
         self.clock = clock
-        self._initial_load_timeout = initial_load_timeout
-        self._disable_geoip = disable_geoip
+        self._initial_load_timeout = config.initial_load_timeout
+        self._disable_geoip = config.disable_geoip
         self.remote = RemoteFlags(
-            transport, api_key, timeout=request_timeout, max_retries=max_retries, clock=clock
+            transport,
+            api_key,
+            timeout=config.request_timeout,
+            max_retries=config.max_retries,
+            clock=clock,
         )
         self.loader: DefinitionsLoader | None = None
         if secret_key:
@@ -121,17 +124,18 @@ class FlagsService:
                 transport,
                 api_key=api_key,
                 secret_key=secret_key,
-                poll_interval=poll_interval,
+                poll_interval=config.poll_interval,
                 clock=clock,
-                cache_provider=cache_provider,
+                cache_provider=config.cache_provider,  # type: ignore[arg-type]
                 on_change=self._definitions_changed,
                 on_refreshed=self._refreshed,
-                on_restart=client._stats.thread_restarted,
+                on_restart=stats.thread_restarted,
             )
         self._listeners: list[DefinitionsListener] = []
         self._first_load_done = False
         self._first_wait_deadline: float | None = None
-        self.cache = ResultCache(result_cache_ttl, clock) if result_cache_ttl else None
+        ttl = config.result_cache_ttl
+        self.cache = ResultCache(ttl, clock) if ttl else None
         # Client-level overrides; replaced on change (copy on write), never mutated.
         self._person_overrides: Mapping[str, Any] = {}
         self._group_overrides: Mapping[str, Mapping[str, Any]] = {}
@@ -469,9 +473,9 @@ class FlagsService:
             properties["$feature_flag_has_experiment"] = has_experiment
         message = Capture("$feature_flag_called", did, properties, groups=groups or None)
         if minimal and has_experiment is False:
-            self._client._enqueue_capture(message, _current.get(), MINIMAL_EVENT_PROPERTIES)
+            self._emit(message, MINIMAL_EVENT_PROPERTIES)
         else:
-            self._client.enqueue(message)
+            self._emit(message, None)
 
     # ---------------------------------------------------------------- overrides
 
@@ -504,7 +508,7 @@ class FlagsService:
                 problem = "a mapping that could not be read"
         else:
             problem = f"not a mapping ({type(properties).__name__})"
-        self._client._stats.correct(
+        self._stats.correct(
             INVALID_FLAG_PROPERTIES, f"{what}: ignored {problem}; properties must be a mapping"
         )
         return None

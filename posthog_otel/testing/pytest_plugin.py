@@ -38,8 +38,8 @@ def posthog_default_client(posthog_server: FakePostHog) -> Iterator[Client]:
     every 50 ms; after the test it is closed, and the previous default client and its
     integrations are put back as they were.
     """
-    from .. import _move_integrations, _swap_default_client
-    from ..client import Client
+    from .._default import move_integrations
+    from ..client import Client, swap_default_client
 
     client = Client(
         TEST_API_KEY,
@@ -47,11 +47,11 @@ def posthog_default_client(posthog_server: FakePostHog) -> Iterator[Client]:
         flush_interval=TEST_FLUSH_INTERVAL,
         shutdown_timeout=2.0,
     )
-    previous, owned = _swap_default_client(client, owned=False)
-    _move_integrations(previous, client)
+    previous, owned = swap_default_client(client, owned=False)
+    move_integrations(previous, client)
     try:
         yield client
     finally:
-        _swap_default_client(previous, owned=owned)
-        _move_integrations(client, previous)
+        swap_default_client(previous, owned=owned)
+        move_integrations(client, previous)
         client.close()

@@ -1,0 +1,86 @@
+"""The ``before_send`` chain: the application's last look at an event before it is
+queued. Fail closed: a hook that raises or returns something other than a dict drops
+the event (counted); what the chain hands back is checked again, since a hook may have
+removed the name, the distinct id or the uuid."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._ids import as_id, normalize_uuid, uuid7
+from ._options import BeforeSend, Event
+from ._stats import StatsRecorder
+from .export._serialize import format_timestamp
+
+
+class BeforeSendChain:
+    """The configured hooks, run in order; falsy when there are none (then callers skip
+    it without a call)."""
+
+    __slots__ = ("_hooks", "_stats")
+
+    def __init__(self, hooks: tuple[BeforeSend, ...], stats: StatsRecorder) -> None:
+        self._hooks = hooks
+        self._stats = stats
+
+    def __bool__(self) -> bool:
+        return bool(self._hooks)
+
+    def run(self, event: Event) -> Event | None:
+        """The event as the hooks leave it, or ``None`` (dropped, counted). Runs on the
+        thread that builds the event: the caller's, or the flush thread for a deferred
+        one. The hooks see the timestamp formatted as it will be sent."""
+        event["timestamp"] = format_timestamp(event["timestamp"])[0]
+        name = event.get("event")
+        for hook in self._hooks:
+            try:
+                result: Any = hook(event)
+            except Exception as exc:
+                self._drop(
+                    "before_send_error",
+                    f": before_send hook {_hook_name(hook)} raised {type(exc).__name__} "
+                    f"on {name!r}; event discarded",
+                )
+                return None
+            if result is None:
+                self._drop("before_send", f": before_send returned None for {name!r}")
+                return None
+            if not isinstance(result, dict):
+                self._drop(
+                    "before_send_error",
+                    f": before_send hook {_hook_name(hook)} returned "
+                    f"{type(result).__name__}, not a dict",
+                )
+                return None
+            event = result
+        return self._checked(event)
+
+    def _checked(self, event: Event) -> Event | None:
+        """``event`` with a valid name, distinct id, properties and uuid, or ``None``."""
+        if not isinstance(event.get("event"), str) or not event.get("event"):
+            self._drop("invalid", ": before_send left the event without a name")
+            return None
+        distinct_id = as_id(event.get("distinct_id"))
+        if not distinct_id:
+            self._drop("invalid", ": before_send left the event without a distinct_id")
+            return None
+        event["distinct_id"] = distinct_id
+        if not isinstance(event.get("properties"), dict):
+            event["properties"] = {}
+        given = event.get("uuid")
+        checked = normalize_uuid(given)
+        if checked is None:
+            self._stats.correct(
+                "invalid_uuid", f"uuid {given!r} is not a UUID; replaced by a new one"
+            )
+            checked = uuid7()
+        event["uuid"] = checked
+        return event
+
+    def _drop(self, reason: str, detail: str) -> None:
+        self._stats.drop(reason, 1, detail)
+        return None
+
+
+def _hook_name(hook: object) -> str:
+    return getattr(hook, "__qualname__", None) or type(hook).__name__

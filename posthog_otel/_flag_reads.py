@@ -1,0 +1,223 @@
+"""The client's flag reads: one read path for the single-flag calls, the many-flag
+calls, overrides, and the flag properties of ``send_feature_flags`` events.
+
+The ``FlagsService`` (and the flag evaluator under it) is built on the first read, so
+that an application that never reads a flag does not import or run any of it. No read
+raises: unknown means ``None`` (or the default), failures are logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from ._fork import fork_safe_lock
+from ._log import logger
+from ._options import ClientConfig
+from ._stats import StatsRecorder
+from .export import Clock, HttpTransport
+from .flags._results import FlagEvaluations, FlagResult, FlagValue
+
+if TYPE_CHECKING:
+    from .flags._service import Emit, FlagsService
+    from .flags._worker import Overrides
+
+__all__ = ["FlagReadOptions", "FlagReads"]
+
+
+class FlagReadOptions(TypedDict, total=False):
+    """The keyword options of the flag reads (all optional)."""
+
+    groups: Mapping[str, Any] | None
+    """Group type → group key, for group flags."""
+    person_properties: Mapping[str, Any] | None
+    """Person properties for local evaluation (merged over the overrides)."""
+    group_properties: Mapping[str, Mapping[str, Any]] | None
+    """Group properties by group type, for local evaluation."""
+    only_evaluate_locally: bool
+    """Never make a ``/flags`` request: unknown when local evaluation cannot decide."""
+    force_remote: bool
+    """Ask ``/flags`` even when definitions are loaded."""
+    disable_geoip: bool | None
+    """Override the client's ``disable_geoip`` for the ``/flags`` request."""
+    send_feature_flag_events: bool
+    """Send ``$feature_flag_called`` (deduplicated per person, flag and value)."""
+
+
+class FlagReads:
+    """What ``Client``'s flag methods delegate to."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        transport: HttpTransport,
+        stats: StatsRecorder,
+        clock: Clock,
+        emit: Emit,
+    ) -> None:
+        self._config = config
+        self._transport = transport
+        self._stats = stats
+        self._clock = clock
+        self._emit = emit
+        self._disabled = config.disabled
+        self._service: FlagsService | None = None
+        self._lock = fork_safe_lock()
+
+    @property
+    def service(self) -> FlagsService:
+        """The flag service, built on first use."""
+        service = self._service
+        if service is None:
+            with self._lock:
+                service = self._service
+                if service is None:
+                    from .flags._service import FlagsService
+
+                    config = self._config
+                    service = self._service = FlagsService(
+                        config.flags,
+                        self._transport,
+                        api_key=config.api_key,
+                        secret_key=config.secret_key,
+                        stats=self._stats,
+                        clock=self._clock,
+                        emit=self._emit,
+                    )
+        return service
+
+    @property
+    def built(self) -> bool:
+        """Whether the service exists (else there is nothing to stop or flush)."""
+        return self._service is not None
+
+    # ------------------------------------------------------------------ one flag
+
+    def result(self, key: str, distinct_id: object, options: FlagReadOptions) -> FlagResult | None:
+        """The one read path of the single-flag calls."""
+        if self._disabled:
+            return None
+        return self.service.result(
+            key,
+            distinct_id,
+            options.get("groups"),
+            options.get("person_properties"),
+            options.get("group_properties"),
+            options.get("only_evaluate_locally", False),
+            options.get("force_remote", False),
+            options.get("disable_geoip"),
+            options.get("send_feature_flag_events", True),
+        )
+
+    def payload(
+        self, key: str, distinct_id: object, match_value: FlagValue | None, options: FlagReadOptions
+    ) -> Any:
+        """The payload of the flag's value (or of ``match_value`` when it matches)."""
+        result = self.result(key, distinct_id, {"send_feature_flag_events": False, **options})
+        if result is None or (match_value is not None and result.get_value() != match_value):
+            return None
+        return result.payload
+
+    # ------------------------------------------------------------------ many flags
+
+    def evaluate(
+        self, distinct_id: object, flag_keys: Sequence[str] | None, options: FlagReadOptions
+    ) -> FlagEvaluations:
+        """A snapshot of flags for one person: one local pass, at most one request."""
+        if self._disabled:
+            return FlagEvaluations(None, {})
+        try:
+            did, results = self._evaluate(distinct_id, flag_keys, options)
+        except Exception:
+            logger.exception("feature flags could not be evaluated")
+            return FlagEvaluations(None, {})
+        return self.service.snapshot(did, results, options.get("groups"))
+
+    def all_results(
+        self, distinct_id: object, options: Mapping[str, Any]
+    ) -> Iterable[tuple[str, FlagResult]]:
+        """The results of one evaluation pass, without a snapshot (sends no events)."""
+        if self._disabled:
+            return ()
+        try:
+            _, results = self._evaluate(distinct_id, options.get("flag_keys"), options)
+        except Exception:
+            logger.exception("feature flags could not be evaluated")
+            return ()
+        return results.items()
+
+    def _evaluate(
+        self, distinct_id: object, flag_keys: Iterable[str] | None, options: Mapping[str, Any]
+    ) -> tuple[str | None, dict[str, FlagResult]]:
+        return self.service.evaluate(
+            distinct_id,
+            flag_keys=flag_keys,
+            groups=options.get("groups"),
+            person_properties=options.get("person_properties"),
+            group_properties=options.get("group_properties"),
+            only_evaluate_locally=options.get("only_evaluate_locally", False),
+            force_remote=options.get("force_remote", False),
+            disable_geoip=options.get("disable_geoip"),
+        )
+
+    # ------------------------------------------------------------------ definitions
+
+    def reload(self) -> None:
+        if self._disabled:
+            return
+        try:
+            self.service.reload()
+        except Exception:
+            logger.exception("reloading flag definitions failed")
+
+    def loaded(self) -> bool:
+        """Whether definitions are loaded now (never waits, never raises)."""
+        try:
+            return self.service.definitions(wait=False) is not None
+        except Exception:
+            return False
+
+    def close(self, timeout: float | None) -> None:
+        """Stop the poller (if the service was ever built)."""
+        if self._service is not None:
+            self._service.close(timeout)
+
+    # ------------------------------------------------------------------ events' flags
+
+    def for_event(
+        self, name: str, distinct_id: object, groups: Mapping[str, Any] | None
+    ) -> FlagEvaluations | None:
+        """``send_feature_flags`` with loaded definitions: local evaluation, no request.
+        Whatever goes wrong, the event goes without flag properties (counted)."""
+        try:
+            if self.service.definitions(wait=False) is None:
+                return None
+            options = {"groups": groups, "only_evaluate_locally": True}
+            did, results = self._evaluate(distinct_id, None, options)
+            return FlagEvaluations(did, results)
+        except Exception as exc:
+            self._stats.correct(
+                "flags_unavailable",
+                f"send_feature_flags: flags could not be evaluated ({type(exc).__name__}); "
+                f"{name!r} sent without flag properties",
+            )
+            return None
+
+    def fetch_for_event(
+        self, distinct_id: str, groups: Mapping[str, Any], overrides: Overrides
+    ) -> dict[str, Any] | None:
+        """The flags worker's request: ``$feature/*`` properties from one ``/flags``
+        call, with the overrides of the identity context the event was captured in (the
+        worker's thread has none of its own)."""
+        person, group_properties = overrides if overrides is not None else (None, None)
+        options = {
+            "groups": groups,
+            "person_properties": person,
+            "group_properties": group_properties,
+            "force_remote": True,
+        }
+        did, results = self._evaluate(distinct_id, None, options)
+        return FlagEvaluations(did, results).event_properties() if results else None
+
+    def context_overrides(self) -> Overrides:
+        return self.service.context_overrides()

@@ -1,0 +1,196 @@
+"""The client's configuration as data: one frozen ``ClientConfig`` (with its delivery and
+flag parts) built and validated here, from the constructor's arguments and the
+environment. A bad argument raises ``ValueError`` naming it (a programmer's mistake); a
+bad environment value warns and falls back (an operator's)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from . import _config, _shutdown
+from ._log import logger
+from .export import ExporterConfig
+from .flags._config import FlagsConfig
+
+if TYPE_CHECKING:
+    import httpx
+
+Event = dict[str, Any]
+BeforeSend = Callable[[Event], "Event | None"]
+OnError = Callable[[Exception, list[Event]], None]
+
+DEFAULT_MAX_BATCH_BYTES = 5 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Everything a ``Client`` was configured with, validated; read it as
+    ``client.config``. Secrets are kept out of the repr."""
+
+    api_key: str
+    host: str  # without credentials: safe to show
+    masked_host: str  # the host as given, credentials masked
+    transport_host: str = field(repr=False)  # the host as given, credentials included
+    secret_key: str | None = field(repr=False)
+    disabled: bool
+    debug: bool
+    gzip: bool
+    historical_migration: bool
+    disable_geoip: bool
+    super_properties: Mapping[str, Any]
+    before_send: tuple[BeforeSend, ...]
+    on_error: OnError | None
+    shutdown_timeout: float
+    flush_on_sigterm: bool
+    http_client: httpx.Client | None = field(repr=False)
+    delivery: ExporterConfig
+    flags: FlagsConfig
+
+
+def client_config(
+    api_key: str | None,
+    *,
+    host: str | None,
+    secret_key: str | None,
+    personal_api_key: str | None,
+    flush_at: int,
+    flush_interval: float,
+    max_queue_size: int,
+    max_queue_bytes: int,
+    max_batch_size: int,
+    max_batch_bytes: int,
+    gzip: bool,
+    timeout: float,
+    max_retries: int,
+    sync_mode: bool,
+    disabled: bool,
+    debug: bool,
+    before_send: BeforeSend | Sequence[BeforeSend] | None,
+    on_error: OnError | None,
+    super_properties: Mapping[str, Any] | None,
+    disable_geoip: bool,
+    historical_migration: bool,
+    feature_flags_poll_interval: float,
+    feature_flags_request_timeout: float,
+    feature_flags_request_max_retries: int,
+    feature_flags_initial_load_timeout: float,
+    shutdown_timeout: float,
+    flush_on_sigterm: bool | None,
+    max_retry_cycles: int,
+    http_client: httpx.Client | None,
+    flag_definition_cache_provider: object | None,
+    flag_result_cache_ttl: float | None,
+) -> ClientConfig:
+    """The ``ClientConfig`` for ``Client(...)``'s arguments (same names, same meaning)."""
+    if api_key is not None and not isinstance(api_key, str):
+        raise ValueError(f"api_key must be a string, got {type(api_key).__name__}")
+    key = (api_key or "").strip() or _config.env_first("POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY")
+    full_host = _config.resolve_host(host)
+    if secret_key is None:
+        secret_key = personal_api_key
+    if secret_key is None:
+        secret_key = _config.env_first("POSTHOG_SECRET_KEY", "POSTHOG_PERSONAL_API_KEY")
+    if super_properties is not None and not isinstance(super_properties, Mapping):
+        raise ValueError("super_properties must be a mapping")
+    if flag_result_cache_ttl is not None:
+        _config.check_float("flag_result_cache_ttl", flag_result_cache_ttl)
+    check_int, check_float = _config.check_int, _config.check_float
+    delivery = ExporterConfig(
+        flush_at=check_int("flush_at", flush_at, 1),
+        flush_interval=check_float("flush_interval", flush_interval, positive=True),
+        max_queue_size=check_int("max_queue_size", max_queue_size, 1),
+        max_queue_bytes=check_int("max_queue_bytes", max_queue_bytes, 1),
+        max_batch_size=check_int("max_batch_size", max_batch_size, 1),
+        max_batch_bytes=check_int("max_batch_bytes", max_batch_bytes, 64 * 1024),
+        timeout=check_float("timeout", timeout, positive=True),
+        max_retries=check_int("max_retries", max_retries, 0),
+        max_retry_cycles=check_int("max_retry_cycles", max_retry_cycles, 1),
+        sync_mode=bool(sync_mode),
+    )
+    flags = FlagsConfig(
+        poll_interval=check_float(
+            "feature_flags_poll_interval", feature_flags_poll_interval, positive=True
+        ),
+        request_timeout=check_float(
+            "feature_flags_request_timeout", feature_flags_request_timeout, positive=True
+        ),
+        max_retries=check_int(
+            "feature_flags_request_max_retries", feature_flags_request_max_retries, 0
+        ),
+        initial_load_timeout=check_float(
+            "feature_flags_initial_load_timeout", feature_flags_initial_load_timeout
+        ),
+        cache_provider=flag_definition_cache_provider,
+        result_cache_ttl=flag_result_cache_ttl,
+        disable_geoip=bool(disable_geoip),
+    )
+    secret_key = (secret_key or "").strip() or None
+    if secret_key:
+        _warn_if_cleartext(_config.split_credentials(full_host)[0])
+    if not key and not disabled:
+        logger.warning(
+            "no PostHog API key (api_key, POSTHOG_API_KEY or POSTHOG_PROJECT_API_KEY): "
+            "the client is disabled and drops every event"
+        )
+    return ClientConfig(
+        api_key=key or "",
+        host=_config.split_credentials(full_host)[0],
+        masked_host=_config.mask_credentials(full_host),
+        transport_host=full_host,
+        secret_key=secret_key,
+        disabled=bool(disabled) or not key,
+        debug=bool(debug),
+        gzip=bool(gzip),
+        historical_migration=bool(historical_migration),
+        disable_geoip=bool(disable_geoip),
+        super_properties=MappingProxyType(dict(super_properties or {})),
+        before_send=_hooks(before_send),
+        on_error=_config.check_callable("on_error", on_error),  # type: ignore[arg-type]
+        shutdown_timeout=check_float("shutdown_timeout", shutdown_timeout),
+        flush_on_sigterm=_shutdown.flush_on_sigterm_default()
+        if flush_on_sigterm is None
+        else bool(flush_on_sigterm),
+        http_client=http_client,
+        delivery=delivery,
+        flags=flags,
+    )
+
+
+def _hooks(before_send: object) -> tuple[BeforeSend, ...]:
+    """``before_send`` as a tuple of callables (one hook, or a list run in order)."""
+    if before_send is None:
+        return ()
+    hooks = tuple(before_send) if isinstance(before_send, list | tuple) else (before_send,)
+    for hook in hooks:
+        if not callable(hook):
+            raise ValueError(f"before_send must be a callable or a list of callables, got {hook!r}")
+    return hooks
+
+
+_warned_cleartext: list[bool] = []
+
+
+def _warn_if_cleartext(host: str) -> None:
+    """Warn (once per process) when the secret key would cross the network in clear
+    text: plain ``http://`` to a host that is not this machine."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(host)
+    if parts.scheme != "http" or _warned_cleartext:
+        return
+    name = (parts.hostname or "").rstrip(".")
+    try:
+        loopback = ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        loopback = name == "localhost" or name.endswith(".localhost")
+    if not loopback:
+        _warned_cleartext.append(True)
+        logger.warning(
+            "the secret key (personal API key) is sent over plain http:// to %s: anyone on "
+            "the network path can read it; use https://",
+            parts.hostname,
+        )
