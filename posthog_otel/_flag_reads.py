@@ -146,6 +146,20 @@ class FlagReads:
             return ()
         return results.items()
 
+    def all_flags(self, distinct_id: object, options: Mapping[str, Any]) -> dict[str, FlagValue]:
+        return {k: r.get_value() for k, r in self.all_results(distinct_id, options)}
+
+    def all_flags_and_payloads(
+        self, distinct_id: object, options: Mapping[str, Any]
+    ) -> dict[str, dict[str, Any]]:
+        results = list(self.all_results(distinct_id, options))
+        return {
+            "featureFlags": {k: r.get_value() for k, r in results},
+            "featureFlagPayloads": {
+                k: r.payload for k, r in results if r.enabled and r.payload is not None
+            },
+        }
+
     def _evaluate(
         self, distinct_id: object, flag_keys: Iterable[str] | None, options: Mapping[str, Any]
     ) -> tuple[str | None, dict[str, FlagResult]]:

@@ -20,6 +20,7 @@ from . import _config, _shutdown
 from ._flag_reads import FlagReads
 from ._fork import fork_safe_lock
 from ._log import logger
+from ._stats import ClientStats, StatsRecorder
 from .export import BatchExporter
 from .pipeline import Pipeline
 
@@ -57,6 +58,18 @@ class Lifecycle:
                 "call close() on each client when done with it",
                 len(_live),
             )
+
+    def stats(self, recorder: StatsRecorder) -> ClientStats:
+        """``Client.stats``: the counters with the queue depths. Events waiting in the
+        flags worker for ``/flags`` count as ``queued`` (and ``enqueued``)."""
+        waiting, abandoned = self._worker.counts()
+        enqueued, queued, in_flight, retained = self._exporter.counts()
+        return recorder.snapshot(
+            queued=queued + waiting,
+            in_flight=in_flight,
+            retained=retained,
+            enqueued=enqueued + waiting + abandoned,
+        )
 
     def flush(self, timeout: float | None) -> bool:
         """``Client.flush``: everything queued before the call, through one delivery

@@ -182,14 +182,7 @@ class Client:
     def stats(self) -> ClientStats:
         """A snapshot of queue depth and delivery counters. Events waiting in the flags
         worker for ``/flags`` count as ``queued`` (and ``enqueued``)."""
-        waiting, abandoned = self.pipeline.worker.counts()
-        enqueued, queued, in_flight, retained = self._exporter.counts()
-        return self._stats.snapshot(
-            queued=queued + waiting,
-            in_flight=in_flight,
-            retained=retained,
-            enqueued=enqueued + waiting + abandoned,
-        )
+        return self._lifecycle.stats(self._stats)
 
     @property
     def flags(self) -> FlagsService:
@@ -316,20 +309,14 @@ class Client:
 
     def get_all_flags(self, distinct_id: object = None, **options: Any) -> dict[str, FlagValue]:
         """Every flag's value for this person (``flag_keys=`` to scope)."""
-        return {k: r.get_value() for k, r in self._flag_reads.all_results(distinct_id, options)}
+        return self._flag_reads.all_flags(distinct_id, options)
 
     def get_all_flags_and_payloads(
         self, distinct_id: object = None, **options: Any
     ) -> dict[str, dict[str, Any]]:
         """``{"featureFlags": {...}, "featureFlagPayloads": {...}}`` (payloads of enabled
         flags, decoded from JSON)."""
-        results = list(self._flag_reads.all_results(distinct_id, options))
-        return {
-            "featureFlags": {k: r.get_value() for k, r in results},
-            "featureFlagPayloads": {
-                k: r.payload for k, r in results if r.enabled and r.payload is not None
-            },
-        }
+        return self._flag_reads.all_flags_and_payloads(distinct_id, options)
 
     def reload_feature_flags(self) -> None:
         """Fetch flag definitions now (when local evaluation is configured)."""

@@ -275,3 +275,8 @@ def test_readme_testing_snippet_passes_as_a_users_tests(pytester):
     pytester.makepyfile(test_readme_snippet=snippet)
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+def test_readme_integration_snippet_runs_as_written():
+    snippet = _first_python_block(_section(README, "## Writing an integration"))
+    exec(compile(snippet, "README.md", "exec"), {"__name__": "readme"})
