@@ -228,23 +228,40 @@ class Client:
         with self._flags_lock:
             service = self.__dict__.get("_flags")
             if service is None:
+                from .flags._config import FlagsConfig
                 from .flags._service import FlagsService
 
-                service = self.__dict__["_flags"] = FlagsService(
-                    self,
-                    self._transport,
-                    api_key=self._api_key,
-                    secret_key=self._secret_key,
+                config = FlagsConfig(
                     poll_interval=self.feature_flags_poll_interval,
                     request_timeout=self.feature_flags_request_timeout,
                     max_retries=self.feature_flags_request_max_retries,
                     initial_load_timeout=self.feature_flags_initial_load_timeout,
                     cache_provider=self.flag_definition_cache_provider,  # type: ignore[arg-type]
-                    disable_geoip=self._disable_geoip,
-                    clock=self._clock,
                     result_cache_ttl=self.flag_result_cache_ttl,
+                    disable_geoip=self._disable_geoip,
+                )
+                service = self.__dict__["_flags"] = FlagsService(
+                    config,
+                    self._transport,
+                    api_key=self._api_key,
+                    secret_key=self._secret_key,
+                    stats=self._stats,
+                    clock=self._clock,
+                    emit=self._emit_flag_event,
                 )
         return service
+
+    @property
+    def flags(self) -> FlagsService:
+        """The flag service: a seam for integrations such as the OpenFeature provider."""
+        return self._flags
+
+    def _emit_flag_event(self, message: Capture, keep: frozenset[str] | None) -> object:
+        """How the flag service sends ``$feature_flag_called``: the full event, or the
+        minimal form cut down to ``keep``."""
+        if keep is None:
+            return self.enqueue(message)
+        return self._enqueue_capture(message, _current.get(), keep)
 
     def _make_base_properties(self, disable_geoip: bool) -> dict[str, Any]:
         base: dict[str, Any] = {"$lib": LIB_NAME, "$lib_version": __version__}
