@@ -19,11 +19,12 @@ if TYPE_CHECKING:
     from ._evaluator import Definitions
     from ._loader import FlagDefinitionCacheProvider
     from ._results import FlagEvaluations, FlagResult
-    from ._service import FlagsService
+    from ._service import Emit, FlagsService
 
 __all__ = [
     "CompiledFlag",
     "Definitions",
+    "Emit",
     "FlagDefinitionCacheProvider",
     "FlagEvaluations",
     "FlagResult",
@@ -37,6 +38,7 @@ __all__ = [
 _WHERE = {
     "CompiledFlag": "._compiled",
     "Definitions": "._evaluator",
+    "Emit": "._service",
     "FlagDefinitionCacheProvider": "._loader",
     "FlagEvaluations": "._results",
     "FlagResult": "._results",

@@ -256,11 +256,16 @@ class Definitions:
         comes through here."""
         fast = flag.fast
         if fast is not None and type(distinct_id) is str:
-            mark = 0 if trace is None else len(trace)
-            try:
-                return fast(distinct_id, person_properties, trace)
-            except Exception:
-                if trace is not None:
+            if trace is None:  # the common case, kept short: every local read is here
+                try:
+                    return fast(distinct_id, person_properties)
+                except Exception:
+                    pass  # it could not decide: the general evaluator will
+            else:
+                mark = len(trace)
+                try:
+                    return fast(distinct_id, person_properties, trace)
+                except Exception:
                     del trace[mark:]  # what the shortcut noted before giving up
         return self._evaluate_general(
             flag, distinct_id, groups, person_properties, group_properties, device_id, trace
