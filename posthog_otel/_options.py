@@ -124,7 +124,7 @@ def client_config(
         initial_load_timeout=check_float(
             "feature_flags_initial_load_timeout", feature_flags_initial_load_timeout
         ),
-        cache_provider=flag_definition_cache_provider,
+        cache_provider=flag_definition_cache_provider,  # type: ignore[arg-type]
         result_cache_ttl=flag_result_cache_ttl,
         disable_geoip=bool(disable_geoip),
     )

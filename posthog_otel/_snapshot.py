@@ -19,8 +19,8 @@ queue through ``snapshot_values``, which copies cheaply what can change:
   nothing raises into the caller for a value.
 
 So the queue never holds a reference to the caller's mutable objects (nor to what they
-reference, so nothing large stays pinned while the server is unreachable). Strings are not scanned here: a lone surrogate is
-repaired, and counted, when the event is encoded.
+reference, so nothing large stays pinned while the server is unreachable). Strings are
+not scanned here: a lone surrogate is repaired, and counted, when the event is encoded.
 
 Each call also returns a cheap estimate of the bytes the values take once encoded (for
 the queue's byte bound): the length of every string plus ``ENTRY_BYTES`` per entry;

@@ -37,13 +37,12 @@ from openfeature.provider import AbstractProvider, Metadata
 from ._context import get_distinct_id
 from ._fork import fork_safe_lock
 from ._log import logger
-from .flags._evaluator import CompiledFlag
-from .flags._results import FlagResult
 
 if TYPE_CHECKING:
     from openfeature.flag_evaluation import FlagValueType
 
     from .client import Client
+    from .flags import FlagResult
 
 __all__ = ["PostHogProvider"]
 
@@ -56,6 +55,22 @@ _REMOTE_REASONS = {
     "out_of_rollout_bound": Reason.DEFAULT,
     "flag_disabled": Reason.DISABLED,
 }
+# How the flag service says a local value was decided (``FlagsService.explain``), as
+# OpenFeature reasons.
+_LOCAL_REASONS = {
+    "inactive": Reason.DISABLED,
+    "holdout": Reason.SPLIT,
+    "enrollment": Reason.TARGETING_MATCH,
+    "no_match": Reason.DEFAULT,
+    "targeted": Reason.TARGETING_MATCH,
+    "split": Reason.SPLIT,
+    "default": Reason.DEFAULT,
+    "static": Reason.STATIC,
+}
+# Local results are shared objects (one per flag and value): their metadata is kept,
+# by result, up to this many (then forgotten at once: a new definitions load replaces
+# every result anyway).
+_METADATA_MAX = 4096
 
 
 class PostHogProvider(AbstractProvider):
@@ -92,6 +107,8 @@ class PostHogProvider(AbstractProvider):
         self._lock = fork_safe_lock()
         self._failing_since: float | None = None
         self._state = "ready"  # ready | stale | error
+        # id(result) -> (result, its metadata); the result is held, so its id stays its own.
+        self._metadata_cache: dict[int, tuple[FlagResult, Mapping[str, Any]]] = {}
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -102,8 +119,7 @@ class PostHogProvider(AbstractProvider):
         """Wait (bounded) for the first definitions; ready either way (remote works)."""
         flags = self.client.flags
         flags.add_listener(self)
-        loader = flags.loader
-        if loader is not None and not loader.wait_loaded(self.init_timeout):
+        if not flags.wait_loaded(self.init_timeout):
             logger.warning(
                 "PostHogProvider: flag definitions not loaded within %.1fs; evaluating "
                 "remotely until they are",
@@ -312,14 +328,14 @@ class PostHogProvider(AbstractProvider):
         convert: Callable[[FlagResult, T], T],
     ) -> FlagResolutionDetails[T]:
         service = self.client.flags
-        did, groups_, person_, group_props = service._inputs(
+        did, groups_, person_, group_props = service.inputs(
             distinct_id, groups, person, group_properties
         )
         assert did is not None
         local = service.explain(flag_key, did, groups_, person_, group_props)
         if local is not None:
-            result, flag, trace = local
-            reason = _local_reason(flag, trace)
+            result, decided = local
+            reason = _LOCAL_REASONS.get(decided, Reason.UNKNOWN)
             if self.send_feature_flag_events:
                 service.expose(did, flag_key, result, groups_, None)
         else:
@@ -336,7 +352,7 @@ class PostHogProvider(AbstractProvider):
                 raise FlagNotFoundError(f"flag {flag_key!r} not found")
             result = remote
             reason = _REMOTE_REASONS.get(result.reason or "", Reason.UNKNOWN)
-        metadata = _metadata(result)
+        metadata = self._metadata_of(result)
         if reason == Reason.DISABLED:
             return FlagResolutionDetails(default_value, reason=reason, flag_metadata=metadata)
         if not result.enabled and not isinstance(default_value, bool):
@@ -347,58 +363,30 @@ class PostHogProvider(AbstractProvider):
             value, reason=reason, variant=result.variant, flag_metadata=metadata
         )
 
+    def _metadata_of(self, result: FlagResult) -> Mapping[str, Any]:
+        """``_metadata(result)``, built once per local result (a lookup after that)."""
+        cache = self._metadata_cache
+        entry = cache.get(id(result))
+        if entry is not None and entry[0] is result:
+            return entry[1]
+        metadata = _metadata(result)
+        if result.locally_evaluated:  # a remote result is new at every read: not kept
+            if len(cache) >= _METADATA_MAX:
+                cache.clear()
+            cache[id(result)] = (result, metadata)
+        return metadata
+
 
 def _metadata(result: FlagResult) -> Mapping[str, Any]:
-    """Immutable flag metadata without ``None`` values; built once per result (local
-    results are shared objects, so this is usually a lookup)."""
-    cached: Mapping[str, Any] | None = getattr(result, "_openfeature_metadata", None)
-    if cached is None:
-        items = {
-            "flag_id": result.id,
-            "version": result.version,
-            "posthog_reason": result.reason,
-            "locally_evaluated": result.locally_evaluated,
-            "request_id": result.request_id,
-        }
-        cached = MappingProxyType({k: v for k, v in items.items() if v is not None})
-        object.__setattr__(result, "_openfeature_metadata", cached)
-    return cached
-
-
-def _local_reason(flag: CompiledFlag, trace: list[Any]) -> str:
-    """The OpenFeature reason for a locally decided value (memoized per flag)."""
-    how = trace[-1] if trace else "no_match"
-    reasons: dict[Any, str] = flag.extras.setdefault("openfeature_reasons", {})
-    reason = reasons.get(how)
-    if reason is None:
-        reason = reasons[how] = _derive_reason(flag, how)
-    return reason
-
-
-def _derive_reason(flag: CompiledFlag, how: Any) -> str:
-    if how == "inactive":
-        return Reason.DISABLED
-    if how == "holdout":
-        return Reason.SPLIT
-    if how == "enrollment":
-        return Reason.TARGETING_MATCH
-    if how == "no_match":
-        return Reason.DEFAULT
-    condition = flag.conditions[int(how[1])]
-    targeted = any(c.filters for c in flag.conditions)
-    if condition.filters:
-        return Reason.TARGETING_MATCH
-    overridden = bool(condition.variant) and any(
-        k == condition.variant for k, _, _ in flag.variants
-    )
-    split = (
-        (condition.rollout is not None and condition.rollout < 100)
-        or (bool(flag.variants) and not overridden)
-        or (flag.holdout is not None and flag.holdout[0] > 0)  # some are held out
-    )
-    if split:
-        return Reason.SPLIT
-    return Reason.DEFAULT if targeted else Reason.STATIC
+    """Immutable flag metadata without ``None`` values."""
+    items = {
+        "flag_id": result.id,
+        "version": result.version,
+        "posthog_reason": result.reason,
+        "locally_evaluated": result.locally_evaluated,
+        "request_id": result.request_id,
+    }
+    return MappingProxyType({k: v for k, v in items.items() if v is not None})
 
 
 # ---------------------------------------------------------------- typed values

@@ -1,8 +1,10 @@
 """Feature flags: local evaluation identical to PostHog's, remote evaluation, results.
 
 ``Definitions`` compiles a ``/flags/definitions`` payload once; ``evaluate`` decides a
-flag locally or raises ``Unresolved`` when only the server can. The submodules load on
-first use, so that a client which never reads a flag does not pay for them.
+flag locally or raises ``Unresolved`` when only the server can. ``FlagsService`` is what
+a client reads flags through (``Client.flags``), built from a ``FlagsConfig``. The
+submodules load on first use, so that a client which never reads a flag does not pay
+for them.
 """
 
 from __future__ import annotations
@@ -11,28 +13,37 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._compiled import CompiledFlag
+    from ._config import FlagsConfig
     from ._errors import Inconclusive, NeedsServer, Unresolved
-    from ._evaluator import CompiledFlag, Definitions
+    from ._evaluator import Definitions
     from ._loader import FlagDefinitionCacheProvider
     from ._results import FlagEvaluations, FlagResult
+    from ._service import Emit, FlagsService
 
 __all__ = [
     "CompiledFlag",
     "Definitions",
+    "Emit",
     "FlagDefinitionCacheProvider",
     "FlagEvaluations",
     "FlagResult",
+    "FlagsConfig",
+    "FlagsService",
     "Inconclusive",
     "NeedsServer",
     "Unresolved",
 ]
 
 _WHERE = {
-    "CompiledFlag": "._evaluator",
+    "CompiledFlag": "._compiled",
     "Definitions": "._evaluator",
+    "Emit": "._service",
     "FlagDefinitionCacheProvider": "._loader",
     "FlagEvaluations": "._results",
     "FlagResult": "._results",
+    "FlagsConfig": "._config",
+    "FlagsService": "._service",
     "Inconclusive": "._errors",
     "NeedsServer": "._errors",
     "Unresolved": "._errors",

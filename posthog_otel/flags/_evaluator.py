@@ -9,11 +9,18 @@ filter.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 from .._log import logger
+from ._compiled import (
+    CompiledCondition,
+    CompiledFlag,
+    Filter,
+    Properties,
+    local_results,
+    match_kinds,
+)
 from ._errors import (
     EXPERIENCE_CONTINUITY,
     MISSING_CONTEXT,
@@ -23,12 +30,11 @@ from ._errors import (
     NeedsServer,
     pick,
 )
-from ._fastpath import PersonEvaluator, person_evaluator
+from ._fastpath import person_evaluator
 from ._hashing import bucket_with_prefix, holdout_bucket
 from ._operators import compile_property
 from ._results import FlagValue
 
-Properties = Mapping[str, Any]
 _NOT_CACHED = object()
 
 
@@ -42,58 +48,6 @@ class _State:
         self.distinct_id = distinct_id
         self.device_id = device_id
         self.cache: dict[str, FlagValue | None] = {}
-
-
-Filter = Callable[[Properties, _State], bool]
-
-
-@dataclass
-class _Condition:
-    filters: list[Filter]
-    rollout: float | None
-    variant: str | None
-    has_own_aggregation: bool
-    aggregation: int | None
-
-
-@dataclass
-class CompiledFlag:
-    """A flag definition, prepared for evaluation."""
-
-    key: str
-    definition: Mapping[str, Any]
-    active: bool
-    continuity: bool
-    aggregation: int | None
-    device_bucketing: bool
-    enrollment: bool
-    super_conditions: bool
-    holdout: tuple[float, Any] | None
-    early_exit: bool
-    conditions: list[_Condition]
-    variants: list[tuple[str, float, float]]
-    payloads: Mapping[str, Any]
-    needs_state: bool = False  # has cohort or dependency filters
-    results: dict[Any, Any] = field(default_factory=dict)  # the service's per-value cache
-    extras: dict[str, Any] = field(default_factory=dict)  # other consumers' per-flag memos
-    # The specialised evaluator of a plain person flag (see ``_fastpath``), else None.
-    fast: PersonEvaluator | None = None
-
-    @property
-    def hash_prefix(self) -> bytes:
-        return self._hash_prefix
-
-    def __post_init__(self) -> None:
-        self._hash_prefix = f"{self.key}.".encode()
-        self.fast = person_evaluator(self)
-
-    @property
-    def id(self) -> Any:
-        return self.definition.get("id")
-
-    @property
-    def version(self) -> Any:
-        return self.definition.get("version")
 
 
 class Definitions:
@@ -116,7 +70,7 @@ class Definitions:
             if not isinstance(key, str):
                 continue
             try:
-                self.flags[key] = self._compile_flag(raw)
+                self.flags[key] = self._finish(self._compile_flag(raw))
             except Exception as exc:
                 # One unreadable flag must not take local evaluation away from the others.
                 logger.warning(
@@ -124,9 +78,16 @@ class Definitions:
                     key,
                     exc,
                 )
-                self.flags[key] = _unreadable(key, raw)
+                self.flags[key] = self._finish(_unreadable(key, raw))
 
     # ------------------------------------------------------------ compiling
+
+    def _finish(self, flag: CompiledFlag) -> CompiledFlag:
+        """What every read would otherwise work out again: worked out once, here."""
+        flag.match_kinds = match_kinds(flag)
+        flag.results = local_results(flag, self.minimal_flag_called_events)
+        flag.fast = person_evaluator(flag)
+        return flag
 
     def _compile_flag(self, raw: Mapping[str, Any]) -> CompiledFlag:
         filters = raw.get("filters") or {}
@@ -161,7 +122,7 @@ class Definitions:
             holdout=holdout_spec,
             early_exit=bool(filters.get("early_exit")),
             conditions=[
-                _Condition(
+                CompiledCondition(
                     filters=[self._compile_filter(p) for p in condition.get("properties") or []],
                     rollout=condition.get("rollout_percentage"),
                     variant=condition.get("variant"),
@@ -288,20 +249,29 @@ class Definitions:
     ) -> FlagValue:
         """As ``evaluate``; ``trace``, when given, receives how the value was decided:
         ``"inactive"``, ``"enrollment"``, ``"holdout"``, ``("condition", index)`` or
-        ``"no_match"`` (for OpenFeature reasons)."""
+        ``"no_match"`` (see ``decision``).
+
+        The one place that chooses between the shortcut of a plain person flag
+        (``flag.fast``, see ``_fastpath``) and the general evaluator: every local read
+        comes through here."""
         fast = flag.fast
         if fast is not None and type(distinct_id) is str:
-            mark = 0 if trace is None else len(trace)
-            try:
-                return fast(distinct_id, person_properties, trace)
-            except Exception:
-                if trace is not None:
+            if trace is None:  # the common case, kept short: every local read is here
+                try:
+                    return fast(distinct_id, person_properties)
+                except Exception:
+                    pass  # it could not decide: the general evaluator will
+            else:
+                mark = len(trace)
+                try:
+                    return fast(distinct_id, person_properties, trace)
+                except Exception:
                     del trace[mark:]  # what the shortcut noted before giving up
-        return self.evaluate_general(
+        return self._evaluate_general(
             flag, distinct_id, groups, person_properties, group_properties, device_id, trace
         )
 
-    def evaluate_general(
+    def _evaluate_general(
         self,
         flag: CompiledFlag,
         distinct_id: Any,
@@ -311,8 +281,7 @@ class Definitions:
         device_id: Any = None,
         trace: list[Any] | None = None,
     ) -> FlagValue:
-        """``evaluate_flag`` without the shortcut of ``flag.fast``: for a caller that
-        already tried it."""
+        """The general evaluator: every kind of definition, in the server's order."""
         if not flag.active:
             if trace is not None:
                 trace.append("inactive")
@@ -415,7 +384,7 @@ class Definitions:
         return False
 
     @staticmethod
-    def _value(flag: CompiledFlag, condition: _Condition, bucketing: Any) -> FlagValue:
+    def _value(flag: CompiledFlag, condition: CompiledCondition, bucketing: Any) -> FlagValue:
         if not flag.variants:
             return True
         override = condition.variant
@@ -483,7 +452,7 @@ def _unreadable(key: str, raw: Mapping[str, Any]) -> CompiledFlag:
         holdout=None,
         early_exit=False,
         conditions=[
-            _Condition(
+            CompiledCondition(
                 filters=[_needs_server("unreadable flag definition")],
                 rollout=None,
                 variant=None,
@@ -567,3 +536,14 @@ def _dependency_matches(expected: Any, actual: FlagValue) -> bool:
     if isinstance(actual, bool) and isinstance(expected, bool):
         return actual == expected
     return False
+
+
+def decision(flag: CompiledFlag, trace: list[Any]) -> str:
+    """How a local value was decided, from the trace ``evaluate_flag`` filled:
+    ``"inactive"``, ``"enrollment"``, ``"holdout"``, ``"no_match"``, or, for a matched
+    condition, its kind (``"targeted"``, ``"split"``, ``"default"``, ``"static"``, see
+    ``_compiled``)."""
+    how = trace[-1] if trace else "no_match"
+    if isinstance(how, tuple):
+        return flag.match_kinds[how[1]]
+    return str(how)

@@ -5,26 +5,22 @@ Most flags have no cohort, dependency, group, holdout, enrollment or experience
 continuity. For those, ``CompiledFlag.fast`` is a closure that runs the condition loop
 with everything bound in advance (filters, rollout gates, the variant picker) and no
 state or reason bookkeeping. It only answers when every filter it runs decides;
-anything else (a missing property, an unusable filter, an error) makes it raise, and the
-caller then runs the general evaluator, which decides the way the server does. So the
-shortcut changes how fast a value comes back, never which value.
+anything else (a missing property, an unusable filter, an error) makes it raise, and its
+only caller, ``Definitions.evaluate_flag``, then runs the general evaluator, which
+decides the way the server does. So the shortcut changes how fast a value comes back,
+never which value.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ._compiled import CompiledFlag, PersonEvaluator
 from ._hashing import rollout_gate, variant_picker
 from ._results import FlagValue
 
-if TYPE_CHECKING:
-    from ._evaluator import CompiledFlag
-
-# (distinct id, person properties[, trace]) -> value; the trace is as in
-# ``Definitions.evaluate_flag``.
-PersonEvaluator = Callable[..., FlagValue]
 _Condition = tuple[
     int,  # its index, for the trace
     tuple[Callable[..., bool], ...],  # the property filters, all of which must match

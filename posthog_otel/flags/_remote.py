@@ -21,7 +21,7 @@ from .._log import logger
 from ..export._clock import Clock
 from ..export._serialize import clean, dumps
 from ..export._transport import HttpTransport, TransportError
-from ._results import FlagResult, attach_exposure_info
+from ._results import FlagResult, experiment_flag
 
 
 @dataclass
@@ -128,20 +128,18 @@ def parse_flags_response(data: Mapping[str, Any]) -> RemoteAnswer:
             reason = record.get("reason") or {}
             enabled = bool(record.get("enabled"))
             variant = record.get("variant")
-            answer.flags[key] = attach_exposure_info(
-                FlagResult(
-                    key=key,
-                    enabled=enabled,
-                    variant=variant if isinstance(variant, str) and enabled else None,
-                    payload=_decode_payload(metadata.get("payload")) if enabled else None,
-                    reason=reason.get("code"),
-                    locally_evaluated=False,
-                    id=metadata.get("id"),
-                    version=metadata.get("version"),
-                    request_id=answer.request_id,
-                ),
-                answer.minimal_flag_called_events,
-                metadata.get("has_experiment"),
+            answer.flags[key] = FlagResult(
+                key=key,
+                enabled=enabled,
+                variant=variant if isinstance(variant, str) and enabled else None,
+                payload=_decode_payload(metadata.get("payload")) if enabled else None,
+                reason=reason.get("code"),
+                locally_evaluated=False,
+                id=metadata.get("id"),
+                version=metadata.get("version"),
+                request_id=answer.request_id,
+                has_experiment=experiment_flag(metadata.get("has_experiment")),
+                minimal_exposure=answer.minimal_flag_called_events,
             )
         return answer
     values = data.get("featureFlags") or {}

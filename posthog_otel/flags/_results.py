@@ -14,7 +14,12 @@ FlagValue = bool | str
 
 @dataclass(frozen=True)
 class FlagResult:
-    """One flag's evaluation: value, payload and where it came from."""
+    """One flag's evaluation: value, payload and where it came from.
+
+    ``has_experiment`` and ``minimal_exposure`` are what its ``$feature_flag_called``
+    event needs, as they were when the result was produced (FFT-09): whether PostHog
+    says the flag runs an experiment (``None`` when it did not say), and whether the
+    server asked for minimal exposure events then. Not compared, not shown."""
 
     key: str
     enabled: bool
@@ -25,23 +30,17 @@ class FlagResult:
     id: int | None = None
     version: int | None = None
     request_id: str | None = None
+    has_experiment: bool | None = field(default=None, repr=False, compare=False)
+    minimal_exposure: bool = field(default=False, repr=False, compare=False)
 
     def get_value(self) -> FlagValue:
         """The variant if there is one, else whether the flag is enabled."""
         return self.variant if self.variant is not None else self.enabled
 
 
-def attach_exposure_info(result: FlagResult, minimal_gate: bool, has_experiment: Any) -> FlagResult:
-    """Remember, with the result, what its ``$feature_flag_called`` event needs: the
-    server's minimal-event gate and ``has_experiment``, as they were when the result was
-    produced (FFT-09). Private: not a field, not compared, not shown."""
-    object.__setattr__(result, "_exposure_info", (minimal_gate, has_experiment))
-    return result
-
-
-def exposure_info(result: FlagResult) -> tuple[bool, Any]:
-    info: tuple[bool, Any] = getattr(result, "_exposure_info", (False, None))
-    return info
+def experiment_flag(value: Any) -> bool | None:
+    """A definition's or answer's ``has_experiment``: a boolean, else unknown (``None``)."""
+    return value if isinstance(value, bool) else None
 
 
 Exposure = Callable[[str, "FlagResult | None"], None]

@@ -1,9 +1,13 @@
-"""The client's flag API behind ``Client``: identity, local evaluation first, one
-remote call when needed, exposure events deduplicated, property overrides."""
+"""The flag service behind ``Client``: identity, local evaluation first, one remote
+call when needed, exposure events deduplicated, property overrides.
+
+It knows no client: it gets a transport, its ``FlagsConfig``, the stats to count in, a
+clock and ``emit``, the one way its ``$feature_flag_called`` events leave it. Its
+public methods are the seam for integrations (the OpenFeature provider reaches it
+through ``Client.flags``)."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -16,22 +20,21 @@ from .._stats import StatsRecorder
 from ..export._clock import Clock
 from ..export._transport import HttpTransport
 from ..messages import Capture
+from ._compiled import CompiledFlag, build_local_result
 from ._config import FlagsConfig
 from ._errors import Unresolved
-from ._evaluator import CompiledFlag, Definitions
+from ._evaluator import Definitions, decision
 from ._loader import DefinitionsLoader
 from ._remote import RemoteAnswer, RemoteFlags, ResultCache
-from ._results import (
-    FlagEvaluations,
-    FlagResult,
-    FlagValue,
-    attach_exposure_info,
-    exposure_info,
-)
+from ._results import FlagEvaluations, FlagResult, FlagValue
 
-# Sends a ``$feature_flag_called`` event: (message, the property names to keep for the
-# minimal form, or ``None`` for the full event).
-Emit = Callable[[Capture, "frozenset[str] | None"], object]
+__all__ = ["MINIMAL_EVENT_PROPERTIES", "Emit", "FlagsService"]
+
+# How the service sends a ``$feature_flag_called`` event: ``emit(message, keep)``, with
+# ``keep`` the property names of the minimal form (``MINIMAL_EVENT_PROPERTIES``: super
+# and context properties left out too) or ``None`` for the full event. The client's
+# ``_emit_flag_event`` is one; a list's ``append`` of pairs is another (tests).
+Emit = Callable[[Capture, frozenset[str] | None], object]
 
 
 class DefinitionsListener(Protocol):
@@ -47,7 +50,6 @@ def changed_keys(previous: Definitions | None, current: Definitions | None) -> l
     return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
 
-LOCAL_REASON = "Evaluated locally"
 # What a minimal $feature_flag_called keeps (FFT-08) when the server asks for minimal
 # events and the flag is known to have no experiment.
 MINIMAL_EVENT_PROPERTIES = frozenset(
@@ -92,6 +94,12 @@ _KNOWN_MISSING_MAX = 10_000  # negative knowledge: flag keys the project does no
 
 
 class FlagsService:
+    """Feature flags for one project key: definitions (polled with a secret key),
+    local evaluation, ``/flags`` requests, exposure events, property overrides.
+
+    ``clock`` is public: integrations time their own state with it (the provider's
+    stale grace period), so that a test's ``FakeClock`` drives both."""
+
     def __init__(
         self,
         config: FlagsConfig,
@@ -106,11 +114,10 @@ class FlagsService:
         # Our threads (poller, flags worker) send requests with httpx: import it here, on
         # the caller's thread, so that no background thread imports where a fork can land.
         import_fork_safe("httpx")
-        self._emit = emit
-        self._stats = stats
+        self.config = config
         self.clock = clock
-        self._initial_load_timeout = config.initial_load_timeout
-        self._disable_geoip = config.disable_geoip
+        self._stats = stats
+        self._emit = emit
         self.remote = RemoteFlags(
             transport,
             api_key,
@@ -126,7 +133,7 @@ class FlagsService:
                 secret_key=secret_key,
                 poll_interval=config.poll_interval,
                 clock=clock,
-                cache_provider=config.cache_provider,  # type: ignore[arg-type]
+                cache_provider=config.cache_provider,
                 on_change=self._definitions_changed,
                 on_refreshed=self._refreshed,
                 on_restart=stats.thread_restarted,
@@ -164,7 +171,7 @@ class FlagsService:
             if wait:
                 deadline = self._first_wait_deadline
                 if deadline is None:
-                    deadline = time.monotonic() + self._initial_load_timeout
+                    deadline = time.monotonic() + self.config.initial_load_timeout
                     self._first_wait_deadline = deadline
                 loader.wait_loaded(max(0.0, deadline - time.monotonic()))
                 self._first_load_done = True
@@ -189,11 +196,20 @@ class FlagsService:
         for listener in list(self._listeners):
             listener.definitions_refreshed(ok)
 
+    def wait_loaded(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for the first definitions (starting the
+        poller); whether they are loaded. ``True`` at once without a secret key: there
+        is nothing to load, every read is remote."""
+        return True if self.loader is None else self.loader.wait_loaded(timeout)
+
     def add_listener(self, listener: DefinitionsListener) -> None:
-        """Be told of definition changes and refresh outcomes (the OpenFeature provider)."""
+        """Be told of definition changes (``definitions_changed(keys)``, the keys added,
+        removed or edited) and of every refresh's outcome (``definitions_refreshed(ok)``),
+        on the poller's thread (the OpenFeature provider's events)."""
         self._listeners.append(listener)
 
     def remove_listener(self, listener: DefinitionsListener) -> None:
+        """Stop telling ``listener``; unknown listeners are ignored."""
         if listener in self._listeners:
             self._listeners.remove(listener)
 
@@ -212,15 +228,19 @@ class FlagsService:
 
     # ---------------------------------------------------------------- inputs
 
-    def _inputs(
+    def inputs(
         self,
         distinct_id: object,
         groups: Mapping[str, Any] | None,
         person_properties: Mapping[str, Any] | None,
         group_properties: Mapping[str, Mapping[str, Any]] | None,
     ) -> tuple[str | None, Mapping[str, Any], Mapping[str, Any], Mapping[str, Mapping[str, Any]]]:
-        """Distinct id (argument, else identity context) and the evaluation inputs with
-        the property overrides merged under the call's own (which win)."""
+        """What a read evaluates with: ``(distinct_id, groups, person_properties,
+        group_properties)``. The distinct id is the argument, else the identity
+        context's (``None`` when neither has one); the property overrides
+        (``set_*_properties_for_flags``, the client's and the identity contexts') are
+        merged under the call's own, which win; each group's properties get its
+        ``$group_key``. The mappings returned are read-only."""
         ctx = _current.get()
         if type(distinct_id) is str and distinct_id:
             did: str | None = distinct_id  # the common case first
@@ -265,7 +285,7 @@ class FlagsService:
         """The one path of every single-flag read (positional: it is hot). Local when
         the definitions decide, else one request; never raises: ``None`` when unknown."""
         try:
-            did, groups_, person, group_props = self._inputs(
+            did, groups_, person, group_props = self.inputs(
                 distinct_id, groups, person_properties, group_properties
             )
             if did is None:
@@ -275,7 +295,16 @@ class FlagsService:
             result = None
             if flag is not None:
                 assert definitions is not None
-                result = _local_result(definitions, flag, did, groups_, person, group_props)
+                # As in ``evaluate``, inlined: this is the hot single-flag read.
+                try:
+                    value = definitions.evaluate_flag(flag, did, groups_, person, group_props)
+                except Unresolved:
+                    value = None
+                except Exception:  # a bug must not break the read; it is reported
+                    logger.exception("local evaluation of %r failed", key)
+                    value = None
+                if value is not None:
+                    result = flag.results.get(value) or _unforeseen(definitions, flag, value)
             error: str | None = None
             if result is None and not only_evaluate_locally:
                 cache, cache_key = self.cache, None
@@ -305,9 +334,12 @@ class FlagsService:
         groups: Mapping[str, Any],
         person: Mapping[str, Any],
         group_props: Mapping[str, Mapping[str, Any]],
-    ) -> tuple[FlagResult, CompiledFlag, list[Any]] | None:
-        """Local evaluation that also says how the value was decided (the trace of
-        ``Definitions.evaluate_flag``); ``None`` when it cannot decide locally."""
+    ) -> tuple[FlagResult, str] | None:
+        """Local evaluation that also says how the value was decided, for inputs from
+        ``inputs``: ``(result, decision)``, the decision one of ``"inactive"``,
+        ``"enrollment"``, ``"holdout"``, ``"no_match"``, or how the matched condition
+        decides (``"targeted"``, ``"split"``, ``"default"``, ``"static"``). ``None`` when
+        only the server can decide. No exposure event (see ``expose``)."""
         definitions = self.definitions()
         flag = definitions.flags.get(key) if definitions is not None else None
         if definitions is None or flag is None:
@@ -317,8 +349,8 @@ class FlagsService:
             value = definitions.evaluate_flag(flag, did, groups, person, group_props, None, trace)
         except Unresolved:
             return None
-        result = _local_result(definitions, flag, did, groups, person, group_props, value)
-        return (result, flag, trace) if result is not None else None
+        result = flag.results.get(value) or _unforeseen(definitions, flag, value)
+        return result, decision(flag, trace)
 
     def _remote(
         self,
@@ -334,7 +366,7 @@ class FlagsService:
             groups=groups,
             person_properties=person,
             group_properties=group_props,
-            disable_geoip=self._disable_geoip if disable_geoip is None else disable_geoip,
+            disable_geoip=self.config.disable_geoip if disable_geoip is None else disable_geoip,
             flag_keys=keys,
         )
 
@@ -353,7 +385,7 @@ class FlagsService:
         disable_geoip: bool | None,
     ) -> tuple[str | None, dict[str, FlagResult]]:
         """One local pass and at most one request for the (scoped) flags."""
-        did, groups_, person, group_props = self._inputs(
+        did, groups_, person, group_props = self.inputs(
             distinct_id, groups, person_properties, group_properties
         )
         keys = None if flag_keys is None else list(dict.fromkeys(flag_keys))
@@ -368,7 +400,7 @@ class FlagsService:
                 flag = flags.get(key)
                 local = None
                 if flag is not None:
-                    # ``_local_result``, inlined: this loop runs once per flag.
+                    # ``Definitions.evaluate_flag`` picks the shortcut or the general path.
                     try:
                         value = definitions.evaluate_flag(flag, did, groups_, person, group_props)
                     except Unresolved:
@@ -377,9 +409,7 @@ class FlagsService:
                         logger.exception("local evaluation of %r failed", key)
                         value = None
                     if value is not None:
-                        local = flag.results.get(value) or _local_result(
-                            definitions, flag, did, groups_, person, group_props, value
-                        )
+                        local = flag.results.get(value) or _unforeseen(definitions, flag, value)
                 if local is None:
                     unresolved.append(key)
                 else:
@@ -430,7 +460,8 @@ class FlagsService:
         groups: Mapping[str, Any],
         error: str | None,
     ) -> None:
-        """``$feature_flag_called`` once per (distinct id, flag, value, groups)."""
+        """Send ``$feature_flag_called`` for this read, once per (distinct id, flag,
+        value, groups); ``error`` is its ``$feature_flag_error`` (e.g. ``flag_missing``)."""
         value: FlagValue | None = None if result is None else result.get_value()
         normalized = tuple(sorted((str(k), str(v)) for k, v in groups.items())) if groups else ()
         seen_key = (key, value, normalized)
@@ -468,11 +499,11 @@ class FlagsService:
                     properties[name] = item
         if error:
             properties["$feature_flag_error"] = error
-        minimal, has_experiment = (False, None) if result is None else exposure_info(result)
-        if isinstance(has_experiment, bool):
+        has_experiment = None if result is None else result.has_experiment
+        if has_experiment is not None:
             properties["$feature_flag_has_experiment"] = has_experiment
         message = Capture("$feature_flag_called", did, properties, groups=groups or None)
-        if minimal and has_experiment is False:
+        if has_experiment is False and result is not None and result.minimal_exposure:
             self._emit(message, MINIMAL_EVENT_PROPERTIES)
         else:
             self._emit(message, None)
@@ -588,58 +619,6 @@ def _with_context_overrides(
     return merged_person, merged_groups
 
 
-def _local_result(
-    definitions: Definitions,
-    flag: CompiledFlag,
-    did: str,
-    groups: Mapping[str, Any],
-    person: Mapping[str, Any],
-    group_props: Mapping[str, Mapping[str, Any]],
-    value: FlagValue | None = None,
-) -> FlagResult | None:
-    """The locally evaluated result (of ``value``, when already known), or ``None`` when
-    only the server can decide."""
-    fast = flag.fast
-    if value is None and fast is not None:
-        # ``evaluate_flag``'s shortcut, taken here: a single-flag read is one call shorter.
-        try:
-            value = fast(did, person)
-        except Exception:
-            value = None  # a filter could not decide: the general evaluator will
-    if value is None:
-        try:
-            value = definitions.evaluate_general(flag, did, groups, person, group_props)
-        except Unresolved:
-            return None
-        except Exception:
-            logger.exception("local evaluation of %r failed", flag.key)
-            return None
-    cached = flag.results.get(value)
-    if cached is None:
-        # A local result depends only on the flag and the value: build it once.
-        cached = flag.results[value] = attach_exposure_info(
-            _build_local_result(flag, value),
-            definitions.minimal_flag_called_events,
-            flag.definition.get("has_experiment"),
-        )
-    return cached
-
-
-def _build_local_result(flag: CompiledFlag, value: FlagValue) -> FlagResult:
-    payload_key = str(value).lower() if isinstance(value, bool) else value
-    payload = flag.payloads.get(payload_key) if value is not False else None
-    if isinstance(payload, str):
-        try:
-            payload = json.loads(payload)
-        except ValueError:
-            payload = None
-    return FlagResult(
-        key=flag.key,
-        enabled=value is not False,
-        variant=value if isinstance(value, str) else None,
-        payload=payload,
-        reason=LOCAL_REASON,
-        locally_evaluated=True,
-        id=flag.id,
-        version=flag.version,
-    )
+def _unforeseen(definitions: Definitions, flag: CompiledFlag, value: Any) -> FlagResult:
+    """The result of a value the compiler did not prepare (a malformed variant key)."""
+    return build_local_result(flag, value, definitions.minimal_flag_called_events)
