@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from .._context import IdentityContext, _current
+from .._context import _current
 from .._fork import fork_safe_lock, import_fork_safe, reset_in_child
 from .._log import logger
 from .._stats import StatsRecorder
@@ -25,6 +25,7 @@ from ._config import FlagsConfig
 from ._errors import Unresolved
 from ._evaluator import Definitions, decision
 from ._loader import DefinitionsLoader
+from ._overrides import FlagOverrides
 from ._remote import RemoteAnswer, RemoteFlags, ResultCache
 from ._results import FlagEvaluations, FlagResult, FlagValue
 
@@ -84,8 +85,6 @@ MINIMAL_EVENT_PROPERTIES = frozenset(
     }
 )
 _EMPTY: dict[str, Any] = {}
-# Counted in ``stats.corrected``: a set_*_properties_for_flags call that was ignored.
-INVALID_FLAG_PROPERTIES = "invalid_flag_properties"
 _TRACKER_MAX_IDS = 50_000
 # Exposures remembered per distinct id ((flag, value, groups) each): group keys often come
 # from requests, so one id must not grow without bound. Past this, it starts over.
@@ -143,9 +142,7 @@ class FlagsService:
         self._first_wait_deadline: float | None = None
         ttl = config.result_cache_ttl
         self.cache = ResultCache(ttl, clock) if ttl else None
-        # Client-level overrides; replaced on change (copy on write), never mutated.
-        self._person_overrides: Mapping[str, Any] = {}
-        self._group_overrides: Mapping[str, Mapping[str, Any]] = {}
+        self.overrides = FlagOverrides(stats)
         self._seen: OrderedDict[str, set[tuple[Any, ...]]] = OrderedDict()
         self._seen_lock = fork_safe_lock()
         self._known_missing: set[str] = set()
@@ -248,9 +245,7 @@ class FlagsService:
             did = ctx.distinct_id if ctx is not None else None
         else:
             did = str(distinct_id)
-        person_base, group_base = self._person_overrides, self._group_overrides
-        if ctx is not None:
-            person_base, group_base = _with_context_overrides(ctx, person_base, group_base)
+        person_base, group_base = self.overrides.in_force(ctx)
         person: Mapping[str, Any] = (
             {**person_base, **(person_properties or {})}
             if person_base
@@ -509,114 +504,25 @@ class FlagsService:
             self._emit(message, None)
 
     # ---------------------------------------------------------------- overrides
-
-    # Inside an identity context the overrides belong to it (they end with it); outside
-    # any, to the client. Bad input is ignored, counted and warned about, never raised.
+    # (``FlagOverrides``: scoped to the identity context when inside one)
 
     def set_person_overrides(self, properties: object) -> None:
-        checked = self._checked_properties(properties, "set_person_properties_for_flags")
-        if checked is not None:
-            self._set_person(checked)
+        self.overrides.set_person(properties)
 
     def set_group_overrides(self, properties: object) -> None:
-        name = "set_group_properties_for_flags"
-        checked = self._checked_properties(properties, name)
-        if checked is None:
-            return
-        groups: dict[str, dict[str, Any]] = {}
-        for group, values in checked.items():
-            group_values = self._checked_properties(values, f"{name} (group {group!r})")
-            if group_values is not None:
-                groups[str(group)] = group_values
-        self._set_groups(groups)
+        self.overrides.set_groups(properties)
 
-    def _checked_properties(self, properties: object, what: str) -> dict[str, Any] | None:
-        """A copy of ``properties`` (a mapping), or ``None`` after counting and warning."""
-        if isinstance(properties, Mapping):
-            try:
-                return dict(properties)
-            except Exception:
-                problem = "a mapping that could not be read"
-        else:
-            problem = f"not a mapping ({type(properties).__name__})"
-        self._stats.correct(
-            INVALID_FLAG_PROPERTIES, f"{what}: ignored {problem}; properties must be a mapping"
-        )
-        return None
+    def reset_person_overrides(self) -> None:
+        self.overrides.reset_person()
 
-    def _set_person(self, properties: Mapping[str, Any]) -> None:
-        ctx = _current.get()
-        if ctx is None:
-            self._person_overrides = {**self._person_overrides, **properties}
-        else:
-            own = ctx.flag_overrides
-            own.person = {**(own.person or {}), **properties}
-
-    def _set_groups(self, properties: Mapping[str, Mapping[str, Any]]) -> None:
-        ctx = _current.get()
-        current = self._group_overrides if ctx is None else (ctx.flag_overrides.groups or {})
-        groups = dict(current)
-        for name, values in properties.items():
-            groups[name] = {**groups.get(name, {}), **values}
-        if ctx is None:
-            self._group_overrides = groups
-        else:
-            ctx.flag_overrides.groups = groups
+    def reset_group_overrides(self) -> None:
+        self.overrides.reset_groups()
 
     def context_overrides(
         self,
     ) -> tuple[Mapping[str, Any], Mapping[str, Mapping[str, Any]]] | None:
-        """The person and group overrides in force in the caller's identity context,
-        merged over the client's, for a flag request made on another thread (the flags
-        worker sees no identity context); ``None`` when no context set any."""
-        ctx = _current.get()
-        if ctx is None:
-            return None
-        person, groups = _with_context_overrides(ctx, self._person_overrides, self._group_overrides)
-        if person is self._person_overrides and groups is self._group_overrides:
-            return None
-        return person, groups
-
-    def reset_person_overrides(self) -> None:
-        ctx = _current.get()
-        if ctx is None:
-            self._person_overrides = {}
-        else:
-            ctx.flag_overrides.person = None
-
-    def reset_group_overrides(self) -> None:
-        ctx = _current.get()
-        if ctx is None:
-            self._group_overrides = {}
-        else:
-            ctx.flag_overrides.groups = None
-
-
-def _with_context_overrides(
-    ctx: IdentityContext,
-    person: Mapping[str, Any],
-    groups: Mapping[str, Mapping[str, Any]],
-) -> tuple[Mapping[str, Any], Mapping[str, Mapping[str, Any]]]:
-    """The client-level overrides with those of every enclosing identity context merged
-    over them, innermost last (the bases themselves when no context set any)."""
-    chain: list[IdentityContext] = []
-    node: IdentityContext | None = ctx
-    while node is not None:
-        own = node.flag_overrides
-        if own.person or own.groups:
-            chain.append(node)
-        node = node.parent
-    if not chain:
-        return person, groups  # the common case: no copy
-    merged_person = dict(person)
-    merged_groups = {name: dict(values) for name, values in groups.items()}
-    for node in reversed(chain):
-        own = node.flag_overrides
-        if own.person:
-            merged_person.update(own.person)
-        for name, values in (own.groups or {}).items():
-            merged_groups[name] = {**merged_groups.get(name, {}), **values}
-    return merged_person, merged_groups
+        """See ``FlagOverrides.for_another_thread``."""
+        return self.overrides.for_another_thread()
 
 
 def _unforeseen(definitions: Definitions, flag: CompiledFlag, value: Any) -> FlagResult:

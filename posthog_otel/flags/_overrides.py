@@ -1,0 +1,134 @@
+"""Flag property overrides (``set_person_properties_for_flags`` and friends).
+
+Inside an identity context the overrides belong to it (they end with it, merged over
+the client-level ones, innermost last); outside any, to the client. Bad input is
+ignored, counted (``stats.corrected``) and warned about, never raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .._context import IdentityContext, _current
+from .._stats import StatsRecorder
+
+__all__ = ["INVALID_FLAG_PROPERTIES", "FlagOverrides"]
+
+# Counted in ``stats.corrected``: a set_*_properties_for_flags call that was ignored.
+INVALID_FLAG_PROPERTIES = "invalid_flag_properties"
+Overridden = tuple[Mapping[str, Any], Mapping[str, Mapping[str, Any]]]
+
+
+class FlagOverrides:
+    """The client-level overrides, and those of the identity contexts."""
+
+    def __init__(self, stats: StatsRecorder) -> None:
+        self._stats = stats
+        # Client-level overrides; replaced on change (copy on write), never mutated.
+        self._person: Mapping[str, Any] = {}
+        self._groups: Mapping[str, Mapping[str, Any]] = {}
+
+    def in_force(self, ctx: IdentityContext | None) -> Overridden:
+        """The person and group overrides in force in ``ctx`` (read-only)."""
+        if ctx is None:
+            return self._person, self._groups
+        return _with_context_overrides(ctx, self._person, self._groups)
+
+    def for_another_thread(self) -> Overridden | None:
+        """The overrides in force in the caller's identity context, for a flag request
+        made on another thread (the flags worker sees no identity context); ``None``
+        when no context set any."""
+        ctx = _current.get()
+        if ctx is None:
+            return None
+        person, groups = _with_context_overrides(ctx, self._person, self._groups)
+        if person is self._person and groups is self._groups:
+            return None
+        return person, groups
+
+    def set_person(self, properties: object) -> None:
+        checked = self._checked(properties, "set_person_properties_for_flags")
+        if checked is None:
+            return
+        ctx = _current.get()
+        if ctx is None:
+            self._person = {**self._person, **checked}
+        else:
+            own = ctx.flag_overrides
+            own.person = {**(own.person or {}), **checked}
+
+    def set_groups(self, properties: object) -> None:
+        name = "set_group_properties_for_flags"
+        checked = self._checked(properties, name)
+        if checked is None:
+            return
+        updates: dict[str, dict[str, Any]] = {}
+        for group, values in checked.items():
+            group_values = self._checked(values, f"{name} (group {group!r})")
+            if group_values is not None:
+                updates[str(group)] = group_values
+        ctx = _current.get()
+        current = self._groups if ctx is None else (ctx.flag_overrides.groups or {})
+        groups = dict(current)
+        for group, values in updates.items():
+            groups[group] = {**groups.get(group, {}), **values}
+        if ctx is None:
+            self._groups = groups
+        else:
+            ctx.flag_overrides.groups = groups
+
+    def reset_person(self) -> None:
+        ctx = _current.get()
+        if ctx is None:
+            self._person = {}
+        else:
+            ctx.flag_overrides.person = None
+
+    def reset_groups(self) -> None:
+        ctx = _current.get()
+        if ctx is None:
+            self._groups = {}
+        else:
+            ctx.flag_overrides.groups = None
+
+    def _checked(self, properties: object, what: str) -> dict[str, Any] | None:
+        """A copy of ``properties`` (a mapping), or ``None`` after counting and warning."""
+        if isinstance(properties, Mapping):
+            try:
+                return dict(properties)
+            except Exception:
+                problem = "a mapping that could not be read"
+        else:
+            problem = f"not a mapping ({type(properties).__name__})"
+        self._stats.correct(
+            INVALID_FLAG_PROPERTIES, f"{what}: ignored {problem}; properties must be a mapping"
+        )
+        return None
+
+
+def _with_context_overrides(
+    ctx: IdentityContext,
+    person: Mapping[str, Any],
+    groups: Mapping[str, Mapping[str, Any]],
+) -> tuple[Mapping[str, Any], Mapping[str, Mapping[str, Any]]]:
+    """The client-level overrides with those of every enclosing identity context merged
+    over them, innermost last (the bases themselves when no context set any)."""
+    chain: list[IdentityContext] = []
+    node: IdentityContext | None = ctx
+    while node is not None:
+        own = node.flag_overrides
+        if own.person or own.groups:
+            chain.append(node)
+        node = node.parent
+    if not chain:
+        return person, groups  # the common case: no copy
+    merged_person = dict(person)
+    merged_groups = {name: dict(values) for name, values in groups.items()}
+    for node in reversed(chain):
+        own = node.flag_overrides
+        if own.person:
+            merged_person.update(own.person)
+        for name, values in (own.groups or {}).items():
+            merged_groups[name] = {**merged_groups.get(name, {}), **values}
+    return merged_person, merged_groups
