@@ -20,7 +20,7 @@ from ._options import ClientConfig, Event
 from ._snapshot import ENTRY_BYTES, EVENT_BYTES, IMMUTABLE, encoded_bytes, snapshot_values
 from ._stats import StatsRecorder
 from ._version import __version__
-from .flags._results import FlagEvaluations
+from .flags import FlagEvaluations
 from .messages import Alias, Capture, GroupIdentify, Identify
 
 __all__ = ["LIB_NAME", "EventAssembler", "FlagsForEvent"]

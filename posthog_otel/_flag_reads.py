@@ -16,11 +16,11 @@ from ._log import logger
 from ._options import ClientConfig
 from ._stats import StatsRecorder
 from .export import Clock, HttpTransport
-from .flags._results import FlagEvaluations, FlagResult, FlagValue
+from .flags import FlagEvaluations, FlagResult, FlagValue
 
 if TYPE_CHECKING:
-    from .flags._service import Emit, FlagsService
-    from .flags._worker import Overrides
+    from ._flags_worker import Overrides
+    from .flags import Emit, FlagsService
 
 __all__ = ["FlagReadOptions", "FlagReads"]
 
@@ -72,7 +72,7 @@ class FlagReads:
             with self._lock:
                 service = self._service
                 if service is None:
-                    from .flags._service import FlagsService
+                    from .flags import FlagsService
 
                     config = self._config
                     service = self._service = FlagsService(

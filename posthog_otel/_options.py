@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from . import _config, _shutdown
 from ._log import logger
 from .export import ExporterConfig
-from .flags._config import FlagsConfig
+from .flags import FlagsConfig
 
 if TYPE_CHECKING:
     import httpx

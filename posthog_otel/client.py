@@ -27,7 +27,7 @@ from ._stats import ClientStats, StatsRecorder
 from ._version import __version__
 from .export import BatchExporter, Clock, HttpTransport, SystemClock, V0Lane
 from .export._exporter import DEFAULT_MAX_QUEUE_BYTES, THREAD_IMPORTS
-from .flags._results import FlagEvaluations, FlagResult, FlagValue
+from .flags import FlagEvaluations, FlagResult, FlagValue
 from .messages import Alias, Capture, GroupIdentify, Identify, Message
 from .pipeline import Pipeline
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import httpx
     from typing_extensions import Unpack
 
-    from .flags._service import FlagsService
+    from .flags import FlagsService
 
 __all__ = ["Client", "default_client", "flush_on_exit"]
 

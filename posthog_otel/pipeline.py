@@ -30,13 +30,13 @@ from ._assembly import EventAssembler
 from ._before_send import BeforeSendChain
 from ._context import IdentityContext, _current
 from ._flag_reads import FlagReads
+from ._flags_worker import FlagsWorker
 from ._log import describe, logger
 from ._options import Event
 from ._snapshot import encoded_bytes
 from ._stats import StatsRecorder
 from .export import BatchExporter
 from .export._exporter import DEFAULT_ITEM_BYTES, Deferred
-from .flags._worker import FlagsWorker
 from .messages import Capture, Identify, Message
 
 __all__ = ["DEFAULT_ITEM_BYTES", "Deferred", "Pipeline"]

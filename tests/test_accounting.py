@@ -242,7 +242,7 @@ def test_max_queue_bytes_default_is_64_mib():
 def test_an_event_the_full_flags_worker_cannot_hold_is_counted_as_sent_without_flags(
     server, make_client, monkeypatch
 ):
-    from posthog_otel.flags import _worker
+    from posthog_otel import _flags_worker as _worker
 
     monkeypatch.setattr(_worker, "MAX_WAITING", 0)  # the worker is full
     client = make_client()  # no secret key: /flags for send_feature_flags

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ._errors import Inconclusive, NeedsServer, Unresolved
     from ._evaluator import Definitions
     from ._loader import FlagDefinitionCacheProvider
-    from ._results import FlagEvaluations, FlagResult
+    from ._results import FlagEvaluations, FlagResult, FlagValue
     from ._service import Emit, FlagsService
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "FlagDefinitionCacheProvider",
     "FlagEvaluations",
     "FlagResult",
+    "FlagValue",
     "FlagsConfig",
     "FlagsService",
     "Inconclusive",
@@ -42,6 +43,7 @@ _WHERE = {
     "FlagDefinitionCacheProvider": "._loader",
     "FlagEvaluations": "._results",
     "FlagResult": "._results",
+    "FlagValue": "._results",
     "FlagsConfig": "._config",
     "FlagsService": "._service",
     "Inconclusive": "._errors",

@@ -15,10 +15,10 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
-from .._fork import fork_safe_condition, reset_in_child
-from .._log import logger, mark_internal_thread, suppress_instrumentation
-from .._stats import StatsRecorder
-from .._threads import start_supervised
+from ._fork import fork_safe_condition, reset_in_child
+from ._log import logger, mark_internal_thread, suppress_instrumentation
+from ._stats import StatsRecorder
+from ._threads import start_supervised
 
 SHARE_WINDOW = 1.0  # seconds during which one /flags answer serves the same person
 MAX_WAITING = 10_000  # beyond this, events go at once without flag properties
