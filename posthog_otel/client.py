@@ -92,7 +92,7 @@ class Client:
         _clock: Clock | None = None,
         _exit_hook: bool = True,
     ) -> None:
-        options = dict(locals())
+        options = dict(locals())  # the arguments, by name: validated in ``_options``
         for name in ("self", "api_key", "_clock", "_exit_hook"):
             del options[name]
         self.config: ClientConfig = client_config(api_key, **options)

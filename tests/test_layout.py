@@ -203,3 +203,25 @@ def test_no_module_is_over_600_lines():
 
 def test_client_is_wiring_plus_delegates():
     assert len((PACKAGE / "client.py").read_text().splitlines()) <= 400
+
+
+def _private_module_owner(target: str) -> str | None:
+    """The package whose private module ``target`` is (``posthog_otel.flags`` for
+    ``posthog_otel.flags._results``), or ``None`` when every part is public."""
+    parts = target.split(".")
+    for i, part in enumerate(parts[1:], start=1):
+        if part.startswith("_") and not part.startswith("__"):
+            return ".".join(parts[:i])
+    return None
+
+
+def test_private_modules_are_used_only_inside_their_package():
+    """``flags``, ``export`` and ``testing`` are used from outside through their
+    package's public names (the documented seam), not their ``_`` modules."""
+    wrong = []
+    for module, targets in GRAPH.items():
+        for target in targets:
+            owner = _private_module_owner(target)
+            if owner and owner != ROOT and not (module == owner or module.startswith(owner + ".")):
+                wrong.append(f"{module} imports {target}")
+    assert wrong == []

@@ -27,8 +27,7 @@ from .._fork import (
 )
 from .._log import logger, mark_internal_thread, suppress_instrumentation
 from .._threads import start_supervised
-from ..export._clock import Clock
-from ..export._transport import HttpTransport, TransportError
+from ..export import Clock, HttpTransport, TransportError
 from ._evaluator import Definitions
 
 DEFINITIONS_TIMEOUT = 10.0

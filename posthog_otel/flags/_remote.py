@@ -18,9 +18,8 @@ import orjson
 
 from .._fork import fork_safe_lock
 from .._log import logger
-from ..export._clock import Clock
+from ..export import Clock, HttpTransport, TransportError
 from ..export._serialize import clean, dumps
-from ..export._transport import HttpTransport, TransportError
 from ._results import FlagResult, experiment_flag
 
 

@@ -17,8 +17,7 @@ from .._context import _current
 from .._fork import fork_safe_lock, import_fork_safe, reset_in_child
 from .._log import logger
 from .._stats import StatsRecorder
-from ..export._clock import Clock
-from ..export._transport import HttpTransport
+from ..export import Clock, HttpTransport
 from ..messages import Capture
 from ._compiled import CompiledFlag, build_local_result
 from ._config import FlagsConfig

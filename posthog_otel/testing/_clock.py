@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import weakref
 
-from ..export._clock import Clock
+from ..export import Clock
 
 
 class FakeClock(Clock):

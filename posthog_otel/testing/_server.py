@@ -345,7 +345,7 @@ def _evaluate_definitions(definitions: Mapping[str, Any], request: Mapping[str, 
     groups and properties. A flag only the real server could decide (static cohort,
     experience continuity, a property not sent) is left out of the answer, so the
     client reads it as unknown (its default)."""
-    from ..flags._evaluator import Definitions
+    from ..flags import Definitions
 
     compiled = Definitions(definitions)
     wanted = request.get("flag_keys_to_evaluate")
