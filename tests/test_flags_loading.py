@@ -89,7 +89,7 @@ def test_auth_and_quota_errors_clear_definitions(defs_server, make_client, statu
     assert len(flag_requests(defs_server)) == 1
     loader = client.flags.loader
     expected_wait = loader.poll_interval * (5 if status in (401, 403) else 1)
-    assert loader._next_wait == min(expected_wait, 300)
+    assert loader.next_wait == min(expected_wait, 300)
 
 
 def test_malformed_body_keeps_definitions(make_client):

@@ -84,6 +84,12 @@ class DefinitionsLoader:
         self._next_wait = poll_interval
         reset_in_child(self._after_fork_in_child)
 
+    @property
+    def next_wait(self) -> float:
+        """Seconds the poller waits before its next fetch: the poll interval, longer
+        after the server refused the key (401/403), capped."""
+        return self._next_wait
+
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
