@@ -172,14 +172,32 @@ def test_exporter_owned_client_is_closed_by_shutdown(server, monkeypatch):
     assert exporter.client.capture("after", "u") is None
 
 
-def test_exporter_without_key_never_raises(monkeypatch):
+def test_exporter_without_key_never_raises(server, monkeypatch, caplog):
+    """Zero-code without an API key: the exporter's own client is disabled (said once),
+    every span is refused as ``disabled`` and counted, nothing is sent, nothing raises
+    (SimpleSpanProcessor would only log an exception: the log is checked too)."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
     monkeypatch.delenv("POSTHOG_API_KEY", raising=False)
     monkeypatch.delenv("POSTHOG_PROJECT_API_KEY", raising=False)
+    monkeypatch.setenv("POSTHOG_HOST", server.url)
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(PostHogSpanExporter()))
-    with provider.get_tracer("t").start_as_current_span("op", attributes={"user.id": "u"}):
+    exporter = PostHogSpanExporter()
+    assert exporter.client.disabled
+    assert "no PostHog API key" in caplog.text
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("op", attributes={"user.id": "u"}) as span:
         pass
+    assert exporter.export([span]) is SpanExportResult.SUCCESS  # directly: no exception
+    stats = exporter.client.stats
+    assert stats.attempted == 2 and stats.dropped["disabled"] == 2 and stats.enqueued == 0
+    assert exporter.errors == 0
     provider.shutdown()
+    assert exporter.export([span]) is SpanExportResult.FAILURE  # after shutdown
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert server.requests == []
 
 
 attribute_values = st.one_of(
