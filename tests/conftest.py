@@ -58,3 +58,18 @@ def _restore_library_logger() -> Iterator[None]:
     log.setLevel(level)
     log.handlers[:] = handlers
     debug_state.verbose = verbose
+
+
+@pytest.fixture(scope="module")
+def module_server() -> Iterator[FakePostHog]:
+    """One fake server for a module's Hypothesis tests: starting and stopping one per
+    example cost most of their time. Each example begins with ``fresh(module_server)``."""
+    with FakePostHog() as server:
+        yield server
+
+
+def fresh(server: FakePostHog) -> FakePostHog:
+    """``server`` as new for the next example: no pending faults, nothing recorded."""
+    server.clear_faults()
+    server.reset()
+    return server

@@ -25,7 +25,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from posthog_otel import PostHogSpanExporter, context
 from posthog_otel.otel import instrument
 
-from .conftest import API_KEY
+from .conftest import API_KEY, fresh
 
 
 @pytest.fixture
@@ -243,20 +243,21 @@ def test_a_span_that_cannot_be_converted_is_counted(server, make_client):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(attributes=st.dictionaries(st.text(min_size=1), attribute_values, max_size=6))
-def test_generated_attributes_never_raise(attributes):
+def test_generated_attributes_never_raise(module_server, attributes):
     from posthog_otel import Client
-    from posthog_otel.testing import FakePostHog
 
-    with FakePostHog() as server:
-        client = Client(API_KEY, host=server.url)
-        exporter = PostHogSpanExporter(client, personless=True)
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    server = fresh(module_server)
+    client = Client(API_KEY, host=server.url)
+    exporter = PostHogSpanExporter(client, personless=True)
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
         with provider.get_tracer("t").start_as_current_span("op", attributes=attributes) as s:
             s.set_attribute("posthog.event", "generated")
         assert client.flush(5)
         assert exporter.errors == 0
         assert len(server.events) + client.stats.dropped["invalid"] == 1
+    finally:
         provider.shutdown()
         client.close()
 
