@@ -145,6 +145,27 @@ def test_on_error_that_raises_is_logged_and_delivery_goes_on(server, make_client
     assert client.stats.thread_restarts == 0  # nothing escaped into the flush thread
 
 
+def test_an_on_error_that_always_raises_does_not_flood_the_log(server, make_client, caplog):
+    """A broken callback during an outage (every batch rejected) is warned about once
+    per interval like a drop, not with a traceback per batch (that goes to DEBUG)."""
+    caplog.set_level(logging.DEBUG, logger="posthog_otel")
+
+    def on_error(exc: Exception, events: list[dict[str, Any]]) -> None:
+        raise ValueError("broken callback")
+
+    client = make_client(on_error=on_error)
+    for i in range(3):
+        server.fail_next(1, 401)
+        client.capture(f"rejected-{i}", "u")
+        assert client.flush(5) is False
+    assert client.stats.dropped["rejected"] == 3
+    about_it = [r for r in caplog.records if "on_error" in r.getMessage()]
+    loud = [r for r in about_it if r.levelno >= logging.WARNING]
+    assert len(loud) == 1, [r.getMessage() for r in loud]
+    assert "ValueError" in loud[0].getMessage() and "broken callback" in loud[0].getMessage()
+    assert any(r.exc_info for r in about_it if r.levelno == logging.DEBUG)  # the traceback
+
+
 def test_flush_none_waits_until_delivered(server, make_client):
     client = make_client()
     release = server.hold_next()
