@@ -370,6 +370,46 @@ def test_a_non_json_definitions_body_keeps_the_last_good_set(
     assert definitions_server.flags_requests == 0
 
 
+class _Said(logging.Handler):
+    """Sets ``event`` once the library logs a record containing ``text``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.text = text
+        self.event = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+def test_the_poller_keeps_the_last_good_set_after_a_non_json_body(
+    definitions_server, make_client, clock
+):
+    client = make_client(
+        host=definitions_server.url,
+        secret_key=SECRET,
+        _clock=clock,
+        feature_flags_poll_interval=30.0,
+    )
+    assert client.get_feature_flag("always-on", "u1", send_feature_flag_events=False) is True
+    said = _Said("malformed")
+    library_log = logging.getLogger("posthog_otel")
+    library_log.addHandler(said)
+    try:
+        clock.advance(31.0)  # the poller's next refresh gets the HTML body
+        assert said.event.wait(5)
+    finally:
+        library_log.removeHandler(said)
+    # One refresh at a time: this one starts once the poller's is over (and gets the
+    # same body), so whatever the poller did with that body is done by now.
+    client.reload_feature_flags()
+    assert definitions_server.definition_requests == 3
+    assert client.get_feature_flag("always-on", "u2", only_evaluate_locally=True) is True
+    assert client.get_all_flags("u3", only_evaluate_locally=True) == {"always-on": True}
+    assert definitions_server.flags_requests == 0
+
+
 def test_a_non_json_first_definitions_body_falls_back_to_remote(make_client, warnings_log):
     with _DefinitionsServer([b"not json at all"]) as bad:
         client = make_client(host=bad.url, secret_key=SECRET)
