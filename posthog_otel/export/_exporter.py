@@ -655,8 +655,13 @@ class BatchExporter:
         if self._on_error is not None:
             try:
                 self._on_error(error, batch.events)
-            except Exception:
-                logger.exception("on_error callback raised")
+            except Exception as exc:
+                # A broken callback fails for every batch of an outage: warned once per
+                # interval like a drop, the traceback at DEBUG.
+                self._stats.warner.warn(
+                    "on_error_raised", "on_error callback raised %s; delivery goes on", _short(exc)
+                )
+                logger.debug("on_error callback raised", exc_info=True)
         self._settle(len(batch), reason, f": {error}", failed_batch=True)
 
     def _settle(
@@ -738,6 +743,16 @@ class BatchExporter:
         self._closing = closing
         self._stats.reset()
         self._transport.reset_after_fork()
+
+
+def _short(exc: BaseException) -> str:
+    """An exception for a log line: its type and (short) message, never raising."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
+    name = type(exc).__name__
+    return f"{name}: {text[:200]}" if text else name
 
 
 def _log_batch(batch: _Batch, started: float, outcome: str, nbytes: int) -> None:
