@@ -15,7 +15,7 @@ from ._fork import fork_safe_lock
 from ._log import logger
 from ._options import ClientConfig
 from ._stats import StatsRecorder
-from .export import Clock, HttpTransport
+from .export import Clock, HttpTransport, SystemClock
 from .flags import FlagEvaluations, FlagResult, FlagValue
 
 if TYPE_CHECKING:
@@ -52,13 +52,13 @@ class FlagReads:
         config: ClientConfig,
         transport: HttpTransport,
         stats: StatsRecorder,
-        clock: Clock,
+        clock: Clock | None,
         emit: Emit,
     ) -> None:
         self._config = config
         self._transport = transport
         self._stats = stats
-        self._clock = clock
+        self._clock = clock or SystemClock()
         self._emit = emit
         self._disabled = config.disabled
         self._service: FlagsService | None = None

@@ -25,8 +25,7 @@ from ._log import enable_debug
 from ._options import BeforeSend, ClientConfig, OnError, client_config
 from ._stats import ClientStats, StatsRecorder
 from ._version import __version__
-from .export import BatchExporter, Clock, HttpTransport, SystemClock, V0Lane
-from .export._exporter import DEFAULT_MAX_QUEUE_BYTES, THREAD_IMPORTS
+from .export import THREAD_IMPORTS, BatchExporter, Clock, HttpTransport, V0Lane
 from .flags import FlagEvaluations, FlagResult, FlagValue
 from .messages import Alias, Capture, GroupIdentify, Identify, Message
 from .pipeline import Pipeline
@@ -65,7 +64,7 @@ class Client:
         flush_at: int = 100,
         flush_interval: float = 5.0,
         max_queue_size: int = 10_000,
-        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+        max_queue_bytes: int = 64 * 1024 * 1024,
         max_batch_size: int = 1000,
         max_batch_bytes: int = 5 * 1024 * 1024,
         gzip: bool = True,
@@ -122,9 +121,7 @@ class Client:
         if not config.disabled:  # what our threads use is made here, not where forks happen
             import_now(*THREAD_IMPORTS)
             self._transport.prepare()
-        self._flag_reads = FlagReads(
-            config, self._transport, stats, _clock or SystemClock(), self._emit_flag_event
-        )
+        self._flag_reads = FlagReads(config, self._transport, stats, _clock, self._emit_flag_event)
         assembler = EventAssembler(config, stats, self._flag_reads.for_event)
         self.pipeline = Pipeline(
             assembler,

@@ -35,8 +35,7 @@ from ._log import describe, logger
 from ._options import Event
 from ._snapshot import encoded_bytes
 from ._stats import StatsRecorder
-from .export import BatchExporter
-from .export._exporter import DEFAULT_ITEM_BYTES, Deferred
+from .export import DEFAULT_ITEM_BYTES, BatchExporter, Deferred
 from .messages import Capture, Identify, Message
 
 __all__ = ["DEFAULT_ITEM_BYTES", "Deferred", "Pipeline"]

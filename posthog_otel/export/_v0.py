@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
+from .._serialize import OPTIONS, default, dumps, format_timestamp
 from .._stats import StatsRecorder
-from ._serialize import OPTIONS, default, dumps, format_timestamp
 
 MAX_EVENT_BYTES = 900 * 1024
 _GZIP_LEVEL = 6
