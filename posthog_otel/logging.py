@@ -29,11 +29,10 @@ from ._snapshot import ENTRY_BYTES, EVENT_BYTES, IMMUTABLE, Correct, snapshot_va
 from ._stats import peek_count
 from ._structlog_call import captured as structlog_call
 from ._structlog_call import is_captured_call
-from .messages import Capture
 
 if TYPE_CHECKING:
     from .client import Client
-    from .pipeline import Pipeline
+    from .pipeline import CaptureFields, Pipeline
 
 __all__ = ["DEFAULT_IGNORED_LOGGERS", "PostHogHandler", "record_capture"]
 
@@ -238,9 +237,10 @@ class PostHogHandler(logging.Handler):
 
 def record_capture(
     attrs: dict[str, Any], message: str, span: tuple[str, str] | None, distinct_id_key: str
-) -> Capture:
-    """The capture for a log record, from what ``emit`` took of it (a copy of its
-    attributes, the formatted message, the active span ids): a pure function.
+) -> CaptureFields:
+    """The capture for a log record (as ``CaptureFields``), from what ``emit`` took of it
+    (a copy of its attributes, the formatted message, the active span ids): a pure
+    function.
 
     Event name: the ``event`` extra, else the message template. Properties: the extras
     (not the standard attributes, not ``_``-prefixed ones), ``$log_level``,
@@ -266,7 +266,7 @@ def record_capture(
         properties.setdefault("$trace_id", span[0])
         properties.setdefault("$span_id", span[1])
     # epoch seconds, formatted when encoded
-    return Capture(event, distinct_id, properties, groups, attrs["created"])
+    return event, distinct_id, properties, groups, attrs["created"]
 
 
 def _snapshot_extras(attrs: dict[str, Any], correct: Correct) -> int:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from ._assembly import EventAssembler
+from ._assembly import CaptureFields, EventAssembler
 from ._before_send import BeforeSendChain
 from ._context import IdentityContext, _current
 from ._flag_reads import FlagReads
@@ -38,7 +38,7 @@ from ._stats import StatsRecorder
 from .export import DEFAULT_ITEM_BYTES, BatchExporter, Deferred
 from .messages import Capture, Identify, Message
 
-__all__ = ["DEFAULT_ITEM_BYTES", "Deferred", "Pipeline"]
+__all__ = ["DEFAULT_ITEM_BYTES", "CaptureFields", "Deferred", "Pipeline"]
 
 _traceback_logged: set[tuple[str, str]] = set()  # (where, exception type) already shown
 
@@ -168,9 +168,11 @@ class Pipeline:
             return True
         return False
 
-    def finish(self, message: Capture, ctx: IdentityContext | None) -> Event | None:
+    def finish(self, message: Capture | CaptureFields, ctx: IdentityContext | None) -> Event | None:
         """On the flush thread: a deferred capture's wire event, through
-        ``before_send`` (``None``: invalid or filtered, counted)."""
+        ``before_send`` (``None``: invalid or filtered, counted). ``message``: a
+        ``Capture``, or a plain capture's fields ``(event, distinct_id, properties,
+        groups, timestamp)``, which cost the flush thread less."""
         event = self._assembler.deferred(message, ctx)
         if event is not None and self._before_send:
             return self._before_send.run(event)

@@ -44,10 +44,10 @@ from ._snapshot import (
     snapshot_value,
     snapshot_values,
 )
-from .messages import Capture
 
 if TYPE_CHECKING:
     from .client import Client
+    from .pipeline import CaptureFields
 
 __all__ = ["PostHogProcessor", "event_dict_capture"]
 
@@ -216,10 +216,11 @@ def event_dict_capture(
     span: tuple[str, str] | None,
     created: float,
     skip: frozenset[str] | set[str] = frozenset(),
-) -> Capture:
-    """The capture for a structlog event dict, from what the processor took of it: a
-    pure function. Properties: the values but ``skip`` and ``_``-prefixed keys, with
-    ``$log_level``, ``$logger_name`` and the span ids; ``groups`` sets the groups."""
+) -> CaptureFields:
+    """The capture for a structlog event dict (as ``CaptureFields``), from what the
+    processor took of it: a pure function. Properties: the values but ``skip`` and
+    ``_``-prefixed keys, with ``$log_level``, ``$logger_name`` and the span ids;
+    ``groups`` sets the groups."""
     properties = {key: value for key, value in values.items() if key not in skip and key[:1] != "_"}
     groups = values.get("groups")
     properties["$log_level"] = level_name
@@ -229,7 +230,7 @@ def event_dict_capture(
         properties.setdefault("$trace_id", span[0])
         properties.setdefault("$span_id", span[1])
     timestamp = datetime.fromtimestamp(created, timezone.utc)
-    return Capture(name, distinct_id, properties, groups if groups else None, timestamp)
+    return name, distinct_id, properties, groups if groups else None, timestamp
 
 
 def _level_number(level: int | str) -> int:

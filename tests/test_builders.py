@@ -27,8 +27,7 @@ def test_record_capture_names_the_event_after_the_template():
     attrs = _record(
         "paid %s", 42, distinct_id="u1", plan="pro", _hidden=1, groups={"company": "acme"}
     )
-    capture = record_capture(attrs, "paid 42", ("a" * 32, "b" * 16), "distinct_id")
-    assert isinstance(capture, Capture)
+    capture = Capture(*record_capture(attrs, "paid 42", ("a" * 32, "b" * 16), "distinct_id"))
     assert capture.event == "paid %s" and capture.distinct_id == "u1"
     assert capture.groups == {"company": "acme"}
     assert capture.timestamp == attrs["created"]
@@ -44,7 +43,7 @@ def test_record_capture_names_the_event_after_the_template():
 
 def test_record_capture_takes_the_event_extra_and_another_id_key():
     attrs = _record("ignored", event="signed_up", user="u2")
-    capture = record_capture(attrs, "ignored", None, "user")
+    capture = Capture(*record_capture(attrs, "ignored", None, "user"))
     assert capture.event == "signed_up" and capture.distinct_id == "u2"
     assert capture.properties is not None and "$trace_id" not in capture.properties
     assert capture.properties["$log_message"] == "ignored"
@@ -52,15 +51,17 @@ def test_record_capture_takes_the_event_extra_and_another_id_key():
 
 def test_event_dict_capture_leaves_bookkeeping_out():
     values = {"event": "x", "distinct_id": "u1", "plan": "pro", "_private": 1, "groups": {"g": "1"}}
-    capture = event_dict_capture(
-        values,
-        "x",
-        "u1",
-        "info",
-        "app",
-        None,
-        1_700_000_000.0,
-        frozenset({"event", "distinct_id", "groups"}),
+    capture = Capture(
+        *event_dict_capture(
+            values,
+            "x",
+            "u1",
+            "info",
+            "app",
+            None,
+            1_700_000_000.0,
+            frozenset({"event", "distinct_id", "groups"}),
+        )
     )
     assert capture.event == "x" and capture.distinct_id == "u1"
     assert capture.groups == {"g": "1"}
