@@ -138,8 +138,9 @@ def our_request() -> Iterator[None]:
     _transport._deadline.at = None
 
 
-def _stream(wire: _Wire) -> Any:
-    return _transport._deadline_classes()[0](wire)
+def _stream(wire: _Wire, *, own_client: bool = True) -> Any:
+    """A connection of our own client's pool (``own_client``) or of a user's client."""
+    return _transport._deadline_classes()[0](wire, own_client)
 
 
 def test_request_head_and_body_leave_in_one_write(our_request):
@@ -182,3 +183,13 @@ def test_writes_of_requests_that_are_not_ours_pass_straight_through():
     stream = _stream(wire)
     stream.write(b"POST /upload HTTP/1.1\r\n\r\n")
     assert wire.log == [("write", b"POST /upload HTTP/1.1\r\n\r\n")]
+
+
+def test_a_users_client_writes_our_requests_as_httpcore_does(our_request):
+    # A user's client may speak HTTP/2, where threads share one connection: nothing is
+    # held back there, even for our requests.
+    wire = _Wire()
+    stream = _stream(wire, own_client=False)
+    stream.write(b"POST /batch/ HTTP/1.1\r\n\r\n")
+    stream.write(b"{}")
+    assert wire.log == [("write", b"POST /batch/ HTTP/1.1\r\n\r\n"), ("write", b"{}")]

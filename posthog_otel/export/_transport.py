@@ -237,7 +237,7 @@ class HttpTransport:
                 transport = httpx.HTTPTransport(verify=tls, limits=limits)
                 client = httpx.Client(transport=transport)
                 self._direct = transport
-            _install_deadline_backend(client)
+            _install_deadline_backend(client, hold_heads=True)
             self._direct_headers = self._base_headers(client)
             self._direct_urls = {}
             self._own_client = client
@@ -348,8 +348,12 @@ def _environment_proxies() -> bool:
 # ------------------------------------------------------------------ deadline backend
 
 
-def _install_deadline_backend(client: httpx.Client) -> None:
+def _install_deadline_backend(client: httpx.Client, *, hold_heads: bool = False) -> None:
     """Give every connection pool of ``client`` the deadline-aware backend (once).
+
+    ``hold_heads`` for our own client only: its connections are HTTP/1.1, one request at
+    a time each, so a request's head may wait for its body (``DeadlineStream.write``). A
+    user's client may speak HTTP/2, where threads share a connection.
 
     httpx has no public way to pass a network backend; the pools keep it in
     ``_network_backend``. Should that change (or the transport be a custom one), requests
@@ -365,7 +369,7 @@ def _install_deadline_backend(client: httpx.Client) -> None:
             if isinstance(backend, httpcore.NetworkBackend) and not isinstance(
                 backend, backend_class
             ):
-                pool._network_backend = backend_class(backend)  # type: ignore[union-attr]
+                pool._network_backend = backend_class(backend, hold_heads)  # type: ignore[union-attr]
     except Exception:
         logger.debug("the request deadline backend could not be installed", exc_info=True)
 
@@ -390,8 +394,9 @@ def _deadline_classes() -> tuple[type[Any], type[Any]]:
     class DeadlineStream(httpcore.NetworkStream):
         """A connection whose every operation ends by the request's deadline."""
 
-        def __init__(self, inner: httpcore.NetworkStream) -> None:
+        def __init__(self, inner: httpcore.NetworkStream, hold_heads: bool) -> None:
             self._inner = inner
+            self._hold_heads = hold_heads
             self._held = b""  # the head of one of our requests, to leave with its body
 
         def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
@@ -400,7 +405,12 @@ def _deadline_classes() -> tuple[type[Any], type[Any]]:
             return self._inner.read(max_bytes, _remaining(timeout, httpcore.ReadTimeout))
 
         def write(self, buffer: bytes, timeout: float | None = None) -> None:
-            if not self._held and 0 < len(buffer) <= _HOLD_BYTES and _deadline.at is not None:
+            if (
+                self._hold_heads
+                and not self._held
+                and 0 < len(buffer) <= _HOLD_BYTES
+                and _deadline.at is not None
+            ):
                 # httpcore writes a request's head and its body separately, and with
                 # TCP_NODELAY each write is a segment the server wakes up for. Ours have
                 # their whole body at hand: the head waits for the next write (the
@@ -438,7 +448,7 @@ def _deadline_classes() -> tuple[type[Any], type[Any]]:
                 inner = self._inner.start_tls(
                     ssl_context, server_hostname, _remaining(timeout, httpcore.ConnectTimeout)
                 )
-            return DeadlineStream(inner)
+            return DeadlineStream(inner, self._hold_heads)
 
         def get_extra_info(self, info: str) -> Any:
             return self._inner.get_extra_info(info)
@@ -446,8 +456,9 @@ def _deadline_classes() -> tuple[type[Any], type[Any]]:
     class DeadlineBackend(httpcore.NetworkBackend):
         """Wraps httpcore's backend: connects, and hands out ``DeadlineStream``s."""
 
-        def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        def __init__(self, inner: httpcore.NetworkBackend, hold_heads: bool) -> None:
             self._inner = inner
+            self._hold_heads = hold_heads
 
         def connect_tcp(
             self,
@@ -459,14 +470,16 @@ def _deadline_classes() -> tuple[type[Any], type[Any]]:
         ) -> httpcore.NetworkStream:
             limit = _remaining(timeout, httpcore.ConnectTimeout)
             return DeadlineStream(
-                self._inner.connect_tcp(host, port, limit, local_address, socket_options)
+                self._inner.connect_tcp(host, port, limit, local_address, socket_options),
+                self._hold_heads,
             )
 
         def connect_unix_socket(
             self, path: str, timeout: float | None = None, socket_options: Any = None
         ) -> httpcore.NetworkStream:
             limit = _remaining(timeout, httpcore.ConnectTimeout)
-            return DeadlineStream(self._inner.connect_unix_socket(path, limit, socket_options))
+            stream = self._inner.connect_unix_socket(path, limit, socket_options)
+            return DeadlineStream(stream, self._hold_heads)
 
         def sleep(self, seconds: float) -> None:
             self._inner.sleep(seconds)
