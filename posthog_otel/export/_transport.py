@@ -123,6 +123,8 @@ class HttpTransport:
             client = self._client()
             direct = self._direct
             if direct is not None:
+                if client.is_closed:  # as send() would refuse: no new pool after close()
+                    raise TransportError("the client is closed", permanent=True)
                 request = self._direct_request(method, path, content, headers, timeout, params)
                 cookies = client.cookies  # kept as the client keeps them (sticky sessions)
                 if cookies:
