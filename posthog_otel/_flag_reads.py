@@ -19,10 +19,12 @@ from .export import Clock, HttpTransport, SystemClock
 from .flags import FlagEvaluations, FlagResult, FlagValue
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from ._flags_worker import Overrides
     from .flags import Emit, FlagsService
 
-__all__ = ["FlagReadOptions", "FlagReads"]
+__all__ = ["FlagMethods", "FlagReadOptions", "FlagReads"]
 
 
 class FlagReadOptions(TypedDict, total=False):
@@ -93,27 +95,41 @@ class FlagReads:
 
     # ------------------------------------------------------------------ one flag
 
-    def result(self, key: str, distinct_id: object, options: FlagReadOptions) -> FlagResult | None:
-        """The one read path of the single-flag calls."""
+    def result(
+        self,
+        key: str,
+        distinct_id: object,
+        groups: Mapping[str, Any] | None = None,
+        person_properties: Mapping[str, Any] | None = None,
+        group_properties: Mapping[str, Mapping[str, Any]] | None = None,
+        only_evaluate_locally: bool = False,
+        force_remote: bool = False,
+        disable_geoip: bool | None = None,
+        send_feature_flag_events: bool = True,
+    ) -> FlagResult | None:
+        """The one read path of the single-flag calls (``FlagReadOptions`` as keywords:
+        bound by the call, not looked up one by one, since this path is hot)."""
         if self._disabled:
             return None
-        return self.service.result(
+        service = self._service or self.service
+        return service.result(
             key,
             distinct_id,
-            options.get("groups"),
-            options.get("person_properties"),
-            options.get("group_properties"),
-            options.get("only_evaluate_locally", False),
-            options.get("force_remote", False),
-            options.get("disable_geoip"),
-            options.get("send_feature_flag_events", True),
+            groups,
+            person_properties,
+            group_properties,
+            only_evaluate_locally,
+            force_remote,
+            disable_geoip,
+            send_feature_flag_events,
         )
 
     def payload(
         self, key: str, distinct_id: object, match_value: FlagValue | None, options: FlagReadOptions
     ) -> Any:
         """The payload of the flag's value (or of ``match_value`` when it matches)."""
-        result = self.result(key, distinct_id, {"send_feature_flag_events": False, **options})
+        silent: FlagReadOptions = {"send_feature_flag_events": False, **options}
+        result = self.result(key, distinct_id, **silent)
         if result is None or (match_value is not None and result.get_value() != match_value):
             return None
         return result.payload
@@ -235,3 +251,162 @@ class FlagReads:
 
     def context_overrides(self) -> Overrides:
         return self.service.context_overrides()
+
+
+class FlagMethods:
+    """The flag half of ``Client``'s API, over its ``FlagReads`` (``_flag_reads``).
+
+    The three single-flag reads spell their options out as keyword parameters: they
+    are the hot path (a read is about a microsecond), and binding keywords straight
+    into parameters costs a fraction of packing and unpacking ``**options``. The
+    other methods take ``FlagReadOptions`` as ``**options``.
+    """
+
+    _flag_reads: FlagReads
+
+    def get_feature_flag_result(
+        self,
+        key: str,
+        distinct_id: object = None,
+        *,
+        groups: Mapping[str, Any] | None = None,
+        person_properties: Mapping[str, Any] | None = None,
+        group_properties: Mapping[str, Mapping[str, Any]] | None = None,
+        only_evaluate_locally: bool = False,
+        force_remote: bool = False,
+        disable_geoip: bool | None = None,
+        send_feature_flag_events: bool = True,
+    ) -> FlagResult | None:
+        """The flag's value, payload and provenance; ``None`` if it cannot be known.
+
+        Local evaluation first (when definitions are loaded), one ``/flags`` request
+        otherwise. Never raises; with no distinct id (argument or identity context) no
+        request is made and no event is sent. The options: see ``FlagReadOptions``.
+        """
+        return self._flag_reads.result(
+            key,
+            distinct_id,
+            groups,
+            person_properties,
+            group_properties,
+            only_evaluate_locally,
+            force_remote,
+            disable_geoip,
+            send_feature_flag_events,
+        )
+
+    def get_feature_flag(
+        self,
+        key: str,
+        distinct_id: object = None,
+        *,
+        groups: Mapping[str, Any] | None = None,
+        person_properties: Mapping[str, Any] | None = None,
+        group_properties: Mapping[str, Mapping[str, Any]] | None = None,
+        only_evaluate_locally: bool = False,
+        force_remote: bool = False,
+        disable_geoip: bool | None = None,
+        send_feature_flag_events: bool = True,
+    ) -> FlagValue | None:
+        """The variant, ``True``/``False``, or ``None`` when unknown."""
+        result = self._flag_reads.result(
+            key,
+            distinct_id,
+            groups,
+            person_properties,
+            group_properties,
+            only_evaluate_locally,
+            force_remote,
+            disable_geoip,
+            send_feature_flag_events,
+        )
+        return None if result is None else result.get_value()
+
+    def is_feature_enabled(
+        self,
+        key: str,
+        distinct_id: object = None,
+        *,
+        default_value: bool = False,
+        groups: Mapping[str, Any] | None = None,
+        person_properties: Mapping[str, Any] | None = None,
+        group_properties: Mapping[str, Mapping[str, Any]] | None = None,
+        only_evaluate_locally: bool = False,
+        force_remote: bool = False,
+        disable_geoip: bool | None = None,
+        send_feature_flag_events: bool = True,
+    ) -> bool:
+        """Whether the flag is on (any variant counts); ``default_value`` when unknown."""
+        result = self._flag_reads.result(
+            key,
+            distinct_id,
+            groups,
+            person_properties,
+            group_properties,
+            only_evaluate_locally,
+            force_remote,
+            disable_geoip,
+            send_feature_flag_events,
+        )
+        return default_value if result is None else result.enabled
+
+    feature_enabled = is_feature_enabled
+
+    def get_feature_flag_payload(
+        self,
+        key: str,
+        distinct_id: object = None,
+        *,
+        match_value: FlagValue | None = None,
+        **options: Unpack[FlagReadOptions],
+    ) -> Any:
+        """The JSON payload of the flag's value (silent unless
+        ``send_feature_flag_events=True``)."""
+        return self._flag_reads.payload(key, distinct_id, match_value, options)
+
+    def evaluate_flags(
+        self,
+        distinct_id: object = None,
+        *,
+        flag_keys: Sequence[str] | None = None,
+        **options: Unpack[FlagReadOptions],
+    ) -> FlagEvaluations:
+        """A snapshot of flags for one person: one local pass, at most one request."""
+        return self._flag_reads.evaluate(distinct_id, flag_keys, options)
+
+    def get_all_flags(self, distinct_id: object = None, **options: Any) -> dict[str, FlagValue]:
+        """Every flag's value for this person (``flag_keys=`` to scope)."""
+        return self._flag_reads.all_flags(distinct_id, options)
+
+    def get_all_flags_and_payloads(
+        self, distinct_id: object = None, **options: Any
+    ) -> dict[str, dict[str, Any]]:
+        """``{"featureFlags": {...}, "featureFlagPayloads": {...}}`` (payloads of enabled
+        flags, decoded from JSON)."""
+        return self._flag_reads.all_flags_and_payloads(distinct_id, options)
+
+    def reload_feature_flags(self) -> None:
+        """Fetch flag definitions now (when local evaluation is configured)."""
+        self._flag_reads.reload()
+
+    def set_person_properties_for_flags(
+        self, properties: Mapping[str, Any], reload_feature_flags: bool = True
+    ) -> None:
+        """Person properties used by later flag evaluations. Inside an identity context
+        they belong to that context (they end with it, merged over the client-level ones).
+        Definitions are not refetched: they apply from the next read. Anything but a
+        mapping is ignored (counted in ``stats.corrected``, warned about)."""
+        self._flag_reads.service.set_person_overrides(properties)
+
+    def set_group_properties_for_flags(
+        self, group_properties: Mapping[str, Mapping[str, Any]], reload_feature_flags: bool = True
+    ) -> None:
+        """Group properties (by group type) used by later flag evaluations, scoped like
+        ``set_person_properties_for_flags``."""
+        self._flag_reads.service.set_group_overrides(group_properties)
+
+    def reset_person_properties_for_flags(self) -> None:
+        self._flag_reads.service.reset_person_overrides()
+
+    def reset_group_properties_for_flags(self) -> None:
+        self._flag_reads.service.reset_group_overrides()

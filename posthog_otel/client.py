@@ -18,7 +18,7 @@ from ._assembly import LIB_NAME, EventAssembler
 from ._before_send import BeforeSendChain
 from ._config import mask_key
 from ._context import _current
-from ._flag_reads import FlagReadOptions, FlagReads
+from ._flag_reads import FlagMethods, FlagReads
 from ._fork import fork_safe_lock, import_now
 from ._lifecycle import Lifecycle, exit_hook_starter, flush_on_exit
 from ._log import enable_debug
@@ -26,13 +26,11 @@ from ._options import BeforeSend, ClientConfig, OnError, client_config
 from ._stats import ClientStats, StatsRecorder
 from ._version import __version__
 from .export import THREAD_IMPORTS, BatchExporter, Clock, HttpTransport, V0Lane
-from .flags import FlagEvaluations, FlagResult, FlagValue
 from .messages import Alias, Capture, GroupIdentify, Identify, Message
 from .pipeline import Pipeline
 
 if TYPE_CHECKING:
     import httpx
-    from typing_extensions import Unpack
 
     from .flags import FlagsService
 
@@ -45,13 +43,14 @@ WIRE_COMPAT_VERSION = "7.91.1"
 USER_AGENT = f"posthog-python/{WIRE_COMPAT_VERSION} {LIB_NAME}/{__version__}"
 
 
-class Client:
+class Client(FlagMethods):
     """A PostHog client with a batching exporter; every argument (and the environment
     variable behind it) is listed in ``docs/configuration.md``.
 
     ``enqueue`` (and the conveniences built on it) never raise and never block on the
     network: they assemble the event, run ``before_send`` and append it to a bounded
-    queue that a background thread sends in gzip'd batches with retries.
+    queue that a background thread sends in gzip'd batches with retries. The flag
+    methods (``get_feature_flag``, ...) come from ``FlagMethods``.
     """
 
     def __init__(
@@ -246,100 +245,6 @@ class Client:
         if keep is None:
             return self.pipeline.enqueue(message)
         return self.pipeline.capture(message, _current.get(), keep)
-
-    # ------------------------------------------------------------------ feature flags
-    # Options (``groups``, ``person_properties``, ...): see ``FlagReadOptions``.
-
-    def get_feature_flag_result(
-        self, key: str, distinct_id: object = None, **options: Unpack[FlagReadOptions]
-    ) -> FlagResult | None:
-        """The flag's value, payload and provenance; ``None`` if it cannot be known.
-
-        Local evaluation first (when definitions are loaded), one ``/flags`` request
-        otherwise. Never raises; with no distinct id (argument or identity context) no
-        request is made and no event is sent.
-        """
-        return self._flag_reads.result(key, distinct_id, options)
-
-    def get_feature_flag(
-        self, key: str, distinct_id: object = None, **options: Unpack[FlagReadOptions]
-    ) -> FlagValue | None:
-        """The variant, ``True``/``False``, or ``None`` when unknown."""
-        result = self._flag_reads.result(key, distinct_id, options)
-        return None if result is None else result.get_value()
-
-    def is_feature_enabled(
-        self,
-        key: str,
-        distinct_id: object = None,
-        *,
-        default_value: bool = False,
-        **options: Unpack[FlagReadOptions],
-    ) -> bool:
-        """Whether the flag is on (any variant counts); ``default_value`` when unknown."""
-        result = self._flag_reads.result(key, distinct_id, options)
-        return default_value if result is None else result.enabled
-
-    feature_enabled = is_feature_enabled
-
-    def get_feature_flag_payload(
-        self,
-        key: str,
-        distinct_id: object = None,
-        *,
-        match_value: FlagValue | None = None,
-        **options: Unpack[FlagReadOptions],
-    ) -> Any:
-        """The JSON payload of the flag's value (silent unless
-        ``send_feature_flag_events=True``)."""
-        return self._flag_reads.payload(key, distinct_id, match_value, options)
-
-    def evaluate_flags(
-        self,
-        distinct_id: object = None,
-        *,
-        flag_keys: Sequence[str] | None = None,
-        **options: Unpack[FlagReadOptions],
-    ) -> FlagEvaluations:
-        """A snapshot of flags for one person: one local pass, at most one request."""
-        return self._flag_reads.evaluate(distinct_id, flag_keys, options)
-
-    def get_all_flags(self, distinct_id: object = None, **options: Any) -> dict[str, FlagValue]:
-        """Every flag's value for this person (``flag_keys=`` to scope)."""
-        return self._flag_reads.all_flags(distinct_id, options)
-
-    def get_all_flags_and_payloads(
-        self, distinct_id: object = None, **options: Any
-    ) -> dict[str, dict[str, Any]]:
-        """``{"featureFlags": {...}, "featureFlagPayloads": {...}}`` (payloads of enabled
-        flags, decoded from JSON)."""
-        return self._flag_reads.all_flags_and_payloads(distinct_id, options)
-
-    def reload_feature_flags(self) -> None:
-        """Fetch flag definitions now (when local evaluation is configured)."""
-        self._flag_reads.reload()
-
-    def set_person_properties_for_flags(
-        self, properties: Mapping[str, Any], reload_feature_flags: bool = True
-    ) -> None:
-        """Person properties used by later flag evaluations. Inside an identity context
-        they belong to that context (they end with it, merged over the client-level ones).
-        Definitions are not refetched: they apply from the next read. Anything but a
-        mapping is ignored (counted in ``stats.corrected``, warned about)."""
-        self._flag_reads.service.set_person_overrides(properties)
-
-    def set_group_properties_for_flags(
-        self, group_properties: Mapping[str, Mapping[str, Any]], reload_feature_flags: bool = True
-    ) -> None:
-        """Group properties (by group type) used by later flag evaluations, scoped like
-        ``set_person_properties_for_flags``."""
-        self._flag_reads.service.set_group_overrides(group_properties)
-
-    def reset_person_properties_for_flags(self) -> None:
-        self._flag_reads.service.reset_person_overrides()
-
-    def reset_group_properties_for_flags(self) -> None:
-        self._flag_reads.service.reset_group_overrides()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything queued before the call through one delivery cycle (with
