@@ -18,6 +18,7 @@ from ._assembly import LIB_NAME, EventAssembler
 from ._before_send import BeforeSendChain
 from ._config import mask_key
 from ._context import _current
+from ._exc_intake import ExceptionIntake
 from ._flag_reads import FlagReadOptions, FlagReads
 from ._fork import fork_safe_lock, import_now
 from ._lifecycle import Lifecycle, exit_hook_starter, flush_on_exit
@@ -89,6 +90,9 @@ class Client:
         http_client: httpx.Client | None = None,
         flag_definition_cache_provider: object | None = None,
         flag_result_cache_ttl: float | None = None,
+        enable_exception_autocapture: bool = False,
+        in_app_include: Sequence[str] = (),
+        in_app_exclude: Sequence[str] = (),
         _clock: Clock | None = None,
         _exit_hook: bool = True,
     ) -> None:
@@ -135,6 +139,8 @@ class Client:
             disabled=config.disabled,
         )
         """The intake every event goes through: the seam for integrations."""
+        self.exceptions = ExceptionIntake(self.pipeline, config.exceptions)
+        """Error tracking's intake (``$exception`` events): the seam for integrations."""
         self._lifecycle = Lifecycle(
             self.pipeline,
             self._exporter,
@@ -242,6 +248,35 @@ class Client:
     ) -> str | None:
         """Create or update a group (``$groupidentify``)."""
         return self.pipeline.enqueue(GroupIdentify(group_type, group_key, properties, distinct_id))
+
+    def capture_exception(
+        self,
+        exception: object = None,
+        distinct_id: object = None,
+        properties: Mapping[str, Any] | None = None,
+        *,
+        level: str | None = None,
+        handled: bool = True,
+        groups: Mapping[str, Any] | None = None,
+        mechanism: Mapping[str, Any] | None = None,
+    ) -> str | None:
+        """Send an ``$exception`` event (error tracking); returns its uuid, or ``None``
+        if it was dropped (counted). ``exception``: an exception, ``sys.exc_info()``, or
+        any value (sent with a normalized message); omitted, the exception being
+        handled. Without a distinct id (argument or identity context) the event is
+        personless. ``level`` (default ``error``) and ``mechanism`` (``type``,
+        ``handled``, ``synthetic``) override the defaults when valid. Never raises; the
+        traceback is read here, source files on the flush thread (``before_send`` runs
+        there too)."""
+        return self.exceptions.capture(
+            exception,
+            distinct_id,
+            properties,
+            level=level,
+            handled=handled,
+            groups=groups,
+            mechanism=mechanism,
+        )
 
     def _emit_flag_event(self, message: Capture, keep: frozenset[str] | None) -> object:
         """A ``$feature_flag_called`` event from the flag service (``keep``: the
