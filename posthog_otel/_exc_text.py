@@ -15,6 +15,7 @@ the entry it knows without frames.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from ._exc_snapshot import (
     MAX_ENTRIES,
@@ -25,7 +26,7 @@ from ._exc_snapshot import (
     Frame,
 )
 
-__all__ = ["MAX_TEXT_CHARS", "parse_traceback", "split_type"]
+__all__ = ["MAX_TEXT_CHARS", "parse_rendered", "parse_traceback", "split_type"]
 
 MAX_TEXT_CHARS = 512 * 1024
 """Characters of a traceback text looked at."""
@@ -112,3 +113,48 @@ def _capped(frames: list[Frame]) -> tuple[Frame, ...]:
         return tuple(frames)
     head = MAX_FRAMES // 5
     return (*frames[:head], *frames[len(frames) - (MAX_FRAMES - head) :])
+
+
+def parse_rendered(value: object) -> list[ExcEntry]:
+    """structlog's rendered exception (the ``exception`` key): the text of
+    ``format_exc_info``, or the list of stacks of ``dict_tracebacks`` (outermost-first,
+    each one's ``is_cause`` telling its edge to the one before); ``[]`` otherwise."""
+    if isinstance(value, str):
+        return parse_traceback(value)
+    if not isinstance(value, list):
+        return []
+    entries: list[ExcEntry] = []
+    for index, stack in enumerate(value[:MAX_ENTRIES]):
+        if not isinstance(stack, dict) or not isinstance(stack.get("exc_type"), str):
+            break
+        name, module = split_type(stack["exc_type"])
+        raw_frames: Any = stack.get("frames")
+        frames = (
+            _capped([_dict_frame(f) for f in raw_frames if isinstance(f, dict)])
+            if isinstance(raw_frames, list)
+            else None
+        )
+        entries.append(
+            ExcEntry(
+                name,
+                str(stack.get("exc_value", ""))[:MAX_VALUE_CHARS],
+                module,
+                frames,
+                index,
+                index - 1 if index else None,
+                ("cause" if stack.get("is_cause") else "context") if index else None,
+                False,
+                bool(stack.get("is_group")),
+            )
+        )
+    return entries
+
+
+def _dict_frame(frame: dict[str, Any]) -> Frame:
+    lineno = frame.get("lineno")
+    return (
+        str(frame.get("filename", "<unknown>"))[:MAX_NAME_CHARS],
+        lineno if isinstance(lineno, int) else None,
+        str(frame.get("name", "<unknown>"))[:MAX_NAME_CHARS],
+        None,
+    )
