@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._context import PERSONLESS, IdentityContext, _current, active_span_ids
@@ -53,10 +53,15 @@ Taken = tuple[list[ExcEntry], int]
 class ExceptionIntake:
     """``client.exceptions``: turns exceptions into ``$exception`` events."""
 
-    def __init__(self, pipeline: Pipeline, config: ExceptionsConfig) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        config: ExceptionsConfig,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._pipeline = pipeline
         self.config = config
-        self.dedup = ExceptionDedup()
+        self.dedup = ExceptionDedup(clock=monotonic)
         """Storm protection (its ``window`` in seconds may be changed)."""
         self._source = SourceLines()  # used on the flush thread only
         self._builder = self._build

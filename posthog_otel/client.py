@@ -139,7 +139,9 @@ class Client:
             disabled=config.disabled,
         )
         """The intake every event goes through: the seam for integrations."""
-        self.exceptions = ExceptionIntake(self.pipeline, config.exceptions)
+        self.exceptions = ExceptionIntake(
+            self.pipeline, config.exceptions, (_clock or SystemClock()).monotonic
+        )
         """Error tracking's intake (``$exception`` events): the seam for integrations."""
         self._lifecycle = Lifecycle(
             self.pipeline,
