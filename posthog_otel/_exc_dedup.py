@@ -2,7 +2,7 @@
 flood PostHog or the queue.
 
 Two captures are the same when they have the same person, types, messages and
-innermost frames (``_exc_snapshot.dedup_key``). The first one within ``window``
+crash sites (innermost frames) (``_exc_snapshot.dedup_key``). The first one within ``window``
 seconds is sent; the others are dropped on the caller's thread before anything is
 queued (counted in ``stats.dropped["deduplicated"]``), and the next one sent after the
 window carries how many were suppressed (``$exception_suppressed_count``). The table is

@@ -92,38 +92,57 @@ class ExceptionIntake:
                         "invalid", ": capture_exception() with no exception, outside `except`"
                     )
                     return None
-            ctx = _current.get()
-            did = as_id(distinct_id)
-            taken = self.take(exception, did, ctx)
-            if taken is None:
-                return None
-            props, nbytes = self._own_properties(properties, groups)
-            span = active_span_ids()
-            if span is not None:
-                props.setdefault("$trace_id", span[0])
-                props.setdefault("$span_id", span[1])
             boundary = with_overrides(MANUAL, level, handled, mechanism)
-            if did is None and (ctx is None or not ctx.distinct_id):
-                ctx = ctx or PERSONLESS
-            event_uuid = uuid7()
-            entries, suppressed = taken
-            item = (
-                self._builder,
-                entries,
-                suppressed,
-                boundary,
-                did,
-                props,
-                ctx,
-                time.time(),
-                event_uuid,
-            )
-            if pipeline.defer(item, nbytes + entries_bytes(entries)):
-                return event_uuid
-            return None
+            return self.send(exception, boundary, distinct_id, properties, groups)
         except Exception as exc:
             pipeline.drop("invalid", f": capture_exception raised {describe(exc)}")
             return None
+
+    def send(
+        self,
+        value: object,
+        boundary: Boundary,
+        distinct_id: object = None,
+        properties: object = None,
+        groups: object = None,
+        ctx: IdentityContext | None = None,
+    ) -> str | None:
+        """Queue ``value`` as an ``$exception`` under ``boundary`` (on the caller's
+        thread; may raise: callers guard it): its uuid, or ``None`` (counted). ``ctx``:
+        the identity context (``None``: the caller's)."""
+        pipeline = self._pipeline
+        if not pipeline.accepting:
+            pipeline.refuse()
+            return None
+        if ctx is None:
+            ctx = _current.get()
+        did = as_id(distinct_id)
+        taken = self.take(value, did, ctx)
+        if taken is None:
+            return None
+        props, nbytes = self._own_properties(properties, groups)
+        span = active_span_ids()
+        if span is not None:
+            props.setdefault("$trace_id", span[0])
+            props.setdefault("$span_id", span[1])
+        if did is None and (ctx is None or not ctx.distinct_id):
+            ctx = ctx or PERSONLESS
+        event_uuid = uuid7()
+        entries, suppressed = taken
+        item = (
+            self._builder,
+            entries,
+            suppressed,
+            boundary,
+            did,
+            props,
+            ctx,
+            time.time(),
+            event_uuid,
+        )
+        if pipeline.defer(item, nbytes + entries_bytes(entries)):
+            return event_uuid
+        return None
 
     def take(
         self, value: object, distinct_id: str | None, ctx: IdentityContext | None

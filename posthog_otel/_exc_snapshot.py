@@ -337,9 +337,9 @@ def entries_bytes(entries: list[ExcEntry]) -> int:
 
 def dedup_key(distinct_id: str, entries: list[ExcEntry]) -> tuple[Any, ...]:
     """What makes two captures "the same exception" for storm protection: the person,
-    each entry's type and message, and the innermost frames of each stack (an exception
-    reported by the middleware and again, deeper, by a span carries the same crash
-    site)."""
+    each entry's type and message, and the innermost frame of each stack, its crash
+    site (the middleware sees a traceback that stops at its own frame, the request
+    span's goes further out: the same failure has the same crash sites)."""
     return (
         distinct_id,
         *(
@@ -349,4 +349,4 @@ def dedup_key(distinct_id: str, entries: list[ExcEntry]) -> tuple[Any, ...]:
     )
 
 
-_KEY_FRAMES = 5
+_KEY_FRAMES = 1

@@ -203,3 +203,258 @@ def test_identity_context_and_span_ids(server, log_to):
     (exc,) = _exceptions(server, client)
     assert exc["distinct_id"] == "ctx-user"
     assert exc["properties"]["$session_id"] == "s1"
+
+
+# ---------------------------------------------------------------------- middleware
+
+
+class CheckoutError(Exception):
+    pass
+
+
+def _asgi_request(app: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    import asyncio
+
+    from posthog_otel.middleware import PostHogASGIMiddleware  # noqa: F401 - by callers
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "scheme": "https",
+        "path": "/pay",
+        "headers": [(b"host", b"shop.example"), *(headers or [])],
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    asyncio.run(app(scope, receive, send))
+
+
+def test_asgi_exception_escaping_is_captured_and_reraised_unchanged(server, make_client):
+    from posthog_otel.middleware import PostHogASGIMiddleware
+
+    raised = CheckoutError("declined")
+
+    async def app(scope, receive, send):
+        raise raised
+
+    client = make_client()
+    middleware = PostHogASGIMiddleware(app, client=client)
+    with pytest.raises(CheckoutError) as info:
+        _asgi_request(middleware, [(b"x-posthog-distinct-id", b"u1")])
+    assert info.value is raised  # the very exception, unchanged
+    (exc,) = _exceptions(server, client)
+    props = exc["properties"]
+    assert exc["distinct_id"] == "u1"
+    assert props["$exception_source"] == "asgi.middleware"
+    assert props["$exception_level"] == "error"
+    mechanism = props["$exception_list"][0]["mechanism"]
+    assert mechanism == {
+        "type": "middleware",
+        "handled": False,
+        "synthetic": False,
+        "exception_id": 0,
+    }
+    assert props["$current_url"] == "https://shop.example/pay"
+    assert props["$request_method"] == "POST"
+
+
+def test_asgi_without_identity_is_personless_and_switch_off(server, make_client):
+    from posthog_otel.middleware import PostHogASGIMiddleware
+
+    async def app(scope, receive, send):
+        raise CheckoutError("no user")
+
+    client = make_client()
+    with pytest.raises(CheckoutError):
+        _asgi_request(PostHogASGIMiddleware(app, client=client))
+    with pytest.raises(CheckoutError):
+        _asgi_request(PostHogASGIMiddleware(app, client=client, capture_exceptions=False))
+    (exc,) = _exceptions(server, client)
+    assert exc["properties"]["$process_person_profile"] is False
+
+
+def test_wsgi_exception_in_app_and_in_body_captured_and_reraised(server, make_client):
+    from posthog_otel.middleware import PostHogWSGIMiddleware
+
+    def failing_app(environ, start_response):
+        raise CheckoutError("in app")
+
+    def failing_body(environ, start_response):
+        start_response("200 OK", [])
+        yield b"first"
+        raise CheckoutError("in body")
+
+    client = make_client()
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/cart",
+        "HTTP_HOST": "shop.example",
+        "HTTP_X_POSTHOG_DISTINCT_ID": "u2",
+    }
+    with pytest.raises(CheckoutError, match="in app"):
+        PostHogWSGIMiddleware(failing_app, client=client)(dict(environ), lambda *a: None)
+    body = PostHogWSGIMiddleware(failing_body, client=client)(dict(environ), lambda *a: None)
+    assert next(iter(body)) == b"first"
+    with pytest.raises(CheckoutError, match="in body"):
+        next(body)
+    events = _exceptions(server, client)
+    assert sorted(e["properties"]["$exception_message"] for e in events) == ["in app", "in body"]
+    for event in events:
+        assert event["distinct_id"] == "u2"
+        assert event["properties"]["$exception_source"] == "wsgi.middleware"
+        assert event["properties"]["$exception_list"][0]["mechanism"]["handled"] is False
+        assert event["properties"]["$current_url"] == "http://shop.example/cart"
+
+
+def test_logged_then_escaping_exception_is_sent_once(server, make_client):
+    """A view that logs the exception and re-raises it: one ``$exception`` (the logged
+    one), not a second from the middleware."""
+    from posthog_otel.middleware import PostHogWSGIMiddleware
+
+    client = make_client()
+    logger = logging.getLogger("app.views")
+    logger.propagate = False
+    handler = PostHogHandler(client)
+    logger.addHandler(handler)
+
+    def app(environ, start_response):
+        try:
+            raise CheckoutError("logged and re-raised")
+        except CheckoutError:
+            logger.exception("view_failed")
+            raise
+
+    try:
+        with pytest.raises(CheckoutError):
+            PostHogWSGIMiddleware(app, client=client)({"HTTP_X_POSTHOG_DISTINCT_ID": "u"}, None)
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+    (exc,) = _exceptions(server, client)
+    assert exc["properties"]["$exception_source"] == "python.logging"
+    assert client.stats.dropped["deduplicated"] == 1
+
+
+# ---------------------------------------------------------------------- spans
+
+
+@pytest.fixture
+def tracer_of(make_client):
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from posthog_otel import PostHogSpanExporter
+
+    providers = []
+
+    def make(**options: Any) -> tuple[Client, Any]:
+        client = make_client()
+        provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
+        provider.add_span_processor(SimpleSpanProcessor(PostHogSpanExporter(client, **options)))
+        providers.append(provider)
+        return client, provider.get_tracer("test")
+
+    yield make
+    for provider in providers:
+        provider.shutdown()
+
+
+def test_span_recorded_exception_becomes_an_exception_event(server, tracer_of):
+    client, tracer = tracer_of()
+
+    def inner():
+        raise RootError("db down")
+
+    def outer():
+        try:
+            inner()
+        except RootError as exc:
+            raise CheckoutError("checkout failed") from exc
+
+    with tracer.start_as_current_span("db", attributes={"posthog.distinct_id": "u1"}) as span:
+        try:
+            outer()
+        except CheckoutError as exc:
+            span.record_exception(exc)
+        ids = span.get_span_context()
+    exceptions = _exceptions(server, client)
+    (exc,) = exceptions
+    props = exc["properties"]
+    assert exc["distinct_id"] == "u1"
+    assert props["$trace_id"] == f"{ids.trace_id:032x}"
+    assert props["$span_id"] == f"{ids.span_id:016x}"
+    assert props["$exception_source"] == "opentelemetry.span_exporter"
+    exc_list = props["$exception_list"]
+    assert [e["type"] for e in exc_list] == ["CheckoutError", "RootError"]
+    assert exc_list[0]["module"] == __name__
+    assert exc_list[1]["mechanism"]["source"] == "cause"
+    assert "handled" not in exc_list[0]["mechanism"]  # unknown for a span
+    assert [f["function"] for f in exc_list[1]["stacktrace"]["frames"]][-2:] == [
+        "outer",
+        "inner",
+    ]
+    assert "context_line" in exc_list[1]["stacktrace"]["frames"][-1]
+
+
+def test_escaping_span_exception_without_identity_is_personless(server, tracer_of):
+    client, tracer = tracer_of()
+    # The SDK records the exception escaping the span.
+    with pytest.raises(CheckoutError), tracer.start_as_current_span("job"):
+        raise CheckoutError("escaped")
+    (exc,) = _exceptions(server, client)
+    assert exc["properties"]["$process_person_profile"] is False
+    assert server.event_names() == ["$exception"]  # the span itself has no identity
+
+
+def test_span_exception_without_stacktrace_has_no_frames(server, tracer_of):
+    client, tracer = tracer_of()
+    with tracer.start_as_current_span("job", attributes={"user.id": "u1"}) as span:
+        span.add_event(
+            "exception",
+            {"exception.type": "billing.errors.QuotaError", "exception.message": "over"},
+        )
+    (exc,) = _exceptions(server, client)
+    entry = exc["properties"]["$exception_list"][0]
+    assert entry["type"] == "QuotaError" and entry["module"] == "billing.errors"
+    assert entry["value"] == "over"
+    assert "stacktrace" not in entry  # never a stack of the exporter's thread
+
+
+def test_span_exceptions_switch(server, tracer_of):
+    client, tracer = tracer_of(exceptions=False)
+    with tracer.start_as_current_span("job", attributes={"user.id": "u1"}) as span:
+        span.record_exception(CheckoutError("x"))
+    assert client.flush(5)
+    assert server.event_names() == ["job"]
+
+
+class RootError(Exception):
+    pass
+
+
+def test_failure_seen_by_the_middleware_and_the_request_span_is_one_event(server, tracer_of):
+    from posthog_otel.middleware import PostHogASGIMiddleware
+
+    client, tracer = tracer_of()
+
+    async def app(scope, receive, send):
+        raise CheckoutError("declined")
+
+    middleware = PostHogASGIMiddleware(app, client=client)
+
+    async def instrumented(scope, receive, send):  # an instrumentation outside ours
+        with tracer.start_as_current_span("POST /pay", attributes={"user.id": "u1"}):
+            await middleware(scope, receive, send)
+
+    with pytest.raises(CheckoutError):
+        _asgi_request(instrumented, [(b"x-posthog-distinct-id", b"u1")])
+    (exc,) = _exceptions(server, client)
+    assert exc["properties"]["$exception_source"] == "asgi.middleware"
+    assert exc["properties"]["$trace_id"]  # captured inside the request span
+    assert client.stats.dropped["deduplicated"] == 1  # the span's copy
