@@ -55,15 +55,20 @@ class ExceptionDedup:
             return 0 if slot is None else int(slot[1])
 
 
-def mark_sent(exc: object) -> bool:
-    """Tag a raised exception object as sent; ``False`` if it already was (then it is
-    not sent again). Objects that take no attribute are never tagged."""
+def mark_sent(exc: object, token: object) -> bool:
+    """Tag a raised exception object as sent by the client ``token`` stands for;
+    ``False`` if that client already sent it (then it is not sent again). Objects that
+    take no attribute are never tagged."""
     if not isinstance(exc, BaseException):
         return True
     try:
-        if getattr(exc, _SENT, False):
+        sent = getattr(exc, _SENT, None)
+        if sent is None:
+            setattr(exc, _SENT, [token])
+        elif token in sent:
             return False
-        setattr(exc, _SENT, True)
+        else:
+            sent.append(token)
     except Exception:  # __slots__ without a __dict__, a hostile __setattr__
         pass
     return True

@@ -64,6 +64,7 @@ class ExceptionIntake:
         self.dedup = ExceptionDedup(clock=monotonic)
         """Storm protection (its ``window`` in seconds may be changed)."""
         self._source = SourceLines()  # used on the flush thread only
+        self._token = object()  # what marks an exception object as sent by this client
         self._builder = self._build
 
     # ------------------------------------------------------------------ caller's thread
@@ -171,7 +172,7 @@ class ExceptionIntake:
             return None
         if isinstance(value, tuple) and len(value) == 3:
             value = value[1]
-        if not mark_sent(value):
+        if not mark_sent(value, self._token):
             pipeline.drop("deduplicated", ": this exception object was already sent")
             return None
         person = distinct_id or (ctx.distinct_id if ctx is not None else None) or ""

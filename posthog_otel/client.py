@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from . import _autocapture
 from ._assembly import LIB_NAME, EventAssembler
 from ._before_send import BeforeSendChain
 from ._config import mask_key
@@ -143,6 +144,8 @@ class Client:
             self.pipeline, config.exceptions, (_clock or SystemClock()).monotonic
         )
         """Error tracking's intake (``$exception`` events): the seam for integrations."""
+        if config.exceptions.autocapture and not config.disabled:
+            _autocapture.register(self.exceptions, self._flush_at_crash)
         self._lifecycle = Lifecycle(
             self.pipeline,
             self._exporter,
@@ -393,9 +396,14 @@ class Client:
         Returns within ``timeout`` seconds (``None``: ``shutdown_timeout``), one deadline
         shared by the flags worker, the flag poller and the exporter; what could not be
         delivered by then is counted as dropped (``shutdown``)."""
+        _autocapture.unregister(self.exceptions)
         return self._lifecycle.close(timeout)
 
     shutdown = close
+
+    def _flush_at_crash(self) -> None:
+        """The flush before a process ends of an uncaught exception (autocapture)."""
+        self.flush(self.config.shutdown_timeout)
 
     def __enter__(self) -> Client:
         return self
