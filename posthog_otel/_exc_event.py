@@ -177,6 +177,8 @@ def exception_properties(
 
 def _frame(frame: Frame, rules: ExceptionsConfig) -> dict[str, Any]:
     path, lineno, function, module = frame
+    path, function = path[:MAX_NAME_CHARS], function[:MAX_NAME_CHARS]
+    module = module[:MAX_NAME_CHARS] if isinstance(module, str) else None
     out: dict[str, Any] = {
         "platform": "python",
         "filename": _relative(path),

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "LEVELS",
@@ -76,9 +76,9 @@ _LEVEL_ALIASES = {
 Frame = tuple[str, "int | None", str, "str | None"]
 
 
-@dataclass(frozen=True, slots=True)
-class ExcEntry:
-    """One exception of the tree, as plain data (no reference to the exception)."""
+class ExcEntry(NamedTuple):
+    """One exception of the tree, as plain data (no reference to the exception); a
+    named tuple: made once per exception on the caller's thread, so it costs little."""
 
     type: str
     value: str
@@ -184,6 +184,24 @@ def snapshot_exception(value: object, skip_module: str = "posthog_otel") -> list
     if not isinstance(value, BaseException):
         frames = _current_stack(skip_module)
         return [ExcEntry("Error", _normalized(value), None, frames, 0, synthetic=True)]
+    if (
+        value.__cause__ is None
+        and (value.__context__ is None or value.__suppress_context__)
+        and not isinstance(value, _GROUP)
+    ):  # the common case: one exception, no tree
+        tb = value.__traceback__
+        return [
+            ExcEntry(
+                _type_name(value),
+                _message(value),
+                _module_of(value),
+                None if tb is None else _frames(tb, [MAX_EVENT_FRAMES]),
+                0,
+                None,
+                None,
+                False,
+            )
+        ]
     entries: list[ExcEntry] = []
     seen: set[int] = set()
     budget = [MAX_EVENT_FRAMES]
@@ -263,38 +281,28 @@ def _normalized(value: object) -> str:
 
 def _frames(tb: TracebackType | None, budget: list[int]) -> tuple[Frame, ...] | None:
     """The traceback's frames, outermost-first, capped (``MAX_FRAMES``, and what is left
-    of the event's ``budget``); ``None`` for an exception never raised."""
+    of the event's ``budget``); ``None`` for an exception never raised. The names are
+    the code objects' own strings (no copy); the flush thread caps their length."""
     if tb is None:
         return None
     limit = min(MAX_FRAMES, budget[0])
-    if limit <= 0:
-        return ()
-    head: list[Frame] = []
-    tail: list[Frame] = []
-    tail_size = limit - min(HEAD_FRAMES, limit)
-    count = 0
+    frames: list[Frame] = []
+    append = frames.append
     node: TracebackType | None = tb
     while node is not None:
         frame = node.tb_frame
         code = frame.f_code
-        module = frame.f_globals.get("__name__")
-        item: Frame = (
-            code.co_filename[:MAX_NAME_CHARS],
-            node.tb_lineno,
-            code.co_name[:MAX_NAME_CHARS],
-            module[:MAX_NAME_CHARS] if isinstance(module, str) else None,
-        )
-        if len(head) < HEAD_FRAMES and len(head) < limit:
-            head.append(item)
-        elif tail_size:
-            tail.append(item)
-            if len(tail) > tail_size:
-                del tail[0]
-        count += 1
+        append((code.co_filename, node.tb_lineno, code.co_name, frame.f_globals.get("__name__")))
         node = node.tb_next
-    frames = (*head, *tail)
+    if len(frames) > limit:  # a deep stack: where it started and where it failed
+        head = min(HEAD_FRAMES, limit)
+        frames = (
+            frames[:head] + frames[len(frames) - (limit - head) :]
+            if limit > head
+            else frames[:head]
+        )
     budget[0] -= len(frames)
-    return frames
+    return tuple(frames)
 
 
 def _current_stack(skip_module: str) -> tuple[Frame, ...]:
@@ -326,12 +334,12 @@ def _current_stack(skip_module: str) -> tuple[Frame, ...]:
 
 
 def entries_bytes(entries: list[ExcEntry]) -> int:
-    """An estimate of what the entries keep alive in the queue (``max_queue_bytes``)."""
+    """An estimate of what the entries keep alive in the queue (``max_queue_bytes``):
+    their messages and a fixed share per entry and frame (the frames' names are the
+    code objects' own strings)."""
     size = 0
     for entry in entries:
-        size += 64 + len(entry.type) + len(entry.value)
-        for frame in entry.frames or ():
-            size += 48 + len(frame[0]) + len(frame[2])
+        size += 128 + len(entry.value) + 64 * len(entry.frames or ())
     return size
 
 
@@ -340,13 +348,15 @@ def dedup_key(distinct_id: str, entries: list[ExcEntry]) -> tuple[Any, ...]:
     each entry's type and message, and the innermost frame of each stack, its crash
     site (the middleware sees a traceback that stops at its own frame, the request
     span's goes further out: the same failure has the same crash sites)."""
-    return (
-        distinct_id,
-        *(
-            (e.type, e.value, tuple((f[0], f[1]) for f in (e.frames or ())[-_KEY_FRAMES:]))
-            for e in entries
-        ),
-    )
-
-
-_KEY_FRAMES = 1
+    if len(entries) == 1:  # the common case, one flat tuple
+        entry = entries[0]
+        crash = entry.frames[-1] if entry.frames else None
+        if crash is None:
+            return (distinct_id, entry.type, entry.value)
+        return (distinct_id, entry.type, entry.value, crash[0], crash[1])
+    key: list[Any] = [distinct_id]
+    for entry in entries:
+        frames = entry.frames
+        crash = frames[-1] if frames else None
+        key.append((entry.type, entry.value, None if crash is None else (crash[0], crash[1])))
+    return tuple(key)

@@ -10,6 +10,7 @@ configuration is built once by ``_options``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -141,7 +142,7 @@ class Client:
         )
         """The intake every event goes through: the seam for integrations."""
         self.exceptions = ExceptionIntake(
-            self.pipeline, config.exceptions, (_clock or SystemClock()).monotonic
+            self.pipeline, config.exceptions, time.monotonic if _clock is None else _clock.monotonic
         )
         """Error tracking's intake (``$exception`` events): the seam for integrations."""
         if config.exceptions.autocapture and not config.disabled:
