@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from ._exc_snapshot import LEVELS, MAX_NAME_CHARS, Boundary, ExcEntry, Frame, normalize_level
+from ._fork import fork_safe_lock
 
 __all__ = [
     "MAX_EXCEPTION_BYTES",
@@ -84,10 +85,17 @@ class SourceLines:
 
     def __init__(self) -> None:
         self._files: OrderedDict[str, tuple[tuple[int, int], list[str] | None]] = OrderedDict()
+        # The flush thread is the one reader, but in sync_mode events are built on the
+        # callers' threads.
+        self._lock = fork_safe_lock()
 
     def lines(self, path: str) -> list[str] | None:
         if not path or path[:1] == "<":
             return None
+        with self._lock:
+            return self._lines(path)
+
+    def _lines(self, path: str) -> list[str] | None:
         try:
             st = os.stat(path)
         except (OSError, ValueError):
@@ -139,6 +147,8 @@ def exception_properties(
             mechanism["type"] = "chained"
             if entry.source:
                 mechanism["source"] = entry.source
+            if isinstance(entry.handled, bool):  # a nested entry's own, when known
+                mechanism["handled"] = entry.handled
         synthetic = b.synthetic if outer and isinstance(b.synthetic, bool) else entry.synthetic
         if synthetic is not None:
             mechanism["synthetic"] = synthetic

@@ -89,6 +89,7 @@ class ExcEntry(NamedTuple):
     source: str | None = None  # the edge from the parent: cause, context, member
     synthetic: bool | None = None  # None: provenance unknown (omitted)
     is_group: bool = False
+    handled: bool | None = None  # a nested entry's own handled state, when known
 
 
 @dataclass(frozen=True, slots=True)

@@ -453,6 +453,22 @@ def test_eem_context_free_builder():
     assert None not in props["$exception_list"][0]["mechanism"].values()
 
 
+def test_eem_low_level_builder_keeps_all_six_fields_of_a_nested_entry():
+    entries = [
+        ExcEntry("Outer", "o", None, None, 0),
+        ExcEntry("Inner", "i", None, None, 1, 0, "inner", True, handled=False),
+    ]
+    nested = exception_properties(entries, None)["$exception_list"][1]["mechanism"]
+    assert nested == {
+        "type": "chained",
+        "source": "inner",
+        "handled": False,
+        "synthetic": True,
+        "exception_id": 1,
+        "parent_id": 0,
+    }
+
+
 @pytest.mark.parametrize(
     ("level", "expected"),
     [
