@@ -165,7 +165,12 @@ class PostHogHandler(logging.Handler):
                 return  # PostHogProcessor sent this structlog call's event
             ctx = _current.get()
             attributes = record.__dict__
-            exception = _exception_of(record) if self.exceptions else None
+            exception = (
+                _exception_of(record)
+                if self.exceptions
+                and (record.exc_info or record.exc_text or record.levelno >= _WARNING)
+                else None  # an info record without exception: no call on the hot path
+            )
             send_event = exception is None or self.event_with_exception
             event_ctx = ctx
             if attributes.get(self.distinct_id_key) in (None, "") and (
@@ -356,7 +361,8 @@ def _exception_of(record: logging.LogRecord) -> object:
     exc_info = record.exc_info
     if exc_info:
         return exc_info if isinstance(exc_info, tuple) and exc_info[1] is not None else None
-    for text in (record.exc_text, record.msg):
+    texts = (record.exc_text, record.msg) if record.levelno >= _WARNING else (record.exc_text,)
+    for text in texts:
         if isinstance(text, str):
             start = text.find(_TRACEBACK)
             if start >= 0 and (start == 0 or text[start - 1] == "\n"):
@@ -365,6 +371,8 @@ def _exception_of(record: logging.LogRecord) -> object:
 
 
 _TRACEBACK = "Traceback (most recent call last):"
+# Below it, a record's message is not searched for a traceback (a QueueHandler's).
+_WARNING = logging.WARNING
 
 
 def _snapshot_extras(attrs: dict[str, Any], correct: Correct) -> int:
