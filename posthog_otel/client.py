@@ -10,14 +10,17 @@ configuration is built once by ``_options``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from . import _autocapture
 from ._assembly import LIB_NAME, EventAssembler
 from ._before_send import BeforeSendChain
 from ._config import mask_key
 from ._context import _current
+from ._exc_intake import ExceptionIntake
 from ._flag_reads import FlagMethods, FlagReads
 from ._fork import fork_safe_lock, import_now
 from ._lifecycle import Lifecycle, exit_hook_starter, flush_on_exit
@@ -87,6 +90,9 @@ class Client(FlagMethods):
         http_client: httpx.Client | None = None,
         flag_definition_cache_provider: object | None = None,
         flag_result_cache_ttl: float | None = None,
+        enable_exception_autocapture: bool = False,
+        in_app_include: Sequence[str] = (),
+        in_app_exclude: Sequence[str] = (),
         _clock: Clock | None = None,
         _exit_hook: bool = True,
     ) -> None:
@@ -131,6 +137,12 @@ class Client(FlagMethods):
             disabled=config.disabled,
         )
         """The intake every event goes through: the seam for integrations."""
+        self.exceptions = ExceptionIntake(
+            self.pipeline, config.exceptions, time.monotonic if _clock is None else _clock.monotonic
+        )
+        """Error tracking's intake (``$exception`` events): the seam for integrations."""
+        if config.exceptions.autocapture and not config.disabled:
+            _autocapture.register(self.exceptions, self._flush_at_crash)
         self._lifecycle = Lifecycle(
             self.pipeline,
             self._exporter,
@@ -239,6 +251,35 @@ class Client(FlagMethods):
         """Create or update a group (``$groupidentify``)."""
         return self.pipeline.enqueue(GroupIdentify(group_type, group_key, properties, distinct_id))
 
+    def capture_exception(
+        self,
+        exception: object = None,
+        distinct_id: object = None,
+        properties: Mapping[str, Any] | None = None,
+        *,
+        level: str | None = None,
+        handled: bool = True,
+        groups: Mapping[str, Any] | None = None,
+        mechanism: Mapping[str, Any] | None = None,
+    ) -> str | None:
+        """Send an ``$exception`` event (error tracking); returns its uuid, or ``None``
+        if it was dropped (counted). ``exception``: an exception, ``sys.exc_info()``, or
+        any value (sent with a normalized message); omitted, the exception being
+        handled. Without a distinct id (argument or identity context) the event is
+        personless. ``level`` (default ``error``) and ``mechanism`` (``type``,
+        ``handled``, ``synthetic``) override the defaults when valid. Never raises; the
+        traceback is read here, source files on the flush thread (``before_send`` runs
+        there too)."""
+        return self.exceptions.capture(
+            exception,
+            distinct_id,
+            properties,
+            level=level,
+            handled=handled,
+            groups=groups,
+            mechanism=mechanism,
+        )
+
     def _emit_flag_event(self, message: Capture, keep: frozenset[str] | None) -> object:
         """A ``$feature_flag_called`` event from the flag service (``keep``: the
         properties of its minimal form)."""
@@ -258,9 +299,14 @@ class Client(FlagMethods):
         Returns within ``timeout`` seconds (``None``: ``shutdown_timeout``), one deadline
         shared by the flags worker, the flag poller and the exporter; what could not be
         delivered by then is counted as dropped (``shutdown``)."""
+        _autocapture.unregister(self.exceptions)
         return self._lifecycle.close(timeout)
 
     shutdown = close
+
+    def _flush_at_crash(self) -> None:
+        """The flush before a process ends of an uncaught exception (autocapture)."""
+        self.flush(self.config.shutdown_timeout)
 
     def __enter__(self) -> Client:
         return self

@@ -178,6 +178,18 @@ class Pipeline:
             return self._before_send.run(event)
         return event
 
+    def refuse(self) -> None:
+        """Count an event refused before it was built because the client is closed,
+        disabled or opted out (check ``accepting`` first to skip the work)."""
+        self._attempt()
+        self._refused()
+
+    def drop(self, reason: str, detail: str) -> None:
+        """Count an event an integration decided not to queue (``reason``: one of
+        ``DROP_REASONS`` counted before the queue, such as ``deduplicated``)."""
+        self._attempt()
+        self._stats.drop(reason, 1, detail)
+
     def correct(self, what: str, detail: str) -> None:
         """Count a value that was repaired rather than dropped (``stats.corrected``),
         with a rate-limited warning."""
