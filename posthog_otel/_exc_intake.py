@@ -234,7 +234,14 @@ class ExceptionIntake:
         if distinct_id is None and (ctx is None or not ctx.distinct_id):
             ctx = ctx or PERSONLESS
         capture = Capture("$exception", distinct_id, own, groups, created, event_uuid)  # type: ignore[arg-type]
-        return self._pipeline.finish(capture, ctx)
+        event = self._pipeline.finish(capture, ctx)
+        if event is not None:
+            # Super and identity-context properties are caller properties too: a reserved
+            # key among them that this event does not produce is left out (EEM-20).
+            sent = event["properties"]
+            for key in RESERVED.intersection(sent).difference(own):
+                del sent[key]
+        return event
 
     def _build(
         self,

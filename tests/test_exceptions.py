@@ -625,3 +625,18 @@ def test_client_without_key_is_disabled_for_exceptions():
     client = Client(None, disabled=True)
     assert client.capture_exception(ValueError("x")) is None
     client.close()
+
+
+def test_eem_super_and_context_properties_cannot_set_reserved_keys(server, make_client):
+    """Super properties and identity-context properties are caller properties too: a
+    reserved key among them is not sent unless this event produces it (EEM-20)."""
+    from posthog_otel import context
+
+    reserved = {"$exception_source": "bogus.hook", "$exception_types": ["Fake"]}
+    client = make_client(super_properties={**reserved, "$exception_issue_id": "x"})
+    with context(distinct_id="u1", properties={"$cymbal_errors": ["y"], "plan": "pro"}):
+        client.capture_exception(ValueError("manual"))
+    props = _one(server, client)["properties"]
+    for key in ("$exception_source", "$exception_types", "$exception_issue_id", "$cymbal_errors"):
+        assert key not in props
+    assert props["plan"] == "pro" and props["$exception_type"] == "ValueError"
