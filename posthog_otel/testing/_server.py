@@ -1,6 +1,7 @@
 """``FakePostHog``: a real HTTP server on 127.0.0.1 that validates like PostHog.
 
-It accepts the v0 capture endpoints (plain and gzip), answers with the status codes the
+It accepts the v0 capture endpoints (plain and gzip) and OTLP/JSON logs (``/i/v1/logs``,
+checked by ``_otlp_check``; 413 over 2 MB as PostHog Logs does), answers with the status codes the
 real capture service uses (400 for an invalid event, 401 for a bad token, 413 for a
 body or event too large), records
 every request and every accepted event, injects faults on demand, and serves ``/flags``
@@ -24,8 +25,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from ._otlp_check import OtlpInvalid, check_logs_request
+
 CAPTURE_PATHS = frozenset({"/batch", "/e", "/i/v0/e", "/capture", "/track", "/engage"})
+LOGS_PATH = "/i/v1/logs"
 MAX_BODY_BYTES = 20 * 1024 * 1024
+MAX_OTLP_BODY_BYTES = 2_000_000  # PostHog Logs: 413 above 2 MB (sdk-contracts LOG-31)
 MAX_EVENT_BYTES = 1_000_000
 _DECOMPRESSED_BUDGET = 5 * MAX_BODY_BYTES
 
@@ -43,6 +48,7 @@ class RecordedRequest:
     status: int
     json: Any = None
     events: list[dict[str, Any]] = field(default_factory=list)
+    log_records: list[dict[str, Any]] = field(default_factory=list)
 
 
 FlagsAnswer = Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any]]
@@ -74,15 +80,18 @@ class FakePostHog:
         *,
         max_body_bytes: int = MAX_BODY_BYTES,
         max_event_bytes: int = MAX_EVENT_BYTES,
+        max_otlp_body_bytes: int = MAX_OTLP_BODY_BYTES,
         flags: Mapping[str, Any] | None = None,
         flag_definitions: Mapping[str, Any] | None = None,
     ) -> None:
         self.max_body_bytes = max_body_bytes
         self.max_event_bytes = max_event_bytes
+        self.max_otlp_body_bytes = max_otlp_body_bytes
         self._lock = threading.Condition()
         self._faults: deque[_Fault] = deque()
         self.requests: list[RecordedRequest] = []
         self.events: list[dict[str, Any]] = []
+        self._log_records: list[dict[str, Any]] = []
         self._flags_response: FlagsAnswer | None = flags
         self._definitions: Mapping[str, Any] = flag_definitions or {
             "flags": [],
@@ -227,6 +236,18 @@ class FakePostHog:
                 raise TimeoutError(f"expected {count} requests, got {len(matching())}")
             return matching()
 
+    def log_records(self) -> list[dict[str, Any]]:
+        """Every accepted OTLP log record (``logRecords`` entries as sent), in order."""
+        with self._lock:
+            return list(self._log_records)
+
+    def wait_for_log_records(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Block until at least ``count`` log records were accepted; return them all."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: len(self._log_records) >= count, timeout):
+                raise TimeoutError(f"expected {count} log records, got {len(self._log_records)}")
+            return list(self._log_records)
+
     def event_names(self) -> list[str]:
         with self._lock:
             return [e.get("event", "") for e in self.events]
@@ -240,6 +261,7 @@ class FakePostHog:
         with self._lock:
             self.requests.clear()
             self.events.clear()
+            self._log_records.clear()
 
     # ---------------------------------------------------------------- handling
 
@@ -247,6 +269,7 @@ class FakePostHog:
         with self._lock:
             self.requests.append(request)
             self.events.extend(request.events)
+            self._log_records.extend(request.log_records)
             self._lock.notify_all()
 
     def _handle_capture(
@@ -272,6 +295,25 @@ class FakePostHog:
         for event in events:
             self._validate_event(event)
         return 200, body, text.encode(), payload, events if token else []
+
+    def _handle_logs(
+        self, raw: bytes, headers: Mapping[str, str], query: Mapping[str, list[str]]
+    ) -> tuple[bytes, Any, list[dict[str, Any]]]:
+        """``POST /i/v1/logs``: token (query or Bearer), 2 MB cap, valid OTLP/JSON."""
+        bearer = headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not _valid_token((query.get("token") or [""])[0] or bearer):
+            raise _Rejected(401, "invalid_token", "missing or invalid project token")
+        if len(raw) > self.max_otlp_body_bytes:
+            raise _Rejected(413, "payload_too_large", "request body too large")
+        body = _decode_body(raw, headers)
+        if len(body) > self.max_otlp_body_bytes:
+            raise _Rejected(413, "payload_too_large", "decompressed body too large")
+        try:
+            payload = json.loads(body)
+            records = check_logs_request(payload)
+        except (ValueError, OtlpInvalid) as exc:
+            raise _Rejected(400, "invalid_otlp", str(exc)) from None
+        return body, payload, records
 
     def _validate_event(self, event: Any) -> None:
         if not isinstance(event, dict):
@@ -497,6 +539,7 @@ def _make_handler(server: FakePostHog) -> type[BaseHTTPRequestHandler]:
                     return
             status, body, payload = 200, b"", None
             events: list[dict[str, Any]] = []
+            log_records: list[dict[str, Any]] = []
             reply: Any = {"status": 1}
             extra: dict[str, str] = {}
             try:
@@ -507,6 +550,9 @@ def _make_handler(server: FakePostHog) -> type[BaseHTTPRequestHandler]:
                         status, body, _text, payload, events = server._handle_capture(
                             raw, headers, path
                         )
+                elif path == LOGS_PATH and method == "POST":
+                    body, payload, log_records = server._handle_logs(raw, headers, query)
+                    reply = {}
                 elif path == "/flags":
                     body = _decode_body(raw, headers)
                     status, reply = server._handle_flags(body)
@@ -519,10 +565,12 @@ def _make_handler(server: FakePostHog) -> type[BaseHTTPRequestHandler]:
                     status, reply = 404, {"error": "not found"}
             except _Rejected as rejected:
                 status, reply = rejected.status, {"code": rejected.code, "error": str(rejected)}
-                events = []
+                events, log_records = [], []
             # Recorded before answering, so a client that saw the answer finds the record.
             server._record(
-                RecordedRequest(method, path, query, headers, raw, body, status, payload, events)
+                RecordedRequest(
+                    method, path, query, headers, raw, body, status, payload, events, log_records
+                )
             )
             self._reply(status, reply, extra)
 
