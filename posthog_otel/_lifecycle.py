@@ -92,7 +92,8 @@ class Lifecycle:
             self._logs.flush(0)  # the lanes send in parallel, within the one deadline
             drained = self._worker.drain(_remaining(deadline))
             delivered = self._exporter.flush(_remaining(deadline)) and drained
-            delivered = self._logs.flush(_remaining(deadline)) and delivered
+            if not self._exporter.on_worker_thread():  # on_error never waits on logs
+                delivered = self._logs.flush(_remaining(deadline)) and delivered
             if (
                 not delivered
                 and at_exit is not None
@@ -119,7 +120,7 @@ class Lifecycle:
             self.closed = True
             self._pipeline.set_state(closed=True)
         _live.pop(id(self), None)
-        if self._exporter.on_worker_thread() or self._logs.on_worker_thread():
+        if self._exporter.on_worker_thread():
             # From on_error, on the flush thread: all of the rest (flag threads too)
             # finishes in a helper thread.
             threading.Thread(

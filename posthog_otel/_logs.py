@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ._assembly import LIB_NAME
 from ._context import _current
 from ._fork import fork_safe_lock
+from ._snapshot import EVENT_BYTES, snapshot_value, snapshot_values
 from ._span_ids import active_span_ids
 from ._stats import StatsRecorder
 from ._version import __version__
@@ -131,11 +132,11 @@ class LogCapture:
             stats.drop("invalid", 1, ": a log record with an empty body")
             return False
         try:
-            record = self._record(body, level, attributes, trace_id, span_id, trace_flags)
+            record, nbytes = self._record(body, level, attributes, trace_id, span_id, trace_flags)
         except Exception as exc:  # e.g. attributes that are not a mapping
             stats.drop("invalid", 1, f": {type(exc).__name__} while building a log record")
             return False
-        return self.exporter.submit(record, 256 + (len(body) if isinstance(body, str) else 256))
+        return self.exporter.submit(record, nbytes)
 
     def _record(
         self,
@@ -145,7 +146,9 @@ class LogCapture:
         trace_id: object,
         span_id: object,
         trace_flags: object,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], int]:
+        """The plain record and its estimated size; values copied now (``_snapshot``), so
+        a later mutation of the caller's objects never changes what is sent."""
         number, text = severity(level)
         merged: dict[str, Any] = {}
         identity = _current.get()
@@ -156,11 +159,17 @@ class LogCapture:
                 merged["sessionId"] = identity.session_id
         if attributes:
             merged.update(attributes)  # the caller's keys win over the automatic ones
+        nbytes = EVENT_BYTES + snapshot_values(merged, merged, self.stats.correct, "log")
+        if type(body) is str:
+            nbytes += len(body)
+        else:
+            body, size = snapshot_value(body, self.stats.correct, "log")
+            nbytes += size
         if trace_id is None and span_id is None:
             active = active_span_ids()  # LOG-32 (only if OpenTelemetry is imported)
             if active is not None:
                 trace_id, span_id = active
-        return {
+        record = {
             "time_ns": self._now_ns(),
             "severity_number": number,
             "severity_text": text,
@@ -170,6 +179,7 @@ class LogCapture:
             "span_id": valid_hex_id(span_id, 16),
             "flags": valid_flags(trace_flags),
         }
+        return record, nbytes
 
 
 def build_log_capture(
@@ -182,7 +192,8 @@ def build_log_capture(
 ) -> LogCapture:
     """The logs lane of a client: its own transport (connection pool), queue, flush
     thread (``posthog_otel-logs``, started on the first record) and counters. Retries,
-    timeouts, flush interval and ``sync_mode`` follow the client's delivery settings."""
+    timeouts, flush interval and ``sync_mode`` follow the client's delivery settings;
+    ``on_error`` is the analytics events' (log drops are counted in ``stats.logs``)."""
     stats = StatsRecorder()
     delivery = config.delivery
     settings = ExporterConfig(
@@ -211,7 +222,6 @@ def build_log_capture(
         settings,
         stats=stats,
         clock=clock,
-        on_error=config.on_error,
         thread_name="posthog_otel-logs",
         on_thread_start=on_thread_start,
     )

@@ -160,6 +160,23 @@ def test_identity_is_taken_at_capture_time(make_client, server):
     assert outside == {}
 
 
+def test_values_are_copied_at_capture_time(make_client, server):
+    # LOG-21: the queue holds the record as it was; a later mutation changes nothing.
+    client = make_client()
+    items = ["a"]
+    nested = {"items": items}
+    client.capture_log("snapshot", attributes={"nested": nested, "items": items})
+    items.append("b")
+    nested["late"] = True
+    assert client.flush(5)
+    (record,) = server.wait_for_log_records(1)
+    one = {"arrayValue": {"values": [{"stringValue": "a"}]}}
+    assert _attributes(record) == {
+        "nested": {"kvlistValue": {"values": [{"key": "items", "value": one}]}},
+        "items": one,
+    }
+
+
 def test_the_active_opentelemetry_span_ids_are_copied_in(make_client, server):
     # LOG-32
     from opentelemetry.sdk.trace import TracerProvider
@@ -229,6 +246,7 @@ def test_a_single_record_refused_with_413_is_dropped_with_a_warning(
     server.fail_next(1, status=413, path=LOGS)
     assert client.flush(5) is False
     assert client.stats.logs.dropped["oversize"] == 1
+    client.close(5)  # joins the flush thread, which warns after settling the drop
     assert "oversize" in warnings_log.text
     assert len(server.wait_for_requests(1, path=LOGS)) == 1
 
@@ -406,3 +424,25 @@ def _wait_for(predicate, timeout: float = 5.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.005)
+
+
+def test_on_error_flushing_on_the_analytics_thread_never_waits_on_the_logs_lane(
+    make_client, server
+):
+    done = threading.Event()
+
+    def on_error(error, events):
+        client.flush(None)  # on the analytics flush thread: must not wait for logs
+        done.set()
+
+    client = make_client(on_error=on_error, max_retries=0)
+    release = server.hold_next(path=LOGS)
+    try:
+        client.capture_log("held")
+        client.flush(0)  # the logs request is now held by the server
+        server.fail_next(1, status=400, path="/batch")
+        client.capture("rejected", "u1")
+        client.flush(0)
+        assert done.wait(5)
+    finally:
+        release.set()
