@@ -28,7 +28,7 @@ from ._span_ids import active_span_ids
 from ._stats import StatsRecorder
 from ._version import __version__
 from .export import (
-    MAX_LOG_BATCH_BYTES,
+    MAX_OTLP_BATCH_BYTES,
     BatchExporter,
     Clock,
     ExporterConfig,
@@ -198,7 +198,7 @@ def build_log_capture(
     delivery = config.delivery
     settings = ExporterConfig(
         flush_interval=delivery.flush_interval,
-        max_batch_bytes=MAX_LOG_BATCH_BYTES,
+        max_batch_bytes=MAX_OTLP_BATCH_BYTES,
         timeout=delivery.timeout,
         max_retries=delivery.max_retries,
         max_retry_cycles=delivery.max_retry_cycles,

@@ -14,9 +14,16 @@ import orjson
 import pytest
 from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from posthog_otel.export import LogsLane, resource_attributes, valid_flags, valid_hex_id
-from posthog_otel.export._otlp import any_value, encode_attributes, encode_log_record
+from posthog_otel.export import (
+    LogsLane,
+    TracesLane,
+    resource_attributes,
+    valid_flags,
+    valid_hex_id,
+)
+from posthog_otel.export._otlp import any_value, encode_attributes, encode_log_record, encode_span
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 SPAN_ID = "b7ad6b7169203331"
@@ -286,3 +293,163 @@ def test_a_message_that_is_not_otlp_fails_to_parse():
     bad["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]["severityNumber"] = "loud"
     with pytest.raises(json_format.ParseError):
         _parse(bad)
+
+
+# ---------------------------------------------------------------- spans (TRC-09…16)
+
+
+def _span(**fields: Any) -> dict[str, Any]:
+    span = {
+        "trace_id": TRACE_ID,
+        "span_id": SPAN_ID,
+        "name": "GET /users/:id",
+        "start_ns": 1_700_000_000_000_000_000,
+        "end_ns": 1_700_000_000_500_000_000,
+        "attributes": {},
+        "events": [],
+    }
+    span.update(fields)
+    return span
+
+
+def _traces_json(spans: list[dict[str, Any]]) -> dict[str, Any]:
+    lane = TracesLane(
+        "phc_key",
+        gzip=False,
+        resource={"service.name": "checkout"},
+        scope_name="posthog-otel",
+        scope_version="1.2.3",
+    )
+    path, body, headers = lane.request([lane.encode(s) for s in spans])
+    assert path == "/i/v1/traces"
+    assert headers["Authorization"] == "Bearer phc_key"
+    return orjson.loads(body)
+
+
+def test_a_minimal_span_is_internal_without_status_with_string_times():
+    wire = orjson.loads(encode_span(_span()))
+    assert wire == {
+        "traceId": TRACE_ID,
+        "spanId": SPAN_ID,
+        "name": "GET /users/:id",
+        "kind": 1,
+        "startTimeUnixNano": "1700000000000000000",
+        "endTimeUnixNano": "1700000000500000000",
+        "attributes": [],
+        "events": [],
+        "flags": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("kind", "number"),
+    [
+        ("unspecified", 0),
+        ("internal", 1),
+        ("server", 2),
+        ("client", 3),
+        ("producer", 4),
+        ("consumer", 5),
+        (None, 1),
+        ("odd", 1),
+        (3, 3),
+        (9, 1),
+    ],
+)
+def test_span_kinds(kind, number):
+    assert orjson.loads(encode_span(_span(kind=kind)))["kind"] == number
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "expected"),
+    [
+        (None, None, None),
+        ("unset", None, None),
+        ("ok", "ignored", {"code": 1}),
+        ("error", "boom", {"code": 2, "message": "boom"}),
+        ("error", None, {"code": 2}),
+    ],
+)
+def test_span_status_codes(status, message, expected):
+    wire = orjson.loads(encode_span(_span(status=status, status_message=message)))
+    assert wire.get("status") == expected
+
+
+def test_span_validity_is_enforced_before_sending():
+    # TRC-11: a blank name, an end before the start, a time outside i64, an event
+    # outside the span: each would make the server refuse the whole request.
+    start = 1_700_000_000_000_000_000
+    wire = orjson.loads(
+        encode_span(
+            _span(
+                name="  ",
+                start_ns=start,
+                end_ns=start - 5,
+                events=[{"name": "late", "time_ns": start + 10**12, "attributes": {"n": 1}}],
+                flags=0,
+                parent_span_id="00f067aa0ba902b7",
+                trace_state="vendor=1",
+                dropped_attributes_count=2,
+            )
+        )
+    )
+    assert wire["name"] == "unknown"
+    assert wire["endTimeUnixNano"] == wire["startTimeUnixNano"] == str(start)
+    one = [{"key": "n", "value": {"intValue": "1"}}]
+    assert wire["events"] == [{"name": "late", "timeUnixNano": str(start), "attributes": one}]
+    assert wire["flags"] == 1  # the sampled bit is always on
+    assert wire["parentSpanId"] == "00f067aa0ba902b7" and wire["traceState"] == "vendor=1"
+    assert wire["droppedAttributesCount"] == 2
+    now = orjson.loads(encode_span(_span(start_ns=2**63, end_ns=-1)))
+    assert 0 < int(now["startTimeUnixNano"]) <= int(now["endTimeUnixNano"]) < 2**63
+
+
+def test_a_span_without_valid_ids_is_not_encoded():
+    with pytest.raises(ValueError, match="trace id"):
+        encode_span(_span(trace_id="0" * 32))
+    with pytest.raises(ValueError, match="span id"):
+        encode_span(_span(span_id="abc"))
+
+
+def test_spans_parse_into_the_real_proto_messages():
+    request = _traces_json(
+        [
+            _span(
+                kind="server",
+                status="error",
+                status_message="boom",
+                attributes={"http.status": 500, "big": 2**64, "none": None},
+                events=[
+                    {
+                        "name": "exception",
+                        "time_ns": 1_700_000_000_100_000_000,
+                        "attributes": {"exception.type": "TypeError"},
+                    }
+                ],
+                parent_span_id="00f067aa0ba902b7",
+            ),
+            _span(span_id="1" * 16),
+        ]
+    )
+    assert len(request["resourceSpans"]) == 1
+    converted = orjson.loads(orjson.dumps(request))
+    for span in converted["resourceSpans"][0]["scopeSpans"][0]["spans"]:
+        for key in ("traceId", "spanId", "parentSpanId"):
+            if key in span:
+                span[key] = base64.b64encode(bytes.fromhex(span[key])).decode()
+    message = trace_service_pb2.ExportTraceServiceRequest()
+    json_format.ParseDict(converted, message)
+    (scope_spans,) = message.resource_spans[0].scope_spans
+    first, second = scope_spans.spans
+    assert scope_spans.scope.name == "posthog-otel"
+    assert len(first.trace_id) == 16 and len(first.span_id) == 8
+    assert len(first.parent_span_id) == 8 and len(second.parent_span_id) == 0
+    assert first.kind == 2 and first.status.code == 2 and first.status.message == "boom"
+    assert second.kind == 1 and second.status.code == 0
+    attributes = {kv.key: kv.value for kv in first.attributes}
+    assert attributes["http.status"].int_value == 500
+    assert attributes["big"].string_value == "18446744073709551616"
+    assert "none" not in attributes
+    (event,) = first.events
+    assert event.name == "exception"
+    assert first.start_time_unix_nano <= event.time_unix_nano <= first.end_time_unix_nano

@@ -1,9 +1,9 @@
 """The delivery path: event → queue → batch → request.
 
 ``BatchExporter`` owns the bounded queue and the flush thread; a *lane* (``V0Lane`` for
-``/batch/``, ``LogsLane`` for OTLP logs on ``/i/v1/logs``) decides how events are
-encoded and how a batch becomes a request; the transport does the HTTP; the retry
-policy classifies answers and computes waits.
+``/batch/``, ``LogsLane`` and ``TracesLane`` for OTLP on ``/i/v1/logs`` and
+``/i/v1/traces``) decides how events are encoded and how a batch becomes a request; the
+transport does the HTTP; the retry policy classifies answers and computes waits.
 """
 
 from ._batch import (
@@ -16,8 +16,8 @@ from ._batch import (
 )
 from ._clock import Clock, SystemClock
 from ._exporter import BatchExporter
-from ._logs_lane import LOGS_PATH, MAX_LOG_BATCH_BYTES, LogsLane
 from ._otlp import resource_attributes, valid_flags, valid_hex_id
+from ._otlp_lanes import LOGS_PATH, MAX_OTLP_BATCH_BYTES, TRACES_PATH, LogsLane, TracesLane
 from ._transport import HttpTransport, TransportError
 from ._v0 import V0Lane
 
@@ -25,8 +25,9 @@ __all__ = [
     "DEFAULT_ITEM_BYTES",
     "DEFAULT_MAX_QUEUE_BYTES",
     "LOGS_PATH",
-    "MAX_LOG_BATCH_BYTES",
+    "MAX_OTLP_BATCH_BYTES",
     "THREAD_IMPORTS",
+    "TRACES_PATH",
     "BatchExporter",
     "Clock",
     "Deferred",
@@ -35,6 +36,7 @@ __all__ = [
     "Lane",
     "LogsLane",
     "SystemClock",
+    "TracesLane",
     "TransportError",
     "V0Lane",
     "resource_attributes",

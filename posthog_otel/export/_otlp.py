@@ -1,16 +1,17 @@
-"""OTLP/JSON encoding, written once for the OTLP lanes (logs today; traces to come).
+"""OTLP/JSON encoding, written once for the OTLP lanes (logs and traces).
 
 Only core dependencies (orjson): the logs lane must work without OpenTelemetry
 installed. The shapes follow the OTLP/JSON mapping of ``opentelemetry-proto`` (camelCase
 field names, 64-bit integers as strings, trace and span ids as lowercase hex) and the
-contracts of sdk-contracts §2.1 (LOG-09…16); tests/test_otlp.py parses what we produce
-into the real proto messages.
+contracts of sdk-contracts §2.1 (LOG-09…16) and §2.2 (TRC-09…16); tests/test_otlp.py
+parses what we produce into the real proto messages.
 """
 
 from __future__ import annotations
 
 import base64
 import math
+import time
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
@@ -23,7 +24,8 @@ __all__ = [
     "any_value",
     "encode_attributes",
     "encode_log_record",
-    "logs_envelope",
+    "encode_span",
+    "envelope",
     "resource_attributes",
     "valid_flags",
     "valid_hex_id",
@@ -33,6 +35,16 @@ _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 _MAX_DEPTH = 16  # deeper nesting (or a cycle) is sent as a string placeholder
 _HEX = frozenset("0123456789abcdef")
+_MAX_NS = 2**63 - 1  # the server refuses a whole request over one time outside i64 ns
+SPAN_KINDS = {
+    "unspecified": 0,
+    "internal": 1,
+    "server": 2,
+    "client": 3,
+    "producer": 4,
+    "consumer": 5,
+}
+STATUS_CODES = {"unset": 0, "ok": 1, "error": 2}
 # Resource keys the SDK owns: the user's ``resourceAttributes`` never override these.
 _SDK_OWNED_PREFIXES = ("service.", "telemetry.sdk.")
 
@@ -160,16 +172,103 @@ def resource_attributes(sdk: Mapping[str, Any], user: Mapping[str, Any] | None) 
     return merged
 
 
-def logs_envelope(
-    resource: Mapping[str, Any], scope_name: str, scope_version: str
+def encode_span(span: Mapping[str, Any]) -> bytes:
+    """One plain finished span as an OTLP ``Span`` (TRC-09/11).
+
+    ``span`` holds ``trace_id``/``span_id`` (lowercase hex, already valid: a span whose
+    ids are not raises ``ValueError`` and is dropped by the exporter), optional
+    ``parent_span_id`` and ``trace_state``, ``name``, ``kind`` (a name or a number;
+    internal by default), ``start_ns``/``end_ns``, ``attributes``, ``events`` (each a
+    mapping with ``name``, ``time_ns``, ``attributes``), ``status`` (``ok``/``error``
+    or ``None``) with ``status_message``, ``flags`` and the dropped counts. Validity is
+    enforced here, because one bad span makes the server refuse the whole request: a
+    blank name becomes ``unknown``, a time outside i64 nanoseconds is now, an end before
+    the start is the start; the sampled flag is always set.
+    """
+    trace_id = valid_hex_id(span.get("trace_id"), 32)
+    span_id = valid_hex_id(span.get("span_id"), 16)
+    if trace_id is None or span_id is None:
+        raise ValueError("a span without a valid trace id and span id")
+    name = span.get("name")
+    if not isinstance(name, str) or not name.strip():
+        logger.debug("a span with an empty or non-string name is sent as 'unknown'")
+        name = "unknown"
+    start = _valid_ns(span.get("start_ns"))
+    end = max(_valid_ns(span.get("end_ns")), start)
+    kind = span.get("kind")
+    wire: dict[str, Any] = {
+        "traceId": trace_id,
+        "spanId": span_id,
+        "name": name,
+        "kind": kind if type(kind) is int and 0 <= kind <= 5 else SPAN_KINDS.get(str(kind), 1),
+        "startTimeUnixNano": str(start),
+        "endTimeUnixNano": str(end),
+        "attributes": encode_attributes(span.get("attributes") or {}),
+        "events": [
+            {
+                "name": str(event.get("name") or "event"),
+                "timeUnixNano": str(min(max(_valid_ns(event.get("time_ns")), start), end)),
+                "attributes": encode_attributes(event.get("attributes") or {}),
+            }
+            for event in span.get("events") or ()
+        ],
+        "flags": (valid_flags(span.get("flags")) or 0) | 1,
+    }
+    parent = valid_hex_id(span.get("parent_span_id"), 16)
+    if parent is not None:
+        wire["parentSpanId"] = parent
+    if isinstance(span.get("trace_state"), str) and span["trace_state"]:
+        wire["traceState"] = span["trace_state"]
+    code = STATUS_CODES.get(str(span.get("status")), 0)
+    if code:
+        status: dict[str, Any] = {"code": code}
+        if code == 2 and span.get("status_message"):
+            status["message"] = str(span["status_message"])
+        wire["status"] = status
+    for key, field in (
+        ("dropped_attributes_count", "droppedAttributesCount"),
+        ("dropped_events_count", "droppedEventsCount"),
+    ):
+        count = span.get(key)
+        if type(count) is int and count > 0:
+            wire[field] = count
+    return orjson.dumps(wire)
+
+
+def _valid_ns(value: Any) -> int:
+    """A time in nanoseconds within ``[0, i64 max]``, else now (TRC-11)."""
+    if type(value) is int and 0 <= value <= _MAX_NS:
+        return value
+    return time.time_ns()
+
+
+# The OTLP/JSON field names of one request, per signal.
+_SIGNALS = {
+    "logs": (b"resourceLogs", b"scopeLogs", b"logRecords"),
+    "traces": (b"resourceSpans", b"scopeSpans", b"spans"),
+}
+
+
+def envelope(
+    signal: str, resource: Mapping[str, Any], scope_name: str, scope_version: str
 ) -> tuple[bytes, bytes]:
-    """The bytes before and after the comma-joined log records of one request: one
-    ``resourceLogs[0].scopeLogs[0].logRecords`` per batch (LOG-16)."""
-    head = (
-        b'{"resourceLogs":[{"resource":{"attributes":'
-        + orjson.dumps(encode_attributes(resource))
-        + b'},"scopeLogs":[{"scope":'
-        + orjson.dumps({"name": scope_name, "version": scope_version})
-        + b',"logRecords":['
+    """The bytes before and after the comma-joined items of one request: one
+    ``resourceLogs[0].scopeLogs[0].logRecords`` (LOG-16) or
+    ``resourceSpans[0].scopeSpans[0].spans`` (TRC-16) per batch."""
+    outer, scope, items = _SIGNALS[signal]
+    head = b"".join(
+        (
+            b'{"',
+            outer,
+            b'":[{"resource":{"attributes":',
+            orjson.dumps(encode_attributes(resource)),
+            b'},"',
+            scope,
+            b'":[{"scope":',
+            orjson.dumps({"name": scope_name, "version": scope_version}),
+            b',"',
+            items,
+            b'":[',
+        )
     )
     return head, b"]}]}]}"

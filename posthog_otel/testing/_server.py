@@ -1,7 +1,8 @@
 """``FakePostHog``: a real HTTP server on 127.0.0.1 that validates like PostHog.
 
-It accepts the v0 capture endpoints (plain and gzip) and OTLP/JSON logs (``/i/v1/logs``,
-checked by ``_otlp_check``; 413 over 2 MB as PostHog Logs does), answers with the status codes the
+It accepts the v0 capture endpoints (plain and gzip) and OTLP/JSON logs and traces
+(``/i/v1/logs``, ``/i/v1/traces``, checked by ``_otlp_check``; 413 over 2 MB as PostHog
+does), answers with the status codes the
 real capture service uses (400 for an invalid event, 401 for a bad token, 413 for a
 body or event too large), records
 every request and every accepted event, injects faults on demand, and serves ``/flags``
@@ -25,10 +26,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ._otlp_check import OtlpInvalid, check_logs_request
+from ._otlp_check import OtlpInvalid, check_logs_request, check_traces_request
 
 CAPTURE_PATHS = frozenset({"/batch", "/e", "/i/v0/e", "/capture", "/track", "/engage"})
 LOGS_PATH = "/i/v1/logs"
+TRACES_PATH = "/i/v1/traces"
 MAX_BODY_BYTES = 20 * 1024 * 1024
 MAX_OTLP_BODY_BYTES = 2_000_000  # PostHog Logs: 413 above 2 MB (sdk-contracts LOG-31)
 MAX_EVENT_BYTES = 1_000_000
@@ -49,6 +51,7 @@ class RecordedRequest:
     json: Any = None
     events: list[dict[str, Any]] = field(default_factory=list)
     log_records: list[dict[str, Any]] = field(default_factory=list)
+    spans: list[dict[str, Any]] = field(default_factory=list)
 
 
 FlagsAnswer = Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any]]
@@ -92,6 +95,7 @@ class FakePostHog:
         self.requests: list[RecordedRequest] = []
         self.events: list[dict[str, Any]] = []
         self._log_records: list[dict[str, Any]] = []
+        self._spans: list[dict[str, Any]] = []
         self._flags_response: FlagsAnswer | None = flags
         self._definitions: Mapping[str, Any] = flag_definitions or {
             "flags": [],
@@ -248,6 +252,18 @@ class FakePostHog:
                 raise TimeoutError(f"expected {count} log records, got {len(self._log_records)}")
             return list(self._log_records)
 
+    def spans(self) -> list[dict[str, Any]]:
+        """Every accepted OTLP span (``spans`` entries as sent), in order."""
+        with self._lock:
+            return list(self._spans)
+
+    def wait_for_spans(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Block until at least ``count`` spans were accepted; return them all."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: len(self._spans) >= count, timeout):
+                raise TimeoutError(f"expected {count} spans, got {len(self._spans)}")
+            return list(self._spans)
+
     def event_names(self) -> list[str]:
         with self._lock:
             return [e.get("event", "") for e in self.events]
@@ -262,6 +278,7 @@ class FakePostHog:
             self.requests.clear()
             self.events.clear()
             self._log_records.clear()
+            self._spans.clear()
 
     # ---------------------------------------------------------------- handling
 
@@ -270,6 +287,7 @@ class FakePostHog:
             self.requests.append(request)
             self.events.extend(request.events)
             self._log_records.extend(request.log_records)
+            self._spans.extend(request.spans)
             self._lock.notify_all()
 
     def _handle_capture(
@@ -296,10 +314,11 @@ class FakePostHog:
             self._validate_event(event)
         return 200, body, text.encode(), payload, events if token else []
 
-    def _handle_logs(
-        self, raw: bytes, headers: Mapping[str, str], query: Mapping[str, list[str]]
+    def _handle_otlp(
+        self, raw: bytes, headers: Mapping[str, str], query: Mapping[str, list[str]], path: str
     ) -> tuple[bytes, Any, list[dict[str, Any]]]:
-        """``POST /i/v1/logs``: token (query or Bearer), 2 MB cap, valid OTLP/JSON."""
+        """``POST /i/v1/logs`` or ``/i/v1/traces``: token (query or Bearer), 2 MB cap,
+        valid OTLP/JSON; the log records or spans."""
         bearer = headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not _valid_token((query.get("token") or [""])[0] or bearer):
             raise _Rejected(401, "invalid_token", "missing or invalid project token")
@@ -310,7 +329,8 @@ class FakePostHog:
             raise _Rejected(413, "payload_too_large", "decompressed body too large")
         try:
             payload = json.loads(body)
-            records = check_logs_request(payload)
+            check = check_logs_request if path == LOGS_PATH else check_traces_request
+            records = check(payload)
         except (ValueError, OtlpInvalid) as exc:
             raise _Rejected(400, "invalid_otlp", str(exc)) from None
         return body, payload, records
@@ -540,6 +560,7 @@ def _make_handler(server: FakePostHog) -> type[BaseHTTPRequestHandler]:
             status, body, payload = 200, b"", None
             events: list[dict[str, Any]] = []
             log_records: list[dict[str, Any]] = []
+            spans: list[dict[str, Any]] = []
             reply: Any = {"status": 1}
             extra: dict[str, str] = {}
             try:
@@ -550,8 +571,12 @@ def _make_handler(server: FakePostHog) -> type[BaseHTTPRequestHandler]:
                         status, body, _text, payload, events = server._handle_capture(
                             raw, headers, path
                         )
-                elif path == LOGS_PATH and method == "POST":
-                    body, payload, log_records = server._handle_logs(raw, headers, query)
+                elif path in (LOGS_PATH, TRACES_PATH) and method == "POST":
+                    body, payload, items = server._handle_otlp(raw, headers, query, path)
+                    if path == LOGS_PATH:
+                        log_records = items
+                    else:
+                        spans = items
                     reply = {}
                 elif path == "/flags":
                     body = _decode_body(raw, headers)
@@ -565,11 +590,21 @@ def _make_handler(server: FakePostHog) -> type[BaseHTTPRequestHandler]:
                     status, reply = 404, {"error": "not found"}
             except _Rejected as rejected:
                 status, reply = rejected.status, {"code": rejected.code, "error": str(rejected)}
-                events, log_records = [], []
+                events, log_records, spans = [], [], []
             # Recorded before answering, so a client that saw the answer finds the record.
             server._record(
                 RecordedRequest(
-                    method, path, query, headers, raw, body, status, payload, events, log_records
+                    method,
+                    path,
+                    query,
+                    headers,
+                    raw,
+                    body,
+                    status,
+                    payload,
+                    events,
+                    log_records,
+                    spans,
                 )
             )
             self._reply(status, reply, extra)
