@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -446,3 +450,40 @@ def test_on_error_flushing_on_the_analytics_thread_never_waits_on_the_logs_lane(
         assert done.wait(5)
     finally:
         release.set()
+
+
+def test_log_records_are_flushed_at_interpreter_exit(server):
+    # LOG-26: no flush, no close: the exit hook drains the logs lane too.
+    script = textwrap.dedent(
+        f"""
+        from posthog_otel import Client
+        client = Client({API_KEY!r}, host={server.url!r}, flush_interval=3600)
+        for i in range(30):
+            client.capture_log(f"exit {{i}}")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert _bodies(server.log_records()) == [f"exit {i}" for i in range(30)]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_starts_with_an_empty_logs_queue(server):
+    client = posthog_otel.Client(API_KEY, host=server.url, flush_interval=60)
+    try:
+        client.capture_log("parent pending")
+        pid = os.fork()
+        if pid == 0:  # the child: its own record only, then out without atexit
+            code = 1
+            try:
+                client.capture_log("from child")
+                code = 0 if client.flush(10) and client.stats.logs.sent == 1 else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert _bodies(server.log_records()) == ["from child"]
+        assert client.flush(5)
+        assert _bodies(server.log_records()) == ["from child", "parent pending"]
+    finally:
+        client.close(2)
