@@ -11,6 +11,7 @@ sent at once, within what remains of the same deadline.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import functools
 import threading
 import time
@@ -20,6 +21,7 @@ from . import _config, _shutdown
 from ._flag_reads import FlagReads
 from ._fork import fork_safe_lock
 from ._log import logger
+from ._logs import LogCapture
 from ._stats import ClientStats, StatsRecorder
 from .export import BatchExporter
 from .pipeline import Pipeline
@@ -35,11 +37,14 @@ class Lifecycle:
         pipeline: Pipeline,
         exporter: BatchExporter,
         flag_reads: FlagReads,
+        logs: LogCapture,
         *,
         shutdown_timeout: float,
     ) -> None:
         self._pipeline = pipeline
         self._exporter = exporter
+        self._logs = logs.exporter
+        self._logs_stats = logs.stats
         self._worker = pipeline.worker
         self._flag_reads = flag_reads
         self.shutdown_timeout = shutdown_timeout
@@ -64,12 +69,17 @@ class Lifecycle:
         flags worker for ``/flags`` count as ``queued`` (and ``enqueued``)."""
         waiting, abandoned = self._worker.counts()
         enqueued, queued, in_flight, retained = self._exporter.counts()
-        return recorder.snapshot(
+        analytics = recorder.snapshot(
             queued=queued + waiting,
             in_flight=in_flight,
             retained=retained,
             enqueued=enqueued + waiting + abandoned,
         )
+        enqueued, queued, in_flight, retained = self._logs.counts()
+        logs = self._logs_stats.snapshot(
+            queued=queued, in_flight=in_flight, retained=retained, enqueued=enqueued
+        )
+        return dataclasses.replace(analytics, logs=logs)
 
     def flush(self, timeout: float | None) -> bool:
         """``Client.flush``: everything queued before the call, through one delivery
@@ -79,8 +89,11 @@ class Lifecycle:
             at_exit = self._pipeline.exit_deadline
             if at_exit is not None:  # at interpreter exit: one deadline for every flush
                 deadline = at_exit if deadline is None else min(deadline, at_exit)
+            self._logs.flush(0)  # the lanes send in parallel, within the one deadline
             drained = self._worker.drain(_remaining(deadline))
             delivered = self._exporter.flush(_remaining(deadline)) and drained
+            if not self._exporter.on_worker_thread():  # on_error never waits on logs
+                delivered = self._logs.flush(_remaining(deadline)) and delivered
             if (
                 not delivered
                 and at_exit is not None
@@ -88,8 +101,11 @@ class Lifecycle:
                 and not self._exporter.on_worker_thread()  # on_error cannot wait for itself
             ):
                 _, queued, in_flight, _ = self._exporter.counts()
+                _, log_queued, log_in_flight, _ = self._logs.counts()
                 waiting, _ = self._worker.counts()
-                if queued or in_flight or waiting:  # out of time or failing: count the loss
+                if (
+                    queued or in_flight or waiting or log_queued or log_in_flight
+                ):  # out of time or failing: count the loss
                     self.close(_remaining(at_exit))
             return delivered
         except Exception:
@@ -121,7 +137,9 @@ class Lifecycle:
         except Exception:
             logger.exception("closing the flag poller failed")
         try:
-            return self._exporter.close(_remaining(deadline))
+            self._logs.flush(0)  # both lanes send in parallel, within the one deadline
+            delivered = self._exporter.close(_remaining(deadline))
+            return self._logs.close(_remaining(deadline)) and delivered
         except Exception:
             logger.exception("close failed unexpectedly")
             return False
@@ -137,6 +155,7 @@ class Lifecycle:
         try:
             self._flag_reads.close(0)
             self._exporter.flush(0)
+            self._logs.flush(0)
         except Exception:
             pass
 
@@ -196,6 +215,7 @@ def flush_open_clients() -> bool:
         client._pipeline.run_producers()  # e.g. OpenTelemetry's span batch (zero-code)
         try:
             client._exporter.flush(0)  # every client starts sending now, in parallel
+            client._logs.flush(0)
         except Exception:
             pass
     delivered = True

@@ -26,6 +26,7 @@ DROP_REASONS = (
     "rejected",  # a terminal 4xx answer
     "retries_exhausted",  # given up after max_retry_cycles failed delivery cycles
     "shutdown",  # still queued or in flight when close() ran out of time
+    "evicted",  # the oldest queued item, dropped for a newer one (logs lane, LOG-22)
 )
 # Drops of events refused before they entered the queue, and of events accepted into it:
 # ``attempted == enqueued + sum(PRE_QUEUE_DROPS)``, ``enqueued == sent + queued + in_flight
@@ -58,6 +59,10 @@ class ClientStats:
     thread_restarts: int = 0
     """How often a background thread (flush, flags worker, poller) was restarted after an
     unexpected error escaped its loop."""
+    logs: ClientStats | None = None
+    """The logs lane's own counters (``capture_log``), in the same shape: records instead
+    of events, ``dropped["evicted"]`` for the oldest records dropped on overflow.
+    ``None`` on the lane's own snapshot."""
 
 
 class StatsRecorder:

@@ -25,6 +25,7 @@ from ._flag_reads import FlagMethods, FlagReads
 from ._fork import fork_safe_lock, import_now
 from ._lifecycle import Lifecycle, exit_hook_starter, flush_on_exit
 from ._log import enable_debug
+from ._logs import build_log_capture
 from ._options import BeforeSend, ClientConfig, OnError, client_config
 from ._stats import ClientStats, StatsRecorder
 from ._version import __version__
@@ -143,10 +144,18 @@ class Client(FlagMethods):
         """Error tracking's intake (``$exception`` events): the seam for integrations."""
         if config.exceptions.autocapture and not config.disabled:
             _autocapture.register(self.exceptions, self._flush_at_crash)
+        self._logs = build_log_capture(
+            config,
+            user_agent=USER_AGENT,
+            opted_out=lambda: self.pipeline.opted_out,
+            clock=_clock,
+            on_thread_start=exit_hook_starter(config.flush_on_sigterm) if _exit_hook else None,
+        )
         self._lifecycle = Lifecycle(
             self.pipeline,
             self._exporter,
             self._flag_reads,
+            self._logs,
             shutdown_timeout=config.shutdown_timeout,
         )
         if _exit_hook:  # an owner that closes the client itself (the span exporter) opts out
@@ -189,7 +198,8 @@ class Client(FlagMethods):
     @property
     def stats(self) -> ClientStats:
         """A snapshot of queue depth and delivery counters. Events waiting in the flags
-        worker for ``/flags`` count as ``queued`` (and ``enqueued``)."""
+        worker for ``/flags`` count as ``queued`` (and ``enqueued``); ``stats.logs``: the
+        logs lane's."""
         return self._lifecycle.stats(self._stats)
 
     @property
@@ -279,6 +289,19 @@ class Client(FlagMethods):
             groups=groups,
             mechanism=mechanism,
         )
+
+    def capture_log(
+        self,
+        body: str,
+        level: str | int | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        trace_id: str | int | None = None,
+        span_id: str | int | None = None,
+        trace_flags: int | None = None,
+    ) -> bool:
+        """Send a log record to PostHog Logs (README, "Logs"); ``False`` if it was dropped
+        (counted in ``stats.logs``). Never raises, never blocks on the network."""
+        return self._logs.capture(body, level, attributes, trace_id, span_id, trace_flags)
 
     def _emit_flag_event(self, message: Capture, keep: frozenset[str] | None) -> object:
         """A ``$feature_flag_called`` event from the flag service (``keep``: the

@@ -291,3 +291,23 @@ def test_readme_error_tracking_snippet_runs_as_written():
     finally:
         logger.handlers[:] = handlers
         logger.propagate = propagate
+
+
+def test_readme_logs_snippet_sends_as_written(server):
+    snippet = _first_python_block(_section(README, "## Logs\n"))
+    client = Client("phc_test_key_0123456789", host=server.url, flush_interval=60)
+    try:
+        exec(snippet, {"client": client})
+        assert client.flush()
+    finally:
+        client.close(timeout=2)
+    failed, warmed = server.log_records()
+    assert failed["severityText"] == "ERROR"
+    assert failed["body"] == {"stringValue": "checkout failed"}
+    attributes = {kv["key"]: kv["value"] for kv in failed["attributes"]}
+    assert attributes == {
+        "posthogDistinctId": {"stringValue": "u1"},
+        "sessionId": {"stringValue": "s1"},
+        "order": {"intValue": "4999"},
+    }
+    assert warmed["severityNumber"] == 9

@@ -1,7 +1,8 @@
 """The delivery path: event → queue → batch → request.
 
 ``BatchExporter`` owns the bounded queue and the flush thread; a *lane* (``V0Lane`` for
-``/batch/``) decides how events are encoded and how a batch becomes a request; the
+``/batch/``, ``LogsLane`` and ``TracesLane`` for OTLP on ``/i/v1/logs`` and
+``/i/v1/traces``) decides how events are encoded and how a batch becomes a request; the
 transport does the HTTP; the retry policy classifies answers and computes waits.
 """
 
@@ -15,20 +16,30 @@ from ._batch import (
 )
 from ._clock import Clock, SystemClock
 from ._exporter import BatchExporter
+from ._otlp import resource_attributes, valid_flags, valid_hex_id
+from ._otlp_lanes import LOGS_PATH, MAX_OTLP_BATCH_BYTES, TRACES_PATH, LogsLane, TracesLane
 from ._transport import HttpTransport, TransportError
 from ._v0 import V0Lane
 
 __all__ = [
     "DEFAULT_ITEM_BYTES",
     "DEFAULT_MAX_QUEUE_BYTES",
+    "LOGS_PATH",
+    "MAX_OTLP_BATCH_BYTES",
     "THREAD_IMPORTS",
+    "TRACES_PATH",
     "BatchExporter",
     "Clock",
     "Deferred",
     "ExporterConfig",
     "HttpTransport",
     "Lane",
+    "LogsLane",
     "SystemClock",
+    "TracesLane",
     "TransportError",
     "V0Lane",
+    "resource_attributes",
+    "valid_flags",
+    "valid_hex_id",
 ]

@@ -44,6 +44,8 @@ class Lane(Protocol):
     """How events are encoded and batched into requests for one endpoint."""
 
     max_event_bytes: int
+    # A 400 on several events halves the batch (``True``) or drops it (``False``).
+    split_400: bool
 
     def encode(self, event: Event) -> bytes: ...
 
@@ -79,6 +81,9 @@ class ExporterConfig:
     max_retries: int = 3
     max_retry_cycles: int = 8
     sync_mode: bool = False
+    # On overflow, drop the oldest queued item to make room (the logs lane, LOG-22)
+    # instead of refusing the incoming one.
+    drop_oldest: bool = False
 
 
 class Batch:

@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable
 
 from .._fork import fork_safe_condition, fork_safe_lock, hold_across_fork, reset_in_child
-from .._log import describe, logger, mark_internal_thread, suppress_instrumentation
+from .._log import logger, mark_internal_thread, suppress_instrumentation
 from .._stats import StatsRecorder
 from .._threads import start_supervised
 from ._batch import (
@@ -40,7 +40,7 @@ from ._batch import (
 )
 from ._clock import Clock, SystemClock
 from ._retry import Outcome, cooldown
-from ._send import send_batch
+from ._send import report_error, send_batch
 from ._transport import HttpTransport
 
 _ABANDON_GRACE = 0.2
@@ -73,6 +73,7 @@ class BatchExporter:
         self._max_queue = config.max_queue_size
         self._max_bytes = config.max_queue_bytes
         self._sync = config.sync_mode
+        self._drop_oldest = config.drop_oldest
         self._init_state()
         reset_in_child(self._after_fork_in_child)
 
@@ -117,6 +118,9 @@ class BatchExporter:
         """
         pending = self._pending
         with self._lock:
+            evicted = 0
+            if self._drop_oldest and not self._closing:
+                evicted = self._evict_oldest_locked(nbytes)
             if self._closing:
                 refused = "closed"
             elif len(pending) + self._held >= self._max_queue:
@@ -133,6 +137,8 @@ class BatchExporter:
                 if len(pending) == self._flush_at:
                     self._cond.notify()
                 refused = ""
+        if evicted:
+            self._stats.warn_drop("evicted", evicted, " (the oldest, to make room)")
         if refused:
             detail = ""
             if refused == "queue_full":
@@ -145,6 +151,19 @@ class BatchExporter:
         if self._sync:
             self._drain_sync(explicit=False)
         return True
+
+    def _evict_oldest_locked(self, nbytes: int) -> int:
+        """``drop_oldest``: drop items from the head until one of ``nbytes`` fits."""
+        count, limit, max_bytes = 0, self._max_queue - self._held, self._max_bytes - nbytes
+        while self._pending and (len(self._pending) >= limit or self._bytes > max_bytes):
+            self._pending.popleft()
+            self._bytes -= self._pending_bytes.popleft()
+            count += 1
+        if count:  # counted as ``evicted`` (lock order: queue, then stats)
+            self._resolved, self._failures = self._resolved + count, self._failures + count
+            with self._stats.lock:
+                self._stats.dropped["evicted"] += count
+        return count
 
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver everything queued before the call through one delivery cycle.
@@ -526,17 +545,7 @@ class BatchExporter:
             if self._abandon:
                 return  # close() counted this batch as shutdown already
         if self._on_error is not None:
-            try:
-                self._on_error(error, batch.events)
-            except Exception as exc:
-                # A broken callback fails for every batch of an outage: warned once per
-                # interval like a drop, the traceback at DEBUG.
-                self._stats.warner.warn(
-                    "on_error_raised",
-                    "on_error callback raised %s; delivery goes on",
-                    describe(exc),
-                )
-                logger.debug("on_error callback raised", exc_info=True)
+            report_error(self._on_error, error, batch.events, self._stats)
         self._settle(len(batch), reason, f": {error}", failed_batch=True)
 
     def _settle(

@@ -29,15 +29,18 @@ class Outcome(enum.Enum):
     REJECT = "reject"  # terminal: drop the batch and report it
 
 
-def classify(status: int | None, batch_len: int) -> Outcome:
-    """Classify an answer; ``None`` is a transport failure (no answer at all)."""
+def classify(status: int | None, batch_len: int, *, split_400: bool = True) -> Outcome:
+    """Classify an answer; ``None`` is a transport failure (no answer at all).
+
+    ``split_400``: a 400 on several events halves the batch (the capture endpoints
+    reject a whole batch over one bad event); the OTLP lanes drop it (LOG-30)."""
     if status is None:
         return Outcome.RETRY
     if 200 <= status < 300:
         return Outcome.DELIVERED
     if status in (408, 429) or status >= 500:
         return Outcome.RETRY
-    if status == 413 or (status == 400 and batch_len > 1):
+    if status == 413 or (split_400 and status == 400 and batch_len > 1):
         return Outcome.SPLIT
     return Outcome.REJECT
 

@@ -7,13 +7,13 @@ import logging
 import time
 from collections.abc import Callable
 
-from .._log import logger
+from .._log import describe, logger
 from .._stats import StatsRecorder
-from ._batch import Batch, DeliveryError, ExporterConfig, Lane
+from ._batch import Batch, DeliveryError, ErrorCallback, Event, ExporterConfig, Lane
 from ._retry import Outcome, backoff, classify, parse_retry_after
 from ._transport import HttpTransport, TransportError
 
-__all__ = ["send_batch"]
+__all__ = ["report_error", "send_batch"]
 
 
 def send_batch(
@@ -80,7 +80,7 @@ def send_batch(
                 status=status,
             )
             _log_batch(batch, started, f"HTTP {status}", len(body))
-        outcome = classify(status, len(batch))
+        outcome = classify(status, len(batch), split_400=lane.split_400)
         if outcome is not Outcome.RETRY:
             return outcome, status, retry_after, error
     return Outcome.RETRY, status, retry_after, error
@@ -93,3 +93,17 @@ def _log_batch(batch: Batch, started: float, outcome: str, nbytes: int) -> None:
         logger.debug(
             "batch of %d event(s), %d bytes: %s in %.0f ms", len(batch), nbytes, outcome, elapsed
         )
+
+
+def report_error(
+    on_error: ErrorCallback, error: DeliveryError, events: list[Event], stats: StatsRecorder
+) -> None:
+    """Hand a given-up batch to the user's ``on_error``. A broken callback fails for every
+    batch of an outage: warned once per interval like a drop, the traceback at DEBUG."""
+    try:
+        on_error(error, events)
+    except Exception as exc:
+        stats.warner.warn(
+            "on_error_raised", "on_error callback raised %s; delivery goes on", describe(exc)
+        )
+        logger.debug("on_error callback raised", exc_info=True)

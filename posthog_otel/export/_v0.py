@@ -26,6 +26,7 @@ class V0Lane:
 
     path = "/batch/"
     max_event_bytes = MAX_EVENT_BYTES
+    split_400 = True
 
     def __init__(
         self,

@@ -1,6 +1,8 @@
 """``FakePostHog``: a real HTTP server on 127.0.0.1 that validates like PostHog.
 
-It accepts the v0 capture endpoints (plain and gzip), answers with the status codes the
+It accepts the v0 capture endpoints (plain and gzip) and OTLP/JSON logs and traces
+(``/i/v1/logs``, ``/i/v1/traces``, checked by ``_otlp_check``; 413 over 2 MB as PostHog
+does), answers with the status codes the
 real capture service uses (400 for an invalid event, 401 for a bad token, 413 for a
 body or event too large), records
 every request and every accepted event, injects faults on demand, and serves ``/flags``
@@ -16,18 +18,31 @@ import json
 import threading
 import time
 import uuid
-import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-CAPTURE_PATHS = frozenset({"/batch", "/e", "/i/v0/e", "/capture", "/track", "/engage"})
-MAX_BODY_BYTES = 20 * 1024 * 1024
+from ._otlp_check import OtlpInvalid, check_logs_request, check_traces_request
+from ._requests import (
+    CAPTURE_PATHS,
+    MAX_BODY_BYTES,
+    Rejected,
+    decode_body,
+    events_of,
+    json_or_none,
+    normalize_path,
+    token_of,
+    valid_token,
+    validate_exception,
+)
+
+LOGS_PATH = "/i/v1/logs"
+TRACES_PATH = "/i/v1/traces"
+MAX_OTLP_BODY_BYTES = 2_000_000  # PostHog Logs: 413 above 2 MB (sdk-contracts LOG-31)
 MAX_EVENT_BYTES = 1_000_000
-_DECOMPRESSED_BUDGET = 5 * MAX_BODY_BYTES
 
 
 @dataclass
@@ -43,6 +58,8 @@ class RecordedRequest:
     status: int
     json: Any = None
     events: list[dict[str, Any]] = field(default_factory=list)
+    log_records: list[dict[str, Any]] = field(default_factory=list)
+    spans: list[dict[str, Any]] = field(default_factory=list)
 
 
 FlagsAnswer = Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any]]
@@ -58,13 +75,6 @@ class _Fault:
     path: str | None = None  # only for this path (normalized, no trailing slash)
 
 
-class _Rejected(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
 class FakePostHog:
     """A fake PostHog on a random loopback port. Use as a context manager or call
     ``start()``/``stop()``; ``url`` is the host to give the client."""
@@ -74,15 +84,19 @@ class FakePostHog:
         *,
         max_body_bytes: int = MAX_BODY_BYTES,
         max_event_bytes: int = MAX_EVENT_BYTES,
+        max_otlp_body_bytes: int = MAX_OTLP_BODY_BYTES,
         flags: Mapping[str, Any] | None = None,
         flag_definitions: Mapping[str, Any] | None = None,
     ) -> None:
         self.max_body_bytes = max_body_bytes
         self.max_event_bytes = max_event_bytes
+        self.max_otlp_body_bytes = max_otlp_body_bytes
         self._lock = threading.Condition()
         self._faults: deque[_Fault] = deque()
         self.requests: list[RecordedRequest] = []
         self.events: list[dict[str, Any]] = []
+        self._log_records: list[dict[str, Any]] = []
+        self._spans: list[dict[str, Any]] = []
         self._flags_response: FlagsAnswer | None = flags
         self._definitions: Mapping[str, Any] = flag_definitions or {
             "flags": [],
@@ -179,7 +193,7 @@ class FakePostHog:
 
     def _add_fault(self, fault: _Fault) -> None:
         if fault.path is not None:
-            fault.path = _normalize(fault.path)
+            fault.path = normalize_path(fault.path)
         with self._lock:
             self._faults.append(fault)
 
@@ -217,7 +231,7 @@ class FakePostHog:
         self, count: int, timeout: float = 10.0, *, path: str | None = None
     ) -> list[RecordedRequest]:
         """Block until at least ``count`` requests (to ``path``) were answered."""
-        wanted = _normalize(path) if path else None
+        wanted = normalize_path(path) if path else None
 
         def matching() -> list[RecordedRequest]:
             return [r for r in self.requests if wanted is None or r.path == wanted]
@@ -226,6 +240,30 @@ class FakePostHog:
             if not self._lock.wait_for(lambda: len(matching()) >= count, timeout):
                 raise TimeoutError(f"expected {count} requests, got {len(matching())}")
             return matching()
+
+    def log_records(self) -> list[dict[str, Any]]:
+        """Every accepted OTLP log record (``logRecords`` entries as sent), in order."""
+        with self._lock:
+            return list(self._log_records)
+
+    def wait_for_log_records(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Block until at least ``count`` log records were accepted; return them all."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: len(self._log_records) >= count, timeout):
+                raise TimeoutError(f"expected {count} log records, got {len(self._log_records)}")
+            return list(self._log_records)
+
+    def spans(self) -> list[dict[str, Any]]:
+        """Every accepted OTLP span (``spans`` entries as sent), in order."""
+        with self._lock:
+            return list(self._spans)
+
+    def wait_for_spans(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Block until at least ``count`` spans were accepted; return them all."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: len(self._spans) >= count, timeout):
+                raise TimeoutError(f"expected {count} spans, got {len(self._spans)}")
+            return list(self._spans)
 
     def event_names(self) -> list[str]:
         with self._lock:
@@ -240,6 +278,8 @@ class FakePostHog:
         with self._lock:
             self.requests.clear()
             self.events.clear()
+            self._log_records.clear()
+            self._spans.clear()
 
     # ---------------------------------------------------------------- handling
 
@@ -247,71 +287,94 @@ class FakePostHog:
         with self._lock:
             self.requests.append(request)
             self.events.extend(request.events)
+            self._log_records.extend(request.log_records)
+            self._spans.extend(request.spans)
             self._lock.notify_all()
 
     def _handle_capture(
         self, raw: bytes, headers: Mapping[str, str], path: str
     ) -> tuple[int, bytes, bytes, Any, list[dict[str, Any]]]:
         if len(raw) > self.max_body_bytes:
-            raise _Rejected(413, "payload_too_large", "request body too large")
-        body = _decode_body(raw, headers)
+            raise Rejected(413, "payload_too_large", "request body too large")
+        body = decode_body(raw, headers)
         if not body:
-            raise _Rejected(400, "empty_payload", "empty payload")
+            raise Rejected(400, "empty_payload", "empty payload")
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
-            raise _Rejected(400, "invalid_utf8", "body is not UTF-8") from None
+            raise Rejected(400, "invalid_utf8", "body is not UTF-8") from None
         try:
             payload = json.loads(text)
         except ValueError:
-            raise _Rejected(400, "request_parsing_error", "body is not JSON") from None
-        events, batch_token = _events_of(payload, path)
-        token = _token_of(events, batch_token)
+            raise Rejected(400, "request_parsing_error", "body is not JSON") from None
+        events, batch_token = events_of(payload, path)
+        token = token_of(events, batch_token)
         if not events:
-            raise _Rejected(400, "empty_batch", "empty batch")
+            raise Rejected(400, "empty_batch", "empty batch")
         for event in events:
             self._validate_event(event)
         return 200, body, text.encode(), payload, events if token else []
 
+    def _handle_otlp(
+        self, raw: bytes, headers: Mapping[str, str], query: Mapping[str, list[str]], path: str
+    ) -> tuple[bytes, Any, list[dict[str, Any]]]:
+        """``POST /i/v1/logs`` or ``/i/v1/traces``: token (query or Bearer), 2 MB cap,
+        valid OTLP/JSON; the log records or spans."""
+        bearer = headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not valid_token((query.get("token") or [""])[0] or bearer):
+            raise Rejected(401, "invalid_token", "missing or invalid project token")
+        if len(raw) > self.max_otlp_body_bytes:
+            raise Rejected(413, "payload_too_large", "request body too large")
+        body = decode_body(raw, headers)
+        if len(body) > self.max_otlp_body_bytes:
+            raise Rejected(413, "payload_too_large", "decompressed body too large")
+        try:
+            payload = json.loads(body)
+            check = check_logs_request if path == LOGS_PATH else check_traces_request
+            records = check(payload)
+        except (ValueError, OtlpInvalid) as exc:
+            raise Rejected(400, "invalid_otlp", str(exc)) from None
+        return body, payload, records
+
     def _validate_event(self, event: Any) -> None:
         if not isinstance(event, dict):
-            raise _Rejected(400, "request_parsing_error", "event is not an object")
+            raise Rejected(400, "request_parsing_error", "event is not an object")
         if "event" not in event:
-            raise _Rejected(400, "request_hydration_error", "event without a name")
+            raise Rejected(400, "request_hydration_error", "event without a name")
         if not event["event"]:
-            raise _Rejected(400, "missing_event_name", "empty event name")
+            raise Rejected(400, "missing_event_name", "empty event name")
         properties = event.get("properties") or {}
         distinct_id = event.get("distinct_id", event.get("$distinct_id"))
         if distinct_id is None and isinstance(properties, dict):
             distinct_id = properties.get("distinct_id")
         if distinct_id is None or distinct_id == "":
-            raise _Rejected(400, "missing_distinct_id", "missing distinct_id")
+            raise Rejected(400, "missing_distinct_id", "missing distinct_id")
         event_uuid = event.get("uuid")
         if event_uuid not in (None, ""):
             try:
                 uuid.UUID(str(event_uuid))
             except ValueError:
-                raise _Rejected(400, "request_parsing_error", "invalid uuid") from None
+                raise Rejected(400, "request_parsing_error", "invalid uuid") from None
         if (
             isinstance(properties, dict)
             and "$cookieless_mode" in properties
             and not isinstance(properties["$cookieless_mode"], bool)
         ):  # null too: present and not a boolean
-            raise _Rejected(400, "invalid_cookieless_mode", "non-boolean $cookieless_mode")
+            raise Rejected(400, "invalid_cookieless_mode", "non-boolean $cookieless_mode")
         if event["event"] == "$exception":
-            _validate_exception(properties)
+            validate_exception(properties)
         predicate = self._reject_if
         if predicate is not None and predicate(event):
-            raise _Rejected(400, "invalid_event", "event rejected by reject_if")
+            raise Rejected(400, "invalid_event", "event rejected by reject_if")
         if len(json.dumps(event).encode()) > self.max_event_bytes:
-            raise _Rejected(413, "event_too_big", "maximum event size exceeded")
+            raise Rejected(413, "event_too_big", "maximum event size exceeded")
 
     def _handle_flags(self, body: bytes) -> tuple[int, Any]:
         try:
             request = json.loads(body or b"{}")
         except ValueError:
             return 400, {"error": "body is not JSON"}
-        if not isinstance(request, dict) or not _valid_token(
+        if not isinstance(request, dict) or not valid_token(
             request.get("api_key") or request.get("token")
         ):
             return 401, {"error": "invalid token"}
@@ -381,112 +444,6 @@ def _evaluate_definitions(definitions: Mapping[str, Any], request: Mapping[str, 
     return {"flags": flags}
 
 
-def _validate_exception(properties: Any) -> None:
-    """An ``$exception`` event as error tracking reads it: a non-empty
-    ``$exception_list`` of objects with a non-empty string ``type``, a string ``value``
-    when present, a ``mechanism`` object when present, and frames as a list of
-    objects."""
-
-    def bad(detail: str) -> _Rejected:
-        return _Rejected(400, "invalid_exception", f"$exception: {detail}")
-
-    exc_list = properties.get("$exception_list") if isinstance(properties, dict) else None
-    if not isinstance(exc_list, list) or not exc_list:
-        raise bad("$exception_list must be a non-empty list")
-    for entry in exc_list:
-        if not isinstance(entry, dict):
-            raise bad("an $exception_list entry is not an object")
-        if not isinstance(entry.get("type"), str) or not entry["type"]:
-            raise bad("an entry's type must be a non-empty string")
-        if "value" in entry and not isinstance(entry["value"], str):
-            raise bad("an entry's value must be a string")
-        if "mechanism" in entry and not isinstance(entry["mechanism"], dict):
-            raise bad("an entry's mechanism must be an object")
-        stacktrace = entry.get("stacktrace")
-        if stacktrace is None:
-            continue
-        frames = stacktrace.get("frames") if isinstance(stacktrace, dict) else None
-        if not isinstance(frames, list) or not all(isinstance(f, dict) for f in frames):
-            raise bad("stacktrace.frames must be a list of objects")
-
-
-def _json_or_none(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
-
-
-def _normalize(path: str) -> str:
-    path = urlsplit(path).path
-    return path.rstrip("/") or "/"
-
-
-def _decode_body(raw: bytes, headers: Mapping[str, str]) -> bytes:
-    encoding = headers.get("content-encoding", "").lower()
-    if encoding in ("gzip", "gzip-js") or raw[:3] == b"\x1f\x8b\x08":
-        try:
-            decompressor = zlib.decompressobj(31)
-            body = decompressor.decompress(raw, _DECOMPRESSED_BUDGET + 1)
-        except zlib.error:
-            raise _Rejected(400, "request_decoding_error", "invalid gzip") from None
-        if len(body) > _DECOMPRESSED_BUDGET:
-            raise _Rejected(413, "payload_too_large", "decompressed body too large")
-        return body
-    return raw
-
-
-def _events_of(payload: Any, path: str) -> tuple[list[Any], Any]:
-    if isinstance(payload, list):
-        return payload, None
-    if isinstance(payload, dict) and "batch" in payload:
-        batch = payload["batch"]
-        if not isinstance(batch, list):
-            raise _Rejected(400, "request_parsing_error", "batch is not a list")
-        return batch, payload.get("api_key", payload.get("token"))
-    if isinstance(payload, dict):
-        if "event" not in payload and path != "/engage":
-            raise _Rejected(400, "request_hydration_error", "event without a name")
-        return [payload], None
-    raise _Rejected(400, "request_parsing_error", "unexpected JSON shape")
-
-
-def _token_of(events: Iterable[Any], batch_token: Any) -> str:
-    if batch_token is not None:
-        token = batch_token
-    else:
-        tokens = set()
-        for event in events:
-            if not isinstance(event, dict):
-                continue
-            found = event.get("token", event.get("$token", event.get("api_key")))
-            if found is None and isinstance(event.get("properties"), dict):
-                found = event["properties"].get("token")
-            if found is not None:
-                tokens.add(str(found))
-        if len(tokens) > 1:
-            raise _Rejected(401, "multiple_tokens", "more than one token in one request")
-        if not tokens:
-            raise _Rejected(401, "no_token", "no token")
-        token = tokens.pop()
-    if not _valid_token(token):
-        raise _Rejected(401, "invalid_token", "invalid token")
-    return str(token)
-
-
-def _valid_token(token: Any) -> bool:
-    if not isinstance(token, str):
-        return False
-    token = token.strip()
-    return (
-        bool(token)
-        and len(token.encode()) <= 64
-        and token.isascii()
-        and "\x00" not in token
-        and not token.startswith("phx_")
-    )
-
-
 def _make_handler(server: FakePostHog) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -504,7 +461,7 @@ def _make_handler(server: FakePostHog) -> type[BaseHTTPRequestHandler]:
 
         def _handle(self, method: str) -> None:
             parts = urlsplit(self.path)
-            path = _normalize(parts.path)
+            path = normalize_path(parts.path)
             query = parse_qs(parts.query, keep_blank_values=True)
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
@@ -528,6 +485,8 @@ def _make_handler(server: FakePostHog) -> type[BaseHTTPRequestHandler]:
                     return
             status, body, payload = 200, b"", None
             events: list[dict[str, Any]] = []
+            log_records: list[dict[str, Any]] = []
+            spans: list[dict[str, Any]] = []
             reply: Any = {"status": 1}
             extra: dict[str, str] = {}
             try:
@@ -538,22 +497,41 @@ def _make_handler(server: FakePostHog) -> type[BaseHTTPRequestHandler]:
                         status, body, _text, payload, events = server._handle_capture(
                             raw, headers, path
                         )
+                elif path in (LOGS_PATH, TRACES_PATH) and method == "POST":
+                    body, payload, items = server._handle_otlp(raw, headers, query, path)
+                    if path == LOGS_PATH:
+                        log_records = items
+                    else:
+                        spans = items
+                    reply = {}
                 elif path == "/flags":
-                    body = _decode_body(raw, headers)
+                    body = decode_body(raw, headers)
                     status, reply = server._handle_flags(body)
-                    payload = _json_or_none(body)
+                    payload = json_or_none(body)
                 elif path in ("/flags/definitions", "/api/feature_flag/local_evaluation"):
                     status, reply, etag = server._handle_definitions(headers)
                     if etag:
                         extra["ETag"] = etag
                 else:
                     status, reply = 404, {"error": "not found"}
-            except _Rejected as rejected:
+            except Rejected as rejected:
                 status, reply = rejected.status, {"code": rejected.code, "error": str(rejected)}
-                events = []
+                events, log_records, spans = [], [], []
             # Recorded before answering, so a client that saw the answer finds the record.
             server._record(
-                RecordedRequest(method, path, query, headers, raw, body, status, payload, events)
+                RecordedRequest(
+                    method,
+                    path,
+                    query,
+                    headers,
+                    raw,
+                    body,
+                    status,
+                    payload,
+                    events,
+                    log_records,
+                    spans,
+                )
             )
             self._reply(status, reply, extra)
 
