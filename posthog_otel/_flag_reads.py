@@ -112,7 +112,23 @@ class FlagReads:
     def payload(
         self, key: str, distinct_id: object, match_value: FlagValue | None, options: FlagReadOptions
     ) -> Any:
-        """The payload of the flag's value (or of ``match_value`` when it matches)."""
+        """The payload of the flag's value; with ``match_value``, that value's payload,
+        looked up in the loaded definitions without evaluating the flag (no request), or
+        when they do not have it, the payload of the evaluated value if it matches."""
+        if self._disabled:
+            return None
+        if (
+            match_value is not None
+            and not options.get("force_remote")
+            and not options.get("send_feature_flag_events")
+        ):
+            try:
+                found, payload = self.service.payload_for(key, match_value)
+            except Exception:
+                logger.exception("the payload of %r could not be read", key)
+                found, payload = False, None
+            if found:
+                return payload
         result = self.result(key, distinct_id, {"send_feature_flag_events": False, **options})
         if result is None or (match_value is not None and result.get_value() != match_value):
             return None
@@ -174,6 +190,11 @@ class FlagReads:
             disable_geoip=options.get("disable_geoip"),
         )
 
+    def clear_cache(self, distinct_id: object) -> None:
+        """Empty the opt-in result cache (one distinct id's entries, or all)."""
+        if self._service is not None:
+            self._service.clear_cache(None if distinct_id is None else str(distinct_id))
+
     # ------------------------------------------------------------------ definitions
 
     def reload(self) -> None:
@@ -232,6 +253,25 @@ class FlagReads:
         }
         did, results = self._evaluate(distinct_id, None, options)
         return FlagEvaluations(did, results).event_properties() if results else None
+
+    # ------------------------------------------------------------------ overrides
+    # A disabled client stores none (and builds no service for them).
+
+    def set_person_overrides(self, properties: object) -> None:
+        if not self._disabled:
+            self.service.set_person_overrides(properties)
+
+    def set_group_overrides(self, properties: object, group_type_properties: object) -> None:
+        if not self._disabled:
+            self.service.set_group_overrides(properties, group_type_properties)
+
+    def reset_person_overrides(self) -> None:
+        if not self._disabled:
+            self.service.reset_person_overrides()
+
+    def reset_group_overrides(self, group_type: object) -> None:
+        if not self._disabled:
+            self.service.reset_group_overrides(group_type)
 
     def context_overrides(self) -> Overrides:
         return self.service.context_overrides()

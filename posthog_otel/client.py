@@ -318,31 +318,45 @@ class Client:
         flags, decoded from JSON)."""
         return self._flag_reads.all_flags_and_payloads(distinct_id, options)
 
+    def clear_flag_cache(self, distinct_id: object = None) -> None:
+        """Empty the result cache (``flag_result_cache_ttl``): one person's, or all."""
+        self._flag_reads.clear_cache(distinct_id)
+
     def reload_feature_flags(self) -> None:
         """Fetch flag definitions now (when local evaluation is configured)."""
         self._flag_reads.reload()
 
+    # Overrides (PFF): inside an identity context they belong to it (they end with it,
+    # merged over the client-level ones). Invalid input is ignored (counted in
+    # ``stats.corrected``, warned about); a disabled client stores none.
+    # ``reload_feature_flags`` is accepted for the contract's signature: a server has
+    # nothing to reload, the overrides apply from the next read (no request is made).
+
     def set_person_properties_for_flags(
         self, properties: Mapping[str, Any], reload_feature_flags: bool = True
     ) -> None:
-        """Person properties used by later flag evaluations. Inside an identity context
-        they belong to that context (they end with it, merged over the client-level ones).
-        Definitions are not refetched: they apply from the next read. Anything but a
-        mapping is ignored (counted in ``stats.corrected``, warned about)."""
-        self._flag_reads.service.set_person_overrides(properties)
+        """Person properties used by later flag evaluations (merged under the call's)."""
+        self._flag_reads.set_person_overrides(properties)
 
     def set_group_properties_for_flags(
-        self, group_properties: Mapping[str, Mapping[str, Any]], reload_feature_flags: bool = True
+        self,
+        group_properties: Mapping[str, Mapping[str, Any]] | str,
+        properties: Mapping[str, Any] | bool | None = None,
+        reload_feature_flags: bool = True,
     ) -> None:
-        """Group properties (by group type) used by later flag evaluations, scoped like
-        ``set_person_properties_for_flags``."""
-        self._flag_reads.service.set_group_overrides(group_properties)
+        """Group properties for later flag evaluations: ``{group_type: properties}``, or
+        ``(group_type, properties)``."""
+        self._flag_reads.set_group_overrides(group_properties, properties)
 
-    def reset_person_properties_for_flags(self) -> None:
-        self._flag_reads.service.reset_person_overrides()
+    def reset_person_properties_for_flags(self, reload_feature_flags: bool = True) -> None:
+        """Forget the person overrides (of the identity context, when inside one)."""
+        self._flag_reads.reset_person_overrides()
 
-    def reset_group_properties_for_flags(self) -> None:
-        self._flag_reads.service.reset_group_overrides()
+    def reset_group_properties_for_flags(
+        self, group_type: str | None = None, reload_feature_flags: bool = True
+    ) -> None:
+        """Forget the group overrides: all of them, or ``group_type``'s only."""
+        self._flag_reads.reset_group_overrides(group_type)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything queued before the call through one delivery cycle (with

@@ -351,7 +351,7 @@ class PostHogProvider(AbstractProvider):
             if remote is None:
                 raise FlagNotFoundError(f"flag {flag_key!r} not found")
             result = remote
-            reason = _REMOTE_REASONS.get(result.reason or "", Reason.UNKNOWN)
+            reason = _REMOTE_REASONS.get(result.reason_code or "", Reason.UNKNOWN)
         metadata = self._metadata_of(result)
         if reason == Reason.DISABLED:
             return FlagResolutionDetails(default_value, reason=reason, flag_metadata=metadata)
@@ -382,7 +382,7 @@ def _metadata(result: FlagResult) -> Mapping[str, Any]:
     items = {
         "flag_id": result.id,
         "version": result.version,
-        "posthog_reason": result.reason,
+        "posthog_reason": result.reason_code or result.reason,
         "locally_evaluated": result.locally_evaluated,
         "request_id": result.request_id,
     }

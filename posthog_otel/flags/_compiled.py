@@ -10,12 +10,11 @@ flags (``_fastpath``) both import this module and nothing of each other.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._results import FlagResult, FlagValue, experiment_flag
+from ._results import FlagResult, FlagValue, decode_payload, experiment_flag
 
 Properties = Mapping[str, Any]
 # (properties, the evaluation's state) -> matched; raises ``Unresolved`` when it cannot
@@ -128,11 +127,7 @@ def build_local_result(flag: CompiledFlag, value: Any, minimal_exposure: bool) -
         payload = flag.payloads.get(payload_key) if value is not False else None
     except TypeError:
         payload = None
-    if isinstance(payload, str):
-        try:
-            payload = json.loads(payload)
-        except ValueError:
-            payload = None
+    payload = decode_payload(payload, flag.key, every_time=True)
     return FlagResult(
         key=flag.key,
         enabled=value is not False,
@@ -145,3 +140,18 @@ def build_local_result(flag: CompiledFlag, value: Any, minimal_exposure: bool) -
         has_experiment=experiment_flag(flag.definition.get("has_experiment")),
         minimal_exposure=minimal_exposure,
     )
+
+
+def payload_of(flag: CompiledFlag, value: FlagValue) -> Any:
+    """The payload a flag's definition gives ``value``, without evaluating the flag
+    (``match_value``, GFP-02): ``"true"``/``"false"`` for booleans, the variant key
+    otherwise, as posthog looks it up."""
+    known = flag.results.get(value) if value is not False else None
+    if known is not None:
+        return known.payload  # decoded (and warned about) when the flag was compiled
+    lookup = str(value).lower() if isinstance(value, bool) else str(value)
+    try:
+        raw = flag.payloads.get(lookup)
+    except (TypeError, AttributeError):
+        return None
+    return decode_payload(raw, flag.key)

@@ -58,8 +58,15 @@ class FlagOverrides:
             own = ctx.flag_overrides
             own.person = {**(own.person or {}), **checked}
 
-    def set_groups(self, properties: object) -> None:
+    def set_groups(self, properties: object, group_type_properties: object = None) -> None:
+        """Set group overrides from a map of group type to properties, or for one group
+        type: ``set_groups("company", {"plan": "pro"})`` (PFF-03's two forms)."""
         name = "set_group_properties_for_flags"
+        if isinstance(properties, str):
+            values = self._checked(group_type_properties, f"{name} (group {properties!r})")
+            if values is None:
+                return
+            properties = {properties: values}
         checked = self._checked(properties, name)
         if checked is None:
             return
@@ -85,12 +92,31 @@ class FlagOverrides:
         else:
             ctx.flag_overrides.person = None
 
-    def reset_groups(self) -> None:
+    def reset_groups(self, group_type: object = None) -> None:
+        """Clear every group's overrides, or those of ``group_type`` only (PFF-05): an
+        unknown type changes nothing, anything but a string is ignored (counted)."""
         ctx = _current.get()
+        if group_type is None:
+            if ctx is None:
+                self._groups = {}
+            else:
+                ctx.flag_overrides.groups = None
+            return
+        if not isinstance(group_type, str):
+            self._stats.correct(
+                INVALID_FLAG_PROPERTIES,
+                "reset_group_properties_for_flags: ignored a group type that is not a "
+                f"string ({type(group_type).__name__})",
+            )
+            return
+        current = self._groups if ctx is None else (ctx.flag_overrides.groups or {})
+        if group_type not in current:
+            return
+        remaining = {name: values for name, values in current.items() if name != group_type}
         if ctx is None:
-            self._groups = {}
+            self._groups = remaining
         else:
-            ctx.flag_overrides.groups = None
+            ctx.flag_overrides.groups = remaining or None
 
     def _checked(self, properties: object, what: str) -> dict[str, Any] | None:
         """A copy of ``properties`` (a mapping), or ``None`` after counting and warning."""

@@ -19,7 +19,7 @@ from .._log import logger
 from .._stats import StatsRecorder
 from ..export import Clock, HttpTransport
 from ..messages import Capture
-from ._compiled import CompiledFlag, build_local_result
+from ._compiled import CompiledFlag, build_local_result, payload_of
 from ._config import FlagsConfig
 from ._errors import Unresolved
 from ._evaluator import Definitions, decision
@@ -313,7 +313,9 @@ class FlagsService:
                 if answer.errors_while_computing:
                     error = ",".join(e for e in ("errors_while_computing_flags", error) if e)
                 if cache is not None and answer.error is None:
-                    cache.put(cache_key, answer.flags)
+                    cache.put(
+                        cache_key, answer.flags, [key], complete=not answer.errors_while_computing
+                    )
             if send_events and (result is not None or error is not None):
                 self.expose(did, key, result, groups_, error)
             return result
@@ -345,6 +347,19 @@ class FlagsService:
             return None
         result = flag.results.get(value) or _unforeseen(definitions, flag, value)
         return result, decision(flag, trace)
+
+    def payload_for(self, key: str, value: FlagValue) -> tuple[bool, Any]:
+        """``(True, payload)`` of ``value`` from the loaded definition of ``key``, read
+        without evaluating the flag (``match_value``, GFP-02); ``(False, None)`` when the
+        definitions do not have the flag (then only an evaluation can tell)."""
+        definitions = self.definitions()
+        flag = None if definitions is None else definitions.flags.get(key)
+        return (False, None) if flag is None else (True, payload_of(flag, value))
+
+    def clear_cache(self, distinct_id: str | None = None) -> None:
+        """Forget the opt-in result cache: everything, or one distinct id's."""
+        if self.cache is not None:
+            self.cache.clear(distinct_id)
 
     def _remote(
         self,
@@ -415,7 +430,19 @@ class FlagsService:
             ]
         if (definitions is None or unresolved) and not only_evaluate_locally:
             scope = keys if keys is not None else (None if definitions is None else unresolved)
+            cache, cache_key = self.cache, None
+            if cache is not None:  # the opt-in result cache answers first (FFC)
+                cache_key = cache.key(did, groups_, person, group_props)
+                cached = cache.get_many(cache_key, scope)
+                if cached is not None:
+                    for key, remote in cached.items():
+                        results.setdefault(key, remote)
+                    return did, results
             answer = self._remote(did, groups_, person, group_props, disable_geoip, scope)
+            if cache is not None and answer.error is None:
+                cache.put(
+                    cache_key, answer.flags, scope, complete=not answer.errors_while_computing
+                )
             if answer.error is None:
                 for key, remote in answer.flags.items():
                     # A locally resolved value is never replaced by the remote one (EVF-04).
@@ -491,6 +518,8 @@ class FlagsService:
             ):
                 if item is not None:
                     properties[name] = item
+            if result.evaluated_at and not result.locally_evaluated:
+                properties["$feature_flag_evaluated_at"] = result.evaluated_at
         if error:
             properties["$feature_flag_error"] = error
         has_experiment = None if result is None else result.has_experiment
@@ -508,14 +537,14 @@ class FlagsService:
     def set_person_overrides(self, properties: object) -> None:
         self.overrides.set_person(properties)
 
-    def set_group_overrides(self, properties: object) -> None:
-        self.overrides.set_groups(properties)
+    def set_group_overrides(self, properties: object, group_type_properties: object = None) -> None:
+        self.overrides.set_groups(properties, group_type_properties)
 
     def reset_person_overrides(self) -> None:
         self.overrides.reset_person()
 
-    def reset_group_overrides(self) -> None:
-        self.overrides.reset_groups()
+    def reset_group_overrides(self, group_type: object = None) -> None:
+        self.overrides.reset_groups(group_type)
 
     def context_overrides(
         self,

@@ -1,0 +1,223 @@
+"""Issue #13: the flag contracts left open (PFF overrides, GFP ``match_value``, the FFC
+result cache, ``$feature_flag_evaluated_at`` and the reason posthog sends)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from posthog_otel import context
+from posthog_otel.testing import FakeClock, FakePostHog
+
+SECRET = "phs_test_secret"
+
+CHECKOUT = {
+    "id": 7,
+    "key": "checkout",
+    "version": 2,
+    "active": True,
+    "filters": {
+        "groups": [
+            {
+                "properties": [{"key": "plan", "value": "pro", "type": "person"}],
+                "rollout_percentage": 100,
+            }
+        ],
+        "multivariate": {
+            "variants": [
+                {"key": "blue", "rollout_percentage": 50},
+                {"key": "red", "rollout_percentage": 50},
+            ]
+        },
+        "payloads": {
+            "blue": json.dumps({"cta": "Try now"}),
+            "red": "{not json",
+            "false": json.dumps("off"),
+        },
+    },
+}
+DEFINITIONS = {"flags": [CHECKOUT], "group_type_mapping": {}, "cohorts": {}}
+
+
+def remote(key: str, value: object = True, payload: str | None = None) -> dict:
+    return {
+        "key": key,
+        "enabled": value is not False,
+        "variant": value if isinstance(value, str) else None,
+        "reason": {
+            "code": "condition_match",
+            "condition_index": 0,
+            "description": "Matched condition set 1",
+        },
+        "metadata": {"id": 4, "version": 9, "payload": payload},
+    }
+
+
+def flag_requests(server: FakePostHog) -> list:
+    return [r for r in server.requests if r.path == "/flags"]
+
+
+def called(server: FakePostHog) -> list[dict]:
+    return [e["properties"] for e in server.events if e["event"] == "$feature_flag_called"]
+
+
+# ---------------------------------------------------------------- item 1: overrides (PFF)
+
+
+def test_a_disabled_client_stores_no_overrides(make_client):
+    client = make_client(disabled=True)
+    client.set_person_properties_for_flags({"plan": "pro"})
+    client.set_group_properties_for_flags({"company": {"plan": "pro"}})
+    assert client.flags.overrides.in_force(None) == ({}, {})
+
+
+def test_group_overrides_by_type_and_reset_of_one_type(server, make_client):
+    """PFF-03's ``(group_type, properties)`` form, PFF-05's ``group_type`` argument and
+    PFF-04's ``reload_feature_flags`` on the resets, seen in the ``/flags`` requests."""
+    server.set_flags({"flags": {"f": remote("f")}})
+    client = make_client()
+    groups = {"company": "c1", "team": "t1"}
+
+    def sent_group_properties() -> dict:
+        client.get_feature_flag("f", "u1", groups=groups, send_feature_flag_events=False)
+        return flag_requests(server)[-1].json["group_properties"]
+
+    client.set_group_properties_for_flags("company", {"plan": "pro"})
+    client.set_group_properties_for_flags({"team": {"size": 3}}, reload_feature_flags=False)
+    assert sent_group_properties() == {
+        "company": {"$group_key": "c1", "plan": "pro"},
+        "team": {"$group_key": "t1", "size": 3},
+    }
+    client.reset_group_properties_for_flags("nothing-of-that-type")  # a no-op
+    client.reset_group_properties_for_flags("company", reload_feature_flags=False)
+    assert sent_group_properties() == {
+        "company": {"$group_key": "c1"},
+        "team": {"$group_key": "t1", "size": 3},
+    }
+    client.set_person_properties_for_flags({"plan": "pro"}, reload_feature_flags=False)
+    client.reset_person_properties_for_flags(reload_feature_flags=False)
+    client.reset_group_properties_for_flags()
+    assert sent_group_properties() == {
+        "company": {"$group_key": "c1"},
+        "team": {"$group_key": "t1"},
+    }
+    assert flag_requests(server)[-1].json["person_properties"] == {}
+
+
+def test_invalid_group_override_input_is_ignored_with_a_warning(server, make_client, caplog):
+    caplog.set_level(logging.WARNING, logger="posthog_otel")
+    client = make_client()
+    client.set_group_properties_for_flags("company", {"plan": "pro"})
+    for bad in (None, "plan=pro", ["plan"], 5):
+        client.set_group_properties_for_flags("company", bad)  # type: ignore[arg-type]
+    client.reset_group_properties_for_flags(5)  # type: ignore[arg-type]
+    assert client.stats.corrected["invalid_flag_properties"] == 5
+    assert any("properties_for_flags" in r.getMessage() for r in caplog.records)
+    assert client.flags.overrides.in_force(None)[1] == {"company": {"plan": "pro"}}
+
+
+# ---------------------------------------------------------------- item 2: match_value (GFP)
+
+
+@pytest.fixture
+def local(make_client):
+    with FakePostHog(flag_definitions=DEFINITIONS) as server:
+        yield server, make_client(host=server.url, secret_key=SECRET)
+
+
+def test_match_value_reads_the_payload_without_evaluating(local):
+    server, client = local
+    # Nothing tells whether "u1" has plan=pro: an evaluation would need /flags.
+    assert client.get_feature_flag_payload("checkout", "u1", match_value="blue") == {
+        "cta": "Try now"
+    }
+    assert client.get_feature_flag_payload("checkout", "u1", match_value=False) == "off"
+    assert client.get_feature_flag_payload("checkout", "u1", match_value="green") is None
+    assert client.get_feature_flag_payload("checkout", match_value="blue") == {"cta": "Try now"}
+    client.flush(5)
+    assert flag_requests(server) == [] and called(server) == []
+
+
+def test_a_payload_that_is_not_json_is_none_with_a_warning(local, caplog):
+    caplog.set_level(logging.WARNING, logger="posthog_otel")
+    _, client = local
+    assert client.get_feature_flag_payload("checkout", "u1", match_value="red") is None
+    assert any(
+        "checkout" in r.getMessage() and "not valid JSON" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_match_value_without_definitions_evaluates_remotely(server, make_client):
+    server.set_flags({"flags": {"checkout": remote("checkout", "blue", '{"cta": "go"}')}})
+    client = make_client()
+    assert client.get_feature_flag_payload("checkout", "u1", match_value="blue") == {"cta": "go"}
+    assert client.get_feature_flag_payload("checkout", "u1", match_value="red") is None
+    assert len(flag_requests(server)) == 2
+
+
+# ---------------------------------------------------------------- item 3: result cache (FFC)
+
+
+def test_evaluate_flags_and_get_all_flags_read_and_fill_the_cache(server, make_client):
+    server.set_flags({"flags": {"a": remote("a"), "b": remote("b", "v", '{"p": 1}')}})
+    client = make_client(flag_result_cache_ttl=60, _clock=FakeClock())
+    assert client.get_all_flags("u1") == {"a": True, "b": "v"}
+    assert len(flag_requests(server)) == 1
+    assert client.evaluate_flags("u1").results.keys() == {"a", "b"}
+    assert client.get_all_flags_and_payloads("u1")["featureFlagPayloads"] == {"b": {"p": 1}}
+    assert client.evaluate_flags("u1", flag_keys=["b"]).get_flag("b") == "v"
+    assert client.get_feature_flag("a", "u1") is True  # a single read from the same answer
+    assert len(flag_requests(server)) == 1  # all of them from memory
+    client.get_all_flags("u2")
+    assert len(flag_requests(server)) == 2  # another person: a request
+
+
+def test_a_scoped_answer_serves_only_the_keys_it_was_asked_for(server, make_client):
+    server.set_flags({"flags": {"a": remote("a")}})
+    client = make_client(flag_result_cache_ttl=60, _clock=FakeClock())
+    assert client.evaluate_flags("u1", flag_keys=["a", "gone"]).results.keys() == {"a"}
+    assert client.evaluate_flags("u1", flag_keys=["gone"]).results == {}  # answered: absent
+    assert len(flag_requests(server)) == 1
+    client.get_all_flags("u1")  # every flag was never asked for: a request
+    assert len(flag_requests(server)) == 2
+
+
+def test_clear_flag_cache(server, make_client):
+    server.set_flags({"flags": {"a": remote("a")}})
+    client = make_client(flag_result_cache_ttl=60, _clock=FakeClock())
+    for who in ("u1", "u2"):
+        client.get_feature_flag("a", who)
+    client.clear_flag_cache("u1")
+    client.get_feature_flag("a", "u1")
+    client.get_feature_flag("a", "u2")
+    assert len(flag_requests(server)) == 3  # u1 asked again, u2 from memory
+    client.clear_flag_cache()
+    client.get_feature_flag("a", "u2")
+    assert len(flag_requests(server)) == 4
+    make_client().clear_flag_cache()  # no cache configured: nothing to do, no error
+
+
+# ---------------------------------------------------------------- item 5: event properties
+
+
+def test_feature_flag_called_carries_evaluated_at_and_the_reason_description(server, make_client):
+    server.set_flags({"flags": {"a": remote("a")}, "evaluatedAt": 1_764_000_000_123})
+    client = make_client()
+    client.get_feature_flag("a", "u1")
+    with context(distinct_id="u2"):
+        client.evaluate_flags().get_flag("a")
+    client.flush(5)
+    for properties in called(server):
+        assert properties["$feature_flag_evaluated_at"] == 1_764_000_000_123
+        assert properties["$feature_flag_reason"] == "Matched condition set 1"
+
+
+def test_a_local_read_sends_no_evaluated_at(local):
+    server, client = local
+    client.get_feature_flag("checkout", "u1", person_properties={"plan": "free"})
+    client.flush(5)
+    (properties,) = called(server)
+    assert "$feature_flag_evaluated_at" not in properties
+    assert properties["locally_evaluated"] is True
