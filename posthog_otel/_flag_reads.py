@@ -63,6 +63,10 @@ class FlagReads:
         self._disabled = config.disabled
         self._service: FlagsService | None = None
         self._lock = fork_safe_lock()
+        if config.preload_feature_flags:
+            # Built here, on the thread creating the client (never on the poller: an
+            # import there at fork time hangs ``gunicorn --preload`` workers).
+            self.service.start_loading()
 
     @property
     def service(self) -> FlagsService:

@@ -89,6 +89,7 @@ class Client:
         http_client: httpx.Client | None = None,
         flag_definition_cache_provider: object | None = None,
         flag_result_cache_ttl: float | None = None,
+        preload_feature_flags: bool | None = None,
         _clock: Clock | None = None,
         _exit_hook: bool = True,
     ) -> None:

@@ -209,9 +209,19 @@ class FlagsService:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
-    def reload(self) -> None:
+    def start_loading(self) -> None:
+        """Start the poller now (``preload_feature_flags``): the first read then finds
+        the definitions loaded, or waits only for what is left of their first fetch."""
         if self.loader is not None:
-            self.loader.refresh()
+            self.loader.start()
+
+    def reload(self) -> None:
+        """Fetch the definitions now, on the caller's thread. It counts as the first
+        load: the next read never waits for another fetch (the poller is started, its
+        next fetch one poll interval away)."""
+        if self.loader is not None:
+            self.loader.refresh_now()
+            self._first_load_done = True
 
     def close(self, timeout: float | None = None) -> None:
         """Stop the poller, waiting at most ``timeout`` seconds for it."""
