@@ -61,6 +61,9 @@ class CompiledFlag:
     needs_state: bool = False  # has cohort or dependency filters
     # For each condition, how a match on it is decided (TARGETED, SPLIT, DEFAULT, STATIC).
     match_kinds: tuple[str, ...] = ()
+    # Whether the flag gives everyone the same answer (no targeting, nothing split):
+    # whatever decided a read, its "why" is STATIC (an unfiltered 0 % rollout included).
+    same_for_everyone: bool = False
     # The locally evaluated result of every value the flag can take, by value.
     results: Mapping[Any, FlagResult] = field(default_factory=dict)
     # The specialised evaluator of a plain person flag (see ``_fastpath``), else None.
@@ -96,6 +99,31 @@ def match_kinds(flag: CompiledFlag) -> tuple[str, ...]:
         else:
             kinds.append(DEFAULT if targeted else STATIC)
     return tuple(kinds)
+
+
+def same_for_everyone(flag: CompiledFlag) -> bool:
+    """Whether every person gets the same value: no condition has a filter and the
+    first condition anyone matches (a rollout above 0 %) matches everyone with one value
+    (no variant split, or a 100 % variant); none matching is the same ``False``."""
+    if flag.enrollment or flag.super_conditions or flag.continuity:
+        return False
+    if flag.holdout is not None and flag.holdout[0] > 0:
+        return False
+    for condition in flag.conditions:
+        if condition.filters:
+            return False
+        try:
+            rollout = 100.0 if condition.rollout is None else float(condition.rollout)
+        except (TypeError, ValueError):
+            return False
+        if rollout <= 0:
+            continue  # nobody matches this one
+        if rollout < 100:
+            return False
+        if not flag.variants or any(k == condition.variant for k, _, _ in flag.variants):
+            return True
+        return any(high - low >= 1 for _, low, high in flag.variants)
+    return True
 
 
 def _partial(rollout: Any) -> bool:

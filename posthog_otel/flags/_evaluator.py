@@ -20,6 +20,7 @@ from ._compiled import (
     Properties,
     local_results,
     match_kinds,
+    same_for_everyone,
 )
 from ._errors import (
     EXPERIENCE_CONTINUITY,
@@ -85,6 +86,7 @@ class Definitions:
     def _finish(self, flag: CompiledFlag) -> CompiledFlag:
         """What every read would otherwise work out again: worked out once, here."""
         flag.match_kinds = match_kinds(flag)
+        flag.same_for_everyone = same_for_everyone(flag)
         flag.results = local_results(flag, self.minimal_flag_called_events)
         flag.fast = person_evaluator(flag)
         return flag
@@ -544,6 +546,8 @@ def decision(flag: CompiledFlag, trace: list[Any]) -> str:
     condition, its kind (``"targeted"``, ``"split"``, ``"default"``, ``"static"``, see
     ``_compiled``)."""
     how = trace[-1] if trace else "no_match"
+    if flag.same_for_everyone and how != "inactive":
+        return "static"
     if isinstance(how, tuple):
         return flag.match_kinds[how[1]]
     return str(how)
