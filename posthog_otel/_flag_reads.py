@@ -42,6 +42,9 @@ class FlagReadOptions(TypedDict, total=False):
     """Override the client's ``disable_geoip`` for the ``/flags`` request."""
     send_feature_flag_events: bool
     """Send ``$feature_flag_called`` (deduplicated per person, flag and value)."""
+    device_id: str | None
+    """The device id: sent to ``/flags``, and the bucketing value of flags bucketed by
+    device (``bucketing_identifier: "device_id"``) in local evaluation."""
 
 
 class FlagReads:
@@ -111,6 +114,7 @@ class FlagReads:
             options.get("force_remote", False),
             options.get("disable_geoip"),
             options.get("send_feature_flag_events", True),
+            _device_id(options.get("device_id")),
         )
 
     def payload(
@@ -192,6 +196,7 @@ class FlagReads:
             only_evaluate_locally=options.get("only_evaluate_locally", False),
             force_remote=options.get("force_remote", False),
             disable_geoip=options.get("disable_geoip"),
+            device_id=_device_id(options.get("device_id")),
         )
 
     def clear_cache(self, distinct_id: object) -> None:
@@ -279,3 +284,10 @@ class FlagReads:
 
     def context_overrides(self) -> Overrides:
         return self.service.context_overrides()
+
+
+def _device_id(value: object) -> str | None:
+    """A device id as posthog uses it: an empty one is none, any other a string."""
+    if not value:
+        return None
+    return value if type(value) is str else str(value)

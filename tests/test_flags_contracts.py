@@ -221,3 +221,54 @@ def test_a_local_read_sends_no_evaluated_at(local):
     (properties,) = called(server)
     assert "$feature_flag_evaluated_at" not in properties
     assert properties["locally_evaluated"] is True
+
+
+# ---------------------------------------------------------------- item 4: device_id
+
+BY_DEVICE = {
+    "id": 8,
+    "key": "by-device",
+    "active": True,
+    "bucketing_identifier": "device_id",
+    "filters": {"groups": [{"properties": [], "rollout_percentage": 37.5}]},
+}
+
+
+def test_device_id_buckets_device_flags_as_posthog_does(make_client):
+    import posthog.feature_flags as theirs
+
+    with FakePostHog(
+        flag_definitions={**DEFINITIONS, "flags": [CHECKOUT, BY_DEVICE]},
+        flags={"flags": {"by-device": remote("by-device")}},
+    ) as server:
+        client = make_client(host=server.url, secret_key=SECRET)
+        values = set()
+        for n in range(40):
+            device = f"device-{n}"
+            bucketing = theirs.resolve_bucketing_value(BY_DEVICE, f"user-{n}", device)
+            expected = theirs.match_feature_flag_properties(
+                BY_DEVICE, f"user-{n}", {}, device_id=device, bucketing_value=bucketing
+            )
+            for person in (f"user-{n}", "someone-else"):
+                result = client.get_feature_flag_result(
+                    "by-device", person, device_id=device, send_feature_flag_events=False
+                )
+                assert result.locally_evaluated and result.get_value() is expected
+            values.add(expected)
+        assert values == {True, False}
+        snapshot = client.evaluate_flags("u1", device_id="device-3", flag_keys=["by-device"])
+        assert snapshot.results["by-device"].locally_evaluated
+        assert flag_requests(server) == []
+        # Without a device id only the server can bucket it: one request, device_id null.
+        assert client.get_feature_flag("by-device", "u1", send_feature_flag_events=False)
+        assert flag_requests(server)[-1].json["device_id"] is None
+
+
+def test_device_id_is_sent_with_flags_requests(server, make_client):
+    server.set_flags({"flags": {"a": remote("a")}})
+    client = make_client()
+    client.get_feature_flag("a", "u1", device_id="d-1")
+    client.evaluate_flags("u1", device_id="d-2")
+    client.get_all_flags("u1", device_id="d-3")
+    client.get_feature_flag_payload("a", "u1", device_id="d-4")
+    assert [r.json["device_id"] for r in flag_requests(server)] == ["d-1", "d-2", "d-3", "d-4"]

@@ -44,6 +44,7 @@ def theirs(client, defs, key, inputs):
             groups=inputs["groups"],
             person_properties=inputs["person_properties"],
             group_properties=inputs["group_properties"],
+            device_id=inputs.get("device_id"),
         )
     except Exception:
         return INCONCLUSIVE
@@ -81,7 +82,7 @@ def deliberately_inconclusive(defs, key, inputs) -> bool:
 
 def test_local_evaluation_agrees_with_posthog(reference):
     disagreements = []
-    compared = decided = deliberate = 0
+    compared = decided = deliberate = by_device = 0
     for defs, key, inputs in cases(seed=20261126, count=CASES):
         expected = theirs(reference, defs, key, inputs)
         timeouts = _regex.timeouts()
@@ -95,11 +96,19 @@ def test_local_evaluation_agrees_with_posthog(reference):
             continue
         compared += 1
         decided += expected != INCONCLUSIVE
+        by_device += expected != INCONCLUSIVE and _bucketed_by_device(defs, key)
         if expected != actual or type(expected) is not type(actual):
             disagreements.append((expected, actual, key, defs, inputs))
     assert compared >= 10_000 and deliberate >= 100
+    assert by_device >= 100, by_device  # flags bucketed by device id, decided with one
     assert decided >= compared // 4, "too few decidable cases to mean anything"
     assert not disagreements, f"{len(disagreements)} disagreements, first: {disagreements[0]}"
+
+
+def _bucketed_by_device(defs, key) -> bool:
+    flag = next(f for f in defs["flags"] if f["key"] == key)
+    identifier = flag.get("bucketing_identifier") or flag["filters"].get("bucketing_identifier")
+    return identifier == "device_id" and flag["filters"].get("aggregation_group_type_index") is None
 
 
 def test_plain_person_flags_agree_with_posthog(reference):

@@ -61,6 +61,7 @@ class RemoteFlags:
         group_properties: Mapping[str, Mapping[str, Any]],
         disable_geoip: bool,
         flag_keys: list[str] | None = None,
+        device_id: str | None = None,
     ) -> RemoteAnswer:
         body: dict[str, Any] = {
             "api_key": self._api_key,
@@ -69,6 +70,7 @@ class RemoteFlags:
             "person_properties": dict(person_properties),
             "group_properties": {k: dict(v) for k, v in group_properties.items()},
             "geoip_disable": disable_geoip,
+            "device_id": device_id,  # as posthog sends it: null when there is none
         }
         if flag_keys is not None:
             body["flag_keys_to_evaluate"] = list(flag_keys)

@@ -285,6 +285,7 @@ class FlagsService:
         force_remote: bool,
         disable_geoip: bool | None,
         send_events: bool,
+        device_id: str | None = None,
     ) -> FlagResult | None:
         """The one path of every single-flag read (positional: it is hot). Local when
         the definitions decide, else one request; never raises: ``None`` when unknown."""
@@ -301,7 +302,9 @@ class FlagsService:
                 assert definitions is not None
                 # As in ``evaluate``, inlined: this is the hot single-flag read.
                 try:
-                    value = definitions.evaluate_flag(flag, did, groups_, person, group_props)
+                    value = definitions.evaluate_flag(
+                        flag, did, groups_, person, group_props, device_id
+                    )
                 except Unresolved:
                     value = None
                 except Exception:  # a bug must not break the read; it is reported
@@ -313,11 +316,13 @@ class FlagsService:
             if result is None and not only_evaluate_locally:
                 cache, cache_key = self.cache, None
                 if cache is not None:
-                    cache_key = cache.key(did, groups_, person, group_props)
+                    cache_key = cache.key(did, groups_, person, group_props, device_id)
                     cached = cache.get(cache_key, key)
                     if cached is not None:
                         return cached  # from the opt-in cache: no request, already exposed
-                answer = self._remote(did, groups_, person, group_props, disable_geoip, [key])
+                answer = self._remote(
+                    did, groups_, person, group_props, disable_geoip, [key], device_id
+                )
                 result = answer.flags.get(key)
                 error = answer.error or (None if result is not None else "flag_missing")
                 if answer.errors_while_computing:
@@ -379,6 +384,7 @@ class FlagsService:
         group_props: Mapping[str, Mapping[str, Any]],
         disable_geoip: bool | None,
         keys: list[str] | None,
+        device_id: str | None,
     ) -> RemoteAnswer:
         return self.remote.evaluate(
             did,
@@ -387,6 +393,7 @@ class FlagsService:
             group_properties=group_props,
             disable_geoip=self.config.disable_geoip if disable_geoip is None else disable_geoip,
             flag_keys=keys,
+            device_id=device_id,
         )
 
     # ---------------------------------------------------------------- many flags
@@ -402,6 +409,7 @@ class FlagsService:
         only_evaluate_locally: bool,
         force_remote: bool,
         disable_geoip: bool | None,
+        device_id: str | None = None,
     ) -> tuple[str | None, dict[str, FlagResult]]:
         """One local pass and at most one request for the (scoped) flags."""
         did, groups_, person, group_props = self.inputs(
@@ -421,7 +429,9 @@ class FlagsService:
                 if flag is not None:
                     # ``Definitions.evaluate_flag`` picks the shortcut or the general path.
                     try:
-                        value = definitions.evaluate_flag(flag, did, groups_, person, group_props)
+                        value = definitions.evaluate_flag(
+                            flag, did, groups_, person, group_props, device_id
+                        )
                     except Unresolved:
                         value = None
                     except Exception:  # a bug must not break the read; it is reported
@@ -442,13 +452,15 @@ class FlagsService:
             scope = keys if keys is not None else (None if definitions is None else unresolved)
             cache, cache_key = self.cache, None
             if cache is not None:  # the opt-in result cache answers first (FFC)
-                cache_key = cache.key(did, groups_, person, group_props)
+                cache_key = cache.key(did, groups_, person, group_props, device_id)
                 cached = cache.get_many(cache_key, scope)
                 if cached is not None:
                     for key, remote in cached.items():
                         results.setdefault(key, remote)
                     return did, results
-            answer = self._remote(did, groups_, person, group_props, disable_geoip, scope)
+            answer = self._remote(
+                did, groups_, person, group_props, disable_geoip, scope, device_id
+            )
             if cache is not None and answer.error is None:
                 cache.put(
                     cache_key, answer.flags, scope, complete=not answer.errors_while_computing
