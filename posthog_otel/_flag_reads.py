@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from ._flags_worker import Overrides
     from .flags import Emit, FlagsService
 
-__all__ = ["FlagReadOptions", "FlagReads"]
+__all__ = ["UNKNOWN", "FlagReadOptions", "FlagReads"]
+
+UNKNOWN: Any = object()  # a local try's "only the server (or a wait) can tell"
 
 
 class FlagReadOptions(TypedDict, total=False):
@@ -94,14 +96,22 @@ class FlagReads:
         return service
 
     @property
+    def disabled(self) -> bool:
+        """A disabled client's reads answer defaults at once."""
+        return self._disabled
+
+    @property
     def built(self) -> bool:
         """Whether the service exists (else there is nothing to stop or flush)."""
         return self._service is not None
 
     # ------------------------------------------------------------------ one flag
 
-    def result(self, key: str, distinct_id: object, options: FlagReadOptions) -> FlagResult | None:
-        """The one read path of the single-flag calls."""
+    def result(
+        self, key: str, distinct_id: object, options: FlagReadOptions, local: bool = False
+    ) -> FlagResult | None:
+        """The one read path of the single-flag calls (``local``: as if
+        ``only_evaluate_locally``, for the async reads' first try)."""
         if self._disabled:
             return None
         return self.service.result(
@@ -110,7 +120,7 @@ class FlagReads:
             options.get("groups"),
             options.get("person_properties"),
             options.get("group_properties"),
-            options.get("only_evaluate_locally", False),
+            local or options.get("only_evaluate_locally", False),
             options.get("force_remote", False),
             options.get("disable_geoip"),
             options.get("send_feature_flag_events", True),
@@ -118,11 +128,17 @@ class FlagReads:
         )
 
     def payload(
-        self, key: str, distinct_id: object, match_value: FlagValue | None, options: FlagReadOptions
+        self,
+        key: str,
+        distinct_id: object,
+        match_value: FlagValue | None,
+        options: FlagReadOptions,
+        local: bool = False,
     ) -> Any:
         """The payload of the flag's value; with ``match_value``, that value's payload,
         looked up in the loaded definitions without evaluating the flag (no request), or
-        when they do not have it, the payload of the evaluated value if it matches."""
+        when they do not have it, the payload of the evaluated value if it matches.
+        ``local``: as ``result``'s; then ``_UNKNOWN`` when only a request could tell."""
         if self._disabled:
             return None
         if (
@@ -137,10 +153,20 @@ class FlagReads:
                 found, payload = False, None
             if found:
                 return payload
-        result = self.result(key, distinct_id, {"send_feature_flag_events": False, **options})
+        silent: FlagReadOptions = {"send_feature_flag_events": False, **options}
+        result = self.result(key, distinct_id, silent, local)
+        if result is None and local and not options.get("only_evaluate_locally"):
+            return UNKNOWN
         if result is None or (match_value is not None and result.get_value() != match_value):
             return None
         return result.payload
+
+    def answers_now(self, options: Mapping[str, Any]) -> bool:
+        """Whether a local read cannot block (no first load to wait for, no
+        ``force_remote``); always for a disabled client, which answers defaults."""
+        if self._disabled:
+            return True
+        return not options.get("force_remote") and self.service.answers_now()
 
     # ------------------------------------------------------------------ many flags
 
@@ -154,6 +180,37 @@ class FlagReads:
             did, results = self._evaluate(distinct_id, flag_keys, options)
         except Exception:
             logger.exception("feature flags could not be evaluated")
+            return FlagEvaluations(None, {})
+        return self.service.snapshot(did, results, options.get("groups"))
+
+    def complete_locally(
+        self, distinct_id: object, flag_keys: Iterable[str] | None, options: Mapping[str, Any]
+    ) -> tuple[str | None, dict[str, FlagResult]] | None:
+        """One local pass that neither waits nor asks the server, when it answers every
+        flag asked for (all of them without ``flag_keys``); else ``None`` (the async
+        reads then run the full read on a worker thread)."""
+        if self._disabled:
+            return None, {}
+        if not self.answers_now(options):
+            return None
+        try:
+            definitions = self.service.definitions(wait=False)
+            if definitions is None:
+                return None
+            keys = None if flag_keys is None else list(flag_keys)
+            local = {**options, "only_evaluate_locally": True}
+            did, results = self._evaluate(distinct_id, keys, local)
+        except Exception:
+            return None  # the full read (on the worker thread) reports it
+        wanted = definitions.flags.keys() if keys is None else keys
+        if did is None or all(k in results for k in wanted):
+            return did, results
+        return None
+
+    def snapshot(
+        self, did: str | None, results: dict[str, FlagResult], options: Mapping[str, Any]
+    ) -> FlagEvaluations:
+        if self._disabled:
             return FlagEvaluations(None, {})
         return self.service.snapshot(did, results, options.get("groups"))
 

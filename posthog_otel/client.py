@@ -11,6 +11,7 @@ configuration is built once by ``_options``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     import httpx
     from typing_extensions import Unpack
 
+    from ._async_flag_reads import AsyncFlagReads
     from .flags import FlagsService
 
 __all__ = ["Client", "default_client", "flush_on_exit"]
@@ -318,6 +320,67 @@ class Client:
         """``{"featureFlags": {...}, "featureFlagPayloads": {...}}`` (payloads of enabled
         flags, decoded from JSON)."""
         return self._flag_reads.all_flags_and_payloads(distinct_id, options)
+
+    # Async reads, for ``async def`` code: answered on the event loop when local
+    # evaluation can, else the sync read runs on a worker thread (``asyncio.to_thread``).
+
+    @cached_property
+    def _async_reads(self) -> AsyncFlagReads:
+        from ._async_flag_reads import AsyncFlagReads  # asyncio: imported when used
+
+        return AsyncFlagReads(self._flag_reads)
+
+    async def aget_feature_flag_result(
+        self, key: str, distinct_id: object = None, **options: Unpack[FlagReadOptions]
+    ) -> FlagResult | None:
+        """``get_feature_flag_result`` that never blocks the event loop."""
+        return await self._async_reads.result(key, distinct_id, options)
+
+    async def aget_feature_flag(
+        self, key: str, distinct_id: object = None, **options: Unpack[FlagReadOptions]
+    ) -> FlagValue | None:
+        """``get_feature_flag`` that never blocks the event loop."""
+        result = await self._async_reads.result(key, distinct_id, options)
+        return None if result is None else result.get_value()
+
+    async def ais_feature_enabled(
+        self,
+        key: str,
+        distinct_id: object = None,
+        *,
+        default_value: bool = False,
+        **options: Unpack[FlagReadOptions],
+    ) -> bool:
+        """``is_feature_enabled`` that never blocks the event loop."""
+        result = await self._async_reads.result(key, distinct_id, options)
+        return default_value if result is None else result.enabled
+
+    async def aget_feature_flag_payload(
+        self,
+        key: str,
+        distinct_id: object = None,
+        *,
+        match_value: FlagValue | None = None,
+        **options: Unpack[FlagReadOptions],
+    ) -> Any:
+        """``get_feature_flag_payload`` that never blocks the event loop."""
+        return await self._async_reads.payload(key, distinct_id, match_value, options)
+
+    async def aevaluate_flags(
+        self,
+        distinct_id: object = None,
+        *,
+        flag_keys: Sequence[str] | None = None,
+        **options: Unpack[FlagReadOptions],
+    ) -> FlagEvaluations:
+        """``evaluate_flags`` that never blocks the event loop."""
+        return await self._async_reads.evaluate(distinct_id, flag_keys, options)
+
+    async def aget_all_flags(
+        self, distinct_id: object = None, **options: Any
+    ) -> dict[str, FlagValue]:
+        """``get_all_flags`` that never blocks the event loop."""
+        return await self._async_reads.all_flags(distinct_id, options)
 
     def clear_flag_cache(self, distinct_id: object = None) -> None:
         """Empty the result cache (``flag_result_cache_ttl``): one person's, or all."""

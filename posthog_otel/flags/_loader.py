@@ -113,6 +113,11 @@ class DefinitionsLoader:
                 self._thread = None
         self._loaded.set()  # nobody waits for a first load that will not come from it
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the first refresh is over (whatever its outcome): nothing to wait for."""
+        return self._loaded.is_set()
+
     def wait_loaded(self, timeout: float) -> bool:
         """Wait up to ``timeout`` for the first refresh to finish (whatever its outcome)."""
         self.start()

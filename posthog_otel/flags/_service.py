@@ -175,6 +175,12 @@ class FlagsService:
                 loader.start()
         return loader.definitions
 
+    def answers_now(self) -> bool:
+        """Whether a local read would not wait: no first load to wait for (or it is
+        over). The async reads evaluate on the event loop only then."""
+        loader = self.loader
+        return loader is None or self._first_load_done or loader.loaded
+
     def _definitions_changed(
         self, previous: Definitions | None, current: Definitions | None
     ) -> None:
