@@ -114,17 +114,19 @@ class FlagReads:
         ``only_evaluate_locally``, for the async reads' first try)."""
         if self._disabled:
             return None
+        get: Any = options.get  # (one attribute lookup for the ten options)
+        device = get("device_id")
         return self.service.result(
             key,
             distinct_id,
-            options.get("groups"),
-            options.get("person_properties"),
-            options.get("group_properties"),
-            local or options.get("only_evaluate_locally", False),
-            options.get("force_remote", False),
-            options.get("disable_geoip"),
-            options.get("send_feature_flag_events", True),
-            _device_id(options.get("device_id")),
+            get("groups"),
+            get("person_properties"),
+            get("group_properties"),
+            local or get("only_evaluate_locally", False),
+            get("force_remote", False),
+            get("disable_geoip"),
+            get("send_feature_flag_events", True),
+            None if device is None else _device_id(device),
         )
 
     def payload(

@@ -272,3 +272,93 @@ def test_device_id_is_sent_with_flags_requests(server, make_client):
     client.get_all_flags("u1", device_id="d-3")
     client.get_feature_flag_payload("a", "u1", device_id="d-4")
     assert [r.json["device_id"] for r in flag_requests(server)] == ["d-1", "d-2", "d-3", "d-4"]
+
+
+# ---------------------------------------------------------------- item 8: no exceptions
+
+COHORT_FLAG = {
+    "id": 9,
+    "key": "cohort-and-dependency",
+    "active": True,
+    "filters": {
+        "groups": [
+            {
+                "properties": [
+                    {"key": "id", "type": "cohort", "value": 1, "operator": "in"},
+                    {"key": "age", "type": "person", "operator": "gt", "value": 18},
+                ],
+                "rollout_percentage": 37.5,
+            },
+            {
+                "properties": [
+                    {
+                        "key": "checkout",
+                        "type": "flag",
+                        "operator": "flag_evaluates_to",
+                        "value": True,
+                        "dependency_chain": ["checkout"],
+                    }
+                ],
+                "rollout_percentage": 100,
+            },
+        ]
+    },
+}
+COHORTS = {
+    "1": {
+        "type": "OR",
+        "values": [
+            {
+                "type": "AND",
+                "values": [{"key": "country", "type": "person", "value": "US"}],
+            }
+        ],
+    }
+}
+
+
+def exceptions_raised(call) -> tuple[object, int]:
+    """``call()``'s result and how many exceptions were raised while it ran."""
+    import sys
+
+    raised = 0
+
+    def tracer(frame, event, arg):
+        nonlocal raised
+        if event == "exception":
+            raised += 1
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        result = call()
+    finally:
+        sys.settrace(None)
+    return result, raised
+
+
+def test_inconclusive_reads_raise_no_exception_on_the_hot_path(make_client):
+    defs = {**DEFINITIONS, "flags": [CHECKOUT, COHORT_FLAG], "cohorts": COHORTS}
+    with FakePostHog(flag_definitions=defs) as server:
+        client = make_client(host=server.url, secret_key=SECRET)
+        client.reload_feature_flags()
+        for key in ("checkout", "cohort-and-dependency"):
+            for person in ({}, {"age": 30}, {"country": "US"}):  # each lacks something
+
+                def read(key=key, person=person):
+                    return client.get_feature_flag_result(
+                        key,
+                        "u1",
+                        person_properties=person,
+                        only_evaluate_locally=True,
+                        send_feature_flag_events=False,
+                    )
+
+                read()  # warm: nothing imported or compiled on the way
+                result, raised = exceptions_raised(read)
+                assert result is None, (key, person)  # only the server could answer
+                assert raised == 0, (key, person)
+        complete = {"age": 30, "country": "US", "plan": "pro"}
+        value = client.get_feature_flag("cohort-and-dependency", "u1", person_properties=complete)
+        assert value in (True, False)
+        assert flag_requests(server) == []

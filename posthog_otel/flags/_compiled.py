@@ -21,7 +21,7 @@ Properties = Mapping[str, Any]
 # decide. The state is the general evaluator's own (``_evaluator._State``).
 Filter = Callable[[Properties, Any], bool]
 # (distinct id, person properties[, trace]) -> value; see ``_fastpath``.
-PersonEvaluator = Callable[..., FlagValue]
+PersonEvaluator = Callable[..., "FlagValue | None"]
 
 LOCAL_REASON = "Evaluated locally"
 
@@ -64,6 +64,8 @@ class CompiledFlag:
     # Whether the flag gives everyone the same answer (no targeting, nothing split):
     # whatever decided a read, its "why" is STATIC (an unfiltered 0 % rollout included).
     same_for_everyone: bool = False
+    # Whether a read needs the groups: a group flag, or a condition about a group.
+    uses_groups: bool = False
     # The locally evaluated result of every value the flag can take, by value.
     results: Mapping[Any, FlagResult] = field(default_factory=dict)
     # The specialised evaluator of a plain person flag (see ``_fastpath``), else None.
@@ -183,3 +185,16 @@ def payload_of(flag: CompiledFlag, value: FlagValue) -> Any:
     except (TypeError, AttributeError):
         return None
     return decode_payload(raw, flag.key)
+
+
+def decision(flag: CompiledFlag, trace: list[Any]) -> str:
+    """How a local value was decided, from the trace ``evaluate_flag`` filled:
+    ``"inactive"``, ``"enrollment"``, ``"holdout"``, ``"no_match"``, or, for a matched
+    condition, its kind (``"targeted"``, ``"split"``, ``"default"``, ``"static"``, see
+    ``_compiled``)."""
+    how = trace[-1] if trace else "no_match"
+    if flag.same_for_everyone and how != "inactive":
+        return "static"
+    if isinstance(how, tuple):
+        return flag.match_kinds[how[1]]
+    return str(how)

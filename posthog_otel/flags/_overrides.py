@@ -13,11 +13,33 @@ from typing import Any
 from .._context import IdentityContext, _current
 from .._stats import StatsRecorder
 
-__all__ = ["INVALID_FLAG_PROPERTIES", "FlagOverrides"]
+__all__ = ["INVALID_FLAG_PROPERTIES", "FlagOverrides", "group_inputs"]
 
 # Counted in ``stats.corrected``: a set_*_properties_for_flags call that was ignored.
 INVALID_FLAG_PROPERTIES = "invalid_flag_properties"
 Overridden = tuple[Mapping[str, Any], Mapping[str, Mapping[str, Any]]]
+_EMPTY: Mapping[str, Any] = {}
+
+
+def group_inputs(
+    groups: Mapping[str, Any] | None,
+    group_properties: Mapping[str, Mapping[str, Any]] | None,
+    group_overrides: Mapping[str, Mapping[str, Any]],
+) -> tuple[Mapping[str, Any], Mapping[str, Mapping[str, Any]]]:
+    """``(groups, group_properties)`` of a read: each group's properties are its
+    ``$group_key``, the overrides in force, then the call's own (which win). Built only
+    when a read needs them (a group flag, a request, an exposure's ``$groups``)."""
+    if not groups:
+        return _EMPTY, _EMPTY
+    group_map = dict(groups)
+    group_props: dict[str, dict[str, Any]] = {}
+    for name, key in group_map.items():
+        group_props[name] = {
+            "$group_key": key,
+            **group_overrides.get(name, {}),
+            **((group_properties or {}).get(name) or {}),
+        }
+    return group_map, group_props
 
 
 class FlagOverrides:
@@ -34,6 +56,28 @@ class FlagOverrides:
         if ctx is None:
             return self._person, self._groups
         return _with_context_overrides(ctx, self._person, self._groups)
+
+    def person_inputs(
+        self, distinct_id: object, person_properties: Mapping[str, Any] | None
+    ) -> tuple[str | None, Mapping[str, Any], Mapping[str, Mapping[str, Any]]]:
+        """``(distinct_id, person_properties, group_overrides)`` of a read: the distinct
+        id is the argument, else the identity context's (``None`` when neither has
+        one); the person overrides in force are merged under the call's properties,
+        which win. Read-only mappings."""
+        ctx = _current.get()
+        if type(distinct_id) is str and distinct_id:
+            did: str | None = distinct_id  # the common case first
+        elif distinct_id is None or distinct_id == "":
+            did = ctx.distinct_id if ctx is not None else None
+        else:
+            did = str(distinct_id)
+        person_base, group_base = self.in_force(ctx)
+        person: Mapping[str, Any] = (
+            {**person_base, **(person_properties or {})}
+            if person_base
+            else (person_properties or _EMPTY)  # read-only from here on: no copy needed
+        )
+        return did, person, group_base
 
     def for_another_thread(self) -> Overridden | None:
         """The overrides in force in the caller's identity context, for a flag request

@@ -13,18 +13,17 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from .._context import _current
 from .._fork import fork_safe_lock, import_fork_safe, reset_in_child
 from .._log import logger
 from .._stats import StatsRecorder
 from ..export import Clock, HttpTransport
 from ..messages import Capture
-from ._compiled import CompiledFlag, build_local_result, payload_of
+from ._compiled import CompiledFlag, build_local_result, decision, payload_of
 from ._config import FlagsConfig
 from ._errors import Unresolved
-from ._evaluator import Definitions, decision
+from ._evaluator import Definitions
 from ._loader import DefinitionsLoader
-from ._overrides import FlagOverrides
+from ._overrides import FlagOverrides, group_inputs
 from ._remote import RemoteAnswer, RemoteFlags, ResultCache
 from ._results import FlagEvaluations, FlagResult, FlagValue
 
@@ -253,30 +252,9 @@ class FlagsService:
         (``set_*_properties_for_flags``, the client's and the identity contexts') are
         merged under the call's own, which win; each group's properties get its
         ``$group_key``. The mappings returned are read-only."""
-        ctx = _current.get()
-        if type(distinct_id) is str and distinct_id:
-            did: str | None = distinct_id  # the common case first
-        elif distinct_id is None or distinct_id == "":
-            did = ctx.distinct_id if ctx is not None else None
-        else:
-            did = str(distinct_id)
-        person_base, group_base = self.overrides.in_force(ctx)
-        person: Mapping[str, Any] = (
-            {**person_base, **(person_properties or {})}
-            if person_base
-            else (person_properties or _EMPTY)  # read-only from here on: no copy needed
-        )
-        if not groups:
-            return did, _EMPTY, person, _EMPTY
-        group_map = dict(groups)
-        group_props: dict[str, dict[str, Any]] = {}
-        for name, key in group_map.items():
-            group_props[name] = {
-                "$group_key": key,
-                **group_base.get(name, {}),
-                **((group_properties or {}).get(name) or {}),
-            }
-        return did, group_map, person, group_props
+        did, person, group_overrides = self.overrides.person_inputs(distinct_id, person_properties)
+        groups_, group_props = group_inputs(groups, group_properties, group_overrides)
+        return did, groups_, person, group_props
 
     # ---------------------------------------------------------------- single flag
 
@@ -296,20 +274,24 @@ class FlagsService:
         """The one path of every single-flag read (positional: it is hot). Local when
         the definitions decide, else one request; never raises: ``None`` when unknown."""
         try:
-            did, groups_, person, group_props = self.inputs(
-                distinct_id, groups, person_properties, group_properties
+            did, person, group_overrides = self.overrides.person_inputs(
+                distinct_id, person_properties
             )
             if did is None:
                 return None  # no identity: no request, no exposure (HDR-08)
             definitions = None if force_remote else self.definitions()
             flag = None if definitions is None else definitions.flags.get(key)
             result = None
+            groups_: Mapping[str, Any] | None = None  # built when needed (a group flag...)
+            group_props: Mapping[str, Mapping[str, Any]] = _EMPTY
             if flag is not None:
                 assert definitions is not None
+                if flag.uses_groups:
+                    groups_, group_props = group_inputs(groups, group_properties, group_overrides)
                 # As in ``evaluate``, inlined: this is the hot single-flag read.
                 try:
-                    value = definitions.evaluate_flag(
-                        flag, did, groups_, person, group_props, device_id
+                    value = definitions.decide(
+                        flag, did, groups_ or _EMPTY, person, group_props, device_id
                     )
                 except Unresolved:
                     value = None
@@ -319,7 +301,10 @@ class FlagsService:
                 if value is not None:
                     result = flag.results.get(value) or _unforeseen(definitions, flag, value)
             error: str | None = None
+            if groups_ is None and (send_events or (result is None and not only_evaluate_locally)):
+                groups_, group_props = group_inputs(groups, group_properties, group_overrides)
             if result is None and not only_evaluate_locally:
+                assert groups_ is not None
                 cache, cache_key = self.cache, None
                 if cache is not None:
                     cache_key = cache.key(did, groups_, person, group_props, device_id)
@@ -338,6 +323,7 @@ class FlagsService:
                         cache_key, answer.flags, [key], complete=not answer.errors_while_computing
                     )
             if send_events and (result is not None or error is not None):
+                assert groups_ is not None
                 self.expose(did, key, result, groups_, error)
             return result
         except Exception:
@@ -435,7 +421,7 @@ class FlagsService:
                 if flag is not None:
                     # ``Definitions.evaluate_flag`` picks the shortcut or the general path.
                     try:
-                        value = definitions.evaluate_flag(
+                        value = definitions.decide(
                             flag, did, groups_, person, group_props, device_id
                         )
                     except Unresolved:
