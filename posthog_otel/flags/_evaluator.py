@@ -63,8 +63,7 @@ class Definitions:
         self.cohorts: Mapping[str, Any] = payload.get("cohorts") or {}
         self._cohort_matchers: dict[str, Filter] = {}
         self._no_state = _State(self, None, None)
-        # The state of one evaluation by the shortcut (no device id: a dependency on a
-        # flag bucketed by device leaves it to the general evaluator, which has one).
+        # The shortcut's state (no device id: the general evaluator has it when needed).
         self._new_state = lambda distinct_id: _State(self, distinct_id, None)
         self.raw_flags: list[Mapping[str, Any]] = [
             raw for raw in payload.get("flags") or [] if isinstance(raw, Mapping)
@@ -573,6 +572,12 @@ def _evaluate_dependency(
     else:
         cache[flag.key] = None
         raise Inconclusive(UNRESOLVED_DEPENDENCY, "dependency needs device_id")
+    if flag.fast is not None and type(bucketing) is str:
+        try:  # the shortcut when it can handle it, else the general evaluator below
+            value = cache[flag.key] = flag.fast(bucketing, properties)
+            return value
+        except Exception:
+            pass
     try:
         value = cache[flag.key] = state.definitions._match(
             flag, properties, state, bucketing, {}, {}
