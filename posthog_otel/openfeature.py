@@ -339,24 +339,16 @@ class PostHogProvider(AbstractProvider):
         )
         assert did is not None
         local = service.explain(flag_key, did, groups_, person_, group_props)
+        error: str | None = None  # the exposure's $feature_flag_error
         if local is not None:
             result, decided = local
             reason = _LOCAL_REASONS.get(decided, Reason.UNKNOWN)
         else:
-            # Exposure below (or, for a flag PostHog does not know, in the read itself):
-            # the event reports what the caller receives.
-            remote = self.client.get_feature_flag_result(
-                flag_key,
-                did,
-                groups=groups,
-                person_properties=person,
-                group_properties=group_properties,
-                force_remote=True,
-                send_feature_flag_events=False,
-            )
+            # Exposure below: the event reports what the caller receives.
+            remote, error, _ = service.ask(flag_key, did, groups_, person_, group_props)
             if remote is None:
                 if self.send_feature_flag_events:
-                    service.expose(did, flag_key, None, groups_, "flag_missing")
+                    service.expose(did, flag_key, None, groups_, error)
                 raise FlagNotFoundError(f"flag {flag_key!r} not found")
             result = remote
             reason = _REMOTE_REASONS.get(result.reason_code or "", Reason.UNKNOWN)
@@ -366,10 +358,10 @@ class PostHogProvider(AbstractProvider):
             # not a flag value, a number or an object).
             received = _as_received(result, default_value)
             if self.send_feature_flag_events and received is not None:
-                service.expose(did, flag_key, received, groups_, None)
+                service.expose(did, flag_key, received, groups_, error)
             return FlagResolutionDetails(default_value, reason=reason, flag_metadata=metadata)
         if self.send_feature_flag_events:
-            service.expose(did, flag_key, result, groups_, None)
+            service.expose(did, flag_key, result, groups_, error)
         if not result.enabled and not isinstance(default_value, bool):
             # Nothing matched: a typed value other than a boolean has nothing to give.
             return FlagResolutionDetails(default_value, reason=reason, flag_metadata=metadata)

@@ -112,3 +112,29 @@ def test_a_disabled_flag_reports_the_callers_default(server, of_client):
     }
     # u2's number cannot be a flag value: no exposure claims another value for it.
     assert responses == {("u1", "off"): True, ("u1", "off-variants"): "fallback"}
+
+
+def test_a_remote_exposure_reports_the_default_and_keeps_its_error(make_client):
+    disabled = {"key": "off", "enabled": False, "reason": {"code": "flag_disabled"}}
+    with FakePostHog(flags={"flags": {"off": disabled}}) as remote:
+        client = make_client(host=remote.url)  # no secret key: every read is remote
+        api.set_provider_and_wait(PostHogProvider(client))
+        try:
+            of = api.get_client()
+            off = of.get_boolean_details("off", True, EvaluationContext("u1"))
+            remote.fail_next(1, 500, path="/flags")
+            failed = of.get_boolean_details("off", True, EvaluationContext("u2"))
+        finally:
+            api.shutdown()
+        client.flush(5)
+        exposures = {
+            e["distinct_id"]: (
+                e["properties"]["$feature_flag_response"],
+                e["properties"].get("$feature_flag_error"),
+            )
+            for e in remote.events
+            if e["event"] == "$feature_flag_called"
+        }
+    assert (off.value, off.reason) == (True, Reason.DISABLED)
+    assert failed.value is True and failed.error_code is not None
+    assert exposures == {"u1": (True, None), "u2": (None, "api_error_500")}

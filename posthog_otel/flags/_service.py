@@ -305,23 +305,11 @@ class FlagsService:
                 groups_, group_props = group_inputs(groups, group_properties, group_overrides)
             if result is None and not only_evaluate_locally:
                 assert groups_ is not None
-                cache, cache_key = self.cache, None
-                if cache is not None:
-                    cache_key = cache.key(did, groups_, person, group_props, device_id)
-                    cached = cache.get(cache_key, key)
-                    if cached is not None:
-                        return cached  # from the opt-in cache: no request, already exposed
-                answer = self._remote(
-                    did, groups_, person, group_props, disable_geoip, [key], device_id
+                result, error, cached = self.ask(
+                    key, did, groups_, person, group_props, disable_geoip, device_id
                 )
-                result = answer.flags.get(key)
-                error = answer.error or (None if result is not None else "flag_missing")
-                if answer.errors_while_computing:
-                    error = ",".join(e for e in ("errors_while_computing_flags", error) if e)
-                if cache is not None and answer.error is None:
-                    cache.put(
-                        cache_key, answer.flags, [key], complete=not answer.errors_while_computing
-                    )
+                if cached:
+                    return result  # from the opt-in cache: no request, already exposed
             if send_events and (result is not None or error is not None):
                 assert groups_ is not None
                 self.expose(did, key, result, groups_, error)
@@ -329,6 +317,35 @@ class FlagsService:
         except Exception:
             logger.exception("feature flag %r could not be evaluated", key)
             return None
+
+    def ask(
+        self,
+        key: str,
+        did: str,
+        groups: Mapping[str, Any],
+        person: Mapping[str, Any],
+        group_props: Mapping[str, Mapping[str, Any]],
+        disable_geoip: bool | None = None,
+        device_id: str | None = None,
+    ) -> tuple[FlagResult | None, str | None, bool]:
+        """The server's answer for ``key`` (inputs from ``inputs``), through the opt-in
+        result cache: ``(result, error, from_cache)``, the error as
+        ``$feature_flag_error`` reports it. No exposure (see ``expose``)."""
+        cache, cache_key = self.cache, None
+        if cache is not None:
+            cache_key = cache.key(did, groups, person, group_props, device_id)
+            cached = cache.get(cache_key, key)
+            if cached is not None:
+                return cached, None, True
+        answer = self._remote(did, groups, person, group_props, disable_geoip, [key], device_id)
+        result = answer.flags.get(key)
+        error = answer.error or (None if result is not None else "flag_missing")
+        if answer.errors_while_computing:
+            error = ",".join(e for e in ("errors_while_computing_flags", error) if e)
+        if cache is not None and answer.error is None:
+            complete = not answer.errors_while_computing
+            cache.put(cache_key, answer.flags, [key], complete=complete)
+        return result, error, False
 
     def explain(
         self,
