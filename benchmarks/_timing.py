@@ -37,3 +37,25 @@ def rounds_us(
         if between is not None:
             between()
     return results
+
+
+def alternated_us(
+    fns: dict[str, Callable[[int], None]],
+    n: int,
+    rounds: int,
+    between: dict[str, Callable[[], object]] | None = None,
+) -> dict[str, list[float]]:
+    """Mean µs per call of each round of each ``fns[name](n)``, the rounds interleaved
+    and their order alternated (A B, B A, A B, ...): a machine that slows down or speeds
+    up during the run shifts both sides alike instead of the one measured last."""
+    names = list(fns)
+    results: dict[str, list[float]] = {name: [] for name in names}
+    for index in range(rounds):
+        for name in names if index % 2 == 0 else reversed(names):
+            gc.collect()
+            started = time.perf_counter()
+            fns[name](n)
+            results[name].append((time.perf_counter() - started) / n * 1e6)
+            if between is not None and name in between:
+                between[name]()
+    return results

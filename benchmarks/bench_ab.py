@@ -10,7 +10,10 @@ figures that a noisy, shared machine cannot skew one way.
 - ``logger.info("user_signed_up", extra={distinct_id + 3 properties})``: a do-nothing
   handler and each version's ``PostHogHandler``, idle then busy flush thread;
 - ``enqueue(Capture(...))`` with 4 properties, beside posthog 7.91.1's ``capture()``
-  (measured alone first, as in ``bench_client.py``).
+  (measured alone first, as in ``bench_client.py``);
+- local flag reads, ``get_feature_flag(key, id, person_properties=...,
+  only_evaluate_locally=True, send_feature_flag_events=False)`` over 1,000 rotating ids,
+  for each flag of ``bench_flags.py``, and ``get_all_flags`` over its 20 flags.
 
 Every round is 20,000 calls; each client is flushed, untimed, after its round. Prints
 the best and the median round.
@@ -131,20 +134,90 @@ def captures(url: str, versions: dict[str, ModuleType], rounds: int) -> None:
         client.close(30)
 
 
+def flags(versions: dict[str, ModuleType], rounds: int) -> None:
+    from bench_flags import ALL_FLAGS, FLAGS, PROPS, definitions
+
+    ids = [f"user-{i}" for i in range(1000)]
+    fake = importlib.import_module(f"{next(iter(versions))}.testing").FakePostHog
+    for label, defs, n in (
+        ("get_feature_flag", definitions(list(FLAGS.values())), N),
+        ("get_all_flags (20 flags)", definitions(ALL_FLAGS), N // 10),
+    ):
+        with fake(flag_definitions=defs) as server:
+            clients = {
+                name: module.Client("phc_bench", host=server.url, secret_key="phs_bench")
+                for name, module in versions.items()
+            }
+            for client in clients.values():
+                client.reload_feature_flags()
+            keys = list(enumerate(FLAGS)) if label == "get_feature_flag" else [(None, "")]
+            for index, flag in keys:
+                results: dict[str, list[float]] = {name: [] for name in versions}
+                for round_index in range(rounds):
+                    order = list(versions) if round_index % 2 == 0 else list(reversed(versions))
+                    for name in order:
+                        client = clients[name]
+                        if index is None:
+
+                            def run(
+                                get: Callable[..., Any] = client.get_all_flags, n: int = n
+                            ) -> None:
+                                for i in range(n):
+                                    get(
+                                        ids[i % 1000],
+                                        person_properties=PROPS,
+                                        only_evaluate_locally=True,
+                                    )
+                        else:
+
+                            def run(
+                                get: Callable[..., Any] = client.get_feature_flag,
+                                key: str = f"flag-{index}",
+                            ) -> None:
+                                for i in range(N):
+                                    get(
+                                        key,
+                                        ids[i % 1000],
+                                        person_properties=PROPS,
+                                        only_evaluate_locally=True,
+                                        send_feature_flag_events=False,
+                                    )
+
+                        gc.collect()
+                        started = time.perf_counter()
+                        run()
+                        results[name].append((time.perf_counter() - started) / n * 1e6)
+                base = next(iter(versions))
+                for name, values in results.items():
+                    print(
+                        f"  {label} {flag:34s} {name:22s} best {min(values):7.2f} µs, median "
+                        f"{statistics.median(values):7.2f} µs "
+                        f"({min(values) / min(results[base]):.2f}x {base}, best rounds)"
+                    )
+            for client in clients.values():
+                client.close(5)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("packages", nargs="+", help="importable names of the versions")
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--only", choices=("handler", "enqueue", "flags"))
     args = parser.parse_args()
     logging.disable(logging.NOTSET)
     versions = {name: importlib.import_module(name) for name in args.packages}
     with Sink() as sink:
-        print("## logger.info(..., extra={distinct_id + 3 properties}), µs per call")
-        handlers(sink.url, versions, args.rounds, busy=False)
-        handlers(sink.url, versions, args.rounds, busy=True)
-        print("## enqueue(Capture(...)) with 4 properties, µs per call")
+        if args.only in (None, "handler"):
+            print("## logger.info(..., extra={distinct_id + 3 properties}), µs per call")
+            handlers(sink.url, versions, args.rounds, busy=False)
+            handlers(sink.url, versions, args.rounds, busy=True)
         logging.disable(logging.WARNING)
-        captures(sink.url, versions, args.rounds)
+        if args.only in (None, "enqueue"):
+            print("## enqueue(Capture(...)) with 4 properties, µs per call")
+            captures(sink.url, versions, args.rounds)
+        if args.only in (None, "flags"):
+            print("## local flag reads, µs per call (rounds alternated)")
+            flags(versions, min(args.rounds, 5))
 
 
 if __name__ == "__main__":

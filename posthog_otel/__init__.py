@@ -14,6 +14,7 @@ from ._context import context, get_distinct_id
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._autocapture import capture_asyncio_exceptions
     from ._default import reset_default_client, set_default_client
     from ._stats import ClientStats
     from .client import Client, default_client, flush_on_exit
@@ -40,6 +41,7 @@ __all__ = [
     "PostHogSpanExporter",
     "Properties",
     "__version__",
+    "capture_asyncio_exceptions",
     "context",
     "default_client",
     "flush_on_exit",
@@ -70,6 +72,8 @@ _LAZY = {
     "default_client": ".client",
     "set_default_client": "._default",
     "reset_default_client": "._default",
+    # Error tracking: uncaught exceptions of an asyncio loop (with autocapture).
+    "capture_asyncio_exceptions": "._autocapture",
 }
 
 

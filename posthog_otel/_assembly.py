@@ -23,13 +23,17 @@ from ._version import __version__
 from .flags import FlagEvaluations
 from .messages import Alias, Capture, GroupIdentify, Identify
 
-__all__ = ["LIB_NAME", "EventAssembler", "FlagsForEvent"]
+__all__ = ["LIB_NAME", "CaptureFields", "EventAssembler", "FlagsForEvent"]
 
 LIB_NAME = "posthog-otel"
 
 # ``send_feature_flags`` with loaded definitions: (event name, distinct id, groups) →
 # the flags evaluated locally, or ``None`` (sent without flag properties).
 FlagsForEvent = Callable[[str, object, "Mapping[str, Any] | None"], "FlagEvaluations | None"]
+
+# A plain capture (no uuid, flags or geoip override) as fields: (event, distinct_id,
+# properties, groups, timestamp).
+CaptureFields = tuple[str, object, "Mapping[str, Any] | None", "Mapping[str, Any] | None", object]
 
 _EMPTY: Mapping[str, Any] = {}
 _now = time.time
@@ -74,10 +78,20 @@ class EventAssembler:
             copy_values,
         )
 
-    def deferred(self, message: Capture, ctx: IdentityContext | None) -> Event | None:
+    def deferred(
+        self, message: Capture | CaptureFields, ctx: IdentityContext | None
+    ) -> Event | None:
         """A deferred capture's event, on the flush thread: its values were snapshotted
-        on the caller's thread by the integration that queued it."""
-        built = self.capture(message, ctx, copy_values=False)
+        on the caller's thread by the integration that queued it. ``message`` may be
+        the fields of a plain capture (what the built-in builders return: a tuple costs
+        the flush thread less than a ``Capture``)."""
+        if type(message) is tuple:
+            name, distinct_id, properties, groups, timestamp = message
+            base = self.base_properties
+            args = (name, distinct_id, properties, groups, timestamp, None, base, ctx)
+            built = self._assemble(*args, None, False, False)
+        else:
+            built = self.capture(message, ctx, copy_values=False)  # type: ignore[arg-type]
         return None if built is None else built[0]
 
     def _assemble(

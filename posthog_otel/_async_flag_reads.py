@@ -16,56 +16,102 @@ A remote read is network-bound, so a thread per read in flight costs little.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._flag_reads import UNKNOWN, FlagReadOptions, FlagReads
 from .flags import FlagEvaluations, FlagResult, FlagValue
 
-__all__ = ["AsyncFlagReads"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["AsyncFlagMethods"]
+
+T = TypeVar("T")
 
 
-class AsyncFlagReads:
-    """What ``Client``'s ``a*`` flag methods delegate to."""
+async def _on_a_worker(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` on a worker thread (``asyncio.to_thread``: the loop's
+    default executor, with the caller's contextvars). Imported here, not with the
+    client: a process that never awaits a flag does not import asyncio for it."""
+    import asyncio
 
-    def __init__(self, reads: FlagReads) -> None:
-        self._reads = reads
+    return await asyncio.to_thread(fn, *args, **kwargs)
 
-    async def result(
-        self, key: str, distinct_id: object, options: FlagReadOptions
+
+class AsyncFlagMethods:
+    """The async flag methods of ``Client`` (over its ``FlagReads``): ``aget_feature_flag``
+    and friends take the sync methods' arguments."""
+
+    _flag_reads: FlagReads
+
+    async def aget_feature_flag_result(
+        self, key: str, distinct_id: object = None, **options: Unpack[FlagReadOptions]
     ) -> FlagResult | None:
-        reads = self._reads
+        """``get_feature_flag_result`` that never blocks the event loop."""
+        reads = self._flag_reads
         if reads.answers_now(options):
-            result = reads.result(key, distinct_id, options, True)
+            local: FlagReadOptions = {**options, "only_evaluate_locally": True}
+            result = reads.result(key, distinct_id, **local)
             if result is not None or options.get("only_evaluate_locally") or reads.disabled:
                 return result
-        return await asyncio.to_thread(reads.result, key, distinct_id, options)
+        return await _on_a_worker(reads.result, key, distinct_id, **options)
 
-    async def payload(
-        self, key: str, distinct_id: object, match_value: FlagValue | None, options: FlagReadOptions
+    async def aget_feature_flag(
+        self, key: str, distinct_id: object = None, **options: Unpack[FlagReadOptions]
+    ) -> FlagValue | None:
+        """``get_feature_flag`` that never blocks the event loop."""
+        result = await self.aget_feature_flag_result(key, distinct_id, **options)
+        return None if result is None else result.get_value()
+
+    async def ais_feature_enabled(
+        self,
+        key: str,
+        distinct_id: object = None,
+        *,
+        default_value: bool = False,
+        **options: Unpack[FlagReadOptions],
+    ) -> bool:
+        """``is_feature_enabled`` that never blocks the event loop."""
+        result = await self.aget_feature_flag_result(key, distinct_id, **options)
+        return default_value if result is None else result.enabled
+
+    async def aget_feature_flag_payload(
+        self,
+        key: str,
+        distinct_id: object = None,
+        *,
+        match_value: FlagValue | None = None,
+        **options: Unpack[FlagReadOptions],
     ) -> Any:
-        reads = self._reads
+        """``get_feature_flag_payload`` that never blocks the event loop."""
+        reads = self._flag_reads
         if reads.answers_now(options):
             payload = reads.payload(key, distinct_id, match_value, options, True)
             if payload is not UNKNOWN:
                 return payload
-        return await asyncio.to_thread(reads.payload, key, distinct_id, match_value, options)
+        return await _on_a_worker(reads.payload, key, distinct_id, match_value, options)
 
-    async def evaluate(
-        self, distinct_id: object, flag_keys: Sequence[str] | None, options: FlagReadOptions
+    async def aevaluate_flags(
+        self,
+        distinct_id: object = None,
+        *,
+        flag_keys: Sequence[str] | None = None,
+        **options: Unpack[FlagReadOptions],
     ) -> FlagEvaluations:
-        reads = self._reads
+        """``evaluate_flags`` that never blocks the event loop."""
+        reads = self._flag_reads
         local = reads.complete_locally(distinct_id, flag_keys, options)
         if local is not None:
             return reads.snapshot(*local, options)
-        return await asyncio.to_thread(reads.evaluate, distinct_id, flag_keys, options)
+        return await _on_a_worker(reads.evaluate, distinct_id, flag_keys, options)
 
-    async def all_flags(
-        self, distinct_id: object, options: Mapping[str, Any]
+    async def aget_all_flags(
+        self, distinct_id: object = None, **options: Any
     ) -> dict[str, FlagValue]:
-        reads = self._reads
+        """``get_all_flags`` that never blocks the event loop."""
+        reads = self._flag_reads
         local = reads.complete_locally(distinct_id, options.get("flag_keys"), options)
         if local is not None:
             return {k: r.get_value() for k, r in local[1].items()}
-        return await asyncio.to_thread(reads.all_flags, distinct_id, options)
+        return await _on_a_worker(reads.all_flags, distinct_id, options)

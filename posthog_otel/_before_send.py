@@ -9,8 +9,8 @@ from typing import Any
 
 from ._ids import as_id, normalize_uuid, uuid7
 from ._options import BeforeSend, Event
+from ._serialize import format_timestamp
 from ._stats import StatsRecorder
-from .export._serialize import format_timestamp
 
 
 class BeforeSendChain:

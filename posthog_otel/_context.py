@@ -13,13 +13,21 @@ the same thread, and are merged over the enclosing contexts' and the client's.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["IdentityContext", "context", "current_context", "get_distinct_id"]
+__all__ = [
+    "PERSONLESS",
+    "IdentityContext",
+    "active_span_ids",
+    "context",
+    "current_context",
+    "get_distinct_id",
+]
 
 
 class FlagOverrides:
@@ -94,3 +102,22 @@ def _as_id(value: object) -> str | None:
         return None
     text = value if isinstance(value, str) else str(value)
     return text or None
+
+
+# Inside this context, a capture without a distinct id is sent personless.
+PERSONLESS = IdentityContext()
+
+
+def active_span_ids() -> tuple[str, str] | None:
+    """(trace id, span id) of the active OpenTelemetry span, as lowercase hex.
+
+    Only looked up when the application already imported OpenTelemetry: we never
+    import it ourselves on a hot path.
+    """
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return None
+    span_context = trace.get_current_span().get_span_context()
+    if not span_context.is_valid:
+        return None
+    return f"{span_context.trace_id:032x}", f"{span_context.span_id:016x}"

@@ -15,14 +15,16 @@ from ._fork import fork_safe_lock
 from ._log import logger
 from ._options import ClientConfig
 from ._stats import StatsRecorder
-from .export import Clock, HttpTransport
+from .export import Clock, HttpTransport, SystemClock
 from .flags import FlagEvaluations, FlagResult, FlagValue
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from ._flags_worker import Overrides
     from .flags import Emit, FlagsService
 
-__all__ = ["UNKNOWN", "FlagReadOptions", "FlagReads"]
+__all__ = ["UNKNOWN", "FlagMethods", "FlagReadOptions", "FlagReads"]
 
 UNKNOWN: Any = object()  # a local try's "only the server (or a wait) can tell"
 
@@ -57,13 +59,13 @@ class FlagReads:
         config: ClientConfig,
         transport: HttpTransport,
         stats: StatsRecorder,
-        clock: Clock,
+        clock: Clock | None,
         emit: Emit,
     ) -> None:
         self._config = config
         self._transport = transport
         self._stats = stats
-        self._clock = clock
+        self._clock = clock or SystemClock()
         self._emit = emit
         self._disabled = config.disabled
         self._service: FlagsService | None = None
@@ -108,25 +110,34 @@ class FlagReads:
     # ------------------------------------------------------------------ one flag
 
     def result(
-        self, key: str, distinct_id: object, options: FlagReadOptions, local: bool = False
+        self,
+        key: str,
+        distinct_id: object,
+        groups: Mapping[str, Any] | None = None,
+        person_properties: Mapping[str, Any] | None = None,
+        group_properties: Mapping[str, Mapping[str, Any]] | None = None,
+        only_evaluate_locally: bool = False,
+        force_remote: bool = False,
+        disable_geoip: bool | None = None,
+        send_feature_flag_events: bool = True,
+        device_id: str | None = None,
     ) -> FlagResult | None:
-        """The one read path of the single-flag calls (``local``: as if
-        ``only_evaluate_locally``, for the async reads' first try)."""
+        """The one read path of the single-flag calls (``FlagReadOptions`` as keywords:
+        bound by the call, not looked up one by one, since this path is hot)."""
         if self._disabled:
             return None
-        get: Any = options.get  # (one attribute lookup for the ten options)
-        device = get("device_id")
-        return self.service.result(
+        service = self._service or self.service
+        return service.result(
             key,
             distinct_id,
-            get("groups"),
-            get("person_properties"),
-            get("group_properties"),
-            local or get("only_evaluate_locally", False),
-            get("force_remote", False),
-            get("disable_geoip"),
-            get("send_feature_flag_events", True),
-            None if device is None else _device_id(device),
+            groups,
+            person_properties,
+            group_properties,
+            only_evaluate_locally,
+            force_remote,
+            disable_geoip,
+            send_feature_flag_events,
+            None if device_id is None else _device_id(device_id),
         )
 
     def payload(
@@ -156,7 +167,9 @@ class FlagReads:
             if found:
                 return payload
         silent: FlagReadOptions = {"send_feature_flag_events": False, **options}
-        result = self.result(key, distinct_id, silent, local)
+        if local:
+            silent["only_evaluate_locally"] = True
+        result = self.result(key, distinct_id, **silent)
         if result is None and local and not options.get("only_evaluate_locally"):
             return UNKNOWN
         if result is None or (match_value is not None and result.get_value() != match_value):
@@ -343,6 +356,185 @@ class FlagReads:
 
     def context_overrides(self) -> Overrides:
         return self.service.context_overrides()
+
+
+class FlagMethods:
+    """The flag half of ``Client``'s API, over its ``FlagReads`` (``_flag_reads``).
+
+    The three single-flag reads spell their options out as keyword parameters: they
+    are the hot path (a read is about a microsecond), and binding keywords straight
+    into parameters costs a fraction of packing and unpacking ``**options``. The
+    other methods take ``FlagReadOptions`` as ``**options``.
+    """
+
+    _flag_reads: FlagReads
+
+    def get_feature_flag_result(
+        self,
+        key: str,
+        distinct_id: object = None,
+        *,
+        groups: Mapping[str, Any] | None = None,
+        person_properties: Mapping[str, Any] | None = None,
+        group_properties: Mapping[str, Mapping[str, Any]] | None = None,
+        only_evaluate_locally: bool = False,
+        force_remote: bool = False,
+        disable_geoip: bool | None = None,
+        send_feature_flag_events: bool = True,
+        device_id: str | None = None,
+    ) -> FlagResult | None:
+        """The flag's value, payload and provenance; ``None`` if it cannot be known.
+
+        Local evaluation first (when definitions are loaded), one ``/flags`` request
+        otherwise. Never raises; with no distinct id (argument or identity context) no
+        request is made and no event is sent. The options: see ``FlagReadOptions``.
+        """
+        return self._flag_reads.result(
+            key,
+            distinct_id,
+            groups,
+            person_properties,
+            group_properties,
+            only_evaluate_locally,
+            force_remote,
+            disable_geoip,
+            send_feature_flag_events,
+            device_id,
+        )
+
+    def get_feature_flag(
+        self,
+        key: str,
+        distinct_id: object = None,
+        *,
+        groups: Mapping[str, Any] | None = None,
+        person_properties: Mapping[str, Any] | None = None,
+        group_properties: Mapping[str, Mapping[str, Any]] | None = None,
+        only_evaluate_locally: bool = False,
+        force_remote: bool = False,
+        disable_geoip: bool | None = None,
+        send_feature_flag_events: bool = True,
+        device_id: str | None = None,
+    ) -> FlagValue | None:
+        """The variant, ``True``/``False``, or ``None`` when unknown."""
+        result = self._flag_reads.result(
+            key,
+            distinct_id,
+            groups,
+            person_properties,
+            group_properties,
+            only_evaluate_locally,
+            force_remote,
+            disable_geoip,
+            send_feature_flag_events,
+            device_id,
+        )
+        return None if result is None else result.get_value()
+
+    def is_feature_enabled(
+        self,
+        key: str,
+        distinct_id: object = None,
+        *,
+        default_value: bool = False,
+        groups: Mapping[str, Any] | None = None,
+        person_properties: Mapping[str, Any] | None = None,
+        group_properties: Mapping[str, Mapping[str, Any]] | None = None,
+        only_evaluate_locally: bool = False,
+        force_remote: bool = False,
+        disable_geoip: bool | None = None,
+        send_feature_flag_events: bool = True,
+        device_id: str | None = None,
+    ) -> bool:
+        """Whether the flag is on (any variant counts); ``default_value`` when unknown."""
+        result = self._flag_reads.result(
+            key,
+            distinct_id,
+            groups,
+            person_properties,
+            group_properties,
+            only_evaluate_locally,
+            force_remote,
+            disable_geoip,
+            send_feature_flag_events,
+            device_id,
+        )
+        return default_value if result is None else result.enabled
+
+    feature_enabled = is_feature_enabled
+
+    def get_feature_flag_payload(
+        self,
+        key: str,
+        distinct_id: object = None,
+        *,
+        match_value: FlagValue | None = None,
+        **options: Unpack[FlagReadOptions],
+    ) -> Any:
+        """The JSON payload of the flag's value (silent unless
+        ``send_feature_flag_events=True``)."""
+        return self._flag_reads.payload(key, distinct_id, match_value, options)
+
+    def evaluate_flags(
+        self,
+        distinct_id: object = None,
+        *,
+        flag_keys: Sequence[str] | None = None,
+        **options: Unpack[FlagReadOptions],
+    ) -> FlagEvaluations:
+        """A snapshot of flags for one person: one local pass, at most one request."""
+        return self._flag_reads.evaluate(distinct_id, flag_keys, options)
+
+    def get_all_flags(self, distinct_id: object = None, **options: Any) -> dict[str, FlagValue]:
+        """Every flag's value for this person (``flag_keys=`` to scope)."""
+        return self._flag_reads.all_flags(distinct_id, options)
+
+    def get_all_flags_and_payloads(
+        self, distinct_id: object = None, **options: Any
+    ) -> dict[str, dict[str, Any]]:
+        """``{"featureFlags": {...}, "featureFlagPayloads": {...}}`` (payloads of enabled
+        flags, decoded from JSON)."""
+        return self._flag_reads.all_flags_and_payloads(distinct_id, options)
+
+    def reload_feature_flags(self) -> None:
+        """Fetch flag definitions now (when local evaluation is configured)."""
+        self._flag_reads.reload()
+
+    def clear_flag_cache(self, distinct_id: object = None) -> None:
+        """Empty the result cache (``flag_result_cache_ttl``): one person's, or all."""
+        self._flag_reads.clear_cache(distinct_id)
+
+    # Overrides (PFF): inside an identity context they belong to it (they end with it,
+    # merged over the client-level ones). Invalid input is ignored (counted in
+    # ``stats.corrected``, warned about); a disabled client stores none.
+    # ``reload_feature_flags`` is accepted for the contract's signature: a server has
+    # nothing to reload, the overrides apply from the next read (no request is made).
+
+    def set_person_properties_for_flags(
+        self, properties: Mapping[str, Any], reload_feature_flags: bool = True
+    ) -> None:
+        """Person properties used by later flag evaluations (merged under the call's)."""
+        self._flag_reads.set_person_overrides(properties)
+
+    def set_group_properties_for_flags(
+        self,
+        group_properties: Mapping[str, Mapping[str, Any]] | str,
+        properties: Mapping[str, Any] | bool | None = None,
+        reload_feature_flags: bool = True,
+    ) -> None:
+        """Group properties for later flag evaluations: ``{group_type: properties}``, or
+        ``(group_type, properties)``."""
+        self._flag_reads.set_group_overrides(group_properties, properties)
+
+    def reset_person_properties_for_flags(self, reload_feature_flags: bool = True) -> None:
+        """Forget the person overrides (of the identity context, when inside one)."""
+        self._flag_reads.reset_person_overrides()
+
+    def reset_group_properties_for_flags(
+        self, group_type: str | None = None, reload_feature_flags: bool = True
+    ) -> None:
+        """Forget the group overrides: all of them, or ``group_type``'s only."""
+        self._flag_reads.reset_group_overrides(group_type)
 
 
 def _device_id(value: object) -> str | None:

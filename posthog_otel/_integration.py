@@ -3,17 +3,15 @@ the client they feed, identity lookups, and the active OpenTelemetry span ids.""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._context import IdentityContext
+from ._context import PERSONLESS, active_span_ids
 
 if TYPE_CHECKING:
     from .client import Client
 
-# Inside this context, a capture without a distinct id is sent personless.
-PERSONLESS = IdentityContext()
+__all__ = ["PERSONLESS", "active_span_ids", "first_id", "resolve_client"]
 
 
 def resolve_client(
@@ -39,18 +37,3 @@ def first_id(values: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
         if value is not None and value != "":
             return value if isinstance(value, str) else str(value)
     return None
-
-
-def active_span_ids() -> tuple[str, str] | None:
-    """(trace id, span id) of the active OpenTelemetry span, as lowercase hex.
-
-    Only looked up when the application already imported OpenTelemetry: we never
-    import it ourselves on a hot path.
-    """
-    trace = sys.modules.get("opentelemetry.trace")
-    if trace is None:
-        return None
-    span_context = trace.get_current_span().get_span_context()
-    if not span_context.is_valid:
-        return None
-    return f"{span_context.trace_id:032x}", f"{span_context.span_id:016x}"

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from . import _config, _shutdown
+from ._exc_event import ExceptionsConfig
 from ._log import logger
 from .export import ExporterConfig
 from .flags import FlagsConfig
@@ -51,6 +52,7 @@ class ClientConfig:
     """Load flag definitions in the background from the start (else on the first read)."""
     delivery: ExporterConfig
     flags: FlagsConfig
+    exceptions: ExceptionsConfig = field(default_factory=ExceptionsConfig)
 
 
 def client_config(
@@ -86,7 +88,10 @@ def client_config(
     http_client: httpx.Client | None,
     flag_definition_cache_provider: object | None,
     flag_result_cache_ttl: float | None,
-    preload_feature_flags: bool | None,
+    preload_feature_flags: bool | None = None,
+    enable_exception_autocapture: bool = False,
+    in_app_include: Sequence[str] = (),
+    in_app_exclude: Sequence[str] = (),
 ) -> ClientConfig:
     """The ``ClientConfig`` for ``Client(...)``'s arguments (same names, same meaning)."""
     if api_key is not None and not isinstance(api_key, str):
@@ -169,7 +174,23 @@ def client_config(
         ),
         delivery=delivery,
         flags=flags,
+        exceptions=ExceptionsConfig(
+            autocapture=bool(enable_exception_autocapture),
+            in_app_include=_module_prefixes("in_app_include", in_app_include),
+            in_app_exclude=_module_prefixes("in_app_exclude", in_app_exclude),
+        ),
     )
+
+
+def _module_prefixes(name: str, value: object) -> tuple[str, ...]:
+    """Module name prefixes (``in_app_include``/``in_app_exclude``) as a tuple."""
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, list | tuple | set | frozenset):
+        raise ValueError(f"{name} must be a list of module names, got {value!r}")
+    if not all(isinstance(item, str) and item for item in value):
+        raise ValueError(f"{name} must hold non-empty module names, got {value!r}")
+    return tuple(value)
 
 
 def _hooks(before_send: object) -> tuple[BeforeSend, ...]:

@@ -42,7 +42,7 @@ from uuid import UUID
 import orjson
 
 from ._log import logger
-from .export._serialize import MAX_DEPTH, Repairs, clean, count_repairs, default
+from ._serialize import MAX_DEPTH, Repairs, clean, count_repairs, default
 
 __all__ = [
     "ENTRY_BYTES",

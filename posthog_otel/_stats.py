@@ -17,6 +17,7 @@ DROP_REASONS = (
     "disabled",  # the client is disabled (no API key, or disabled=True)
     "closed",  # enqueued after close()
     "opted_out",  # opt_out() is in force
+    "deduplicated",  # an $exception identical to one sent moments ago (storm protection)
     "before_send",  # a before_send hook returned None
     "before_send_error",  # a before_send hook raised (fail-closed)
     "queue_full",  # max_queue_size reached
@@ -29,10 +30,10 @@ DROP_REASONS = (
 # Drops of events refused before they entered the queue, and of events accepted into it:
 # ``attempted == enqueued + sum(PRE_QUEUE_DROPS)``, ``enqueued == sent + queued + in_flight
 # + sum(POST_QUEUE_DROPS)``.
-PRE_QUEUE_DROPS = DROP_REASONS[:7]
-POST_QUEUE_DROPS = DROP_REASONS[7:]
+PRE_QUEUE_DROPS = DROP_REASONS[:8]
+POST_QUEUE_DROPS = DROP_REASONS[8:]
 # Drops the application asked for: counted, and logged at DEBUG only (no warning).
-INTENTIONAL_DROPS = frozenset({"disabled", "opted_out", "before_send"})
+INTENTIONAL_DROPS = frozenset({"disabled", "opted_out", "before_send", "deduplicated"})
 
 
 @dataclass(frozen=True)

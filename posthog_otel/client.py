@@ -10,33 +10,32 @@ configuration is built once by ``_options``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
-from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from . import _autocapture
 from ._assembly import LIB_NAME, EventAssembler
+from ._async_flag_reads import AsyncFlagMethods
 from ._before_send import BeforeSendChain
 from ._config import mask_key
 from ._context import _current
-from ._flag_reads import FlagReadOptions, FlagReads
+from ._exc_intake import ExceptionIntake
+from ._flag_reads import FlagMethods, FlagReads
 from ._fork import fork_safe_lock, import_now
 from ._lifecycle import Lifecycle, exit_hook_starter, flush_on_exit
 from ._log import enable_debug
 from ._options import BeforeSend, ClientConfig, OnError, client_config
 from ._stats import ClientStats, StatsRecorder
 from ._version import __version__
-from .export import BatchExporter, Clock, HttpTransport, SystemClock, V0Lane
-from .export._exporter import DEFAULT_MAX_QUEUE_BYTES, THREAD_IMPORTS
-from .flags import FlagEvaluations, FlagResult, FlagValue
+from .export import THREAD_IMPORTS, BatchExporter, Clock, HttpTransport, V0Lane
 from .messages import Alias, Capture, GroupIdentify, Identify, Message
 from .pipeline import Pipeline
 
 if TYPE_CHECKING:
     import httpx
-    from typing_extensions import Unpack
 
-    from ._async_flag_reads import AsyncFlagReads
     from .flags import FlagsService
 
 __all__ = ["Client", "default_client", "flush_on_exit"]
@@ -48,13 +47,15 @@ WIRE_COMPAT_VERSION = "7.91.1"
 USER_AGENT = f"posthog-python/{WIRE_COMPAT_VERSION} {LIB_NAME}/{__version__}"
 
 
-class Client:
+class Client(FlagMethods, AsyncFlagMethods):
     """A PostHog client with a batching exporter; every argument (and the environment
     variable behind it) is listed in ``docs/configuration.md``.
 
     ``enqueue`` (and the conveniences built on it) never raise and never block on the
     network: they assemble the event, run ``before_send`` and append it to a bounded
-    queue that a background thread sends in gzip'd batches with retries.
+    queue that a background thread sends in gzip'd batches with retries. The flag
+    methods (``get_feature_flag``, ...) come from ``FlagMethods``, their async twins
+    (``aget_feature_flag``, ...) from ``AsyncFlagMethods``.
     """
 
     def __init__(
@@ -67,7 +68,7 @@ class Client:
         flush_at: int = 100,
         flush_interval: float = 5.0,
         max_queue_size: int = 10_000,
-        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+        max_queue_bytes: int = 64 * 1024 * 1024,
         max_batch_size: int = 1000,
         max_batch_bytes: int = 5 * 1024 * 1024,
         gzip: bool = True,
@@ -92,6 +93,9 @@ class Client:
         flag_definition_cache_provider: object | None = None,
         flag_result_cache_ttl: float | None = None,
         preload_feature_flags: bool | None = None,
+        enable_exception_autocapture: bool = False,
+        in_app_include: Sequence[str] = (),
+        in_app_exclude: Sequence[str] = (),
         _clock: Clock | None = None,
         _exit_hook: bool = True,
     ) -> None:
@@ -125,9 +129,7 @@ class Client:
         if not config.disabled:  # what our threads use is made here, not where forks happen
             import_now(*THREAD_IMPORTS)
             self._transport.prepare()
-        self._flag_reads = FlagReads(
-            config, self._transport, stats, _clock or SystemClock(), self._emit_flag_event
-        )
+        self._flag_reads = FlagReads(config, self._transport, stats, _clock, self._emit_flag_event)
         assembler = EventAssembler(config, stats, self._flag_reads.for_event)
         self.pipeline = Pipeline(
             assembler,
@@ -138,6 +140,12 @@ class Client:
             disabled=config.disabled,
         )
         """The intake every event goes through: the seam for integrations."""
+        self.exceptions = ExceptionIntake(
+            self.pipeline, config.exceptions, time.monotonic if _clock is None else _clock.monotonic
+        )
+        """Error tracking's intake (``$exception`` events): the seam for integrations."""
+        if config.exceptions.autocapture and not config.disabled:
+            _autocapture.register(self.exceptions, self._flush_at_crash)
         self._lifecycle = Lifecycle(
             self.pipeline,
             self._exporter,
@@ -246,181 +254,41 @@ class Client:
         """Create or update a group (``$groupidentify``)."""
         return self.pipeline.enqueue(GroupIdentify(group_type, group_key, properties, distinct_id))
 
+    def capture_exception(
+        self,
+        exception: object = None,
+        distinct_id: object = None,
+        properties: Mapping[str, Any] | None = None,
+        *,
+        level: str | None = None,
+        handled: bool = True,
+        groups: Mapping[str, Any] | None = None,
+        mechanism: Mapping[str, Any] | None = None,
+    ) -> str | None:
+        """Send an ``$exception`` event (error tracking); returns its uuid, or ``None``
+        if it was dropped (counted). ``exception``: an exception, ``sys.exc_info()``, or
+        any value (sent with a normalized message); omitted, the exception being
+        handled. Without a distinct id (argument or identity context) the event is
+        personless. ``level`` (default ``error``) and ``mechanism`` (``type``,
+        ``handled``, ``synthetic``) override the defaults when valid. Never raises; the
+        traceback is read here, source files on the flush thread (``before_send`` runs
+        there too)."""
+        return self.exceptions.capture(
+            exception,
+            distinct_id,
+            properties,
+            level=level,
+            handled=handled,
+            groups=groups,
+            mechanism=mechanism,
+        )
+
     def _emit_flag_event(self, message: Capture, keep: frozenset[str] | None) -> object:
         """A ``$feature_flag_called`` event from the flag service (``keep``: the
         properties of its minimal form)."""
         if keep is None:
             return self.pipeline.enqueue(message)
         return self.pipeline.capture(message, _current.get(), keep)
-
-    # ------------------------------------------------------------------ feature flags
-    # Options (``groups``, ``person_properties``, ...): see ``FlagReadOptions``.
-
-    def get_feature_flag_result(
-        self, key: str, distinct_id: object = None, **options: Unpack[FlagReadOptions]
-    ) -> FlagResult | None:
-        """The flag's value, payload and provenance; ``None`` if it cannot be known.
-
-        Local evaluation first (when definitions are loaded), one ``/flags`` request
-        otherwise. Never raises; with no distinct id (argument or identity context) no
-        request is made and no event is sent.
-        """
-        return self._flag_reads.result(key, distinct_id, options)
-
-    def get_feature_flag(
-        self, key: str, distinct_id: object = None, **options: Unpack[FlagReadOptions]
-    ) -> FlagValue | None:
-        """The variant, ``True``/``False``, or ``None`` when unknown."""
-        result = self._flag_reads.result(key, distinct_id, options)
-        return None if result is None else result.get_value()
-
-    def is_feature_enabled(
-        self,
-        key: str,
-        distinct_id: object = None,
-        *,
-        default_value: bool = False,
-        **options: Unpack[FlagReadOptions],
-    ) -> bool:
-        """Whether the flag is on (any variant counts); ``default_value`` when unknown."""
-        result = self._flag_reads.result(key, distinct_id, options)
-        return default_value if result is None else result.enabled
-
-    feature_enabled = is_feature_enabled
-
-    def get_feature_flag_payload(
-        self,
-        key: str,
-        distinct_id: object = None,
-        *,
-        match_value: FlagValue | None = None,
-        **options: Unpack[FlagReadOptions],
-    ) -> Any:
-        """The JSON payload of the flag's value (silent unless
-        ``send_feature_flag_events=True``)."""
-        return self._flag_reads.payload(key, distinct_id, match_value, options)
-
-    def evaluate_flags(
-        self,
-        distinct_id: object = None,
-        *,
-        flag_keys: Sequence[str] | None = None,
-        **options: Unpack[FlagReadOptions],
-    ) -> FlagEvaluations:
-        """A snapshot of flags for one person: one local pass, at most one request."""
-        return self._flag_reads.evaluate(distinct_id, flag_keys, options)
-
-    def get_all_flags(self, distinct_id: object = None, **options: Any) -> dict[str, FlagValue]:
-        """Every flag's value for this person (``flag_keys=`` to scope)."""
-        return self._flag_reads.all_flags(distinct_id, options)
-
-    def get_all_flags_and_payloads(
-        self, distinct_id: object = None, **options: Any
-    ) -> dict[str, dict[str, Any]]:
-        """``{"featureFlags": {...}, "featureFlagPayloads": {...}}`` (payloads of enabled
-        flags, decoded from JSON)."""
-        return self._flag_reads.all_flags_and_payloads(distinct_id, options)
-
-    # Async reads, for ``async def`` code: answered on the event loop when local
-    # evaluation can, else the sync read runs on a worker thread (``asyncio.to_thread``).
-
-    @cached_property
-    def _async_reads(self) -> AsyncFlagReads:
-        from ._async_flag_reads import AsyncFlagReads  # asyncio: imported when used
-
-        return AsyncFlagReads(self._flag_reads)
-
-    async def aget_feature_flag_result(
-        self, key: str, distinct_id: object = None, **options: Unpack[FlagReadOptions]
-    ) -> FlagResult | None:
-        """``get_feature_flag_result`` that never blocks the event loop."""
-        return await self._async_reads.result(key, distinct_id, options)
-
-    async def aget_feature_flag(
-        self, key: str, distinct_id: object = None, **options: Unpack[FlagReadOptions]
-    ) -> FlagValue | None:
-        """``get_feature_flag`` that never blocks the event loop."""
-        result = await self._async_reads.result(key, distinct_id, options)
-        return None if result is None else result.get_value()
-
-    async def ais_feature_enabled(
-        self,
-        key: str,
-        distinct_id: object = None,
-        *,
-        default_value: bool = False,
-        **options: Unpack[FlagReadOptions],
-    ) -> bool:
-        """``is_feature_enabled`` that never blocks the event loop."""
-        result = await self._async_reads.result(key, distinct_id, options)
-        return default_value if result is None else result.enabled
-
-    async def aget_feature_flag_payload(
-        self,
-        key: str,
-        distinct_id: object = None,
-        *,
-        match_value: FlagValue | None = None,
-        **options: Unpack[FlagReadOptions],
-    ) -> Any:
-        """``get_feature_flag_payload`` that never blocks the event loop."""
-        return await self._async_reads.payload(key, distinct_id, match_value, options)
-
-    async def aevaluate_flags(
-        self,
-        distinct_id: object = None,
-        *,
-        flag_keys: Sequence[str] | None = None,
-        **options: Unpack[FlagReadOptions],
-    ) -> FlagEvaluations:
-        """``evaluate_flags`` that never blocks the event loop."""
-        return await self._async_reads.evaluate(distinct_id, flag_keys, options)
-
-    async def aget_all_flags(
-        self, distinct_id: object = None, **options: Any
-    ) -> dict[str, FlagValue]:
-        """``get_all_flags`` that never blocks the event loop."""
-        return await self._async_reads.all_flags(distinct_id, options)
-
-    def clear_flag_cache(self, distinct_id: object = None) -> None:
-        """Empty the result cache (``flag_result_cache_ttl``): one person's, or all."""
-        self._flag_reads.clear_cache(distinct_id)
-
-    def reload_feature_flags(self) -> None:
-        """Fetch flag definitions now (when local evaluation is configured)."""
-        self._flag_reads.reload()
-
-    # Overrides (PFF): inside an identity context they belong to it (they end with it,
-    # merged over the client-level ones). Invalid input is ignored (counted in
-    # ``stats.corrected``, warned about); a disabled client stores none.
-    # ``reload_feature_flags`` is accepted for the contract's signature: a server has
-    # nothing to reload, the overrides apply from the next read (no request is made).
-
-    def set_person_properties_for_flags(
-        self, properties: Mapping[str, Any], reload_feature_flags: bool = True
-    ) -> None:
-        """Person properties used by later flag evaluations (merged under the call's)."""
-        self._flag_reads.set_person_overrides(properties)
-
-    def set_group_properties_for_flags(
-        self,
-        group_properties: Mapping[str, Mapping[str, Any]] | str,
-        properties: Mapping[str, Any] | bool | None = None,
-        reload_feature_flags: bool = True,
-    ) -> None:
-        """Group properties for later flag evaluations: ``{group_type: properties}``, or
-        ``(group_type, properties)``."""
-        self._flag_reads.set_group_overrides(group_properties, properties)
-
-    def reset_person_properties_for_flags(self, reload_feature_flags: bool = True) -> None:
-        """Forget the person overrides (of the identity context, when inside one)."""
-        self._flag_reads.reset_person_overrides()
-
-    def reset_group_properties_for_flags(
-        self, group_type: str | None = None, reload_feature_flags: bool = True
-    ) -> None:
-        """Forget the group overrides: all of them, or ``group_type``'s only."""
-        self._flag_reads.reset_group_overrides(group_type)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything queued before the call through one delivery cycle (with
@@ -434,9 +302,14 @@ class Client:
         Returns within ``timeout`` seconds (``None``: ``shutdown_timeout``), one deadline
         shared by the flags worker, the flag poller and the exporter; what could not be
         delivered by then is counted as dropped (``shutdown``)."""
+        _autocapture.unregister(self.exceptions)
         return self._lifecycle.close(timeout)
 
     shutdown = close
+
+    def _flush_at_crash(self) -> None:
+        """The flush before a process ends of an uncaught exception (autocapture)."""
+        self.flush(self.config.shutdown_timeout)
 
     def __enter__(self) -> Client:
         return self

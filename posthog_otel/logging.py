@@ -23,17 +23,18 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from ._context import IdentityContext, _current
+from ._exc_snapshot import Boundary, ExcEntry, entries_bytes, normalize_level
+from ._exc_text import parse_traceback
 from ._integration import PERSONLESS, active_span_ids, resolve_client
 from ._log import thread_state
 from ._snapshot import ENTRY_BYTES, EVENT_BYTES, IMMUTABLE, Correct, snapshot_value
 from ._stats import peek_count
 from ._structlog_call import captured as structlog_call
 from ._structlog_call import is_captured_call
-from .messages import Capture
 
 if TYPE_CHECKING:
     from .client import Client
-    from .pipeline import Pipeline
+    from .pipeline import CaptureFields, Pipeline
 
 __all__ = ["DEFAULT_IGNORED_LOGGERS", "PostHogHandler", "record_capture"]
 
@@ -84,6 +85,13 @@ class PostHogHandler(logging.Handler):
     identity context) are skipped unless ``personless=True``. The stdlib record of a
     structlog call whose event ``PostHogProcessor`` captured is not sent again (see
     ``posthog_otel._structlog_call``); no other record is skipped for it.
+
+    Error tracking: a record with an exception (``logger.exception``, ``exc_info=True``,
+    or the ``exc_text`` a ``QueueHandler`` leaves) also becomes an ``$exception`` event
+    (level from the record, mechanism ``logger``, ``handled``, source
+    ``python.logging``) with the record's extras and message, whatever ``personless``
+    says (personless without an identity); ``exceptions=False`` turns that off, and
+    ``event_with_exception=False`` sends only the ``$exception`` for such records.
     """
 
     def __init__(
@@ -94,10 +102,16 @@ class PostHogHandler(logging.Handler):
         distinct_id_key: str = "distinct_id",
         personless: bool = False,
         ignore_loggers: Iterable[str] = (),
+        exceptions: bool = True,
+        event_with_exception: bool = True,
         api_key: str | None = None,
         host: str | None = None,
     ) -> None:
         super().__init__(level)
+        self.exceptions = exceptions
+        """Send records carrying an exception as ``$exception`` events too."""
+        self.event_with_exception = event_with_exception
+        """Also send the plain event for a record sent as an ``$exception``."""
         self.client, self._owns_client = resolve_client(client, api_key, host)
         self.follows_default_client = not self._owns_client
         """Whether ``set_default_client`` points this handler at a new default client."""
@@ -110,6 +124,7 @@ class PostHogHandler(logging.Handler):
         # One bound method for every queued item, not a new one per item: one object
         # fewer for each queued event to allocate and for the garbage collector to walk.
         self._builder = self._build
+        self._exception_builder = self._build_exception
         self._skipped = itertools.count()
 
     @property
@@ -149,13 +164,23 @@ class PostHogHandler(logging.Handler):
                 return  # PostHogProcessor sent this structlog call's event
             ctx = _current.get()
             attributes = record.__dict__
+            exception = (
+                _exception_of(record)
+                if self.exceptions
+                and (record.exc_info or record.exc_text or record.levelno >= _WARNING)
+                else None  # an info record without exception: no call on the hot path
+            )
+            send_event = exception is None or self.event_with_exception
+            event_ctx = ctx
             if attributes.get(self.distinct_id_key) in (None, "") and (
                 ctx is None or not ctx.distinct_id
             ):
                 if not self.personless:
-                    next(self._skipped)
-                    return
-                ctx = ctx or PERSONLESS
+                    send_event = False
+                event_ctx = ctx or PERSONLESS
+            if not send_event and exception is None:
+                next(self._skipped)
+                return
             pipeline = self.client.pipeline
             try:
                 message = record.getMessage()
@@ -178,7 +203,10 @@ class PostHogHandler(logging.Handler):
                     nbytes += _snapshot_extras(attrs, pipeline.correct)
                     break
             span = active_span_ids() if _OTEL_TRACE in sys.modules else None
-            pipeline.defer((self._builder, attrs, message, ctx, span), nbytes)
+            if send_event:
+                pipeline.defer((self._builder, attrs, message, event_ctx, span), nbytes)
+            if exception is not None:
+                self._defer_exception(exception, attrs, message, ctx, event_ctx, span, nbytes)
         except RecursionError:
             raise
         except Exception:
@@ -221,6 +249,64 @@ class PostHogHandler(logging.Handler):
         capture = record_capture(attrs, message, span, self.distinct_id_key)
         return self.client.pipeline.finish(capture, ctx)
 
+    def _defer_exception(
+        self,
+        exception: object,
+        attrs: dict[str, Any],
+        message: str,
+        ctx: IdentityContext | None,
+        event_ctx: IdentityContext | None,
+        span: tuple[str, str] | None,
+        nbytes: int,
+    ) -> None:
+        """Queue the record's ``$exception``: the traceback as plain data now (no file
+        read), the event on the flush thread; refused and storm-deduplicated records
+        are counted by the client."""
+        did = attrs.get(self.distinct_id_key)
+        key = None if did in (None, "") else str(did)
+        intake = self.client.exceptions
+        if isinstance(exception, str):
+            taken = intake.take_entries(None, parse_traceback(exception), key, ctx)
+        else:
+            taken = intake.take(exception, key, ctx)
+        if taken is not None:
+            entries, suppressed = taken
+            item = (self._exception_builder, attrs, message, event_ctx, span, entries, suppressed)
+            self.client.pipeline.defer(item, nbytes + entries_bytes(entries))
+
+    def _build_exception(
+        self,
+        attrs: dict[str, Any],
+        message: str,
+        ctx: IdentityContext | None,
+        span: tuple[str, str] | None,
+        entries: list[ExcEntry],
+        suppressed: int,
+    ) -> dict[str, Any] | None:
+        """The record's ``$exception`` event; runs on the flush thread."""
+        _, distinct_id, captured, groups, _ = record_capture(
+            attrs, message, span, self.distinct_id_key
+        )
+        properties = dict(captured or {})
+        properties["$log_message"] = message
+        if groups:
+            properties["$groups"] = groups
+        boundary = Boundary(
+            level=normalize_level(attrs["levelno"]),
+            mechanism="logger",
+            handled=True,
+            source="python.logging",
+        )
+        return self.client.exceptions.event(
+            entries,
+            suppressed,
+            boundary,
+            distinct_id,  # type: ignore[arg-type]
+            properties,
+            ctx,
+            attrs["created"],
+        )
+
     def flush(self) -> None:
         """Deliver what is queued, within the client's ``shutdown_timeout``."""
         self.client.flush(self.client.shutdown_timeout)
@@ -238,9 +324,10 @@ class PostHogHandler(logging.Handler):
 
 def record_capture(
     attrs: dict[str, Any], message: str, span: tuple[str, str] | None, distinct_id_key: str
-) -> Capture:
-    """The capture for a log record, from what ``emit`` took of it (a copy of its
-    attributes, the formatted message, the active span ids): a pure function.
+) -> CaptureFields:
+    """The capture for a log record (as ``CaptureFields``), from what ``emit`` took of it
+    (a copy of its attributes, the formatted message, the active span ids): a pure
+    function.
 
     Event name: the ``event`` extra, else the message template. Properties: the extras
     (not the standard attributes, not ``_``-prefixed ones), ``$log_level``,
@@ -266,7 +353,28 @@ def record_capture(
         properties.setdefault("$trace_id", span[0])
         properties.setdefault("$span_id", span[1])
     # epoch seconds, formatted when encoded
-    return Capture(event, distinct_id, properties, groups, attrs["created"])
+    return event, distinct_id, properties, groups, attrs["created"]
+
+
+def _exception_of(record: logging.LogRecord) -> object:
+    """The record's exception: its ``exc_info`` tuple, else the traceback text in its
+    ``exc_text`` or, behind a ``QueueHandler`` (whose ``prepare`` formats the record
+    and drops ``exc_info``), in its message; ``None`` when it has none."""
+    exc_info = record.exc_info
+    if exc_info:
+        return exc_info if isinstance(exc_info, tuple) and exc_info[1] is not None else None
+    texts = (record.exc_text, record.msg) if record.levelno >= _WARNING else (record.exc_text,)
+    for text in texts:
+        if isinstance(text, str):
+            start = text.find(_TRACEBACK)
+            if start >= 0 and (start == 0 or text[start - 1] == "\n"):
+                return text[start:]
+    return None
+
+
+_TRACEBACK = "Traceback (most recent call last):"
+# Below it, a record's message is not searched for a traceback (a QueueHandler's).
+_WARNING = logging.WARNING
 
 
 def _snapshot_extras(attrs: dict[str, Any], correct: Correct) -> int:

@@ -15,6 +15,12 @@ The ASGI middleware also takes part in the ``lifespan`` protocol: when the appli
 has completed its shutdown, every open client is flushed (each within its
 ``shutdown_timeout``) before the server is told, because servers may end the process
 right after (uvicorn re-raises SIGTERM, so no ``atexit`` hook runs).
+
+Error tracking: an exception escaping the application is sent as an ``$exception``
+event (``handled: false``, mechanism ``middleware``, ``$exception_source``
+``asgi.middleware`` / ``wsgi.middleware``) with the request's identity and properties,
+then re-raised unchanged, to ``client`` (the default client when none is given);
+``capture_exceptions=False`` turns that off.
 """
 
 from __future__ import annotations
@@ -22,10 +28,14 @@ from __future__ import annotations
 import sys
 import unicodedata
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._context import IdentityContext, _current, context
+from ._exc_snapshot import Boundary
 from ._log import logger
+
+if TYPE_CHECKING:
+    from .client import Client
 
 __all__ = ["PostHogASGIMiddleware", "PostHogWSGIMiddleware", "sanitize_header"]
 
@@ -87,16 +97,54 @@ def _request_properties(
     return properties
 
 
+ASGI_ESCAPED = Boundary(
+    level="error", mechanism="middleware", handled=False, source="asgi.middleware"
+)
+WSGI_ESCAPED = Boundary(
+    level="error", mechanism="middleware", handled=False, source="wsgi.middleware"
+)
+
+
+class _Reporter:
+    """Sends an exception escaping the application; never raises."""
+
+    def __init__(self, client: Client | None, capture_exceptions: bool, boundary: Boundary):
+        self.client = client
+        self.capture_exceptions = capture_exceptions
+        self._boundary = boundary
+
+    def report(self, exc: BaseException) -> None:
+        if not self.capture_exceptions:
+            return
+        try:
+            client = self.client
+            if client is None:
+                from .client import default_client
+
+                client = default_client()
+            client.exceptions.send(exc, self._boundary)
+        except Exception:
+            logger.debug("could not capture an exception escaping the app", exc_info=True)
+
+
 class PostHogASGIMiddleware:
     """ASGI middleware (Starlette, FastAPI, Django ASGI, ...): one identity context per
-    HTTP or WebSocket connection, carried into the tasks the request starts."""
+    HTTP or WebSocket connection, carried into the tasks the request starts; an
+    exception escaping the application is captured, then re-raised."""
 
     def __init__(
-        self, app: ASGIApp, *, request_properties: bool = True, capture_query_string: bool = False
+        self,
+        app: ASGIApp,
+        *,
+        request_properties: bool = True,
+        capture_query_string: bool = False,
+        client: Client | None = None,
+        capture_exceptions: bool = True,
     ) -> None:
         self.app = app
         self.request_properties = request_properties
         self.capture_query_string = capture_query_string
+        self._reporter = _Reporter(client, capture_exceptions, ASGI_ESCAPED)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope.get("type") == "lifespan":
@@ -136,7 +184,11 @@ class PostHogASGIMiddleware:
             properties = None
         with context(distinct_id=distinct_id, session_id=session_id, properties=properties):
             stamp_request_span()
-            await self.app(scope, receive, send)
+            try:
+                await self.app(scope, receive, send)
+            except Exception as exc:
+                self._reporter.report(exc)
+                raise
 
 
 _SHUTDOWN_DONE = ("lifespan.shutdown.complete", "lifespan.shutdown.failed")
@@ -208,14 +260,22 @@ async def _flush_clients() -> None:
 
 class PostHogWSGIMiddleware:
     """WSGI middleware (Flask, Django, ...): one identity context per request, also
-    while the response body is iterated."""
+    while the response body is iterated; an exception escaping the application (or
+    its response body) is captured, then re-raised."""
 
     def __init__(
-        self, app: WSGIApp, *, request_properties: bool = True, capture_query_string: bool = False
+        self,
+        app: WSGIApp,
+        *,
+        request_properties: bool = True,
+        capture_query_string: bool = False,
+        client: Client | None = None,
+        capture_exceptions: bool = True,
     ) -> None:
         self.app = app
         self.request_properties = request_properties
         self.capture_query_string = capture_query_string
+        self._reporter = _Reporter(client, capture_exceptions, WSGI_ESCAPED)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         identity: dict[str, Any] = {
@@ -233,8 +293,12 @@ class PostHogWSGIMiddleware:
             )
         with context(**identity) as ctx:
             stamp_request_span()
-            result = self.app(environ, start_response)
-        return _InContext(result, ctx)
+            try:
+                result = self.app(environ, start_response)
+            except Exception as exc:
+                self._reporter.report(exc)
+                raise
+        return _InContext(result, ctx, self._reporter.report)
 
 
 def stamp_request_span() -> None:
@@ -252,10 +316,16 @@ class _InContext:
     set around each chunk only, so nothing leaks into the server between chunks. The
     very context the app ran in (not a copy): flag overrides set there still apply."""
 
-    def __init__(self, result: Iterable[bytes], ctx: IdentityContext) -> None:
+    def __init__(
+        self,
+        result: Iterable[bytes],
+        ctx: IdentityContext,
+        report: Callable[[BaseException], None],
+    ) -> None:
         self._result = result
         self._iterator: Iterator[bytes] | None = None
         self._ctx = ctx
+        self._report = report
 
     def __iter__(self) -> _InContext:
         return self
@@ -266,6 +336,11 @@ class _InContext:
             if self._iterator is None:
                 self._iterator = iter(self._result)
             return next(self._iterator)
+        except StopIteration:
+            raise
+        except Exception as exc:
+            self._report(exc)
+            raise
         finally:
             _current.reset(token)
 

@@ -41,6 +41,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.trace import SpanKind
 
 from ._context import _current
+from ._exc_snapshot import Boundary, ExcEntry, entries_bytes
+from ._exc_text import parse_traceback, split_type
 from ._fork import fork_safe_lock
 from ._integration import PERSONLESS, first_id
 from ._log import logger
@@ -56,7 +58,11 @@ __all__ = [
     "PostHogSpanProcessor",
     "instrument",
     "span_capture",
+    "span_exception_entries",
 ]
+
+SPAN_EXCEPTION = Boundary(level="error", mechanism="generic", source="opentelemetry.span_exporter")
+"""A span's recorded exception: handled or not is unknown (omitted, EEM-03)."""
 
 IDENTITY_KEYS = ("posthog.distinct_id", "posthogDistinctId", "distinct_id", "user.id", "enduser.id")
 SESSION_KEYS = ("session.id", "$session_id", "sessionId")
@@ -84,9 +90,17 @@ class PostHogSpanExporter(SpanExporter):
     client you passed in. Built with ``client=None`` while ``OTEL_TRACES_EXPORTER``
     names ``posthog`` (the zero-code entry point), it also stamps identity on the
     global provider's spans and joins the client's exit flush (see ``_join_zero_code``).
+
+    Error tracking: each ``exception`` event of a span (``record_exception``, and the
+    SDK's recording of an exception escaping a span) becomes an ``$exception`` event
+    with the span's trace and span ids and its identity (personless without one), its
+    frames parsed from ``exception.stacktrace`` (none: an entry without frames, never
+    a stack of the exporter's thread); ``exceptions=False`` turns that off.
     """
 
-    def __init__(self, client: Client | None = None, *, personless: bool = False) -> None:
+    def __init__(
+        self, client: Client | None = None, *, personless: bool = False, exceptions: bool = True
+    ) -> None:
         zero_code = False
         if client is None:
             from .client import Client
@@ -100,12 +114,14 @@ class PostHogSpanExporter(SpanExporter):
             self._owns_client = False
         self.client = client
         self.personless = personless
+        self.exceptions = exceptions
         self._shutdown = False
         self._lock = fork_safe_lock()
         self._provider: weakref.ref[TracerProvider] | None = None
         # One bound method for every queued item, not a new one per item: one object
         # fewer for each queued event to allocate and for the garbage collector to walk.
         self._builder = self._build
+        self._exception_builder = self._build_exception
         self.errors = 0
         """Spans that could not be converted because of an internal error."""
         if zero_code:
@@ -150,6 +166,8 @@ class PostHogSpanExporter(SpanExporter):
 
     def _export_span(self, span: ReadableSpan) -> None:
         attributes: Mapping[str, Any] = span.attributes or {}
+        if self.exceptions and span.events:
+            self._export_exceptions(span, attributes)
         distinct_id = first_id(attributes, IDENTITY_KEYS)
         event = attributes.get(EVENT_KEY)
         if distinct_id is None:
@@ -164,6 +182,51 @@ class PostHogSpanExporter(SpanExporter):
         # tuple and an append.
         nbytes = EVENT_BYTES + ENTRY_BYTES * (len(attributes) + 6)  # attributes, span ids
         self.client.pipeline.defer((self._builder, span, distinct_id, event), nbytes)
+
+    def _export_exceptions(self, span: ReadableSpan, attributes: Mapping[str, Any]) -> None:
+        """Queue the span's ``exception`` events as ``$exception`` events."""
+        distinct_id = first_id(attributes, IDENTITY_KEYS) or first_id(
+            attributes, (CONTEXT_DISTINCT_ID,)
+        )
+        intake = self.client.exceptions
+        for event in span.events:
+            if event.name != "exception":
+                continue
+            entries = span_exception_entries(event.attributes or {})
+            taken = intake.take_entries(None, entries, distinct_id, None)
+            if taken is not None:
+                item = (self._exception_builder, span, distinct_id, event.timestamp, *taken)
+                self.client.pipeline.defer(item, EVENT_BYTES + entries_bytes(taken[0]))
+
+    def _build_exception(
+        self,
+        span: ReadableSpan,
+        distinct_id: str | None,
+        timestamp: int,
+        entries: list[ExcEntry],
+        suppressed: int,
+    ) -> dict[str, Any] | None:
+        """A span's recorded exception as an ``$exception`` event; flush thread."""
+        properties: dict[str, Any] = {"$span_name": span.name}
+        span_context = span.context
+        if span_context is not None:
+            properties["$trace_id"] = f"{span_context.trace_id:032x}"
+            properties["$span_id"] = f"{span_context.span_id:016x}"
+        session = first_id(span.attributes or {}, (*SESSION_KEYS, CONTEXT_SESSION_ID))
+        if session is not None:
+            properties["$session_id"] = session
+        service = span.resource.attributes.get("service.name") if span.resource else None
+        if service is not None:
+            properties["$service_name"] = service
+        return self.client.exceptions.event(
+            entries,
+            suppressed,
+            SPAN_EXCEPTION,
+            distinct_id,
+            properties,
+            None if distinct_id is not None else PERSONLESS,
+            timestamp / 1e9,
+        )
 
     def _build(self, span: ReadableSpan, distinct_id: Any, event: Any) -> dict[str, Any] | None:
         """The event for ``span``; runs on the flush thread."""
@@ -219,6 +282,21 @@ def span_capture(span: ReadableSpan, distinct_id: Any, event: Any) -> Capture:
     timestamp = datetime.fromtimestamp(ended / 1e9, timezone.utc) if ended is not None else None
     name = event if isinstance(event, str) and event else span.name
     return Capture(name, distinct_id, properties, timestamp=timestamp)
+
+
+def span_exception_entries(attributes: Mapping[str, Any]) -> list[ExcEntry]:
+    """The exception of a span's ``exception`` event (a pure function): the entries of
+    its ``exception.stacktrace`` text, else one entry from ``exception.type`` and
+    ``exception.message`` without frames."""
+    stacktrace = attributes.get("exception.stacktrace")
+    entries = parse_traceback(stacktrace) if isinstance(stacktrace, str) else []
+    if entries:
+        return entries
+    name, module = split_type(str(attributes.get("exception.type") or "Exception"))
+    message = attributes.get("exception.message")
+    return [
+        ExcEntry(name, "" if message is None else str(message), module, None, 0, None, None, False)
+    ]
 
 
 def _named_by_otel_environment() -> bool:
@@ -306,6 +384,7 @@ def instrument(
     client: Client | None = None,
     *,
     personless: bool = False,
+    exceptions: bool = True,
     **batch_options: Any,
 ) -> PostHogSpanProcessor:
     """Attach PostHog to ``provider``: spans started inside an identity context (or
@@ -316,7 +395,8 @@ def instrument(
 
         client = default_client()
     processor = PostHogSpanProcessor(
-        PostHogSpanExporter(client, personless=personless), **batch_options
+        PostHogSpanExporter(client, personless=personless, exceptions=exceptions),
+        **batch_options,
     )
     provider.add_span_processor(processor)
     return processor

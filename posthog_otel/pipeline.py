@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from ._assembly import EventAssembler
+from ._assembly import CaptureFields, EventAssembler
 from ._before_send import BeforeSendChain
 from ._context import IdentityContext, _current
 from ._flag_reads import FlagReads
@@ -35,11 +35,10 @@ from ._log import describe, logger
 from ._options import Event
 from ._snapshot import encoded_bytes
 from ._stats import StatsRecorder
-from .export import BatchExporter
-from .export._exporter import DEFAULT_ITEM_BYTES, Deferred
+from .export import DEFAULT_ITEM_BYTES, BatchExporter, Deferred
 from .messages import Capture, Identify, Message
 
-__all__ = ["DEFAULT_ITEM_BYTES", "Deferred", "Pipeline"]
+__all__ = ["DEFAULT_ITEM_BYTES", "CaptureFields", "Deferred", "Pipeline"]
 
 _traceback_logged: set[tuple[str, str]] = set()  # (where, exception type) already shown
 
@@ -169,13 +168,27 @@ class Pipeline:
             return True
         return False
 
-    def finish(self, message: Capture, ctx: IdentityContext | None) -> Event | None:
+    def finish(self, message: Capture | CaptureFields, ctx: IdentityContext | None) -> Event | None:
         """On the flush thread: a deferred capture's wire event, through
-        ``before_send`` (``None``: invalid or filtered, counted)."""
+        ``before_send`` (``None``: invalid or filtered, counted). ``message``: a
+        ``Capture``, or a plain capture's fields ``(event, distinct_id, properties,
+        groups, timestamp)``, which cost the flush thread less."""
         event = self._assembler.deferred(message, ctx)
         if event is not None and self._before_send:
             return self._before_send.run(event)
         return event
+
+    def refuse(self) -> None:
+        """Count an event refused before it was built because the client is closed,
+        disabled or opted out (check ``accepting`` first to skip the work)."""
+        self._attempt()
+        self._refused()
+
+    def drop(self, reason: str, detail: str) -> None:
+        """Count an event an integration decided not to queue (``reason``: one of
+        ``DROP_REASONS`` counted before the queue, such as ``deduplicated``)."""
+        self._attempt()
+        self._stats.drop(reason, 1, detail)
 
     def correct(self, what: str, detail: str) -> None:
         """Count a value that was repaired rather than dropped (``stats.corrected``),

@@ -27,6 +27,7 @@ Keys that are structlog's own bookkeeping and never become properties: ``event``
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Mapping, MutableMapping
 from datetime import datetime, timezone
@@ -34,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import _structlog_call
 from ._context import IdentityContext, _current
+from ._exc_snapshot import Boundary, ExcEntry, entries_bytes, normalize_level
+from ._exc_text import parse_rendered
 from ._integration import PERSONLESS, active_span_ids, first_id, resolve_client
 from ._log import is_internal_thread, logger
 from ._snapshot import (
@@ -44,10 +47,10 @@ from ._snapshot import (
     snapshot_value,
     snapshot_values,
 )
-from .messages import Capture
 
 if TYPE_CHECKING:
     from .client import Client
+    from .pipeline import CaptureFields
 
 __all__ = ["PostHogProcessor", "event_dict_capture"]
 
@@ -84,6 +87,14 @@ class PostHogProcessor:
     The distinct id comes from the event dict (``distinct_id_key``), then structlog's
     bound context variables, then the identity context. Events below ``level`` and
     events without an identity (unless ``personless=True``) are passed on untouched.
+
+    Error tracking: an event with an exception (``log.exception(...)``,
+    ``exc_info=True``/a tuple/an exception, or the ``exception`` key that
+    ``format_exc_info``/``dict_tracebacks`` leave when they run first) also becomes an
+    ``$exception`` event (level from the event, mechanism ``logger``, ``handled``,
+    source ``structlog.processor``), personless without an identity;
+    ``exceptions=False`` turns that off, ``event_with_exception=False`` sends only the
+    ``$exception`` for such events.
     """
 
     def __init__(
@@ -93,10 +104,16 @@ class PostHogProcessor:
         level: int | str = logging.INFO,
         distinct_id_key: str = "distinct_id",
         personless: bool = False,
+        exceptions: bool = True,
+        event_with_exception: bool = True,
         api_key: str | None = None,
         host: str | None = None,
     ) -> None:
         self.client, _ = resolve_client(client, api_key, host)
+        self.exceptions = exceptions
+        """Send events carrying an exception as ``$exception`` events too."""
+        self.event_with_exception = event_with_exception
+        """Also send the plain event for an event sent as an ``$exception``."""
         self.follows_default_client = True
         """Whether ``set_default_client`` points this processor at a new default client."""
         self.level = _level_number(level)
@@ -106,6 +123,7 @@ class PostHogProcessor:
         # One bound method for every queued item, not a new one per item: one object
         # fewer for each queued event to allocate and for the garbage collector to walk.
         self._builder = self._build
+        self._exception_builder = self._build_exception
         self.errors = 0
         """Events that could not be captured because of an internal error."""
 
@@ -128,17 +146,23 @@ class PostHogProcessor:
         level_name = str(event_dict.get("level") or method_name).lower()
         if _LEVELS.get(level_name, logging.INFO) < self.level:
             return
+        exception = _exception_of(event_dict) if self.exceptions else None
         name = event_dict.get("event")
-        if not isinstance(name, str) or not name:
+        named = isinstance(name, str) and bool(name)
+        if not named and exception is None:
             return
+        send_event = named and (exception is None or self.event_with_exception)
         distinct_id = first_id(event_dict, (self.distinct_id_key,))
         if distinct_id is None:
             distinct_id = _bound_contextvar(self.distinct_id_key)
-        ctx = _current.get()
+        ctx = event_ctx = _current.get()
         if distinct_id is None and (ctx is None or not ctx.distinct_id):
             if not self.personless:
-                return
-            ctx = ctx or PERSONLESS
+                send_event = False
+            event_ctx = ctx or PERSONLESS
+        if not send_event and exception is None:
+            return
+        name = name if isinstance(name, str) else ""
         logger_name = event_dict.get("logger") or getattr(wrapped_logger, "name", None)
         pipeline = self.client.pipeline
         # Like the logging handler: on this thread only the values of the moment (later
@@ -157,20 +181,27 @@ class PostHogProcessor:
             elif cls not in IMMUTABLE:
                 values, nbytes = self._snapshot(event_dict, pipeline.correct, name)
                 break
-        pipeline.defer(
-            (
-                self._builder,
-                values,
-                name,
-                distinct_id,
-                ctx,
-                level_name,
-                logger_name,
-                active_span_ids(),
-                time.time(),
-            ),
-            nbytes,
+        item = (
+            values,
+            name,
+            distinct_id,
+            event_ctx,
+            level_name,
+            logger_name,
+            active_span_ids(),
+            time.time(),
         )
+        if send_event:
+            pipeline.defer((self._builder, *item), nbytes)
+        if exception is not None:
+            intake = self.client.exceptions
+            if isinstance(exception, list):
+                taken = intake.take_entries(None, exception, distinct_id, ctx)
+            else:
+                taken = intake.take(exception, distinct_id, ctx)
+            if taken is not None:
+                size = nbytes + entries_bytes(taken[0])
+                pipeline.defer((self._exception_builder, *item, *taken), size)
         _structlog_call.mark_captured()
 
     def _snapshot(
@@ -206,6 +237,56 @@ class PostHogProcessor:
         )
         return self.client.pipeline.finish(capture, ctx)
 
+    def _build_exception(
+        self,
+        values: dict[str, Any],
+        name: str,
+        distinct_id: str | None,
+        ctx: IdentityContext | None,
+        level_name: str,
+        logger_name: Any,
+        span: tuple[str, str] | None,
+        created: float,
+        entries: list[ExcEntry],
+        suppressed: int,
+    ) -> dict[str, Any] | None:
+        """The event's ``$exception``; runs on the flush thread."""
+        _, _, captured, groups, _ = event_dict_capture(
+            values, name, distinct_id, level_name, logger_name, span, created, self._skip
+        )
+        properties = dict(captured or {})
+        if name:
+            properties["$log_message"] = name
+        if groups:
+            properties["$groups"] = groups
+        boundary = Boundary(
+            level=normalize_level(level_name),
+            mechanism="logger",
+            handled=True,
+            source="structlog.processor",
+        )
+        return self.client.exceptions.event(
+            entries, suppressed, boundary, distinct_id, properties, ctx, created
+        )
+
+
+def _exception_of(event_dict: MutableMapping[str, Any]) -> object:
+    """The event's exception: ``exc_info`` (``True`` is the one being handled, as
+    structlog reads it), else the entries of a rendered ``exception`` key; ``None``."""
+    exc_info = event_dict.get("exc_info")
+    if exc_info:
+        if exc_info is True:
+            exc_info = sys.exc_info()
+        if isinstance(exc_info, BaseException):
+            return exc_info
+        if isinstance(exc_info, tuple) and len(exc_info) == 3:
+            return exc_info[1] if isinstance(exc_info[1], BaseException) else None
+        return None
+    rendered = event_dict.get("exception")
+    if rendered:
+        return parse_rendered(rendered) or None
+    return None
+
 
 def event_dict_capture(
     values: Mapping[str, Any],
@@ -216,10 +297,11 @@ def event_dict_capture(
     span: tuple[str, str] | None,
     created: float,
     skip: frozenset[str] | set[str] = frozenset(),
-) -> Capture:
-    """The capture for a structlog event dict, from what the processor took of it: a
-    pure function. Properties: the values but ``skip`` and ``_``-prefixed keys, with
-    ``$log_level``, ``$logger_name`` and the span ids; ``groups`` sets the groups."""
+) -> CaptureFields:
+    """The capture for a structlog event dict (as ``CaptureFields``), from what the
+    processor took of it: a pure function. Properties: the values but ``skip`` and
+    ``_``-prefixed keys, with ``$log_level``, ``$logger_name`` and the span ids;
+    ``groups`` sets the groups."""
     properties = {key: value for key, value in values.items() if key not in skip and key[:1] != "_"}
     groups = values.get("groups")
     properties["$log_level"] = level_name
@@ -229,7 +311,7 @@ def event_dict_capture(
         properties.setdefault("$trace_id", span[0])
         properties.setdefault("$span_id", span[1])
     timestamp = datetime.fromtimestamp(created, timezone.utc)
-    return Capture(name, distinct_id, properties, groups if groups else None, timestamp)
+    return name, distinct_id, properties, groups if groups else None, timestamp
 
 
 def _level_number(level: int | str) -> int:

@@ -67,3 +67,18 @@ def started_threads(before: set[threading.Thread], name: str) -> list[threading.
     (``posthog_otel-flush``, ``posthog_otel-flags``, ``posthog_otel-flags-worker``)
     without reaching into it."""
     return [t for t in threading.enumerate() if t.name == name and t not in before]
+
+
+@pytest.fixture(scope="module")
+def module_server() -> Iterator[FakePostHog]:
+    """One fake server for a module's Hypothesis tests: starting and stopping one per
+    example cost most of their time. Each example begins with ``fresh(module_server)``."""
+    with FakePostHog() as server:
+        yield server
+
+
+def fresh(server: FakePostHog) -> FakePostHog:
+    """``server`` as new for the next example: no pending faults, nothing recorded."""
+    server.clear_faults()
+    server.reset()
+    return server

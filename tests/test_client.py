@@ -339,3 +339,29 @@ def test_stats_snapshot(server, make_client):
     assert (stats.queued, stats.in_flight, stats.sent, stats.retained) == (0, 0, 3, 0)
     with pytest.raises(TypeError):
         stats.dropped["x"] = 1  # type: ignore[index]
+
+
+def test_configuration_is_frozen_data_with_secrets_out_of_its_repr(server):
+    import dataclasses
+
+    client = Client(
+        "phc_visible",
+        host=server.url.replace("http://", "http://user:hunter2@"),
+        secret_key="phs_hidden",
+        flush_at=7,
+        feature_flags_poll_interval=12,
+        _exit_hook=False,
+    )
+    config = client.config
+    assert config.delivery.flush_at == 7 and config.flags.poll_interval == 12
+    assert config.secret_key == "phs_hidden" and client.host == server.url
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.delivery.flush_at = 1  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.api_key = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        config.super_properties["$lib"] = "mine"  # type: ignore[index]
+    shown = repr(config)
+    assert "phs_hidden" not in shown and "hunter2" not in shown
+    assert not hasattr(client, "feature_flags_poll_interval")  # options live in config
+    client.close(0)

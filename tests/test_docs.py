@@ -280,3 +280,14 @@ def test_readme_testing_snippet_passes_as_a_users_tests(pytester):
 def test_readme_integration_snippet_runs_as_written():
     snippet = _first_python_block(_section(README, "## Writing an integration"))
     exec(compile(snippet, "README.md", "exec"), {"__name__": "readme"})
+
+
+def test_readme_error_tracking_snippet_runs_as_written():
+    snippet = _first_python_block(_section(README, "## Error tracking"))
+    logger = logging.getLogger("shop")
+    handlers, propagate = list(logger.handlers), logger.propagate
+    try:
+        exec(compile(snippet, "README.md", "exec"), {"__name__": "readme"})
+    finally:
+        logger.handlers[:] = handlers
+        logger.propagate = propagate

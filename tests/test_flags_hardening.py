@@ -451,24 +451,6 @@ def test_regex_is_imported_only_when_a_regex_filter_is_compiled():
     assert out.stdout.split() == [b"False", b"True"]
 
 
-def test_exposures_remembered_per_person_are_bounded(server, make_client):
-    """One distinct id read with ever new group keys (taken from requests) must not grow
-    the exposure memory without bound: past a cap it starts over (an exposure may then
-    be sent again, never lost)."""
-    cap = 1_000  # flags/_service.py _SEEN_PER_ID_MAX
-    group = {"properties": [], "rollout_percentage": 100}
-    flag = {"id": 1, "key": "beta", "active": True, "filters": {"groups": [group]}}
-    server.set_flag_definitions({"flags": [flag], "group_type_mapping": {}, "cohorts": {}})
-    client = make_client(secret_key="phs_secret", flush_at=5_000)
-    for i in [*range(cap + 50), 0, 0]:
-        assert client.get_feature_flag("beta", "u1", groups={"company": f"c{i}"}) is True
-    assert client.flush(10)
-    exposures = [e for e in server.events if e["event"] == "$feature_flag_called"]
-    assert len(exposures) == cap + 51  # c0 once more: the memory had started over ...
-    first = [e for e in exposures if e["properties"]["$groups"] == {"company": "c0"}]
-    assert len(first) == 2  # ... and remembers it again for the last read
-
-
 def test_send_feature_flags_uses_the_overrides_of_the_events_context(server, make_client):
     """The flags worker asks ``/flags`` on its own thread, outside the identity context:
     the event's request must still carry the overrides in force where it was captured,

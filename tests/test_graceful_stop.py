@@ -224,7 +224,10 @@ def test_sigterm_while_the_main_thread_captures_in_a_loop(server):
     proc = _run_script(
         f"""
         from posthog_otel import Client
-        client = Client({API_KEY!r}, host={server.url!r}, flush_interval=3600, flush_at=10**6)
+        # A queue that cannot fill before the signal lands, however late (under load the
+        # loop may run a while first): a full queue's counted drops would read as a gap.
+        client = Client({API_KEY!r}, host={server.url!r}, flush_interval=3600,
+                        flush_at=10**6, max_queue_size=10**7)
         i = 0
         while True:
             client.capture("loop", "u", {{"i": i}})

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from posthog_otel.export._serialize import MAX_DEPTH, TOO_DEEP
+from posthog_otel._serialize import MAX_DEPTH, TOO_DEEP
 
 FFFD = "\ufffd"
 

@@ -11,9 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from posthog_otel import PostHogHandler, context
-from posthog_otel.testing import FakePostHog
 
-from .conftest import API_KEY
+from .conftest import API_KEY, fresh
 
 
 @pytest.fixture
@@ -289,24 +288,24 @@ extras = st.dictionaries(
 
 @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
 @given(extra=extras, msg=st.one_of(st.text(), st.integers(), st.builds(object)))
-def test_generated_extras_never_raise(extra, msg):
+def test_generated_extras_never_raise(module_server, extra, msg):
     import logging as stdlib_logging
 
     from posthog_otel import Client
 
     record_attrs = set(vars(stdlib_logging.LogRecord("", 0, "", 0, "", (), None)))
     extra = {k: v for k, v in extra.items() if k not in record_attrs}
-    with FakePostHog() as server:
-        client = Client(API_KEY, host=server.url)
-        handler = PostHogHandler(client, personless=True)
-        log = stdlib_logging.getLogger("generated")
-        log.addHandler(handler)
-        log.setLevel(stdlib_logging.INFO)
-        try:
-            log.info(msg, extra=extra)
-            assert client.flush(5)
-            # Either an event, or (an empty name) a counted drop: never an exception.
-            assert len(server.events) + client.stats.dropped["invalid"] == 1
-        finally:
-            log.removeHandler(handler)
-            client.close()
+    server = fresh(module_server)
+    client = Client(API_KEY, host=server.url)
+    handler = PostHogHandler(client, personless=True)
+    log = stdlib_logging.getLogger("generated")
+    log.addHandler(handler)
+    log.setLevel(stdlib_logging.INFO)
+    try:
+        log.info(msg, extra=extra)
+        assert client.flush(5)
+        # Either an event, or (an empty name) a counted drop: never an exception.
+        assert len(server.events) + client.stats.dropped["invalid"] == 1
+    finally:
+        log.removeHandler(handler)
+        client.close()

@@ -25,7 +25,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from posthog_otel import PostHogSpanExporter, context
 from posthog_otel.otel import instrument
 
-from .conftest import API_KEY
+from .conftest import API_KEY, fresh
 
 
 @pytest.fixture
@@ -172,14 +172,32 @@ def test_exporter_owned_client_is_closed_by_shutdown(server, monkeypatch):
     assert exporter.client.capture("after", "u") is None
 
 
-def test_exporter_without_key_never_raises(monkeypatch):
+def test_exporter_without_key_never_raises(server, monkeypatch, caplog):
+    """Zero-code without an API key: the exporter's own client is disabled (said once),
+    every span is refused as ``disabled`` and counted, nothing is sent, nothing raises
+    (SimpleSpanProcessor would only log an exception: the log is checked too)."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
     monkeypatch.delenv("POSTHOG_API_KEY", raising=False)
     monkeypatch.delenv("POSTHOG_PROJECT_API_KEY", raising=False)
+    monkeypatch.setenv("POSTHOG_HOST", server.url)
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(PostHogSpanExporter()))
-    with provider.get_tracer("t").start_as_current_span("op", attributes={"user.id": "u"}):
+    exporter = PostHogSpanExporter()
+    assert exporter.client.disabled
+    assert "no PostHog API key" in caplog.text
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("op", attributes={"user.id": "u"}) as span:
         pass
+    assert exporter.export([span]) is SpanExportResult.SUCCESS  # directly: no exception
+    stats = exporter.client.stats
+    assert stats.attempted == 2 and stats.dropped["disabled"] == 2 and stats.enqueued == 0
+    assert exporter.errors == 0
     provider.shutdown()
+    assert exporter.export([span]) is SpanExportResult.FAILURE  # after shutdown
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert server.requests == []
 
 
 attribute_values = st.one_of(
@@ -225,20 +243,21 @@ def test_a_span_that_cannot_be_converted_is_counted(server, make_client):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(attributes=st.dictionaries(st.text(min_size=1), attribute_values, max_size=6))
-def test_generated_attributes_never_raise(attributes):
+def test_generated_attributes_never_raise(module_server, attributes):
     from posthog_otel import Client
-    from posthog_otel.testing import FakePostHog
 
-    with FakePostHog() as server:
-        client = Client(API_KEY, host=server.url)
-        exporter = PostHogSpanExporter(client, personless=True)
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    server = fresh(module_server)
+    client = Client(API_KEY, host=server.url)
+    exporter = PostHogSpanExporter(client, personless=True)
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
         with provider.get_tracer("t").start_as_current_span("op", attributes=attributes) as s:
             s.set_attribute("posthog.event", "generated")
         assert client.flush(5)
         assert exporter.errors == 0
         assert len(server.events) + client.stats.dropped["invalid"] == 1
+    finally:
         provider.shutdown()
         client.close()
 

@@ -276,7 +276,9 @@ def test_log_exception_pins_no_traceback_while_the_server_is_down(make_client, a
         except ValueError:
             app_log.exception("job %d failed", i, extra={"distinct_id": "u1"})
     gc.collect()
-    assert client.stats.queued == 200
+    # 200 events and one $exception (the 199 identical ones after it: deduplicated).
+    assert client.stats.queued == 201
+    assert client.stats.dropped["deduplicated"] == 199
     assert sum(ref() is not None for ref in refs) == 0
     client.close(0.1)  # nothing can be delivered: do not wait for it
 
@@ -291,7 +293,7 @@ def test_structlog_exc_info_pins_no_traceback(make_client, slog):
         except ValueError as exc:
             log.error("job failed", distinct_id="u1", exc_info=exc)
     gc.collect()
-    assert client.stats.queued == 50
+    assert client.stats.queued == 51  # 50 events, one $exception (49 deduplicated)
     assert sum(ref() is not None for ref in refs) == 0
     client.close(0.1)
 
@@ -318,7 +320,9 @@ def test_log_exception_event_keeps_its_message(server, make_client, app_log):
     except ValueError:
         app_log.exception("job %s failed", "nightly", extra={"distinct_id": "u1"})
     assert client.flush(5)
-    (event,) = server.events
+    event, exception = server.events
+    assert exception["event"] == "$exception"
+    assert exception["properties"]["$log_message"] == "job nightly failed"
     assert event["event"] == "job %s failed"
     assert event["properties"]["$log_message"] == "job nightly failed"
     assert not {"exc_info", "exc_text", "stack_info"} & set(event["properties"])

@@ -278,6 +278,7 @@ def test_the_structlog_docs_stdlib_chain_with_cached_loggers_and_exceptions(inst
         {
             ("looped", "u", "structlog"): 3,
             ("failed", "u", "structlog"): 1,
+            ("$exception", "u", "structlog"): 1,  # log.exception: also error tracking
             ("failed", "u", "stdlib"): 1,
         }
     )
@@ -368,3 +369,113 @@ def test_a_chain_without_the_processor_at_the_same_call_site_is_not_skipped(setu
         {("same_site", "ctx-user", "structlog"): 1, ("same_site", "ctx-user", "stdlib"): 1}
     )
     _no_drops(client)
+
+
+# ---------------------------------------------------------------------- exceptions (#12)
+
+FORMATTERS = {
+    "none": [],
+    "format_exc_info": [structlog.processors.format_exc_info],
+    "dict_tracebacks": [structlog.processors.dict_tracebacks],
+}
+
+
+def _exception_events(client: Client, server: Any) -> list[dict[str, Any]]:
+    assert client.flush(5)
+    return [e for e in server.events if e["event"] == "$exception"]
+
+
+@pytest.mark.parametrize("formatter", sorted(FORMATTERS))
+@pytest.mark.parametrize("setup", SETUPS)
+def test_each_logged_exception_is_one_exception_event(setup, formatter, install, server):
+    """``log.exception``, ``exc_info=True`` and an exception instance, in every
+    documented setup, with the traceback rendered after the processor or not: one
+    ``$exception`` each (and one plain event each), never a second from the handler."""
+    client = install(setup, extra=FORMATTERS[formatter])
+    log = structlog.get_logger("app.struct")
+    with context(distinct_id="u"):
+        try:
+            raise ValueError("one")
+        except ValueError:
+            log.exception("failed_one", source="structlog")
+        try:
+            raise KeyError("two")
+        except KeyError:
+            log.error("failed_two", exc_info=True, source="structlog")
+        log.error("failed_three", exc_info=RuntimeError("three"), source="structlog")
+    log.exception("no_identity", exc_info=ValueError("personless"))  # no identity: personless
+    exceptions = _exception_events(client, server)
+    assert sorted(e["properties"]["$exception_message"] for e in exceptions) == [
+        "'two'",
+        "one",
+        "personless",
+        "three",
+    ]
+    for event in exceptions:
+        props = event["properties"]
+        assert props["$exception_source"] == "structlog.processor"
+        assert props["$exception_level"] == "error"
+        mechanism = props["$exception_list"][0]["mechanism"]
+        assert mechanism["type"] == "logger" and mechanism["handled"] is True
+    by_message = {e["properties"]["$exception_message"]: e for e in exceptions}
+    assert by_message["one"]["distinct_id"] == "u"
+    assert by_message["one"]["properties"]["$log_message"] == "failed_one"
+    assert by_message["one"]["properties"]["source"] == "structlog"
+    frames = by_message["one"]["properties"]["$exception_list"][0]["stacktrace"]["frames"]
+    assert frames[-1]["function"] == "test_each_logged_exception_is_one_exception_event"
+    assert "context_line" in frames[-1]  # read on the flush thread
+    assert by_message["personless"]["properties"]["$process_person_profile"] is False
+    names = Counter(e["event"] for e in server.events)
+    assert names["failed_one"] == names["failed_two"] == names["failed_three"] == 1
+    assert names["no_identity"] == 0  # the plain event still needs an identity
+    _no_drops(client)
+
+
+def test_processor_exception_switches(install, server):
+    client = install("print_logger")
+    processor = next(
+        p for p in structlog.get_config()["processors"] if isinstance(p, PostHogProcessor)
+    )
+    log = structlog.get_logger("app.struct")
+    processor.event_with_exception = False
+    log.error("only_exception", exc_info=ValueError("a"), distinct_id="u")
+    processor.exceptions = False
+    log.error("only_event", exc_info=ValueError("b"), distinct_id="u")
+    assert client.flush(5)
+    assert sorted(server.event_names()) == ["$exception", "only_event"]
+
+
+@pytest.mark.parametrize("renderer", ["format_exc_info", "dict_tracebacks"])
+@pytest.mark.parametrize("setup", ["print_logger", "render_to_log_kwargs", "json_to_stdlib"])
+def test_exception_rendered_before_the_processor_is_parsed(setup, renderer, install, server):
+    """``format_exc_info``/``dict_tracebacks`` placed before the processor leave only the
+    rendered ``exception`` key: its frames are parsed from it (CEX-08: a real stack)."""
+    client = install(setup)
+    processors = list(structlog.get_config()["processors"])
+    index = next(i for i, p in enumerate(processors) if isinstance(p, PostHogProcessor))
+    processors.insert(index, FORMATTERS[renderer][0])
+    structlog.configure(processors=processors)
+
+    def inner():
+        raise ValueError("rendered")
+
+    def outer():
+        try:
+            inner()
+        except ValueError as exc:
+            raise RuntimeError("wrapper") from exc
+
+    log = structlog.get_logger("app.struct")
+    try:
+        outer()
+    except RuntimeError:
+        log.exception("failed", distinct_id="u")
+    (event,) = _exception_events(client, server)
+    exc_list = event["properties"]["$exception_list"]
+    assert [e["type"] for e in exc_list] == ["RuntimeError", "ValueError"]
+    assert exc_list[1]["mechanism"]["source"] == "cause"
+    assert [f["function"] for f in exc_list[1]["stacktrace"]["frames"]][-2:] == ["outer", "inner"]
+    assert exc_list[1]["stacktrace"]["frames"][-1]["context_line"].strip() == (
+        'raise ValueError("rendered")'
+    )
+    assert Counter(server.event_names())["failed"] == 1

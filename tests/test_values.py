@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from posthog_otel import Client
 from posthog_otel.testing import FakePostHog
 
-from .conftest import API_KEY
+from .conftest import API_KEY, fresh
 
 scalars = st.one_of(
     st.none(),
@@ -47,14 +47,16 @@ properties = st.dictionaries(st.text(min_size=1), values, max_size=5)
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(batch=st.lists(properties, min_size=1, max_size=5))
-def test_generated_properties_never_raise_or_poison_a_batch(batch):
-    with FakePostHog() as server:
-        client = Client(API_KEY, host=server.url, flush_interval=60.0)
+def test_generated_properties_never_raise_or_poison_a_batch(module_server, batch):
+    server = fresh(module_server)
+    client = Client(API_KEY, host=server.url, flush_interval=60.0)
+    try:
         uuids = [client.capture("generated", "u", props) for props in batch]
         assert all(uuids)
         assert client.flush(10)
         assert [e["uuid"] for e in server.events] == uuids
         assert client.stats.dropped["serialization"] == 0
+    finally:
         client.close()
 
 

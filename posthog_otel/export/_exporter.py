@@ -19,111 +19,31 @@ held for a retry).
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
 
 from .._fork import fork_safe_condition, fork_safe_lock, hold_across_fork, reset_in_child
-from .._log import logger, mark_internal_thread, suppress_instrumentation
+from .._log import describe, logger, mark_internal_thread, suppress_instrumentation
 from .._stats import StatsRecorder
 from .._threads import start_supervised
-from ._clock import Clock, SystemClock
-from ._retry import Outcome, backoff, classify, cooldown, parse_retry_after
-from ._transport import HttpTransport, TransportError
-
-Event = dict[str, Any]
-_ABANDON_GRACE = 0.2
-# What an item is assumed to weigh when the caller gives no estimate (``submit``).
-DEFAULT_ITEM_BYTES = 256
-DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
-ErrorCallback = Callable[[Exception, list[Event]], None]
-# What the flush thread may need, imported by the client on the creating thread (a fork
-# during an import on our thread would leave the child a half-imported module): the
-# transport (httpx, httpcore, certifi for its TLS context, the idna codec that the socket
-# layer loads on a first connection), Retry-After dates (email.utils) and the
-# suppression of OpenTelemetry instrumentation (if installed).
-THREAD_IMPORTS = (
-    "httpx",
-    "httpcore",
-    "certifi",
-    "encodings.idna",
-    "email.utils",
-    "opentelemetry.context",
+from ._batch import (
+    DEFAULT_ITEM_BYTES,
+    Batch,
+    Deferred,
+    DeliveryError,
+    ErrorCallback,
+    Event,
+    ExporterConfig,
+    Lane,
 )
+from ._clock import Clock, SystemClock
+from ._retry import Outcome, cooldown
+from ._send import send_batch
+from ._transport import HttpTransport
 
-
-class Lane(Protocol):
-    """How events are encoded and batched into requests for one endpoint."""
-
-    max_event_bytes: int
-
-    def encode(self, event: Event) -> bytes: ...
-
-    def request(self, payloads: list[bytes]) -> tuple[str, bytes, dict[str, str]]: ...
-
-    def envelope_overhead(self) -> int: ...
-
-
-# A queue item whose event is built on the flush thread: ``(build, *args)``, turned into
-# an event by ``build(*args)`` (``None`` if it is not one after all; the builder counts
-# why). ``PostHogHandler`` queues log records this way, so that ``logger.info`` pays only
-# for a tuple and an append.
-Deferred = tuple[Any, ...]
-
-
-class DeliveryError(Exception):
-    """Why a batch was finally given up, passed to ``on_error``."""
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class ExporterConfig:
-    flush_at: int = 100
-    flush_interval: float = 5.0
-    max_queue_size: int = 10_000
-    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
-    max_batch_size: int = 1000
-    max_batch_bytes: int = 5 * 1024 * 1024
-    timeout: float = 10.0
-    max_retries: int = 3
-    max_retry_cycles: int = 8
-    sync_mode: bool = False
-
-
-class _Batch:
-    """Events taken off the queue, with their encoded payloads (encoded once: the uuid,
-    timestamp and bytes of an event never change across retries)."""
-
-    __slots__ = ("events", "payloads")
-
-    def __init__(self, events: list[Event], payloads: list[bytes]) -> None:
-        self.events = events
-        self.payloads = payloads
-
-    def __len__(self) -> int:
-        return len(self.events)
-
-    def halves(self) -> tuple[_Batch, _Batch]:
-        mid = len(self.events) // 2
-        return (
-            _Batch(self.events[:mid], self.payloads[:mid]),
-            _Batch(self.events[mid:], self.payloads[mid:]),
-        )
-
-    def extend(self, other: _Batch) -> None:
-        self.events += other.events
-        self.payloads += other.payloads
-
-    def nbytes(self) -> int:
-        """Encoded size: what the batch weighs toward ``max_queue_bytes`` while held."""
-        return sum(len(p) for p in self.payloads)
+_ABANDON_GRACE = 0.2
 
 
 class BatchExporter:
@@ -167,8 +87,8 @@ class BatchExporter:
         self._pending: deque[Event | Deferred] = deque()
         self._pending_bytes: deque[int] = deque()  # the estimate of each pending item
         self._bytes = 0  # estimates of pending items + encoded size of carry and retained
-        self._carry: _Batch | None = None  # encoded, not yet sent: goes before _pending
-        self._retained: _Batch | None = None  # failed a cycle: goes before everything
+        self._carry: Batch | None = None  # encoded, not yet sent: goes before _pending
+        self._retained: Batch | None = None  # failed a cycle: goes before everything
         self._held = 0  # len(carry) + len(retained): counts toward max_queue_size
         self._retained_cycles = 0
         self._cooldown_until = 0.0
@@ -409,7 +329,7 @@ class BatchExporter:
             self._sync_deadline = None
             self._sync_lock.release()
 
-    def _take_batch(self, *, explicit: bool, first: bool) -> _Batch | None:
+    def _take_batch(self, *, explicit: bool, first: bool) -> Batch | None:
         """The next batch to send: the retained one, else up to ``max_batch_size`` events
         from the head of the queue, encoded here and capped at ``max_batch_bytes``."""
         config = self._config
@@ -428,7 +348,7 @@ class BatchExporter:
                 queued = len(self._pending) + carry_len
                 if queued == 0 or (not explicit and not first and queued < self._flush_at):
                     return None
-                batch = self._carry or _Batch([], [])
+                batch = self._carry or Batch([], [])
                 self._carry = None
                 self._held -= carry_len
                 self._bytes -= batch.nbytes()
@@ -518,7 +438,7 @@ class BatchExporter:
         payload: bytes,
     ) -> None:
         """Return what did not fit in this batch to the head of the queue, in order."""
-        carry = _Batch([event], [payload])
+        carry = Batch([event], [payload])
         with self._cond:
             if self._abandon:
                 return  # close() already counted these as shutdown
@@ -529,12 +449,21 @@ class BatchExporter:
             self._held += 1
             self._in_flight -= len(raw) - index  # back in the queue: not in flight any more
 
-    def _deliver(self, batch: _Batch) -> bool:
+    def _deliver(self, batch: Batch) -> bool:
         """One delivery cycle for ``batch``; ``False`` if part of it had to be retained."""
-        work: deque[_Batch] = deque([batch])
+        work: deque[Batch] = deque([batch])
         while work:
             part = work.popleft()
-            outcome, status, retry_after, error = self._send(part)
+            outcome, status, retry_after, error = send_batch(
+                part,
+                self._lane,
+                self._transport,
+                self._config,
+                self._stats,
+                deadline=self._sync_deadline,
+                abandoned=self._abandoned,
+                sleep=self._sleep,
+            )
             if outcome is Outcome.DELIVERED:
                 self._settle(len(part))
             elif outcome is Outcome.SPLIT and len(part) > 1:
@@ -553,64 +482,8 @@ class BatchExporter:
             self._retained_cycles = 0
         return True
 
-    def _send(self, batch: _Batch) -> tuple[Outcome, int | None, float | None, DeliveryError]:
-        """Send ``batch`` with up to ``max_retries`` retries and backoff."""
-        retry_after: float | None = None
-        status: int | None = None
-        error = DeliveryError("not sent")
-        deadline = self._sync_deadline
-        for attempt in range(self._config.max_retries + 1):
-            if attempt:
-                if self._abandon or (deadline is not None and time.monotonic() >= deadline):
-                    break
-                with self._stats.lock:
-                    self._stats.retries += 1
-                delay = backoff(attempt - 1, retry_after)
-                if deadline is not None:
-                    delay = min(delay, deadline - time.monotonic())
-                logger.debug(
-                    "retrying %d event(s) in %.2f s (retry %d of %d): %s",
-                    len(batch),
-                    delay,
-                    attempt,
-                    self._config.max_retries,
-                    error,
-                )
-                self._sleep(delay)
-                if self._abandon:
-                    break
-            timeout = self._config.timeout
-            if deadline is not None:
-                timeout = min(timeout, deadline - time.monotonic())
-                if timeout <= 0:
-                    error = DeliveryError("not sent: out of time")
-                    break
-            started, body = time.monotonic(), b""
-            try:
-                path, body, headers = self._lane.request(batch.payloads)
-                response = self._transport.request(
-                    "POST", path, content=body, headers=headers, timeout=timeout
-                )
-            except TransportError as exc:
-                status, retry_after = None, None
-                error = DeliveryError(str(exc))
-                _log_batch(batch, started, str(exc), len(body))
-                if exc.permanent:  # e.g. an invalid URL: no retry can succeed
-                    return Outcome.REJECT, None, None, error
-            except Exception as exc:  # every outcome of a send resolves every event in it
-                return Outcome.REJECT, None, None, DeliveryError(f"{type(exc).__name__}: {exc}")
-            else:
-                status = response.status
-                retry_after = parse_retry_after(response.headers)
-                error = DeliveryError(
-                    f"HTTP {status}: {response.content[:200].decode('utf-8', 'replace')}",
-                    status=status,
-                )
-                _log_batch(batch, started, f"HTTP {status}", len(body))
-            outcome = classify(status, len(batch))
-            if outcome is not Outcome.RETRY:
-                return outcome, status, retry_after, error
-        return Outcome.RETRY, status, retry_after, error
+    def _abandoned(self) -> bool:
+        return self._abandon
 
     def _sleep(self, seconds: float) -> None:
         with self._cond:
@@ -621,7 +494,7 @@ class BatchExporter:
                     return
                 self._clock.wait(self._cond, remaining, idle=False)
 
-    def _retain(self, batch: _Batch, retry_after: float | None, error: DeliveryError) -> None:
+    def _retain(self, batch: Batch, retry_after: float | None, error: DeliveryError) -> None:
         with self._cond:
             self._retained_cycles += 1
             cycles = self._retained_cycles
@@ -646,7 +519,7 @@ class BatchExporter:
                 self._config.max_retry_cycles,
             )
 
-    def _give_up(self, batch: _Batch, reason: str, error: DeliveryError) -> None:
+    def _give_up(self, batch: Batch, reason: str, error: DeliveryError) -> None:
         """Drop ``batch`` for ``reason``; ``on_error`` runs before the drop is settled, so a
         ``flush()`` that sees the failure also sees the callback's effects."""
         with self._cond:
@@ -655,8 +528,15 @@ class BatchExporter:
         if self._on_error is not None:
             try:
                 self._on_error(error, batch.events)
-            except Exception:
-                logger.exception("on_error callback raised")
+            except Exception as exc:
+                # A broken callback fails for every batch of an outage: warned once per
+                # interval like a drop, the traceback at DEBUG.
+                self._stats.warner.warn(
+                    "on_error_raised",
+                    "on_error callback raised %s; delivery goes on",
+                    describe(exc),
+                )
+                logger.debug("on_error callback raised", exc_info=True)
         self._settle(len(batch), reason, f": {error}", failed_batch=True)
 
     def _settle(
@@ -738,12 +618,3 @@ class BatchExporter:
         self._closing = closing
         self._stats.reset()
         self._transport.reset_after_fork()
-
-
-def _log_batch(batch: _Batch, started: float, outcome: str, nbytes: int) -> None:
-    """``debug=True``: one line per request, with what it carried and how it went."""
-    if logger.isEnabledFor(logging.DEBUG):
-        elapsed = (time.monotonic() - started) * 1000
-        logger.debug(
-            "batch of %d event(s), %d bytes: %s in %.0f ms", len(batch), nbytes, outcome, elapsed
-        )

@@ -8,11 +8,13 @@ from typing import Any
 
 import orjson
 
+from .._serialize import OPTIONS, default, dumps, format_timestamp
 from .._stats import StatsRecorder
-from ._serialize import OPTIONS, default, dumps, format_timestamp
 
 MAX_EVENT_BYTES = 900 * 1024
-_GZIP_LEVEL = 6
+# Level 1: bodies of real batches come out about 9 % larger than at the default level 6,
+# for half the CPU (gzip was a fifth of the process CPU per event at 1,000 per request).
+_GZIP_LEVEL = 1
 _fromtimestamp = datetime.fromtimestamp
 _UTC = timezone.utc
 _orjson_dumps = orjson.dumps

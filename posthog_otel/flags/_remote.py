@@ -18,8 +18,8 @@ import orjson
 
 from .._fork import fork_safe_lock
 from .._log import logger
+from .._serialize import clean, dumps
 from ..export import Clock, HttpTransport, TransportError
-from ..export._serialize import clean, dumps
 from ._results import FlagResult, decode_payload, experiment_flag
 
 

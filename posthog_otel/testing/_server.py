@@ -298,6 +298,8 @@ class FakePostHog:
             and not isinstance(properties["$cookieless_mode"], bool)
         ):  # null too: present and not a boolean
             raise _Rejected(400, "invalid_cookieless_mode", "non-boolean $cookieless_mode")
+        if event["event"] == "$exception":
+            _validate_exception(properties)
         predicate = self._reject_if
         if predicate is not None and predicate(event):
             raise _Rejected(400, "invalid_event", "event rejected by reject_if")
@@ -386,6 +388,35 @@ def _evaluate_definitions(definitions: Mapping[str, Any], request: Mapping[str, 
             },
         }
     return {"flags": flags}
+
+
+def _validate_exception(properties: Any) -> None:
+    """An ``$exception`` event as error tracking reads it: a non-empty
+    ``$exception_list`` of objects with a non-empty string ``type``, a string ``value``
+    when present, a ``mechanism`` object when present, and frames as a list of
+    objects."""
+
+    def bad(detail: str) -> _Rejected:
+        return _Rejected(400, "invalid_exception", f"$exception: {detail}")
+
+    exc_list = properties.get("$exception_list") if isinstance(properties, dict) else None
+    if not isinstance(exc_list, list) or not exc_list:
+        raise bad("$exception_list must be a non-empty list")
+    for entry in exc_list:
+        if not isinstance(entry, dict):
+            raise bad("an $exception_list entry is not an object")
+        if not isinstance(entry.get("type"), str) or not entry["type"]:
+            raise bad("an entry's type must be a non-empty string")
+        if "value" in entry and not isinstance(entry["value"], str):
+            raise bad("an entry's value must be a string")
+        if "mechanism" in entry and not isinstance(entry["mechanism"], dict):
+            raise bad("an entry's mechanism must be an object")
+        stacktrace = entry.get("stacktrace")
+        if stacktrace is None:
+            continue
+        frames = stacktrace.get("frames") if isinstance(stacktrace, dict) else None
+        if not isinstance(frames, list) or not all(isinstance(f, dict) for f in frames):
+            raise bad("stacktrace.frames must be a list of objects")
 
 
 def _json_or_none(body: bytes) -> Any:

@@ -1,4 +1,5 @@
-"""Turning assembled events into JSON bytes, on the flush thread.
+"""JSON for the whole package, in one place: events on the flush thread (``export``),
+flag requests (``flags``), the snapshots taken on the caller's thread (``_snapshot``).
 
 orjson does the work; values it cannot encode go through ``default`` (which converts
 them the way the official SDK's ``clean`` does). Only when orjson refuses the event
@@ -30,7 +31,7 @@ from uuid import UUID
 
 import orjson
 
-from .._log import logger
+from ._log import logger
 
 OPTIONS = orjson.OPT_NON_STR_KEYS
 """orjson options of every encoding (``dumps``, and the encoder's inlined fast path)."""

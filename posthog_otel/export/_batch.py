@@ -1,0 +1,110 @@
+"""What travels through the exporter: events and deferred items, the lane that turns
+them into requests, the exporter's configuration, and a batch of encoded events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = [
+    "DEFAULT_ITEM_BYTES",
+    "DEFAULT_MAX_QUEUE_BYTES",
+    "THREAD_IMPORTS",
+    "Batch",
+    "Deferred",
+    "DeliveryError",
+    "ErrorCallback",
+    "Event",
+    "ExporterConfig",
+    "Lane",
+]
+
+Event = dict[str, Any]
+# What an item is assumed to weigh when the caller gives no estimate (``submit``).
+DEFAULT_ITEM_BYTES = 256
+DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
+ErrorCallback = Callable[[Exception, list[Event]], None]
+# What the flush thread may need, imported by the client on the creating thread (a fork
+# during an import on our thread would leave the child a half-imported module): the
+# transport (httpx, httpcore, certifi for its TLS context, the idna codec that the socket
+# layer loads on a first connection), Retry-After dates (email.utils) and the
+# suppression of OpenTelemetry instrumentation (if installed).
+THREAD_IMPORTS = (
+    "httpx",
+    "httpcore",
+    "certifi",
+    "encodings.idna",
+    "email.utils",
+    "opentelemetry.context",
+)
+
+
+class Lane(Protocol):
+    """How events are encoded and batched into requests for one endpoint."""
+
+    max_event_bytes: int
+
+    def encode(self, event: Event) -> bytes: ...
+
+    def request(self, payloads: list[bytes]) -> tuple[str, bytes, dict[str, str]]: ...
+
+    def envelope_overhead(self) -> int: ...
+
+
+# A queue item whose event is built on the flush thread: ``(build, *args)``, turned into
+# an event by ``build(*args)`` (``None`` if it is not one after all; the builder counts
+# why). ``PostHogHandler`` queues log records this way, so that ``logger.info`` pays only
+# for a tuple and an append.
+Deferred = tuple[Any, ...]
+
+
+class DeliveryError(Exception):
+    """Why a batch was finally given up, passed to ``on_error``."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ExporterConfig:
+    flush_at: int = 100
+    flush_interval: float = 5.0
+    max_queue_size: int = 10_000
+    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
+    max_batch_size: int = 1000
+    max_batch_bytes: int = 5 * 1024 * 1024
+    timeout: float = 10.0
+    max_retries: int = 3
+    max_retry_cycles: int = 8
+    sync_mode: bool = False
+
+
+class Batch:
+    """Events taken off the queue, with their encoded payloads (encoded once: the uuid,
+    timestamp and bytes of an event never change across retries)."""
+
+    __slots__ = ("events", "payloads")
+
+    def __init__(self, events: list[Event], payloads: list[bytes]) -> None:
+        self.events = events
+        self.payloads = payloads
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def halves(self) -> tuple[Batch, Batch]:
+        mid = len(self.events) // 2
+        return (
+            Batch(self.events[:mid], self.payloads[:mid]),
+            Batch(self.events[mid:], self.payloads[mid:]),
+        )
+
+    def extend(self, other: Batch) -> None:
+        self.events += other.events
+        self.payloads += other.payloads
+
+    def nbytes(self) -> int:
+        """Encoded size: what the batch weighs toward ``max_queue_bytes`` while held."""
+        return sum(len(p) for p in self.payloads)
