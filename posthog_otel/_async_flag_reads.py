@@ -51,9 +51,13 @@ class AsyncFlagMethods:
         """``get_feature_flag_result`` that never blocks the event loop."""
         reads = self._flag_reads
         if reads.answers_now(options):
-            local: FlagReadOptions = {**options, "only_evaluate_locally": True}
-            result = reads.result(key, distinct_id, **local)
-            if result is not None or options.get("only_evaluate_locally") or reads.disabled:
+            if options.get("only_evaluate_locally") or reads.disabled:
+                return reads.result(key, distinct_id, **options)
+            others: Any = options
+            if "only_evaluate_locally" in options:  # (False, given explicitly)
+                others = {k: v for k, v in options.items() if k != "only_evaluate_locally"}
+            result = reads.result(key, distinct_id, only_evaluate_locally=True, **others)
+            if result is not None:
                 return result
         return await _on_a_worker(reads.result, key, distinct_id, **options)
 

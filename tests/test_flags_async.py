@@ -78,6 +78,9 @@ def test_local_answers_take_no_thread_hop(make_client):
                 await client.aget_all_flags("u1", person_properties=pro),
                 await client.aevaluate_flags("u1", person_properties=pro),
                 await client.aget_feature_flag("checkout", "u1", only_evaluate_locally=True),
+                await client.aget_feature_flag(
+                    "checkout", "u1", person_properties=pro, only_evaluate_locally=False
+                ),
             ]
             local_hops = executor.submitted
             remote_answers = [
@@ -89,7 +92,8 @@ def test_local_answers_take_no_thread_hop(make_client):
             return answers, local_hops, remote_answers, executor.submitted
 
         answers, local_hops, remote_answers, hops = run(scenario)
-        variant, enabled, result, payload, everything, snapshot, unknown = answers
+        variant, enabled, result, payload, everything, snapshot, unknown, again = answers
+        assert again == variant
         assert variant in ("blue", "red") and enabled is False
         assert result.locally_evaluated and result.get_value() == variant
         assert payload == {"cta": "Try now"}

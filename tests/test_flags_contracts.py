@@ -140,10 +140,11 @@ def test_match_value_reads_the_payload_without_evaluating(local):
     assert flag_requests(server) == [] and called(server) == []
 
 
-def test_a_payload_that_is_not_json_is_none_with_a_warning(local, caplog):
-    caplog.set_level(logging.WARNING, logger="posthog_otel")
-    _, client = local
-    assert client.get_feature_flag_payload("checkout", "u1", match_value="red") is None
+def test_a_payload_that_is_not_json_is_none_with_a_warning(make_client, caplog):
+    caplog.set_level(logging.WARNING, logger="posthog_otel")  # before the load warns
+    with FakePostHog(flag_definitions=DEFINITIONS) as server:
+        client = make_client(host=server.url, secret_key=SECRET)
+        assert client.get_feature_flag_payload("checkout", "u1", match_value="red") is None
     assert any(
         "checkout" in r.getMessage() and "not valid JSON" in r.getMessage() for r in caplog.records
     )
