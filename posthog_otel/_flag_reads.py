@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from ._flags_worker import Overrides
     from .flags import Emit, FlagsService
 
-__all__ = ["FlagMethods", "FlagReadOptions", "FlagReads"]
+__all__ = ["UNKNOWN", "FlagMethods", "FlagReadOptions", "FlagReads"]
+
+UNKNOWN: Any = object()  # a local try's "only the server (or a wait) can tell"
 
 
 class FlagReadOptions(TypedDict, total=False):
@@ -44,6 +46,9 @@ class FlagReadOptions(TypedDict, total=False):
     """Override the client's ``disable_geoip`` for the ``/flags`` request."""
     send_feature_flag_events: bool
     """Send ``$feature_flag_called`` (deduplicated per person, flag and value)."""
+    device_id: str | None
+    """The device id: sent to ``/flags``, and the bucketing value of flags bucketed by
+    device (``bucketing_identifier: "device_id"``) in local evaluation."""
 
 
 class FlagReads:
@@ -65,6 +70,10 @@ class FlagReads:
         self._disabled = config.disabled
         self._service: FlagsService | None = None
         self._lock = fork_safe_lock()
+        if config.preload_feature_flags:
+            # Built here, on the thread creating the client (never on the poller: an
+            # import there at fork time hangs ``gunicorn --preload`` workers).
+            self.service.start_loading()
 
     @property
     def service(self) -> FlagsService:
@@ -89,6 +98,11 @@ class FlagReads:
         return service
 
     @property
+    def disabled(self) -> bool:
+        """A disabled client's reads answer defaults at once."""
+        return self._disabled
+
+    @property
     def built(self) -> bool:
         """Whether the service exists (else there is nothing to stop or flush)."""
         return self._service is not None
@@ -106,6 +120,7 @@ class FlagReads:
         force_remote: bool = False,
         disable_geoip: bool | None = None,
         send_feature_flag_events: bool = True,
+        device_id: str | None = None,
     ) -> FlagResult | None:
         """The one read path of the single-flag calls (``FlagReadOptions`` as keywords:
         bound by the call, not looked up one by one, since this path is hot)."""
@@ -122,17 +137,51 @@ class FlagReads:
             force_remote,
             disable_geoip,
             send_feature_flag_events,
+            None if device_id is None else _device_id(device_id),
         )
 
     def payload(
-        self, key: str, distinct_id: object, match_value: FlagValue | None, options: FlagReadOptions
+        self,
+        key: str,
+        distinct_id: object,
+        match_value: FlagValue | None,
+        options: FlagReadOptions,
+        local: bool = False,
     ) -> Any:
-        """The payload of the flag's value (or of ``match_value`` when it matches)."""
+        """The payload of the flag's value; with ``match_value``, that value's payload,
+        looked up in the loaded definitions without evaluating the flag (no request), or
+        when they do not have it, the payload of the evaluated value if it matches.
+        ``local``: as ``result``'s; then ``_UNKNOWN`` when only a request could tell."""
+        if self._disabled:
+            return None
+        if (
+            match_value is not None
+            and not options.get("force_remote")
+            and not options.get("send_feature_flag_events")
+        ):
+            try:
+                found, payload = self.service.payload_for(key, match_value)
+            except Exception:
+                logger.exception("the payload of %r could not be read", key)
+                found, payload = False, None
+            if found:
+                return payload
         silent: FlagReadOptions = {"send_feature_flag_events": False, **options}
+        if local:
+            silent["only_evaluate_locally"] = True
         result = self.result(key, distinct_id, **silent)
+        if result is None and local and not options.get("only_evaluate_locally"):
+            return UNKNOWN
         if result is None or (match_value is not None and result.get_value() != match_value):
             return None
         return result.payload
+
+    def answers_now(self, options: Mapping[str, Any]) -> bool:
+        """Whether a local read cannot block (no first load to wait for, no
+        ``force_remote``); always for a disabled client, which answers defaults."""
+        if self._disabled:
+            return True
+        return not options.get("force_remote") and self.service.answers_now()
 
     # ------------------------------------------------------------------ many flags
 
@@ -146,6 +195,37 @@ class FlagReads:
             did, results = self._evaluate(distinct_id, flag_keys, options)
         except Exception:
             logger.exception("feature flags could not be evaluated")
+            return FlagEvaluations(None, {})
+        return self.service.snapshot(did, results, options.get("groups"))
+
+    def complete_locally(
+        self, distinct_id: object, flag_keys: Iterable[str] | None, options: Mapping[str, Any]
+    ) -> tuple[str | None, dict[str, FlagResult]] | None:
+        """One local pass that neither waits nor asks the server, when it answers every
+        flag asked for (all of them without ``flag_keys``); else ``None`` (the async
+        reads then run the full read on a worker thread)."""
+        if self._disabled:
+            return None, {}
+        if not self.answers_now(options):
+            return None
+        try:
+            definitions = self.service.definitions(wait=False)
+            if definitions is None:
+                return None
+            keys = None if flag_keys is None else list(flag_keys)
+            local = {**options, "only_evaluate_locally": True}
+            did, results = self._evaluate(distinct_id, keys, local)
+        except Exception:
+            return None  # the full read (on the worker thread) reports it
+        wanted = definitions.flags.keys() if keys is None else keys
+        if did is None or all(k in results for k in wanted):
+            return did, results
+        return None
+
+    def snapshot(
+        self, did: str | None, results: dict[str, FlagResult], options: Mapping[str, Any]
+    ) -> FlagEvaluations:
+        if self._disabled:
             return FlagEvaluations(None, {})
         return self.service.snapshot(did, results, options.get("groups"))
 
@@ -188,7 +268,13 @@ class FlagReads:
             only_evaluate_locally=options.get("only_evaluate_locally", False),
             force_remote=options.get("force_remote", False),
             disable_geoip=options.get("disable_geoip"),
+            device_id=_device_id(options.get("device_id")),
         )
+
+    def clear_cache(self, distinct_id: object) -> None:
+        """Empty the opt-in result cache (one distinct id's entries, or all)."""
+        if self._service is not None:
+            self._service.clear_cache(None if distinct_id is None else str(distinct_id))
 
     # ------------------------------------------------------------------ definitions
 
@@ -249,6 +335,25 @@ class FlagReads:
         did, results = self._evaluate(distinct_id, None, options)
         return FlagEvaluations(did, results).event_properties() if results else None
 
+    # ------------------------------------------------------------------ overrides
+    # A disabled client stores none (and builds no service for them).
+
+    def set_person_overrides(self, properties: object) -> None:
+        if not self._disabled:
+            self.service.set_person_overrides(properties)
+
+    def set_group_overrides(self, properties: object, group_type_properties: object) -> None:
+        if not self._disabled:
+            self.service.set_group_overrides(properties, group_type_properties)
+
+    def reset_person_overrides(self) -> None:
+        if not self._disabled:
+            self.service.reset_person_overrides()
+
+    def reset_group_overrides(self, group_type: object) -> None:
+        if not self._disabled:
+            self.service.reset_group_overrides(group_type)
+
     def context_overrides(self) -> Overrides:
         return self.service.context_overrides()
 
@@ -276,6 +381,7 @@ class FlagMethods:
         force_remote: bool = False,
         disable_geoip: bool | None = None,
         send_feature_flag_events: bool = True,
+        device_id: str | None = None,
     ) -> FlagResult | None:
         """The flag's value, payload and provenance; ``None`` if it cannot be known.
 
@@ -293,6 +399,7 @@ class FlagMethods:
             force_remote,
             disable_geoip,
             send_feature_flag_events,
+            device_id,
         )
 
     def get_feature_flag(
@@ -307,6 +414,7 @@ class FlagMethods:
         force_remote: bool = False,
         disable_geoip: bool | None = None,
         send_feature_flag_events: bool = True,
+        device_id: str | None = None,
     ) -> FlagValue | None:
         """The variant, ``True``/``False``, or ``None`` when unknown."""
         result = self._flag_reads.result(
@@ -319,6 +427,7 @@ class FlagMethods:
             force_remote,
             disable_geoip,
             send_feature_flag_events,
+            device_id,
         )
         return None if result is None else result.get_value()
 
@@ -335,6 +444,7 @@ class FlagMethods:
         force_remote: bool = False,
         disable_geoip: bool | None = None,
         send_feature_flag_events: bool = True,
+        device_id: str | None = None,
     ) -> bool:
         """Whether the flag is on (any variant counts); ``default_value`` when unknown."""
         result = self._flag_reads.result(
@@ -347,6 +457,7 @@ class FlagMethods:
             force_remote,
             disable_geoip,
             send_feature_flag_events,
+            device_id,
         )
         return default_value if result is None else result.enabled
 
@@ -389,24 +500,45 @@ class FlagMethods:
         """Fetch flag definitions now (when local evaluation is configured)."""
         self._flag_reads.reload()
 
+    def clear_flag_cache(self, distinct_id: object = None) -> None:
+        """Empty the result cache (``flag_result_cache_ttl``): one person's, or all."""
+        self._flag_reads.clear_cache(distinct_id)
+
+    # Overrides (PFF): inside an identity context they belong to it (they end with it,
+    # merged over the client-level ones). Invalid input is ignored (counted in
+    # ``stats.corrected``, warned about); a disabled client stores none.
+    # ``reload_feature_flags`` is accepted for the contract's signature: a server has
+    # nothing to reload, the overrides apply from the next read (no request is made).
+
     def set_person_properties_for_flags(
         self, properties: Mapping[str, Any], reload_feature_flags: bool = True
     ) -> None:
-        """Person properties used by later flag evaluations. Inside an identity context
-        they belong to that context (they end with it, merged over the client-level ones).
-        Definitions are not refetched: they apply from the next read. Anything but a
-        mapping is ignored (counted in ``stats.corrected``, warned about)."""
-        self._flag_reads.service.set_person_overrides(properties)
+        """Person properties used by later flag evaluations (merged under the call's)."""
+        self._flag_reads.set_person_overrides(properties)
 
     def set_group_properties_for_flags(
-        self, group_properties: Mapping[str, Mapping[str, Any]], reload_feature_flags: bool = True
+        self,
+        group_properties: Mapping[str, Mapping[str, Any]] | str,
+        properties: Mapping[str, Any] | bool | None = None,
+        reload_feature_flags: bool = True,
     ) -> None:
-        """Group properties (by group type) used by later flag evaluations, scoped like
-        ``set_person_properties_for_flags``."""
-        self._flag_reads.service.set_group_overrides(group_properties)
+        """Group properties for later flag evaluations: ``{group_type: properties}``, or
+        ``(group_type, properties)``."""
+        self._flag_reads.set_group_overrides(group_properties, properties)
 
-    def reset_person_properties_for_flags(self) -> None:
-        self._flag_reads.service.reset_person_overrides()
+    def reset_person_properties_for_flags(self, reload_feature_flags: bool = True) -> None:
+        """Forget the person overrides (of the identity context, when inside one)."""
+        self._flag_reads.reset_person_overrides()
 
-    def reset_group_properties_for_flags(self) -> None:
-        self._flag_reads.service.reset_group_overrides()
+    def reset_group_properties_for_flags(
+        self, group_type: str | None = None, reload_feature_flags: bool = True
+    ) -> None:
+        """Forget the group overrides: all of them, or ``group_type``'s only."""
+        self._flag_reads.reset_group_overrides(group_type)
+
+
+def _device_id(value: object) -> str | None:
+    """A device id as posthog uses it: an empty one is none, any other a string."""
+    if not value:
+        return None
+    return value if type(value) is str else str(value)

@@ -48,6 +48,8 @@ class ClientConfig:
     shutdown_timeout: float
     flush_on_sigterm: bool
     http_client: httpx.Client | None = field(repr=False)
+    preload_feature_flags: bool
+    """Load flag definitions in the background from the start (else on the first read)."""
     delivery: ExporterConfig
     flags: FlagsConfig
     exceptions: ExceptionsConfig = field(default_factory=ExceptionsConfig)
@@ -86,6 +88,7 @@ def client_config(
     http_client: httpx.Client | None,
     flag_definition_cache_provider: object | None,
     flag_result_cache_ttl: float | None,
+    preload_feature_flags: bool | None = None,
     enable_exception_autocapture: bool = False,
     in_app_include: Sequence[str] = (),
     in_app_exclude: Sequence[str] = (),
@@ -97,6 +100,9 @@ def client_config(
     full_host = _config.resolve_host(host)
     if secret_key is None:
         secret_key = personal_api_key
+    # A key given in code means flags will be read: their definitions load from the start.
+    # One from the environment may reach a logging-only process: it loads on first read.
+    explicit_secret = bool(isinstance(secret_key, str) and secret_key.strip())
     if secret_key is None:
         secret_key = _config.env_first("POSTHOG_SECRET_KEY", "POSTHOG_PERSONAL_API_KEY")
     if super_properties is not None and not isinstance(super_properties, Mapping):
@@ -160,6 +166,12 @@ def client_config(
         if flush_on_sigterm is None
         else bool(flush_on_sigterm),
         http_client=http_client,
+        preload_feature_flags=bool(
+            secret_key
+            and not disabled
+            and key
+            and (explicit_secret if preload_feature_flags is None else preload_feature_flags)
+        ),
         delivery=delivery,
         flags=flags,
         exceptions=ExceptionsConfig(

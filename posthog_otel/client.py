@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _autocapture
 from ._assembly import LIB_NAME, EventAssembler
+from ._async_flag_reads import AsyncFlagMethods
 from ._before_send import BeforeSendChain
 from ._config import mask_key
 from ._context import _current
@@ -47,14 +48,15 @@ WIRE_COMPAT_VERSION = "7.91.1"
 USER_AGENT = f"posthog-python/{WIRE_COMPAT_VERSION} {LIB_NAME}/{__version__}"
 
 
-class Client(FlagMethods):
+class Client(FlagMethods, AsyncFlagMethods):
     """A PostHog client with a batching exporter; every argument (and the environment
     variable behind it) is listed in ``docs/configuration.md``.
 
     ``enqueue`` (and the conveniences built on it) never raise and never block on the
     network: they assemble the event, run ``before_send`` and append it to a bounded
     queue that a background thread sends in gzip'd batches with retries. The flag
-    methods (``get_feature_flag``, ...) come from ``FlagMethods``.
+    methods (``get_feature_flag``, ...) come from ``FlagMethods``, their async twins
+    (``aget_feature_flag``, ...) from ``AsyncFlagMethods``.
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class Client(FlagMethods):
         http_client: httpx.Client | None = None,
         flag_definition_cache_provider: object | None = None,
         flag_result_cache_ttl: float | None = None,
+        preload_feature_flags: bool | None = None,
         enable_exception_autocapture: bool = False,
         in_app_include: Sequence[str] = (),
         in_app_exclude: Sequence[str] = (),

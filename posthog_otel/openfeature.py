@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -107,6 +108,9 @@ class PostHogProvider(AbstractProvider):
         self._lock = fork_safe_lock()
         self._failing_since: float | None = None
         self._state = "ready"  # ready | stale | error
+        # Changes are told from the end of ``initialize``: the first load is READY, not a
+        # CONFIGURATION_CHANGED listing every flag before it.
+        self._initialized = False
         # id(result) -> (result, its metadata); the result is held, so its id stays its own.
         self._metadata_cache: dict[int, tuple[FlagResult, Mapping[str, Any]]] = {}
 
@@ -118,6 +122,7 @@ class PostHogProvider(AbstractProvider):
     def initialize(self, evaluation_context: EvaluationContext) -> None:
         """Wait (bounded) for the first definitions; ready either way (remote works)."""
         flags = self.client.flags
+        self._initialized = False
         flags.add_listener(self)
         if not flags.wait_loaded(self.init_timeout):
             logger.warning(
@@ -125,13 +130,14 @@ class PostHogProvider(AbstractProvider):
                 "remotely until they are",
                 self.init_timeout,
             )
+        self._initialized = True
 
     def shutdown(self) -> None:
         """Stop listening; the client is left open (you own it)."""
         self.client.flags.remove_listener(self)
 
     def definitions_changed(self, keys: list[str]) -> None:
-        if keys:
+        if keys and self._initialized:
             self.emit_provider_configuration_changed(ProviderEventDetails(flags_changed=keys))
 
     def definitions_refreshed(self, ok: bool) -> None:
@@ -333,28 +339,29 @@ class PostHogProvider(AbstractProvider):
         )
         assert did is not None
         local = service.explain(flag_key, did, groups_, person_, group_props)
+        error: str | None = None  # the exposure's $feature_flag_error
         if local is not None:
             result, decided = local
             reason = _LOCAL_REASONS.get(decided, Reason.UNKNOWN)
-            if self.send_feature_flag_events:
-                service.expose(did, flag_key, result, groups_, None)
         else:
-            remote = self.client.get_feature_flag_result(
-                flag_key,
-                did,
-                groups=groups,
-                person_properties=person,
-                group_properties=group_properties,
-                force_remote=True,
-                send_feature_flag_events=self.send_feature_flag_events,
-            )
+            # Exposure below: the event reports what the caller receives.
+            remote, error, _ = service.ask(flag_key, did, groups_, person_, group_props)
             if remote is None:
+                if self.send_feature_flag_events:
+                    service.expose(did, flag_key, None, groups_, error)
                 raise FlagNotFoundError(f"flag {flag_key!r} not found")
             result = remote
-            reason = _REMOTE_REASONS.get(result.reason or "", Reason.UNKNOWN)
+            reason = _REMOTE_REASONS.get(result.reason_code or "", Reason.UNKNOWN)
         metadata = self._metadata_of(result)
         if reason == Reason.DISABLED:
+            # The caller's default: the exposure says so (none for a default that is
+            # not a flag value, a number or an object).
+            received = _as_received(result, default_value)
+            if self.send_feature_flag_events and received is not None:
+                service.expose(did, flag_key, received, groups_, error)
             return FlagResolutionDetails(default_value, reason=reason, flag_metadata=metadata)
+        if self.send_feature_flag_events:
+            service.expose(did, flag_key, result, groups_, error)
         if not result.enabled and not isinstance(default_value, bool):
             # Nothing matched: a typed value other than a boolean has nothing to give.
             return FlagResolutionDetails(default_value, reason=reason, flag_metadata=metadata)
@@ -382,7 +389,7 @@ def _metadata(result: FlagResult) -> Mapping[str, Any]:
     items = {
         "flag_id": result.id,
         "version": result.version,
-        "posthog_reason": result.reason,
+        "posthog_reason": result.reason_code or result.reason,
         "locally_evaluated": result.locally_evaluated,
         "request_id": result.request_id,
     }
@@ -390,6 +397,16 @@ def _metadata(result: FlagResult) -> Mapping[str, Any]:
 
 
 # ---------------------------------------------------------------- typed values
+
+
+def _as_received(result: FlagResult, default: Any) -> FlagResult | None:
+    """``result`` carrying the caller's ``default`` as its value (a disabled flag's
+    exposure), or ``None`` when the default is not a flag value."""
+    if isinstance(default, bool):
+        return replace(result, enabled=default, variant=None)
+    if isinstance(default, str):
+        return replace(result, enabled=True, variant=default)
+    return None
 
 
 def _as_boolean(result: FlagResult, default: bool) -> bool:

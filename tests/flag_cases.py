@@ -294,13 +294,16 @@ def flag(rng: random.Random, key: str, earlier: list[str], earlier_defs: list) -
         filters["early_exit"] = True
     if rng.random() < 0.05:
         filters["feature_enrollment"] = True
-    if rng.random() < 0.05:
+    bucketing = rng.random()
+    if bucketing < 0.08:
         filters["bucketing_identifier"] = "device_id"
+    elif bucketing < 0.12:
+        flag_bucketing = rng.choice(["device_id", "distinct_id", None])
     if rng.random() < 0.03:
         filters["super_groups"] = [
             {"properties": [property_filter(rng)], "rollout_percentage": 100}
         ]
-    return {
+    flag = {
         "id": len(earlier) + 1,
         "key": key,
         "version": 1,
@@ -308,6 +311,9 @@ def flag(rng: random.Random, key: str, earlier: list[str], earlier_defs: list) -
         "active": rng.random() > 0.07,
         "ensure_experience_continuity": rng.random() < 0.04,
     }
+    if 0.08 <= bucketing < 0.12:
+        flag["bucketing_identifier"] = flag_bucketing  # on the flag, not in its filters
+    return flag
 
 
 def call(rng: random.Random) -> dict[str, Any]:
@@ -322,11 +328,13 @@ def call(rng: random.Random) -> dict[str, Any]:
                 gkeys = rng.sample(PERSON_KEYS, rng.randint(0, 5))
                 group_properties[name] = {k: property_value(rng, k) for k in gkeys}
     distinct_id = rng.choice([f"user-{rng.randint(0, 10**6)}", rng.randint(0, 1000)])
+    device_id = rng.choice([None, None, "", f"device-{rng.randint(0, 10**6)}"])
     return {
         "distinct_id": distinct_id,
         "groups": groups,
         "person_properties": person,
         "group_properties": group_properties,
+        "device_id": device_id,
     }
 
 

@@ -64,7 +64,11 @@ def remote_record(key, enabled=True, variant=None, payload=None):
         "key": key,
         "enabled": enabled,
         "variant": variant,
-        "reason": {"code": "condition_match", "condition_index": 0},
+        "reason": {
+            "code": "condition_match",
+            "condition_index": 0,
+            "description": "Matched condition set 1",
+        },
         "metadata": {"id": 9, "version": 4, "payload": payload},
     }
 
@@ -118,7 +122,8 @@ def test_inconclusive_falls_back_to_one_scoped_remote_call(flags_server, flags_c
     flags_server.set_flags({"flags": {"beta-ui": remote_record("beta-ui", payload='{"x": 1}')}})
     result = flags_client.get_feature_flag_result("beta-ui", "u1")  # plan not passed
     assert result.enabled and not result.locally_evaluated
-    assert result.payload == {"x": 1} and result.reason == "condition_match"
+    assert result.payload == {"x": 1} and result.reason == "Matched condition set 1"
+    assert result.reason_code == "condition_match"
     (request,) = flag_requests(flags_server)
     assert request.query == {"v": ["2"]}
     body = request.json

@@ -14,7 +14,7 @@ import pytest
 from posthog import Posthog
 
 from posthog_otel.flags import _regex
-from posthog_otel.flags._errors import Unresolved
+from posthog_otel.flags._errors import UNDECIDED, Unresolved
 from posthog_otel.flags._evaluator import Definitions
 
 from .flag_cases import cases, plain_person_cases
@@ -44,6 +44,7 @@ def theirs(client, defs, key, inputs):
             groups=inputs["groups"],
             person_properties=inputs["person_properties"],
             group_properties=inputs["group_properties"],
+            device_id=inputs.get("device_id"),
         )
     except Exception:
         return INCONCLUSIVE
@@ -81,7 +82,7 @@ def deliberately_inconclusive(defs, key, inputs) -> bool:
 
 def test_local_evaluation_agrees_with_posthog(reference):
     disagreements = []
-    compared = decided = deliberate = 0
+    compared = decided = deliberate = by_device = 0
     for defs, key, inputs in cases(seed=20261126, count=CASES):
         expected = theirs(reference, defs, key, inputs)
         timeouts = _regex.timeouts()
@@ -95,11 +96,19 @@ def test_local_evaluation_agrees_with_posthog(reference):
             continue
         compared += 1
         decided += expected != INCONCLUSIVE
+        by_device += expected != INCONCLUSIVE and _bucketed_by_device(defs, key)
         if expected != actual or type(expected) is not type(actual):
             disagreements.append((expected, actual, key, defs, inputs))
     assert compared >= 10_000 and deliberate >= 100
+    assert by_device >= 100, by_device  # flags bucketed by device id, decided with one
     assert decided >= compared // 4, "too few decidable cases to mean anything"
     assert not disagreements, f"{len(disagreements)} disagreements, first: {disagreements[0]}"
+
+
+def _bucketed_by_device(defs, key) -> bool:
+    flag = next(f for f in defs["flags"] if f["key"] == key)
+    identifier = flag.get("bucketing_identifier") or flag["filters"].get("bucketing_identifier")
+    return identifier == "device_id" and flag["filters"].get("aggregation_group_type_index") is None
 
 
 def test_plain_person_flags_agree_with_posthog(reference):
@@ -115,8 +124,9 @@ def test_plain_person_flags_agree_with_posthog(reference):
         try:
             fast = flag.fast(inputs["distinct_id"], inputs["person_properties"])
         except Exception:
-            fast = None  # could not decide: the general path answers instead
+            pass  # it could not handle it: the general path answers instead
         else:
+            fast = INCONCLUSIVE if fast is None else fast  # None: a missing property
             fast_answers += 1
             if fast != expected or type(fast) is not type(expected):
                 disagreements.append(("fast", expected, fast, defs, inputs))
@@ -170,6 +180,8 @@ def test_property_operators_agree_with_posthog():
         try:
             actual = compile_property(prop, version)(values)
         except Unresolved:
+            actual = INCONCLUSIVE
+        if actual is UNDECIDED:  # a missing property, told without an exception
             actual = INCONCLUSIVE
         decided += expected != INCONCLUSIVE
         if expected != actual:

@@ -45,7 +45,7 @@ def loaded_keys(client):
 
 
 def test_etag_and_304(defs_server, make_client):
-    client = make_client(host=defs_server.url, secret_key=SECRET)
+    client = make_client(host=defs_server.url, secret_key=SECRET, preload_feature_flags=False)
     client.reload_feature_flags()
     client.reload_feature_flags()
     first, second = definition_requests(defs_server)
@@ -172,7 +172,10 @@ def test_poller_works_after_fork(defs_server, make_client):
 def test_provider_that_says_do_not_fetch(defs_server, make_client):
     provider = InMemoryFlagDefinitionCache(should_fetch=False, data=DEFS)
     client = make_client(
-        host=defs_server.url, secret_key=SECRET, flag_definition_cache_provider=provider
+        host=defs_server.url,
+        secret_key=SECRET,
+        flag_definition_cache_provider=provider,
+        preload_feature_flags=False,  # every fetch below is the test's
     )
     client.reload_feature_flags()
     assert loaded_keys(client) == ["beta-ui"]
@@ -183,7 +186,10 @@ def test_provider_that_says_do_not_fetch(defs_server, make_client):
 def test_provider_that_fetches_receives_the_data(defs_server, make_client):
     provider = InMemoryFlagDefinitionCache(should_fetch=True)
     client = make_client(
-        host=defs_server.url, secret_key=SECRET, flag_definition_cache_provider=provider
+        host=defs_server.url,
+        secret_key=SECRET,
+        flag_definition_cache_provider=provider,
+        preload_feature_flags=False,  # every fetch below is the test's
     )
     client.reload_feature_flags()
     assert provider.calls == ["should_fetch", "received"]
@@ -212,7 +218,10 @@ def test_failing_provider_never_erases_or_raises(defs_server, make_client, caplo
     caplog.set_level(logging.WARNING, logger="posthog_otel")
     provider = InMemoryFlagDefinitionCache(should_fetch=True)
     client = make_client(
-        host=defs_server.url, secret_key=SECRET, flag_definition_cache_provider=provider
+        host=defs_server.url,
+        secret_key=SECRET,
+        flag_definition_cache_provider=provider,
+        preload_feature_flags=False,  # every fetch below is the test's
     )
     client.reload_feature_flags()
     provider.should_fetch = False

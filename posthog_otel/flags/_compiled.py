@@ -10,19 +10,18 @@ flags (``_fastpath``) both import this module and nothing of each other.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._results import FlagResult, FlagValue, experiment_flag
+from ._results import FlagResult, FlagValue, decode_payload, experiment_flag
 
 Properties = Mapping[str, Any]
 # (properties, the evaluation's state) -> matched; raises ``Unresolved`` when it cannot
 # decide. The state is the general evaluator's own (``_evaluator._State``).
 Filter = Callable[[Properties, Any], bool]
 # (distinct id, person properties[, trace]) -> value; see ``_fastpath``.
-PersonEvaluator = Callable[..., FlagValue]
+PersonEvaluator = Callable[..., "FlagValue | None"]
 
 LOCAL_REASON = "Evaluated locally"
 
@@ -62,6 +61,11 @@ class CompiledFlag:
     needs_state: bool = False  # has cohort or dependency filters
     # For each condition, how a match on it is decided (TARGETED, SPLIT, DEFAULT, STATIC).
     match_kinds: tuple[str, ...] = ()
+    # Whether the flag gives everyone the same answer (no targeting, nothing split):
+    # whatever decided a read, its "why" is STATIC (an unfiltered 0 % rollout included).
+    same_for_everyone: bool = False
+    # Whether a read needs the groups: a group flag, or a condition about a group.
+    uses_groups: bool = False
     # The locally evaluated result of every value the flag can take, by value.
     results: Mapping[Any, FlagResult] = field(default_factory=dict)
     # The specialised evaluator of a plain person flag (see ``_fastpath``), else None.
@@ -99,6 +103,31 @@ def match_kinds(flag: CompiledFlag) -> tuple[str, ...]:
     return tuple(kinds)
 
 
+def same_for_everyone(flag: CompiledFlag) -> bool:
+    """Whether every person gets the same value: no condition has a filter and the
+    first condition anyone matches (a rollout above 0 %) matches everyone with one value
+    (no variant split, or a 100 % variant); none matching is the same ``False``."""
+    if flag.enrollment or flag.super_conditions or flag.continuity:
+        return False
+    if flag.holdout is not None and flag.holdout[0] > 0:
+        return False
+    for condition in flag.conditions:
+        if condition.filters:
+            return False
+        try:
+            rollout = 100.0 if condition.rollout is None else float(condition.rollout)
+        except (TypeError, ValueError):
+            return False
+        if rollout <= 0:
+            continue  # nobody matches this one
+        if rollout < 100:
+            return False
+        if not flag.variants or any(k == condition.variant for k, _, _ in flag.variants):
+            return True
+        return any(high - low >= 1 for _, low, high in flag.variants)
+    return True
+
+
 def _partial(rollout: Any) -> bool:
     try:
         return rollout is not None and bool(rollout < 100)
@@ -128,11 +157,7 @@ def build_local_result(flag: CompiledFlag, value: Any, minimal_exposure: bool) -
         payload = flag.payloads.get(payload_key) if value is not False else None
     except TypeError:
         payload = None
-    if isinstance(payload, str):
-        try:
-            payload = json.loads(payload)
-        except ValueError:
-            payload = None
+    payload = decode_payload(payload, flag.key, every_time=True)
     return FlagResult(
         key=flag.key,
         enabled=value is not False,
@@ -145,3 +170,31 @@ def build_local_result(flag: CompiledFlag, value: Any, minimal_exposure: bool) -
         has_experiment=experiment_flag(flag.definition.get("has_experiment")),
         minimal_exposure=minimal_exposure,
     )
+
+
+def payload_of(flag: CompiledFlag, value: FlagValue) -> Any:
+    """The payload a flag's definition gives ``value``, without evaluating the flag
+    (``match_value``, GFP-02): ``"true"``/``"false"`` for booleans, the variant key
+    otherwise, as posthog looks it up."""
+    known = flag.results.get(value) if value is not False else None
+    if known is not None:
+        return known.payload  # decoded (and warned about) when the flag was compiled
+    lookup = str(value).lower() if isinstance(value, bool) else str(value)
+    try:
+        raw = flag.payloads.get(lookup)
+    except (TypeError, AttributeError):
+        return None
+    return decode_payload(raw, flag.key)
+
+
+def decision(flag: CompiledFlag, trace: list[Any]) -> str:
+    """How a local value was decided, from the trace ``evaluate_flag`` filled:
+    ``"inactive"``, ``"enrollment"``, ``"holdout"``, ``"no_match"``, or, for a matched
+    condition, its kind (``"targeted"``, ``"split"``, ``"default"``, ``"static"``, see
+    ``_compiled``)."""
+    how = trace[-1] if trace else "no_match"
+    if flag.same_for_everyone and how != "inactive":
+        return "static"
+    if isinstance(how, tuple):
+        return flag.match_kinds[how[1]]
+    return str(how)

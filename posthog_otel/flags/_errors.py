@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 # Reasons, highest precedence first (sdk-specs "unresolved flag reasons").
 EXPERIENCE_CONTINUITY = "experience_continuity"
 UNSUPPORTED_DEFINITION = "unsupported_definition"
@@ -37,3 +39,19 @@ def pick(current: str | None, new: str) -> str:
     if current is None:
         return new
     return min(current, new, key=_PRECEDENCE.index)
+
+
+class _Undecided:
+    """See ``UNDECIDED``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNDECIDED"
+
+
+# What a filter returns, instead of raising, when the property it reads was not passed:
+# the common "cannot decide" (a missing property), told without the cost of an
+# exception. Compare with ``is``; it is neither True nor False. Typed as ``bool`` so that
+# filters keep their signature.
+UNDECIDED: bool = cast(bool, _Undecided())

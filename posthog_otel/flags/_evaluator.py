@@ -20,10 +20,12 @@ from ._compiled import (
     Properties,
     local_results,
     match_kinds,
+    same_for_everyone,
 )
 from ._errors import (
     EXPERIENCE_CONTINUITY,
     MISSING_CONTEXT,
+    UNDECIDED,
     UNRESOLVED_DEPENDENCY,
     UNSUPPORTED_DEFINITION,
     Inconclusive,
@@ -61,6 +63,8 @@ class Definitions:
         self.cohorts: Mapping[str, Any] = payload.get("cohorts") or {}
         self._cohort_matchers: dict[str, Filter] = {}
         self._no_state = _State(self, None, None)
+        # The shortcut's state (no device id: the general evaluator has it when needed).
+        self._new_state = lambda distinct_id: _State(self, distinct_id, None)
         self.raw_flags: list[Mapping[str, Any]] = [
             raw for raw in payload.get("flags") or [] if isinstance(raw, Mapping)
         ]
@@ -85,8 +89,12 @@ class Definitions:
     def _finish(self, flag: CompiledFlag) -> CompiledFlag:
         """What every read would otherwise work out again: worked out once, here."""
         flag.match_kinds = match_kinds(flag)
+        flag.same_for_everyone = same_for_everyone(flag)
+        flag.uses_groups = flag.aggregation is not None or any(
+            c.aggregation is not None for c in flag.conditions
+        )
         flag.results = local_results(flag, self.minimal_flag_called_events)
-        flag.fast = person_evaluator(flag)
+        flag.fast = person_evaluator(flag, self._new_state)
         return flag
 
     def _compile_flag(self, raw: Mapping[str, Any]) -> CompiledFlag:
@@ -158,6 +166,8 @@ class Definitions:
             if operator not in ("exact", "in", "not_in"):
                 raise Inconclusive(UNSUPPORTED_DEFINITION, f"cohort operator {operator!r}")
             matched = self._cohort(cohort_id)(properties, state)
+            if matched is UNDECIDED:
+                return matched
             return not matched if operator == "not_in" else matched
 
         return cohort
@@ -199,16 +209,20 @@ class Definitions:
             reason: str | None = None
             for matcher, negated in entries:
                 try:
-                    matched = matcher(properties, state) != negated
+                    outcome = matcher(properties, state)
                 except Inconclusive as error:
                     reason = pick(reason, error.reason)
                     continue
+                if outcome is UNDECIDED:
+                    reason = pick(reason, MISSING_CONTEXT)
+                    continue
+                matched = outcome != negated
                 if matched != is_and:
                     decisive = matched
             if decisive is not None:
                 return decisive
             if reason is not None:
-                raise Inconclusive(reason, "cohort cannot be decided")
+                return _undecided(reason, "cohort cannot be decided")
             return is_and
 
         return evaluate
@@ -254,6 +268,26 @@ class Definitions:
         The one place that chooses between the shortcut of a plain person flag
         (``flag.fast``, see ``_fastpath``) and the general evaluator: every local read
         comes through here."""
+        value = self.decide(
+            flag, distinct_id, groups, person_properties, group_properties, device_id, trace
+        )
+        if value is None:
+            raise Inconclusive(MISSING_CONTEXT, "a property needed was not passed")
+        return value
+
+    def decide(
+        self,
+        flag: CompiledFlag,
+        distinct_id: Any,
+        groups: Mapping[str, Any],
+        person_properties: Properties,
+        group_properties: Mapping[str, Properties],
+        device_id: Any = None,
+        trace: list[Any] | None = None,
+    ) -> FlagValue | None:
+        """As ``evaluate_flag``, but a flag left undecided by a missing property is
+        ``None`` instead of an exception: the read path's way (an inconclusive read
+        costs no exception). Other reasons still raise ``Unresolved``."""
         fast = flag.fast
         if fast is not None and type(distinct_id) is str:
             if trace is None:  # the common case, kept short: every local read is here
@@ -280,8 +314,9 @@ class Definitions:
         group_properties: Mapping[str, Properties],
         device_id: Any = None,
         trace: list[Any] | None = None,
-    ) -> FlagValue:
-        """The general evaluator: every kind of definition, in the server's order."""
+    ) -> FlagValue | None:
+        """The general evaluator: every kind of definition, in the server's order;
+        ``None`` when a missing property leaves the flag undecided."""
         if not flag.active:
             if trace is not None:
                 trace.append("inactive")
@@ -333,7 +368,9 @@ class Definitions:
         groups: Mapping[str, Any],
         group_properties: Mapping[str, Properties],
         trace: list[Any] | None = None,
-    ) -> FlagValue:
+    ) -> FlagValue | None:
+        """The value of ``flag`` for ``properties``, or ``None`` when a missing property
+        leaves it undecided (raises ``Unresolved`` for the other reasons)."""
         if flag.enrollment:
             if trace is not None:
                 trace.append("enrollment")
@@ -359,10 +396,14 @@ class Definitions:
                 subject, key = group_properties[group_name], groups[group_name]
             if condition.filters:
                 try:
-                    if not _all_match(condition.filters, subject, state):
-                        continue
+                    matched = _all_match(condition.filters, subject, state)
                 except Inconclusive as error:
                     reason = pick(reason, error.reason)
+                    continue
+                if matched is UNDECIDED:
+                    reason = pick(reason, MISSING_CONTEXT)
+                    continue
+                if not matched:
                     continue
             rollout = condition.rollout
             # A bucket is at most 1.0, so a rollout of 100 % or more needs no hash.
@@ -378,7 +419,7 @@ class Definitions:
                 trace.append(("condition", index))
             return self._value(flag, condition, key) if flag.variants else True
         if reason is not None:
-            raise Inconclusive(reason, "no condition could be decided")
+            return None  # no condition could be decided: only the server can answer
         if trace is not None:
             trace.append("no_match")
         return False
@@ -406,6 +447,9 @@ def _all_match(filters: list[Filter], properties: Properties, state: _State) -> 
     for matcher in filters:
         try:
             matched = matcher(properties, state)
+            if matched is UNDECIDED:
+                reason = pick(reason, MISSING_CONTEXT)
+                continue
         except NeedsServer as error:
             if reason is None:
                 server = error
@@ -423,8 +467,16 @@ def _all_match(filters: list[Filter], properties: Properties, state: _State) -> 
     if server is not None:
         raise server
     if reason is not None:
-        raise Inconclusive(reason, "a filter could not be decided")
+        return _undecided(reason, "a filter could not be decided")
     return True
+
+
+def _undecided(reason: str, message: str) -> bool:
+    """``UNDECIDED`` for a missing property (no exception on that common path), else
+    ``Inconclusive`` raised with the reason."""
+    if reason == MISSING_CONTEXT:
+        return UNDECIDED
+    raise Inconclusive(reason, message)
 
 
 def _enrollment(flag: CompiledFlag, properties: Properties) -> bool:
@@ -489,26 +541,27 @@ def _compile_dependency(prop: Mapping[str, Any]) -> Filter:
                 cache[key] = None
                 raise Inconclusive(UNSUPPORTED_DEFINITION, f"dependency {key!r} not loaded")
         for key in chain:
-            if key not in cache:
-                _evaluate_dependency(flags[key], properties, state)
+            if key not in cache and _evaluate_dependency(flags[key], properties, state) is None:
+                return UNDECIDED  # a flag of the chain is undecided: so is this one
         actual = cache.get(parent)
         if actual is None:
-            reason = (
-                UNRESOLVED_DEPENDENCY
-                if parent in flags and parent in cache
-                else UNSUPPORTED_DEFINITION
-            )
-            raise Inconclusive(reason, f"dependency {parent!r} unresolved")
+            if parent in flags and parent in cache:
+                return UNDECIDED  # undecided earlier in this evaluation
+            raise Inconclusive(UNSUPPORTED_DEFINITION, f"dependency {parent!r} unresolved")
         return _dependency_matches(expected, actual)
 
     return dependency
 
 
-def _evaluate_dependency(flag: CompiledFlag, properties: Properties, state: _State) -> None:
+def _evaluate_dependency(
+    flag: CompiledFlag, properties: Properties, state: _State
+) -> FlagValue | None:
+    """Evaluate a flag of a dependency chain into the state's cache: its value, or
+    ``None`` when it cannot be decided for a missing property (other reasons raise)."""
     cache = state.cache
     if not flag.active:
         cache[flag.key] = False
-        return
+        return False
     if flag.continuity:
         cache[flag.key] = None
         raise Inconclusive(UNRESOLVED_DEPENDENCY, "dependency with experience continuity")
@@ -519,13 +572,22 @@ def _evaluate_dependency(flag: CompiledFlag, properties: Properties, state: _Sta
     else:
         cache[flag.key] = None
         raise Inconclusive(UNRESOLVED_DEPENDENCY, "dependency needs device_id")
+    if flag.fast is not None and type(bucketing) is str:
+        try:  # the shortcut when it can handle it, else the general evaluator below
+            value = cache[flag.key] = flag.fast(bucketing, properties)
+            return value
+        except Exception:
+            pass
     try:
-        cache[flag.key] = state.definitions._match(flag, properties, state, bucketing, {}, {})
+        value = cache[flag.key] = state.definitions._match(
+            flag, properties, state, bucketing, {}, {}
+        )
     except NeedsServer as error:
         raise NeedsServer(UNRESOLVED_DEPENDENCY, str(error)) from error
     except Inconclusive as error:
         cache[flag.key] = None
         raise Inconclusive(UNRESOLVED_DEPENDENCY, str(error)) from error
+    return value
 
 
 def _dependency_matches(expected: Any, actual: FlagValue) -> bool:
@@ -536,14 +598,3 @@ def _dependency_matches(expected: Any, actual: FlagValue) -> bool:
     if isinstance(actual, bool) and isinstance(expected, bool):
         return actual == expected
     return False
-
-
-def decision(flag: CompiledFlag, trace: list[Any]) -> str:
-    """How a local value was decided, from the trace ``evaluate_flag`` filled:
-    ``"inactive"``, ``"enrollment"``, ``"holdout"``, ``"no_match"``, or, for a matched
-    condition, its kind (``"targeted"``, ``"split"``, ``"default"``, ``"static"``, see
-    ``_compiled``)."""
-    how = trace[-1] if trace else "no_match"
-    if isinstance(how, tuple):
-        return flag.match_kinds[how[1]]
-    return str(how)

@@ -1,14 +1,15 @@
 """A specialised evaluator for the common flag: about one person, decided by its own
 property filters and rollouts.
 
-Most flags have no cohort, dependency, group, holdout, enrollment or experience
-continuity. For those, ``CompiledFlag.fast`` is a closure that runs the condition loop
-with everything bound in advance (filters, rollout gates, the variant picker) and no
-state or reason bookkeeping. It only answers when every filter it runs decides;
-anything else (a missing property, an unusable filter, an error) makes it raise, and its
-only caller, ``Definitions.evaluate_flag``, then runs the general evaluator, which
-decides the way the server does. So the shortcut changes how fast a value comes back,
-never which value.
+Most flags have no group, holdout, enrollment or experience continuity (cohort and
+dependency filters get the general evaluator's state). For those, ``CompiledFlag.fast``
+is a closure that runs the condition loop with everything bound in advance (filters,
+rollout gates, the variant picker) and no reason bookkeeping. A missing property
+leaves a condition undecided as on the server (the value is ``None`` when no later
+condition decides); anything else it cannot handle (an unusable filter, an error)
+makes it raise, and its only caller, ``Definitions.decide``, then runs the general
+evaluator, which decides the way the server does. So the shortcut changes how fast a
+value comes back, never which value.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._compiled import CompiledFlag, PersonEvaluator
+from ._errors import UNDECIDED
 from ._hashing import rollout_gate, variant_picker
 from ._results import FlagValue
 
@@ -29,8 +31,14 @@ _Condition = tuple[
 ]
 
 
-def person_evaluator(flag: CompiledFlag) -> PersonEvaluator | None:
-    """The specialised evaluator of ``flag``, or ``None`` when it needs the general one."""
+def person_evaluator(
+    flag: CompiledFlag, new_state: Callable[[str], Any] | None = None
+) -> PersonEvaluator | None:
+    """The specialised evaluator of ``flag``, or ``None`` when it needs the general one.
+
+    ``new_state(distinct_id)``: the general evaluator's state of one evaluation, for a
+    flag with cohort or dependency filters (they read it); without it such a flag is
+    left to the general evaluator."""
     if (
         not flag.active
         or flag.continuity
@@ -39,7 +47,7 @@ def person_evaluator(flag: CompiledFlag) -> PersonEvaluator | None:
         or flag.device_bucketing
         or flag.enrollment
         or flag.holdout is not None
-        or flag.needs_state
+        or (flag.needs_state and new_state is None)
         or not all(math.isfinite(bound) for _, low, high in flag.variants for bound in (low, high))
     ):
         return None
@@ -65,15 +73,25 @@ def person_evaluator(flag: CompiledFlag) -> PersonEvaluator | None:
             settle = rollout_gate(prefix, percentage, outcome)
         conditions.append((len(conditions), tuple(condition.filters), settle, outcome))
     early_exit = flag.early_exit
+    stateful = new_state if flag.needs_state else None
 
     def evaluate(
         distinct_id: str, properties: Mapping[str, Any], trace: list[Any] | None = None
-    ) -> FlagValue:
+    ) -> FlagValue | None:
+        state = None if stateful is None else stateful(distinct_id)
+        undecided = False  # a condition left undecided by a missing property
         for index, filters, settle, outcome in conditions:
+            missing = False
             for matcher in filters:
-                if not matcher(properties):  # raises when it cannot decide
+                matched = matcher(properties, state)  # raises when it cannot decide otherwise
+                if matched is UNDECIDED:
+                    missing = True
+                elif not matched:
                     break
             else:
+                if missing:
+                    undecided = True
+                    continue
                 value = outcome if settle is None else settle(distinct_id)
                 if value is None:  # outside the rollout
                     if early_exit:
@@ -82,6 +100,8 @@ def person_evaluator(flag: CompiledFlag) -> PersonEvaluator | None:
                 if trace is not None:
                     trace.append(("condition", index))
                 return value
+        if undecided:
+            return None  # as the general evaluator: only the server can answer
         if trace is not None:
             trace.append("no_match")
         return False

@@ -82,6 +82,7 @@ class DefinitionsLoader:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._next_wait = poll_interval
+        self._fetched_by_caller = False
         reset_in_child(self._after_fork_in_child)
 
     @property
@@ -111,6 +112,11 @@ class DefinitionsLoader:
             if self._thread is threading.current_thread():
                 self._thread = None
         self._loaded.set()  # nobody waits for a first load that will not come from it
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the first refresh is over (whatever its outcome): nothing to wait for."""
+        return self._loaded.is_set()
 
     def wait_loaded(self, timeout: float) -> bool:
         """Wait up to ``timeout`` for the first refresh to finish (whatever its outcome)."""
@@ -148,17 +154,34 @@ class DefinitionsLoader:
     def _after_fork_in_child(self) -> None:
         # The locks are re-initialised by ``_fork``; the thread did not survive.
         self._thread = None  # restarted by the next start()
+        self._fetched_by_caller = False  # the child fetches its own at once
+
+    def refresh_now(self) -> None:
+        """A refresh on the caller's thread that counts as the first load: the poller
+        (started if it was not) then waits one interval before its own."""
+        try:
+            self.refresh()
+        finally:
+            self._loaded.set()
+        with self._cond:
+            if self._thread is None:  # a poller that starts now need not fetch at once
+                self._fetched_by_caller = True
+        self.start()
 
     def _run(self) -> None:
         mark_internal_thread()
         suppress_instrumentation()
+        # Fetched already by ``refresh_now``: the first fetch waits its interval.
+        fetch, self._fetched_by_caller = not self._fetched_by_caller, False
         while True:
-            try:
-                self.refresh()
-            except Exception:
-                logger.exception("flag definitions refresh failed unexpectedly")
-            finally:
-                self._loaded.set()
+            if fetch:
+                try:
+                    self.refresh()
+                except Exception:
+                    logger.exception("flag definitions refresh failed unexpectedly")
+                finally:
+                    self._loaded.set()
+            fetch = True
             with self._cond:
                 deadline = self._clock.monotonic() + self._next_wait
                 while not self._closed and (remaining := deadline - self._clock.monotonic()) > 0:

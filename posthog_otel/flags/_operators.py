@@ -1,8 +1,10 @@
 """Property filters compiled once, when definitions load, into matchers.
 
 A matcher takes the properties of the evaluation and answers ``True``/``False``, or
-raises ``Inconclusive`` when local evaluation cannot know (the property was not passed,
-the filter is unusable, the value cannot be compared the way the server would).
+``UNDECIDED`` when the property was not passed (the common case of "cannot know", told
+without an exception), or raises ``Inconclusive`` when local evaluation cannot know for
+another reason (the filter is unusable, the value cannot be compared the way the server
+would).
 Everything that depends only on the filter (parsed numbers, versions, absolute dates,
 compiled regexes, rendered strings) is computed here, not per evaluation.
 """
@@ -15,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from . import _values as v
-from ._errors import MISSING_CONTEXT, UNSUPPORTED_DEFINITION, Inconclusive
+from ._errors import MISSING_CONTEXT, UNDECIDED, UNSUPPORTED_DEFINITION, Inconclusive
 from ._regex import compile_regex
 
 Properties = Mapping[str, Any]
@@ -70,7 +72,7 @@ def compile_property(prop: Mapping[str, Any], matching_version: int) -> Matcher:
 
         def is_set(properties: Properties, state: object = None) -> bool:
             if key not in properties:
-                raise Inconclusive(MISSING_CONTEXT, "property not passed")
+                return UNDECIDED  # not passed: cannot decide (no exception)
             return result
 
         return is_set
@@ -86,7 +88,7 @@ def _on_property(key: Any, compare: Callable[[Any], bool]) -> Matcher:
 
     def matcher(properties: Properties, state: object = None) -> bool:
         if key not in properties:
-            raise Inconclusive(MISSING_CONTEXT, "property not passed")
+            return UNDECIDED  # not passed: cannot decide (no exception)
         return compare(properties[key])
 
     return matcher
@@ -122,7 +124,7 @@ def _numeric(key: Any, operator: str, value: Any) -> Matcher:
 
     def numeric(properties: Properties, state: object = None) -> bool:
         if key not in properties:
-            raise Inconclusive(MISSING_CONTEXT, "property not passed")
+            return UNDECIDED  # not passed: cannot decide (no exception)
         found = properties[key]
         if type(found) is int and -_EXACT_INT < found < _EXACT_INT:
             return test(found, bound)  # int against float compares exactly in Python
@@ -167,7 +169,7 @@ def _exact(key: Any, value: Any, version: int, *, negate: bool) -> Matcher:
 
             def exact(properties: Properties, state: object = None) -> bool:
                 if key not in properties:
-                    raise Inconclusive(MISSING_CONTEXT, "property not passed")
+                    return UNDECIDED  # not passed: cannot decide (no exception)
                 found = properties[key]
                 text = found if type(found) is str else v.to_text(found, MISSING_CONTEXT)
                 return (text.lower() in candidates) != negate
@@ -305,16 +307,27 @@ def _semver(operator: str, value: Any) -> Callable[[Any], bool]:
         return _null_or_raise(f"{value!r} is not a valid version for {operator}")
 
     def parse(override: Any) -> v.Version:
-        try:
-            return v.parse_version(override)
-        except (ValueError, TypeError):
-            raise Inconclusive(MISSING_CONTEXT, "not a version") from None
+        version = _VERSIONS.get(override) if type(override) is str else None
+        if version is None:
+            try:
+                version = v.parse_version(override)
+            except (ValueError, TypeError):
+                raise Inconclusive(MISSING_CONTEXT, "not a version") from None
+            if type(override) is str:
+                if len(_VERSIONS) >= _VERSIONS_MAX:
+                    _VERSIONS.clear()  # bounded: a flood of distinct strings starts over
+                _VERSIONS[override] = version
+        return version
 
     if operator in _SEMVER_RANGE:
         return lambda override: override is not None and lower <= parse(override) < upper
     compare = _SEMVER_COMPARISONS[operator]
     return lambda override: override is not None and compare(parse(override), target)
 
+
+# Versions people report repeat (an app's releases): each string is parsed once.
+_VERSIONS: dict[str, v.Version] = {}
+_VERSIONS_MAX = 4096
 
 _SEMVER_COMPARISONS: dict[str, Callable[[v.Version, v.Version], bool]] = {
     "semver_eq": lambda a, b: a == b,

@@ -13,11 +13,33 @@ from typing import Any
 from .._context import IdentityContext, _current
 from .._stats import StatsRecorder
 
-__all__ = ["INVALID_FLAG_PROPERTIES", "FlagOverrides"]
+__all__ = ["INVALID_FLAG_PROPERTIES", "FlagOverrides", "group_inputs"]
 
 # Counted in ``stats.corrected``: a set_*_properties_for_flags call that was ignored.
 INVALID_FLAG_PROPERTIES = "invalid_flag_properties"
 Overridden = tuple[Mapping[str, Any], Mapping[str, Mapping[str, Any]]]
+_EMPTY: Mapping[str, Any] = {}
+
+
+def group_inputs(
+    groups: Mapping[str, Any] | None,
+    group_properties: Mapping[str, Mapping[str, Any]] | None,
+    group_overrides: Mapping[str, Mapping[str, Any]],
+) -> tuple[Mapping[str, Any], Mapping[str, Mapping[str, Any]]]:
+    """``(groups, group_properties)`` of a read: each group's properties are its
+    ``$group_key``, the overrides in force, then the call's own (which win). Built only
+    when a read needs them (a group flag, a request, an exposure's ``$groups``)."""
+    if not groups:
+        return _EMPTY, _EMPTY
+    group_map = dict(groups)
+    group_props: dict[str, dict[str, Any]] = {}
+    for name, key in group_map.items():
+        group_props[name] = {
+            "$group_key": key,
+            **group_overrides.get(name, {}),
+            **((group_properties or {}).get(name) or {}),
+        }
+    return group_map, group_props
 
 
 class FlagOverrides:
@@ -34,6 +56,28 @@ class FlagOverrides:
         if ctx is None:
             return self._person, self._groups
         return _with_context_overrides(ctx, self._person, self._groups)
+
+    def person_inputs(
+        self, distinct_id: object, person_properties: Mapping[str, Any] | None
+    ) -> tuple[str | None, Mapping[str, Any], Mapping[str, Mapping[str, Any]]]:
+        """``(distinct_id, person_properties, group_overrides)`` of a read: the distinct
+        id is the argument, else the identity context's (``None`` when neither has
+        one); the person overrides in force are merged under the call's properties,
+        which win. Read-only mappings."""
+        ctx = _current.get()
+        if type(distinct_id) is str and distinct_id:
+            did: str | None = distinct_id  # the common case first
+        elif distinct_id is None or distinct_id == "":
+            did = ctx.distinct_id if ctx is not None else None
+        else:
+            did = str(distinct_id)
+        person_base, group_base = self.in_force(ctx)
+        person: Mapping[str, Any] = (
+            {**person_base, **(person_properties or {})}
+            if person_base
+            else (person_properties or _EMPTY)  # read-only from here on: no copy needed
+        )
+        return did, person, group_base
 
     def for_another_thread(self) -> Overridden | None:
         """The overrides in force in the caller's identity context, for a flag request
@@ -58,8 +102,15 @@ class FlagOverrides:
             own = ctx.flag_overrides
             own.person = {**(own.person or {}), **checked}
 
-    def set_groups(self, properties: object) -> None:
+    def set_groups(self, properties: object, group_type_properties: object = None) -> None:
+        """Set group overrides from a map of group type to properties, or for one group
+        type: ``set_groups("company", {"plan": "pro"})`` (PFF-03's two forms)."""
         name = "set_group_properties_for_flags"
+        if isinstance(properties, str):
+            values = self._checked(group_type_properties, f"{name} (group {properties!r})")
+            if values is None:
+                return
+            properties = {properties: values}
         checked = self._checked(properties, name)
         if checked is None:
             return
@@ -85,12 +136,31 @@ class FlagOverrides:
         else:
             ctx.flag_overrides.person = None
 
-    def reset_groups(self) -> None:
+    def reset_groups(self, group_type: object = None) -> None:
+        """Clear every group's overrides, or those of ``group_type`` only (PFF-05): an
+        unknown type changes nothing, anything but a string is ignored (counted)."""
         ctx = _current.get()
+        if group_type is None:
+            if ctx is None:
+                self._groups = {}
+            else:
+                ctx.flag_overrides.groups = None
+            return
+        if not isinstance(group_type, str):
+            self._stats.correct(
+                INVALID_FLAG_PROPERTIES,
+                "reset_group_properties_for_flags: ignored a group type that is not a "
+                f"string ({type(group_type).__name__})",
+            )
+            return
+        current = self._groups if ctx is None else (ctx.flag_overrides.groups or {})
+        if group_type not in current:
+            return
+        remaining = {name: values for name, values in current.items() if name != group_type}
         if ctx is None:
-            self._groups = {}
+            self._groups = remaining
         else:
-            ctx.flag_overrides.groups = None
+            ctx.flag_overrides.groups = remaining or None
 
     def _checked(self, properties: object, what: str) -> dict[str, Any] | None:
         """A copy of ``properties`` (a mapping), or ``None`` after counting and warning."""

@@ -3,13 +3,15 @@ snapshot of several (one local pass, at most one request)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._log import logger
+from .._log import RateLimitedWarner, logger
 
 FlagValue = bool | str
+_payload_warner = RateLimitedWarner()
 
 
 @dataclass(frozen=True)
@@ -30,12 +32,38 @@ class FlagResult:
     id: int | None = None
     version: int | None = None
     request_id: str | None = None
+    evaluated_at: int | None = field(default=None, repr=False, compare=False)
+    """When PostHog evaluated it (ms since the epoch, from ``/flags``); ``None`` locally."""
+    reason_code: str | None = field(default=None, repr=False, compare=False)
+    """PostHog's reason code (``condition_match``...): ``reason`` is its description,
+    as posthog-python reports it."""
     has_experiment: bool | None = field(default=None, repr=False, compare=False)
     minimal_exposure: bool = field(default=False, repr=False, compare=False)
 
     def get_value(self) -> FlagValue:
         """The variant if there is one, else whether the flag is enabled."""
         return self.variant if self.variant is not None else self.enabled
+
+
+def decode_payload(payload: Any, key: str, *, every_time: bool = False) -> Any:
+    """A payload as it travels (a JSON string) decoded; one that is not valid JSON
+    (``NaN``/``Infinity`` included) is ``None``, with a warning: rate-limited per flag
+    for reads, ``every_time`` for the compiler (once per definitions load)."""
+    if not isinstance(payload, str):
+        return payload
+    try:
+        return json.loads(payload, parse_constant=_reject_constant)
+    except (ValueError, TypeError, RecursionError):
+        message = "flag %r: its payload is not valid JSON; read as None"
+        if every_time:
+            logger.warning(message, key)
+        else:
+            _payload_warner.warn(f"invalid_payload:{key}", message, key)
+        return None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(name)
 
 
 def experiment_flag(value: Any) -> bool | None:

@@ -13,18 +13,17 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from .._context import _current
 from .._fork import fork_safe_lock, import_fork_safe, reset_in_child
 from .._log import logger
 from .._stats import StatsRecorder
 from ..export import Clock, HttpTransport
 from ..messages import Capture
-from ._compiled import CompiledFlag, build_local_result
+from ._compiled import CompiledFlag, build_local_result, decision, payload_of
 from ._config import FlagsConfig
 from ._errors import Unresolved
-from ._evaluator import Definitions, decision
+from ._evaluator import Definitions
 from ._loader import DefinitionsLoader
-from ._overrides import FlagOverrides
+from ._overrides import FlagOverrides, group_inputs
 from ._remote import RemoteAnswer, RemoteFlags, ResultCache
 from ._results import FlagEvaluations, FlagResult, FlagValue
 
@@ -175,6 +174,12 @@ class FlagsService:
                 loader.start()
         return loader.definitions
 
+    def answers_now(self) -> bool:
+        """Whether a local read would not wait: no first load to wait for (or it is
+        over). The async reads evaluate on the event loop only then."""
+        loader = self.loader
+        return loader is None or self._first_load_done or loader.loaded
+
     def _definitions_changed(
         self, previous: Definitions | None, current: Definitions | None
     ) -> None:
@@ -209,9 +214,19 @@ class FlagsService:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
-    def reload(self) -> None:
+    def start_loading(self) -> None:
+        """Start the poller now (``preload_feature_flags``): the first read then finds
+        the definitions loaded, or waits only for what is left of their first fetch."""
         if self.loader is not None:
-            self.loader.refresh()
+            self.loader.start()
+
+    def reload(self) -> None:
+        """Fetch the definitions now, on the caller's thread. It counts as the first
+        load: the next read never waits for another fetch (the poller is started, its
+        next fetch one poll interval away)."""
+        if self.loader is not None:
+            self.loader.refresh_now()
+            self._first_load_done = True
 
     def close(self, timeout: float | None = None) -> None:
         """Stop the poller, waiting at most ``timeout`` seconds for it."""
@@ -237,30 +252,9 @@ class FlagsService:
         (``set_*_properties_for_flags``, the client's and the identity contexts') are
         merged under the call's own, which win; each group's properties get its
         ``$group_key``. The mappings returned are read-only."""
-        ctx = _current.get()
-        if type(distinct_id) is str and distinct_id:
-            did: str | None = distinct_id  # the common case first
-        elif distinct_id is None or distinct_id == "":
-            did = ctx.distinct_id if ctx is not None else None
-        else:
-            did = str(distinct_id)
-        person_base, group_base = self.overrides.in_force(ctx)
-        person: Mapping[str, Any] = (
-            {**person_base, **(person_properties or {})}
-            if person_base
-            else (person_properties or _EMPTY)  # read-only from here on: no copy needed
-        )
-        if not groups:
-            return did, _EMPTY, person, _EMPTY
-        group_map = dict(groups)
-        group_props: dict[str, dict[str, Any]] = {}
-        for name, key in group_map.items():
-            group_props[name] = {
-                "$group_key": key,
-                **group_base.get(name, {}),
-                **((group_properties or {}).get(name) or {}),
-            }
-        return did, group_map, person, group_props
+        did, person, group_overrides = self.overrides.person_inputs(distinct_id, person_properties)
+        groups_, group_props = group_inputs(groups, group_properties, group_overrides)
+        return did, groups_, person, group_props
 
     # ---------------------------------------------------------------- single flag
 
@@ -275,23 +269,30 @@ class FlagsService:
         force_remote: bool,
         disable_geoip: bool | None,
         send_events: bool,
+        device_id: str | None = None,
     ) -> FlagResult | None:
         """The one path of every single-flag read (positional: it is hot). Local when
         the definitions decide, else one request; never raises: ``None`` when unknown."""
         try:
-            did, groups_, person, group_props = self.inputs(
-                distinct_id, groups, person_properties, group_properties
+            did, person, group_overrides = self.overrides.person_inputs(
+                distinct_id, person_properties
             )
             if did is None:
                 return None  # no identity: no request, no exposure (HDR-08)
             definitions = None if force_remote else self.definitions()
             flag = None if definitions is None else definitions.flags.get(key)
             result = None
+            groups_: Mapping[str, Any] | None = None  # built when needed (a group flag...)
+            group_props: Mapping[str, Mapping[str, Any]] = _EMPTY
             if flag is not None:
                 assert definitions is not None
+                if flag.uses_groups:
+                    groups_, group_props = group_inputs(groups, group_properties, group_overrides)
                 # As in ``evaluate``, inlined: this is the hot single-flag read.
                 try:
-                    value = definitions.evaluate_flag(flag, did, groups_, person, group_props)
+                    value = definitions.decide(
+                        flag, did, groups_ or _EMPTY, person, group_props, device_id
+                    )
                 except Unresolved:
                     value = None
                 except Exception:  # a bug must not break the read; it is reported
@@ -300,26 +301,51 @@ class FlagsService:
                 if value is not None:
                     result = flag.results.get(value) or _unforeseen(definitions, flag, value)
             error: str | None = None
+            if groups_ is None and (send_events or (result is None and not only_evaluate_locally)):
+                groups_, group_props = group_inputs(groups, group_properties, group_overrides)
             if result is None and not only_evaluate_locally:
-                cache, cache_key = self.cache, None
-                if cache is not None:
-                    cache_key = cache.key(did, groups_, person, group_props)
-                    cached = cache.get(cache_key, key)
-                    if cached is not None:
-                        return cached  # from the opt-in cache: no request, already exposed
-                answer = self._remote(did, groups_, person, group_props, disable_geoip, [key])
-                result = answer.flags.get(key)
-                error = answer.error or (None if result is not None else "flag_missing")
-                if answer.errors_while_computing:
-                    error = ",".join(e for e in ("errors_while_computing_flags", error) if e)
-                if cache is not None and answer.error is None:
-                    cache.put(cache_key, answer.flags)
+                assert groups_ is not None
+                result, error, cached = self.ask(
+                    key, did, groups_, person, group_props, disable_geoip, device_id
+                )
+                if cached:
+                    return result  # from the opt-in cache: no request, already exposed
             if send_events and (result is not None or error is not None):
+                assert groups_ is not None
                 self.expose(did, key, result, groups_, error)
             return result
         except Exception:
             logger.exception("feature flag %r could not be evaluated", key)
             return None
+
+    def ask(
+        self,
+        key: str,
+        did: str,
+        groups: Mapping[str, Any],
+        person: Mapping[str, Any],
+        group_props: Mapping[str, Mapping[str, Any]],
+        disable_geoip: bool | None = None,
+        device_id: str | None = None,
+    ) -> tuple[FlagResult | None, str | None, bool]:
+        """The server's answer for ``key`` (inputs from ``inputs``), through the opt-in
+        result cache: ``(result, error, from_cache)``, the error as
+        ``$feature_flag_error`` reports it. No exposure (see ``expose``)."""
+        cache, cache_key = self.cache, None
+        if cache is not None:
+            cache_key = cache.key(did, groups, person, group_props, device_id)
+            cached = cache.get(cache_key, key)
+            if cached is not None:
+                return cached, None, True
+        answer = self._remote(did, groups, person, group_props, disable_geoip, [key], device_id)
+        result = answer.flags.get(key)
+        error = answer.error or (None if result is not None else "flag_missing")
+        if answer.errors_while_computing:
+            error = ",".join(e for e in ("errors_while_computing_flags", error) if e)
+        if cache is not None and answer.error is None:
+            complete = not answer.errors_while_computing
+            cache.put(cache_key, answer.flags, [key], complete=complete)
+        return result, error, False
 
     def explain(
         self,
@@ -346,6 +372,19 @@ class FlagsService:
         result = flag.results.get(value) or _unforeseen(definitions, flag, value)
         return result, decision(flag, trace)
 
+    def payload_for(self, key: str, value: FlagValue) -> tuple[bool, Any]:
+        """``(True, payload)`` of ``value`` from the loaded definition of ``key``, read
+        without evaluating the flag (``match_value``, GFP-02); ``(False, None)`` when the
+        definitions do not have the flag (then only an evaluation can tell)."""
+        definitions = self.definitions()
+        flag = None if definitions is None else definitions.flags.get(key)
+        return (False, None) if flag is None else (True, payload_of(flag, value))
+
+    def clear_cache(self, distinct_id: str | None = None) -> None:
+        """Forget the opt-in result cache: everything, or one distinct id's."""
+        if self.cache is not None:
+            self.cache.clear(distinct_id)
+
     def _remote(
         self,
         did: str,
@@ -354,6 +393,7 @@ class FlagsService:
         group_props: Mapping[str, Mapping[str, Any]],
         disable_geoip: bool | None,
         keys: list[str] | None,
+        device_id: str | None,
     ) -> RemoteAnswer:
         return self.remote.evaluate(
             did,
@@ -362,6 +402,7 @@ class FlagsService:
             group_properties=group_props,
             disable_geoip=self.config.disable_geoip if disable_geoip is None else disable_geoip,
             flag_keys=keys,
+            device_id=device_id,
         )
 
     # ---------------------------------------------------------------- many flags
@@ -377,6 +418,7 @@ class FlagsService:
         only_evaluate_locally: bool,
         force_remote: bool,
         disable_geoip: bool | None,
+        device_id: str | None = None,
     ) -> tuple[str | None, dict[str, FlagResult]]:
         """One local pass and at most one request for the (scoped) flags."""
         did, groups_, person, group_props = self.inputs(
@@ -396,7 +438,9 @@ class FlagsService:
                 if flag is not None:
                     # ``Definitions.evaluate_flag`` picks the shortcut or the general path.
                     try:
-                        value = definitions.evaluate_flag(flag, did, groups_, person, group_props)
+                        value = definitions.decide(
+                            flag, did, groups_, person, group_props, device_id
+                        )
                     except Unresolved:
                         value = None
                     except Exception:  # a bug must not break the read; it is reported
@@ -415,7 +459,21 @@ class FlagsService:
             ]
         if (definitions is None or unresolved) and not only_evaluate_locally:
             scope = keys if keys is not None else (None if definitions is None else unresolved)
-            answer = self._remote(did, groups_, person, group_props, disable_geoip, scope)
+            cache, cache_key = self.cache, None
+            if cache is not None:  # the opt-in result cache answers first (FFC)
+                cache_key = cache.key(did, groups_, person, group_props, device_id)
+                cached = cache.get_many(cache_key, scope)
+                if cached is not None:
+                    for key, remote in cached.items():
+                        results.setdefault(key, remote)
+                    return did, results
+            answer = self._remote(
+                did, groups_, person, group_props, disable_geoip, scope, device_id
+            )
+            if cache is not None and answer.error is None:
+                cache.put(
+                    cache_key, answer.flags, scope, complete=not answer.errors_while_computing
+                )
             if answer.error is None:
                 for key, remote in answer.flags.items():
                     # A locally resolved value is never replaced by the remote one (EVF-04).
@@ -491,6 +549,8 @@ class FlagsService:
             ):
                 if item is not None:
                     properties[name] = item
+            if result.evaluated_at and not result.locally_evaluated:
+                properties["$feature_flag_evaluated_at"] = result.evaluated_at
         if error:
             properties["$feature_flag_error"] = error
         has_experiment = None if result is None else result.has_experiment
@@ -508,14 +568,14 @@ class FlagsService:
     def set_person_overrides(self, properties: object) -> None:
         self.overrides.set_person(properties)
 
-    def set_group_overrides(self, properties: object) -> None:
-        self.overrides.set_groups(properties)
+    def set_group_overrides(self, properties: object, group_type_properties: object = None) -> None:
+        self.overrides.set_groups(properties, group_type_properties)
 
     def reset_person_overrides(self) -> None:
         self.overrides.reset_person()
 
-    def reset_group_overrides(self) -> None:
-        self.overrides.reset_groups()
+    def reset_group_overrides(self, group_type: object = None) -> None:
+        self.overrides.reset_groups(group_type)
 
     def context_overrides(
         self,

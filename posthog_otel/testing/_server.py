@@ -387,7 +387,11 @@ class FakePostHog:
             answer: Mapping[str, Any] = _evaluate_definitions(definitions, request)
         else:
             answer = response(request) if callable(response) else response
-        out = {"errorsWhileComputingFlags": False, "requestId": str(uuid.uuid4())}
+        out = {
+            "errorsWhileComputingFlags": False,
+            "requestId": str(uuid.uuid4()),
+            "evaluatedAt": int(time.time() * 1000),
+        }
         out.update(answer)
         return 200, out
 
@@ -434,7 +438,12 @@ def _evaluate_definitions(definitions: Mapping[str, Any], request: Mapping[str, 
             "key": key,
             "enabled": enabled,
             "variant": value if isinstance(value, str) else None,
-            "reason": {"code": "condition_match" if enabled else "no_condition_match"},
+            "reason": {
+                "code": "condition_match" if enabled else "no_condition_match",
+                "description": "Matched condition set 1"
+                if enabled
+                else "No matching condition set",
+            },
             "metadata": {
                 "id": flag.id,
                 "version": flag.version,
