@@ -397,3 +397,44 @@ def test_quiet_when_everything_works(redis_server, fleet, warnings_log):
     client, _ = fleet(redis_server.url)
     until(lambda: keys_of(client) == ["beta-ui"])
     assert [r for r in warnings_log.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_new_leader_with_the_same_etag_moves_the_fence_but_not_the_version(redis_server):
+    url = redis_server.url
+    old, new = (RedisFlagDefinitionCache(url, namespace="e", lock_ttl=30) for _ in "ab")
+    try:
+        assert old.should_fetch_flag_definitions()
+        old.on_flag_definitions_received(DEFS, etag='"a"')
+        version = redis_server.client().hget(old.defs_key, "version")
+        redis_server.client().delete(old.lock_key)
+        assert new.should_fetch_flag_definitions()
+        new.on_flag_definitions_received(DEFS, etag='"a"')  # its first fetch after takeover
+        stored = redis_server.client().hmget(new.defs_key, ["version", "fence"])
+        assert stored == [version, str(new.token).encode()]  # readers download nothing
+        assert not old.store(NEW, '"z"', token=old.token, seq=5)  # still fenced off
+    finally:
+        old.shutdown()
+        new.shutdown()
+
+
+def test_a_forked_child_is_not_its_parents_leader(redis_server):
+    import multiprocessing
+
+    provider = RedisFlagDefinitionCache(redis_server.url, namespace="f", lock_ttl=30)
+    try:
+        assert provider.should_fetch_flag_definitions()
+        provider.on_flag_definitions_received(DEFS, etag='"a"')
+        results: Any = multiprocessing.get_context("fork").Queue()
+
+        def child() -> None:
+            fetch = provider.should_fetch_flag_definitions()
+            results.put((provider.is_leader, fetch, provider.get_flag_definitions() == DEFS))
+
+        process = multiprocessing.get_context("fork").Process(target=child)
+        process.start()
+        process.join(20)
+        assert process.exitcode == 0
+        assert results.get(timeout=5) == (False, False, True)
+        assert provider.is_leader and provider.should_fetch_flag_definitions()
+    finally:
+        provider.shutdown()

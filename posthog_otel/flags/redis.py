@@ -62,17 +62,23 @@ redis.call('SET', KEYS[1], token .. ':' .. ARGV[1], 'PX', ARGV[2])
 return {token, 1}
 """
 
-# Store the payload only if (fence, seq) is newer than the stored one: 1 stored, 0 not.
+# Store the payload only if (fence, seq) is newer than the stored one: the version then
+# shared, or nil (refused). The same ETag as stored moves the fence only: readers see no
+# new version to download.
 _STORE = """
-local stored = redis.call('HMGET', KEYS[1], 'fence', 'seq')
+local stored = redis.call('HMGET', KEYS[1], 'fence', 'seq', 'etag')
 local fence, seq = tonumber(stored[1]) or -1, tonumber(stored[2]) or -1
 local new_fence, new_seq = tonumber(ARGV[1]), tonumber(ARGV[2])
 if fence > new_fence or (fence == new_fence and seq >= new_seq) then
-  return 0
+  return false
 end
-redis.call('HSET', KEYS[1], 'fence', ARGV[1], 'seq', ARGV[2], 'etag', ARGV[3],
-  'payload', ARGV[4], 'version', ARGV[1] .. ':' .. ARGV[2])
-return 1
+if ARGV[3] ~= '' and stored[3] == ARGV[3] then
+  redis.call('HSET', KEYS[1], 'fence', ARGV[1], 'seq', ARGV[2])
+else
+  redis.call('HSET', KEYS[1], 'fence', ARGV[1], 'seq', ARGV[2], 'etag', ARGV[3],
+    'payload', ARGV[4], 'version', ARGV[1] .. ':' .. ARGV[2])
+end
+return redis.call('HGET', KEYS[1], 'version')
 """
 
 # Give the lease up if it is still ours (on shutdown: the next poll elsewhere takes over).
@@ -135,6 +141,7 @@ class RedisFlagDefinitionCache:
         self._new_process()
         self._local: Mapping[str, Any] | None = None  # last good definitions we know
         self._local_version: object = None  # the shared version they came from
+        self._stored_version: object = None  # the version our last store left shared
         reset_in_child(self._new_process)
 
     def _new_process(self) -> None:
@@ -217,7 +224,7 @@ class RedisFlagDefinitionCache:
             self._seq += 1
             seq = self._seq
         if self.store(data, etag, token=token, seq=seq):
-            self._local_version = f"{token}:{seq}".encode()
+            self._local_version = self._stored_version  # ours: not downloaded back
 
     def shutdown(self) -> None:
         """Stop renewing and hand the lease back, so another process takes over at once."""
@@ -247,9 +254,11 @@ class RedisFlagDefinitionCache:
         except self._errors as exc:
             self._redis_failed(exc)
             return False
-        if not stored:
+        if stored is None:
             logger.info("flag definitions: a newer copy is already shared; not overwritten")
-        return bool(stored)
+            return False
+        self._stored_version = stored
+        return True
 
     def _seed_if_missing(self) -> None:
         """A new leader whose Redis lost the copy (a restart) shares what it has: its own
