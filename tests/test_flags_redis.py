@@ -41,7 +41,7 @@ from posthog_otel.flags.redis import RedisFlagDefinitionCache  # noqa: E402
 API_KEY = "phc_test_key_0123456789"
 SECRET = "phs_secret"
 POLL = 0.25  # the clients' poll interval in these tests
-TTL = 1.0  # the leader's lease
+TTL = 2.0  # the leader's lease (renewed every third of it)
 ROOT = Path(__file__).resolve().parent.parent
 BETA = {
     "id": 1,

@@ -121,7 +121,10 @@ class RedisFlagDefinitionCache:
             raise ValueError("RedisFlagDefinitionCache needs a url (or POSTHOG_REDIS_URL)")
         if lock_ttl <= 0 or fallback_after < 0 or wait_for_shared < 0:
             raise ValueError("lock_ttl must be positive, fallback_after/wait_for_shared >= 0")
-        redis: Any = import_fork_safe("redis")  # on the caller's thread, not the poller's
+        try:
+            redis: Any = import_fork_safe("redis")  # on the caller's thread, not the poller's
+        except ImportError as exc:
+            raise ImportError("RedisFlagDefinitionCache needs posthog-otel[redis]") from exc
         retry = redis.retry.Retry(redis.backoff.NoBackoff(), 1)  # one reconnect, no waits
         self._redis: redis_py.Redis = redis.Redis.from_url(
             url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, retry=retry
@@ -165,8 +168,8 @@ class RedisFlagDefinitionCache:
     def should_fetch_flag_definitions(self) -> bool:
         """Whether this process fetches from PostHog: it leads, or Redis is down too long."""
         now = time.monotonic()
-        if self._last_call is not None:
-            self._call_gap = now - self._last_call
+        if self._last_call is not None:  # the poller's longest pause (not a quick reload)
+            self._call_gap = max(self._call_gap or 0.0, now - self._last_call)
         self._last_call = now
         try:
             token, fresh = self._acquire()
