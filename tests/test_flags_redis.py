@@ -438,3 +438,21 @@ def test_a_forked_child_is_not_its_parents_leader(redis_server):
         assert provider.is_leader and provider.should_fetch_flag_definitions()
     finally:
         provider.shutdown()
+
+
+def test_the_lease_is_renewed_between_polls_longer_than_it(redis_server):
+    # A 30 s poll interval with a 10 s lease: the leader's thread keeps it, so no other
+    # process takes over while the leader is alive (and a dead one is replaced sooner).
+    leader, other = (
+        RedisFlagDefinitionCache(redis_server.url, namespace="r", lock_ttl=0.3) for _ in "ab"
+    )
+    try:
+        assert leader.should_fetch_flag_definitions()
+        token = leader.token
+        start = time.monotonic()
+        until(lambda: time.monotonic() - start > 1.2)  # four leases long
+        assert not other.should_fetch_flag_definitions()
+        assert leader.should_fetch_flag_definitions() and leader.token == token
+    finally:
+        leader.shutdown()
+        other.shutdown()
