@@ -305,3 +305,55 @@ def test_refused_connection_is_not_retried(make_client, clock):
     client = make_client(host=url, _clock=clock)
     assert client.get_feature_flag("beta-ui", "u1") is None
     assert clock.sleeps == []  # a refused connection is final
+
+
+def test_provider_gets_the_etag_when_it_takes_the_keyword(defs_server, make_client):
+    received = []
+
+    class WithEtag(InMemoryFlagDefinitionCache):
+        def on_flag_definitions_received(self, data, etag=None):  # type: ignore[override]
+            received.append(("keyword", etag))
+
+    class WithKwargs(InMemoryFlagDefinitionCache):
+        def on_flag_definitions_received(self, data, **kwargs):  # type: ignore[override]
+            received.append(("kwargs", kwargs.get("etag")))
+
+    for provider in (WithEtag(), WithKwargs(), InMemoryFlagDefinitionCache()):
+        client = make_client(
+            host=defs_server.url, secret_key=SECRET, flag_definition_cache_provider=provider
+        )
+        client.reload_feature_flags()
+        assert loaded_keys(client) == ["beta-ui"]
+    etag = client.flags.loader.etag  # the same payload, the same ETag
+    assert received == [("keyword", etag), ("kwargs", etag)] and etag
+
+
+def test_the_same_shared_object_is_not_compiled_again(defs_server, make_client):
+    provider = InMemoryFlagDefinitionCache(should_fetch=False, data=DEFS)
+    client = make_client(
+        host=defs_server.url, secret_key=SECRET, flag_definition_cache_provider=provider
+    )
+    client.reload_feature_flags()
+    first = client.flags.loader.definitions
+    client.reload_feature_flags()
+    assert client.flags.loader.definitions is first
+    provider.data = dict(DEFS)  # a new object: installed
+    client.reload_feature_flags()
+    assert client.flags.loader.definitions is not first
+
+
+def test_after_a_shared_copy_the_next_fetch_is_not_conditional(defs_server, make_client):
+    # Our ETag describes what we fetched; after installing another process's copy, a 304
+    # for it would keep that copy although PostHog serves something else.
+    provider = InMemoryFlagDefinitionCache(should_fetch=True)
+    client = make_client(
+        host=defs_server.url, secret_key=SECRET, flag_definition_cache_provider=provider
+    )
+    client.reload_feature_flags()
+    provider.should_fetch, provider.data = False, {**DEFS, "flags": [{**BETA, "key": "other"}]}
+    client.reload_feature_flags()
+    assert loaded_keys(client) == ["other"]
+    provider.should_fetch = True
+    client.reload_feature_flags()
+    assert loaded_keys(client) == ["beta-ui"]
+    assert "if-none-match" not in definition_requests(defs_server)[-1].headers

@@ -39,7 +39,11 @@ _CLOSE_JOIN = 2.0  # longest close() waits for a refresh in progress
 
 class FlagDefinitionCacheProvider(Protocol):
     """Shares definitions between processes (contract FDL-11..14). Every method may be
-    sync or async; errors are logged and never erase loaded definitions."""
+    sync or async; errors are logged and never erase loaded definitions.
+
+    ``on_flag_definitions_received`` is also given the response's ETag as ``etag=`` when
+    it accepts that keyword (or ``**kwargs``): older providers keep working unchanged.
+    ``get_flag_definitions`` may return the same object again to mean "unchanged"."""
 
     def should_fetch_flag_definitions(self) -> Any: ...
 
@@ -70,6 +74,8 @@ class DefinitionsLoader:
         self.poll_interval = poll_interval
         self._clock = clock
         self._provider = cache_provider
+        self._provider_takes_etag = _takes_etag(cache_provider)
+        self._installed: object = None  # the mapping the current definitions came from
         self._on_change = on_change
         self._on_refreshed = on_refreshed  # told whether each refresh from PostHog worked
         self._on_restart = on_restart  # counts restarts of the supervised poller thread
@@ -218,7 +224,10 @@ class DefinitionsLoader:
             if self.definitions is None and data is None:
                 self._fetch()  # nothing cached, nothing loaded: recover directly
             return
-        self._install(data)
+        if data is self._installed:
+            return  # the provider's same object: unchanged, nothing to compile
+        if self._install(data):
+            self.etag = None  # our ETag described what we fetched, not the shared copy
 
     def _fetch(self) -> None:
         ok = self._fetch_once()
@@ -285,25 +294,28 @@ class DefinitionsLoader:
         self._install(data)
         self.etag = response.headers.get("etag")
         if self._provider is not None:
+            extra = {"etag": self.etag} if self._provider_takes_etag else {}
             try:
-                _resolve(self._provider.on_flag_definitions_received(data))
+                _resolve(self._provider.on_flag_definitions_received(data, **extra))
             except Exception:
                 logger.warning("flag definition cache: store failed", exc_info=True)
         return True
 
-    def _install(self, data: Mapping[str, Any]) -> None:
+    def _install(self, data: Mapping[str, Any]) -> bool:
         try:
             compiled = Definitions(data)
         except Exception:
             logger.warning(
                 "flag definitions could not be compiled; keeping the last good set", exc_info=True
             )
-            return
-        previous, self.definitions = self.definitions, compiled
+            return False
+        previous, self.definitions, self._installed = self.definitions, compiled, data
         self._changed(previous, compiled)
+        return True
 
     def _clear(self) -> None:
         previous, self.definitions, self.etag = self.definitions, None, None
+        self._installed = None
         self._changed(previous, None)
 
     def _changed(self, previous: Definitions | None, current: Definitions | None) -> None:
@@ -312,6 +324,19 @@ class DefinitionsLoader:
                 self._on_change(previous, current)
             except Exception:
                 logger.exception("flag definitions change callback failed")
+
+
+def _takes_etag(provider: object) -> bool:
+    """Whether the provider's ``on_flag_definitions_received`` accepts ``etag=``."""
+    try:
+        method = provider.on_flag_definitions_received  # type: ignore[attr-defined]
+        parameters = inspect.signature(method).parameters.values()
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return any(
+        p.kind is p.VAR_KEYWORD or (p.name == "etag" and p.kind is not p.POSITIONAL_ONLY)
+        for p in parameters
+    )
 
 
 def _resolve(result: Any) -> Any:
