@@ -561,3 +561,18 @@ def test_an_unreadable_definition_only_sends_that_flag_to_the_server(make_client
         assert client.get_feature_flag("unreadable", "u1") == "v"
         assert len(flag_requests(server)) == 1
         assert "'unreadable' has a definition this SDK cannot read" in caplog.text
+
+
+def test_a_local_single_read_exposes_no_reason_a_snapshot_read_does(flags_server, flags_client):
+    """As posthog 7.91.1: a single-flag read of a local value sends no
+    ``$feature_flag_reason``; a read from an ``evaluate_flags`` snapshot sends
+    ``Evaluated locally``."""
+    flags_client.reload_feature_flags()
+    assert flags_client.get_feature_flag("split", "single") is not None
+    snapshot = flags_client.evaluate_flags("snap", only_evaluate_locally=True)
+    assert snapshot.get_flag("split") is not None
+    flags_client.flush(5)
+    by_id = {e["distinct_id"]: e["properties"] for e in called_events(flags_server)}
+    assert by_id["single"]["locally_evaluated"] is True
+    assert "$feature_flag_reason" not in by_id["single"]
+    assert by_id["snap"]["$feature_flag_reason"] == "Evaluated locally"

@@ -104,7 +104,6 @@ def test_the_service_needs_no_client_its_exposures_go_to_emit():
         "$feature_flag_payload": result.payload,
         "$feature_flag_id": 1,
         "$feature_flag_version": 4,
-        "$feature_flag_reason": "Evaluated locally",
         "$feature_flag_has_experiment": False,
     }
     assert minimal.groups is None

@@ -498,7 +498,8 @@ class FlagsService:
 
         def expose(key: str, result: FlagResult | None) -> None:
             if did is not None:
-                self.expose(did, key, result, groups_, None if result else "flag_missing")
+                error = None if result else "flag_missing"
+                self.expose(did, key, result, groups_, error, snapshot=True)
 
         return FlagEvaluations(did, results, expose)
 
@@ -511,9 +512,13 @@ class FlagsService:
         result: FlagResult | None,
         groups: Mapping[str, Any],
         error: str | None,
+        *,
+        snapshot: bool = False,
     ) -> None:
         """Send ``$feature_flag_called`` for this read, once per (distinct id, flag,
-        value, groups); ``error`` is its ``$feature_flag_error`` (e.g. ``flag_missing``)."""
+        value, groups); ``error`` is its ``$feature_flag_error`` (e.g. ``flag_missing``).
+        As posthog 7.91.1 does, a local value's reason (``Evaluated locally``) is sent
+        for a ``FlagEvaluations`` snapshot's read, not for a single-flag read."""
         value: FlagValue | None = None if result is None else result.get_value()
         normalized = tuple(sorted((str(k), str(v)) for k, v in groups.items())) if groups else ()
         seen_key = (key, value, normalized)
@@ -544,7 +549,7 @@ class FlagsService:
                 ("$feature_flag_payload", result.payload),
                 ("$feature_flag_id", result.id),
                 ("$feature_flag_version", result.version),
-                ("$feature_flag_reason", result.reason),
+                ("$feature_flag_reason", _exposed_reason(result, snapshot)),
                 ("$feature_flag_request_id", result.request_id),
             ):
                 if item is not None:
@@ -587,3 +592,9 @@ class FlagsService:
 def _unforeseen(definitions: Definitions, flag: CompiledFlag, value: Any) -> FlagResult:
     """The result of a value the compiler did not prepare (a malformed variant key)."""
     return build_local_result(flag, value, definitions.minimal_flag_called_events)
+
+
+def _exposed_reason(result: FlagResult, snapshot: bool) -> str | None:
+    """The ``$feature_flag_reason`` of an exposure: the server's description, or for a
+    local value only when read from a snapshot (posthog's single reads send none)."""
+    return result.reason if snapshot or not result.locally_evaluated else None
