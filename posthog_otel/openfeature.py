@@ -345,10 +345,10 @@ class PostHogProvider(AbstractProvider):
             reason = _LOCAL_REASONS.get(decided, Reason.UNKNOWN)
         else:
             # Exposure below: the event reports what the caller receives.
-            remote, error, _ = service.ask(flag_key, did, groups_, person_, group_props)
+            remote, error, _, answered = service.ask(flag_key, did, groups_, person_, group_props)
             if remote is None:
                 if self.send_feature_flag_events:
-                    service.expose(did, flag_key, None, groups_, error)
+                    service.expose(did, flag_key, None, groups_, error, answered=answered)
                 raise FlagNotFoundError(f"flag {flag_key!r} not found")
             result = remote
             reason = _REMOTE_REASONS.get(result.reason_code or "", Reason.UNKNOWN)

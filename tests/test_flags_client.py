@@ -576,3 +576,19 @@ def test_a_local_single_read_exposes_no_reason_a_snapshot_read_does(flags_server
     assert by_id["single"]["locally_evaluated"] is True
     assert "$feature_flag_reason" not in by_id["single"]
     assert by_id["snap"]["$feature_flag_reason"] == "Evaluated locally"
+
+
+def test_a_flag_the_answer_lacks_is_exposed_with_its_request_id_and_time(make_client):
+    """As posthog 7.91.1: the ``flag_missing`` exposure of a successful ``/flags`` answer
+    carries that answer's request id and evaluation time."""
+    answer = {"flags": {}, "requestId": "req-42", "evaluatedAt": 1_700_000_000_000}
+    with FakePostHog() as server:
+        server.set_flags(answer)
+        client = make_client(host=server.url)
+        assert client.get_feature_flag("absent", "u1") is None
+        client.flush(5)
+        (called,) = called_events(server)
+    props = called["properties"]
+    assert props["$feature_flag_error"] == "flag_missing"
+    assert props["$feature_flag_request_id"] == "req-42"
+    assert props["$feature_flag_evaluated_at"] == 1_700_000_000_000

@@ -29,6 +29,8 @@ from ._results import FlagEvaluations, FlagResult, FlagValue
 
 __all__ = ["MINIMAL_EVENT_PROPERTIES", "Emit", "FlagsService"]
 
+# A ``/flags`` response's request id and evaluation time (``None``: no response).
+Answered = tuple[str | None, int | None] | None
 # How the service sends a ``$feature_flag_called`` event: ``emit(message, keep)``, with
 # ``keep`` the property names of the minimal form (``MINIMAL_EVENT_PROPERTIES``: super
 # and context properties left out too) or ``None`` for the full event. The client's
@@ -301,18 +303,19 @@ class FlagsService:
                 if value is not None:
                     result = flag.results.get(value) or _unforeseen(definitions, flag, value)
             error: str | None = None
+            answered: Answered = None
             if groups_ is None and (send_events or (result is None and not only_evaluate_locally)):
                 groups_, group_props = group_inputs(groups, group_properties, group_overrides)
             if result is None and not only_evaluate_locally:
                 assert groups_ is not None
-                result, error, cached = self.ask(
+                result, error, cached, answered = self.ask(
                     key, did, groups_, person, group_props, disable_geoip, device_id
                 )
                 if cached:
                     return result  # from the opt-in cache: no request, already exposed
             if send_events and (result is not None or error is not None):
                 assert groups_ is not None
-                self.expose(did, key, result, groups_, error)
+                self.expose(did, key, result, groups_, error, answered=answered)
             return result
         except Exception:
             logger.exception("feature flag %r could not be evaluated", key)
@@ -327,16 +330,18 @@ class FlagsService:
         group_props: Mapping[str, Mapping[str, Any]],
         disable_geoip: bool | None = None,
         device_id: str | None = None,
-    ) -> tuple[FlagResult | None, str | None, bool]:
+    ) -> tuple[FlagResult | None, str | None, bool, Answered]:
         """The server's answer for ``key`` (inputs from ``inputs``), through the opt-in
-        result cache: ``(result, error, from_cache)``, the error as
-        ``$feature_flag_error`` reports it. No exposure (see ``expose``)."""
+        result cache: ``(result, error, from_cache, answered)``, the error as
+        ``$feature_flag_error`` reports it, ``answered`` the response's request id and
+        evaluation time (for the exposure of a flag it did not have). No exposure (see
+        ``expose``)."""
         cache, cache_key = self.cache, None
         if cache is not None:
             cache_key = cache.key(did, groups, person, group_props, device_id)
             cached = cache.get(cache_key, key)
             if cached is not None:
-                return cached, None, True
+                return cached, None, True, None
         answer = self._remote(did, groups, person, group_props, disable_geoip, [key], device_id)
         result = answer.flags.get(key)
         error = answer.error or (None if result is not None else "flag_missing")
@@ -345,7 +350,7 @@ class FlagsService:
         if cache is not None and answer.error is None:
             complete = not answer.errors_while_computing
             cache.put(cache_key, answer.flags, [key], complete=complete)
-        return result, error, False
+        return result, error, False, (answer.request_id, answer.evaluated_at)
 
     def explain(
         self,
@@ -514,6 +519,7 @@ class FlagsService:
         error: str | None,
         *,
         snapshot: bool = False,
+        answered: Answered = None,
     ) -> None:
         """Send ``$feature_flag_called`` for this read, once per (distinct id, flag,
         value, groups); ``error`` is its ``$feature_flag_error`` (e.g. ``flag_missing``).
@@ -556,6 +562,12 @@ class FlagsService:
                     properties[name] = item
             if result.evaluated_at and not result.locally_evaluated:
                 properties["$feature_flag_evaluated_at"] = result.evaluated_at
+        elif answered is not None:  # a flag the answer lacked: what posthog sends too
+            request_id, evaluated_at = answered
+            if request_id:
+                properties["$feature_flag_request_id"] = request_id
+            if evaluated_at:
+                properties["$feature_flag_evaluated_at"] = evaluated_at
         if error:
             properties["$feature_flag_error"] = error
         has_experiment = None if result is None else result.has_experiment
