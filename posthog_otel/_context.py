@@ -50,6 +50,7 @@ class IdentityContext:
     distinct_id: str | None = None
     session_id: str | None = None
     properties: Mapping[str, Any] = field(default_factory=dict)
+    device_id: str | None = None  # flag reads without ``device_id=`` use it
     # The enclosing context (its flag overrides apply here too) and this one's own.
     parent: IdentityContext | None = field(default=None, repr=False, compare=False)
     flag_overrides: FlagOverrides = field(default_factory=FlagOverrides, repr=False, compare=False)
@@ -74,11 +75,13 @@ def context(
     distinct_id: object = None,
     session_id: object = None,
     properties: Mapping[str, Any] | None = None,
+    device_id: object = None,
 ) -> Iterator[IdentityContext]:
     """Set request-scoped identity for the ``with`` block (and tasks started inside it).
 
     Values not given are inherited from an enclosing context; ``properties`` are merged
-    over the enclosing context's properties.
+    over the enclosing context's properties. ``device_id`` is what flag reads without
+    their own ``device_id=`` bucket device flags by and send to ``/flags``.
     """
     parent = _current.get()
     merged: dict[str, Any] = dict(parent.properties) if parent is not None else {}
@@ -88,6 +91,7 @@ def context(
         distinct_id=_as_id(distinct_id) or (parent.distinct_id if parent else None),
         session_id=_as_id(session_id) or (parent.session_id if parent else None),
         properties=merged,
+        device_id=_as_id(device_id) or (parent.device_id if parent else None),
         parent=parent,
     )
     token = _current.set(ctx)

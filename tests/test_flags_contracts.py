@@ -363,3 +363,33 @@ def test_inconclusive_reads_raise_no_exception_on_the_hot_path(make_client):
         value = client.get_feature_flag("cohort-and-dependency", "u1", person_properties=complete)
         assert value in (True, False)
         assert flag_requests(server) == []
+
+
+def test_the_identity_contexts_device_id_is_used_when_none_is_given(make_client):
+    """As posthog 7.91.1 reads its context's device id: a read without ``device_id=``
+    inside ``context(device_id=...)`` buckets device flags by it and sends it."""
+    import posthog.feature_flags as theirs
+
+    from posthog_otel import context
+
+    with FakePostHog(
+        flag_definitions={**DEFINITIONS, "flags": [CHECKOUT, BY_DEVICE]},
+        flags={"flags": {"a": remote("a")}},
+    ) as server:
+        client = make_client(host=server.url, secret_key=SECRET)
+        for n in range(20):
+            device = f"device-{n}"
+            bucketing = theirs.resolve_bucketing_value(BY_DEVICE, "u1", device)
+            expected = theirs.match_feature_flag_properties(
+                BY_DEVICE, "u1", {}, device_id=device, bucketing_value=bucketing
+            )
+            with context(distinct_id="u1", device_id=device), context(session_id="s"):
+                result = client.get_feature_flag_result("by-device", send_feature_flag_events=False)
+                assert result is not None and result.get_value() is expected
+        assert flag_requests(server) == []
+        with context(distinct_id="u1", device_id="ctx-device"):
+            client.get_feature_flag("a", send_feature_flag_events=False)
+            client.evaluate_flags(flag_keys=["a"])
+            client.get_feature_flag("a", device_id="explicit", send_feature_flag_events=False)
+        sent = [r.json["device_id"] for r in flag_requests(server)]
+        assert sent == ["ctx-device", "ctx-device", "explicit"]

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
+from .._context import _current
 from .._fork import fork_safe_lock, import_fork_safe, reset_in_child
 from .._log import logger
 from .._stats import StatsRecorder
@@ -274,8 +275,11 @@ class FlagsService:
         device_id: str | None = None,
     ) -> FlagResult | None:
         """The one path of every single-flag read (positional: it is hot). Local when
-        the definitions decide, else one request; never raises: ``None`` when unknown."""
+        the definitions decide, else one request; never raises: ``None`` when unknown.
+        Without ``device_id``, the identity context's (if any)."""
         try:
+            if device_id is None:
+                device_id = _context_device_id()
             did, person, group_overrides = self.overrides.person_inputs(
                 distinct_id, person_properties
             )
@@ -426,6 +430,8 @@ class FlagsService:
         device_id: str | None = None,
     ) -> tuple[str | None, dict[str, FlagResult]]:
         """One local pass and at most one request for the (scoped) flags."""
+        if device_id is None:
+            device_id = _context_device_id()
         did, groups_, person, group_props = self.inputs(
             distinct_id, groups, person_properties, group_properties
         )
@@ -610,3 +616,9 @@ def _exposed_reason(result: FlagResult, snapshot: bool) -> str | None:
     """The ``$feature_flag_reason`` of an exposure: the server's description, or for a
     local value only when read from a snapshot (posthog's single reads send none)."""
     return result.reason if snapshot or not result.locally_evaluated else None
+
+
+def _context_device_id() -> str | None:
+    """The identity context's device id (``context(device_id=...)``), if any."""
+    ctx = _current.get()
+    return None if ctx is None else ctx.device_id
