@@ -12,6 +12,10 @@ from collections.abc import Callable
 from ._log import logger
 
 DEFAULT_HOST = "https://us.i.posthog.com"
+# Where the keys are read from when not given, first found wins (the client and the
+# ``posthog-otel`` command read the same).
+API_KEY_ENV = ("POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY")
+SECRET_KEY_ENV = ("POSTHOG_SECRET_KEY", "POSTHOG_PERSONAL_API_KEY")
 _APP_HOSTS = {
     "https://app.posthog.com": "https://us.i.posthog.com",
     "https://us.posthog.com": "https://us.i.posthog.com",

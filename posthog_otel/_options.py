@@ -96,7 +96,7 @@ def client_config(
     """The ``ClientConfig`` for ``Client(...)``'s arguments (same names, same meaning)."""
     if api_key is not None and not isinstance(api_key, str):
         raise ValueError(f"api_key must be a string, got {type(api_key).__name__}")
-    key = (api_key or "").strip() or _config.env_first("POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY")
+    key = (api_key or "").strip() or _config.env_first(*_config.API_KEY_ENV)
     full_host = _config.resolve_host(host)
     if secret_key is None:
         secret_key = personal_api_key
@@ -104,7 +104,7 @@ def client_config(
     # One from the environment may reach a logging-only process: it loads on first read.
     explicit_secret = bool(isinstance(secret_key, str) and secret_key.strip())
     if secret_key is None:
-        secret_key = _config.env_first("POSTHOG_SECRET_KEY", "POSTHOG_PERSONAL_API_KEY")
+        secret_key = _config.env_first(*_config.SECRET_KEY_ENV)
     if super_properties is not None and not isinstance(super_properties, Mapping):
         raise ValueError("super_properties must be a mapping")
     if flag_result_cache_ttl is not None:

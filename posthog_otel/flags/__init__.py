@@ -5,6 +5,8 @@ flag locally or raises ``Unresolved`` when only the server can. ``FlagsService``
 a client reads flags through (``Client.flags``), built from a ``FlagsConfig``. The
 submodules load on first use, so that a client which never reads a flag does not pay
 for them.
+``explain_flag`` and ``why_not_local`` say how a flag is decided, for people (the
+``posthog-otel`` command).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ if TYPE_CHECKING:
     from ._config import FlagsConfig
     from ._errors import Inconclusive, NeedsServer, Unresolved
     from ._evaluator import Definitions
+    from ._explain import Explanation, explain_flag, why_not_local
     from ._loader import FlagDefinitionCacheProvider
+    from ._overrides import group_inputs
     from ._results import FlagEvaluations, FlagResult, FlagValue
     from ._service import Emit, FlagsService
 
@@ -25,6 +29,7 @@ __all__ = [
     "CompiledFlag",
     "Definitions",
     "Emit",
+    "Explanation",
     "FlagDefinitionCacheProvider",
     "FlagEvaluations",
     "FlagResult",
@@ -34,12 +39,19 @@ __all__ = [
     "Inconclusive",
     "NeedsServer",
     "Unresolved",
+    "explain_flag",
+    "group_inputs",
+    "why_not_local",
 ]
 
 _WHERE = {
     "CompiledFlag": "._compiled",
     "Definitions": "._evaluator",
     "Emit": "._service",
+    "Explanation": "._explain",
+    "explain_flag": "._explain",
+    "group_inputs": "._overrides",
+    "why_not_local": "._explain",
     "FlagDefinitionCacheProvider": "._loader",
     "FlagEvaluations": "._results",
     "FlagResult": "._results",

@@ -19,10 +19,11 @@ from .._log import logger
 from .._stats import StatsRecorder
 from ..export import Clock, HttpTransport
 from ..messages import Capture
-from ._compiled import CompiledFlag, build_local_result, decision, payload_of
+from ._compiled import CompiledFlag, build_local_result, payload_of
 from ._config import FlagsConfig
 from ._errors import Unresolved
 from ._evaluator import Definitions
+from ._explain import explain_flag
 from ._loader import DefinitionsLoader
 from ._overrides import FlagOverrides, group_inputs
 from ._remote import RemoteAnswer, RemoteFlags, ResultCache
@@ -373,13 +374,11 @@ class FlagsService:
         flag = definitions.flags.get(key) if definitions is not None else None
         if definitions is None or flag is None:
             return None
-        trace: list[Any] = []
         try:
-            value = definitions.evaluate_flag(flag, did, groups, person, group_props, None, trace)
+            explained = explain_flag(definitions, flag, did, groups, person, group_props)
         except Unresolved:
             return None
-        result = flag.results.get(value) or _unforeseen(definitions, flag, value)
-        return result, decision(flag, trace)
+        return explained.result, explained.decision
 
     def payload_for(self, key: str, value: FlagValue) -> tuple[bool, Any]:
         """``(True, payload)`` of ``value`` from the loaded definition of ``key``, read

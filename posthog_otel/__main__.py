@@ -1,0 +1,5 @@
+"""``python -m posthog_otel``: the ``posthog-otel`` command."""
+
+from .cli import main
+
+raise SystemExit(main())
