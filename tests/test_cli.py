@@ -13,9 +13,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from posthog_otel.flags import Definitions, why_not_local
 from posthog_otel.testing import FakePostHog
 
 from .conftest import API_KEY
@@ -116,6 +118,20 @@ DEFINITIONS = {
                 ]
             },
         },
+        {
+            "id": 9,
+            "key": "split",
+            "active": True,
+            "filters": {
+                "groups": [{"properties": [], "rollout_percentage": 100}],
+                "multivariate": {
+                    "variants": [
+                        {"key": "left", "rollout_percentage": 50},
+                        {"key": "right", "rollout_percentage": 50},
+                    ]
+                },
+            },
+        },
     ],
     "group_type_mapping": {"0": "company"},
     "cohorts": {},
@@ -164,8 +180,8 @@ def test_doctor_with_good_keys_reports_the_flags_and_why_some_are_not_local(fake
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "the project key is accepted" in out
-    assert "loads the flag definitions: 8 flags" in out
-    assert "5 of 8 evaluable locally; 3 need the server" in out
+    assert "loads the flag definitions: 9 flags" in out
+    assert "6 of 9 evaluable locally; 3 need the server" in out
     assert "static-cohort: static cohort 7" in out
     assert "continuity: experience continuity" in out
     assert "child: depends on flag 'static-cohort': static cohort 7" in out
@@ -334,7 +350,7 @@ def test_flags_eval_with_options_instead_of_the_environment(fake):
 def test_flags_eval_of_an_unknown_flag_or_with_a_refused_secret_key_fails(fake):
     proc = _eval(fake, "nope", "--distinct-id", "user-7")
     assert proc.returncode == 1
-    assert "flag 'nope' is not in the definitions (8 flags)" in proc.stdout
+    assert "flag 'nope' is not in the definitions (9 flags)" in proc.stdout
 
     proc = _eval(fake, "beta", "--distinct-id", "u", POSTHOG_SECRET_KEY="phc_not_a_secret")
     assert proc.returncode == 1
@@ -348,3 +364,67 @@ def test_the_console_script_is_declared():
     from posthog_otel.cli import main
 
     assert callable(main)
+
+
+def test_flags_eval_agrees_with_a_clients_local_evaluation(fake, make_client):
+    client = make_client(host=fake.url, secret_key=SECRET_KEY)
+    for distinct_id in ("user-a", "user-b", "user-c"):
+        expected = client.get_feature_flag("split", distinct_id, only_evaluate_locally=True)
+        assert expected in ("left", "right")
+        proc = _eval(fake, "split", "--distinct-id", distinct_id)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert f"value      {json.dumps(expected)}" in proc.stdout
+        assert "condition 1 of 1 matched (split)" in proc.stdout
+
+
+# ------------------------------------------------------------------ why_not_local
+
+
+def _why(flag: dict[str, Any], **payload: Any) -> str | None:
+    definitions = Definitions({"flags": [flag], **payload})
+    return why_not_local(definitions, definitions.flags[flag["key"]])
+
+
+def _flag(key: str = "f", **filters: Any) -> dict[str, Any]:
+    return {"key": key, "active": True, "filters": {"groups": [{"properties": []}], **filters}}
+
+
+@pytest.mark.parametrize(
+    ("flag", "payload", "expected"),
+    [
+        (_flag(), {}, None),
+        (_flag(aggregation_group_type_index=3), {}, "group type index 3 is not in the group"),
+        (_flag(super_groups=[{"properties": []}]), {}, "early-access super conditions"),
+        (
+            _flag(groups=[{"properties": [{"type": "cohort", "value": 2, "operator": "gt"}]}]),
+            {"cohorts": {"2": {"type": "AND", "values": []}}},
+            "cohort operator 'gt'",
+        ),
+        (
+            _flag(groups=[{"properties": [{"type": "cohort", "value": 2}]}]),
+            {
+                "cohorts": {
+                    "2": {"type": "OR", "values": [{"type": "cohort", "value": 9}]},
+                }
+            },
+            "static cohort 9",
+        ),
+        (
+            _flag(groups=[{"properties": [{"type": "flag", "key": "gone", "value": True}]}]),
+            {},
+            "depends on flag 'gone', which is not in the definitions",
+        ),
+        (
+            {"key": "f", "active": True, "filters": {"multivariate": {"variants": [{}]}}},
+            {},
+            "a definition this SDK cannot read",
+        ),
+        ({"key": "f", "active": False, "ensure_experience_continuity": True}, {}, None),
+    ],
+)
+def test_why_not_local_reads_the_compiled_definition(flag, payload, expected):
+    why = _why(flag, **payload)
+    if expected is None:
+        assert why is None
+    else:
+        assert why is not None and why.startswith(expected), why
