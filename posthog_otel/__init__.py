@@ -16,6 +16,7 @@ from ._version import __version__
 if TYPE_CHECKING:
     from ._autocapture import capture_asyncio_exceptions
     from ._default import reset_default_client, set_default_client
+    from ._logs_config import LogsConfig
     from ._stats import ClientStats
     from .client import Client, default_client, flush_on_exit
     from .flags import FlagEvaluations, FlagResult
@@ -35,6 +36,7 @@ __all__ = [
     "GroupIdentify",
     "Groups",
     "Identify",
+    "LogsConfig",
     "PostHogHandler",
     "PostHogProcessor",
     "PostHogProvider",
@@ -61,6 +63,7 @@ _LAZY = {
     "Groups": ".messages",
     "FlagResult": ".flags",
     "FlagEvaluations": ".flags",
+    "LogsConfig": "._logs_config",  # PostHog Logs options: Client(logs=LogsConfig(...))
     # Integrations: their optional dependencies load only when they are first used.
     "PostHogHandler": ".logging",
     "PostHogProcessor": ".structlog",

@@ -6,10 +6,10 @@ and ``sessionId``, and the trace ids (given, or the active OpenTelemetry span's:
 It is encoded as OTLP only when its batch is sent (``export``'s logs lane), on the logs
 exporter's own thread and queue: a slow logs endpoint never delays analytics events.
 
-Gates, in the contract's order (LOG-04): disabled, opted out, blank body. Each drop is
+Gates, in the contract's order (LOG-04): disabled, opted out, blank body, the lane's own
+``before_send`` (fail-open, LOG-29), the tumbling-window rate cap (LOG-28). Each drop is
 counted in ``client.stats.logs.dropped``. ``capture_log`` works whenever the client does
-(LOG-05): there is no remote or per-call switch. Not yet here (issue 14): the ``logs``
-``before_send`` chain and the rate cap (LOG-28/29), the ``client.logger`` facade.
+(LOG-05): there is no remote or per-call switch. Options: ``LogsConfig`` (LOG-19).
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from __future__ import annotations
 import os
 import platform
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._assembly import LIB_NAME
 from ._context import _current, active_span_ids
 from ._fork import fork_safe_lock
+from ._logs_config import LogRecordHook, LogsConfig
 from ._snapshot import EVENT_BYTES, snapshot_value, snapshot_values
 from ._stats import StatsRecorder
 from ._version import __version__
@@ -41,17 +43,14 @@ from .export import (
 if TYPE_CHECKING:
     from ._options import ClientConfig
 
-__all__ = ["LOGS_DEFAULTS", "LogCapture", "build_log_capture", "severity"]
-
-# The logs lane's documented defaults (README, "Logs"): at most 10,000 records or 16 MiB
-# wait (the oldest dropped beyond that, LOG-22), sent 500 per request at most (a batch
-# is capped at 1 MiB before gzip: well under the 2 MB request limit, LOG-27).
-LOGS_DEFAULTS = {
-    "flush_at": 100,
-    "max_queue_size": 10_000,
-    "max_queue_bytes": 16 * 1024 * 1024,
-    "max_batch_size": 500,
-}
+__all__ = [
+    "LogCapture",
+    "Logger",
+    "RateCap",
+    "build_log_capture",
+    "exception_attributes",
+    "severity",
+]
 
 # LOG-06: the contract's six levels; Python's logging levels map onto them (§2.1 note).
 _SEVERITIES: dict[str, tuple[int, str]] = {
@@ -79,6 +78,70 @@ def severity(level: object) -> tuple[int, str]:
     return _INFO
 
 
+def exception_attributes(exception: object) -> dict[str, str]:
+    """OpenTelemetry's ``exception.type``/``exception.message``/``exception.stacktrace``
+    for a log record's exception: an exception, an ``exc_info`` tuple, or the traceback
+    text a ``QueueHandler`` or structlog's renderer left (type and message read from its
+    last line). Empty for anything else. Formatted on the caller's thread: the record
+    keeps no traceback or frame."""
+    if isinstance(exception, tuple) and len(exception) == 3:
+        exception = exception[1]
+    if isinstance(exception, BaseException):
+        kind = type(exception)
+        name = kind.__qualname__
+        if kind.__module__ not in ("builtins", "__main__"):
+            name = f"{kind.__module__}.{name}"
+        try:
+            message = str(exception)
+        except Exception:  # an exception whose __str__ raises
+            message = f"<unprintable {kind.__name__}>"
+        return {
+            "exception.type": name,
+            "exception.message": message,
+            "exception.stacktrace": "".join(traceback.format_exception(exception)).rstrip(),
+        }
+    if isinstance(exception, str) and exception.strip():
+        text = exception.rstrip()
+        last = text.rsplit("\n", 1)[-1].strip()
+        kind_name, _, text_message = last.partition(": ")
+        return {
+            "exception.type": kind_name,
+            "exception.message": text_message,
+            "exception.stacktrace": text,
+        }
+    return {}
+
+
+class RateCap:
+    """The tumbling-window cap of LOG-28: at most ``max_logs`` records accepted per
+    ``window`` seconds of wall-clock time; later ones are refused (never buffered) until
+    the window rolls over. A clock that went back starts a new window; ``max_logs`` or
+    ``window`` of zero or less turns the cap off."""
+
+    def __init__(self, max_logs: int, window: float, now: Callable[[], float] = time.time) -> None:
+        self.enabled = max_logs > 0 and window > 0
+        self._max = max_logs
+        self._window = window
+        self._now = now
+        self._lock = fork_safe_lock()
+        self._start = -float("inf")
+        self._count = 0
+        self._refused = 0
+
+    def admit(self) -> int:
+        """0 when the record is accepted; else how many this window refused so far (1
+        for the first: the one to warn about, LOG-28's one warning per window)."""
+        now = self._now()
+        with self._lock:
+            if now >= self._start + self._window or now < self._start:
+                self._start, self._count, self._refused = now, 0, 0
+            if self._count < self._max:
+                self._count += 1
+                return 0
+            self._refused += 1
+            return self._refused
+
+
 class LogCapture:
     """The caller side of the logs lane: gates, builds the plain record, submits it."""
 
@@ -89,11 +152,15 @@ class LogCapture:
         *,
         disabled: bool,
         opted_out: Callable[[], bool],
+        before_send: tuple[LogRecordHook, ...] = (),
+        rate_cap: RateCap | None = None,
     ) -> None:
         self.exporter = exporter
         self.stats = stats
         self._disabled = disabled
         self._opted_out = opted_out  # a callable: the pipeline's opt-out state, read live
+        self._before_send = before_send
+        self._rate_cap = rate_cap if rate_cap is not None and rate_cap.enabled else None
         self._clock_lock = fork_safe_lock()
         self._last_ns = 0
 
@@ -135,7 +202,55 @@ class LogCapture:
         except Exception as exc:  # e.g. attributes that are not a mapping
             stats.drop("invalid", 1, f": {type(exc).__name__} while building a log record")
             return False
+        if self._before_send:
+            kept = self._run_before_send(record)
+            if kept is None:
+                stats.drop("before_send")
+                return False
+            record = kept
+        if self._rate_cap is not None:
+            refused = self._rate_cap.admit()
+            if refused == 1:
+                stats.drop("rate_limited", 1, ": the logs rate cap for this window is used up")
+            if refused:
+                if refused > 1:  # counted, not warned again: one warning per window
+                    with stats.lock:
+                        stats.dropped["rate_limited"] += 1
+                return False
         return self.exporter.submit(record, nbytes)
+
+    def _run_before_send(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        """The lane's ``before_send`` chain, left to right, each hook on a copy of the
+        previous value; ``None`` to drop (a hook returned ``None`` or left a blank
+        body). Fail-open (LOG-29): a hook that raises or returns something other than a
+        dict is skipped, the chain going on with the previous value (counted in
+        ``stats.logs.corrected["logs_before_send_error"]`` and warned)."""
+        for hook in self._before_send:
+            candidate = dict(record, attributes=dict(record["attributes"]))
+            try:
+                result = hook(candidate)
+            except Exception as exc:
+                self._hook_failed(hook, f"raised {type(exc).__name__}: {exc}")
+                continue
+            if result is None:
+                return None
+            if not isinstance(result, dict):
+                self._hook_failed(hook, f"returned a {type(result).__name__}, not a dict")
+                continue
+            record = result
+            body = record.get("body")
+            if body is None or (isinstance(body, str) and not body.strip()):
+                return None
+        if not isinstance(record.get("attributes"), dict):
+            record["attributes"] = {}
+        return record
+
+    def _hook_failed(self, hook: object, what: str) -> None:
+        name = getattr(hook, "__qualname__", None) or repr(hook)
+        self.stats.correct(
+            "logs_before_send_error",
+            f"logs before_send hook {name} {what}; the record is kept as it was (fail-open)",
+        )
 
     def _record(
         self,
@@ -181,6 +296,38 @@ class LogCapture:
         return record, nbytes
 
 
+class Logger:
+    """``client.logger``: ``trace``/``debug``/``info``/``warn``/``error``/``fatal(body,
+    attributes=None)``, each exactly ``client.capture_log(body, level, attributes)``
+    (LOG-01): the one capture path, its gates and counters. Never raises; each returns
+    ``False`` for a dropped record."""
+
+    __slots__ = ("_capture",)
+
+    def __init__(self, capture: LogCapture) -> None:
+        self._capture = capture
+
+    def trace(self, body: str, attributes: Mapping[str, Any] | None = None) -> bool:
+        return self._capture.capture(body, "trace", attributes)
+
+    def debug(self, body: str, attributes: Mapping[str, Any] | None = None) -> bool:
+        return self._capture.capture(body, "debug", attributes)
+
+    def info(self, body: str, attributes: Mapping[str, Any] | None = None) -> bool:
+        return self._capture.capture(body, "info", attributes)
+
+    def warn(self, body: str, attributes: Mapping[str, Any] | None = None) -> bool:
+        return self._capture.capture(body, "warn", attributes)
+
+    warning = warn  # the name ``logging`` users reach for
+
+    def error(self, body: str, attributes: Mapping[str, Any] | None = None) -> bool:
+        return self._capture.capture(body, "error", attributes)
+
+    def fatal(self, body: str, attributes: Mapping[str, Any] | None = None) -> bool:
+        return self._capture.capture(body, "fatal", attributes)
+
+
 def build_log_capture(
     config: ClientConfig,
     *,
@@ -192,23 +339,31 @@ def build_log_capture(
     """The logs lane of a client: its own transport (connection pool), queue, flush
     thread (``posthog_otel-logs``, started on the first record) and counters. Retries,
     timeouts, flush interval and ``sync_mode`` follow the client's delivery settings;
-    ``on_error`` is the analytics events' (log drops are counted in ``stats.logs``)."""
+    ``on_error`` is the analytics events' (log drops are counted in ``stats.logs``).
+    Queue and batch sizes, the flush interval (when given), the resource, ``before_send``
+    and the rate cap come from ``config.logs`` (``LogsConfig``)."""
     stats = StatsRecorder()
     delivery = config.delivery
+    logs = config.logs
     settings = ExporterConfig(
-        flush_interval=delivery.flush_interval,
+        flush_at=logs.flush_at,
+        flush_interval=delivery.flush_interval
+        if logs.flush_interval is None
+        else logs.flush_interval,
+        max_queue_size=logs.max_queue_size,
+        max_queue_bytes=logs.max_queue_bytes,
+        max_batch_size=logs.max_batch_size,
         max_batch_bytes=MAX_OTLP_BATCH_BYTES,
         timeout=delivery.timeout,
         max_retries=delivery.max_retries,
         max_retry_cycles=delivery.max_retry_cycles,
         sync_mode=delivery.sync_mode,
         drop_oldest=True,
-        **LOGS_DEFAULTS,
     )
     lane = LogsLane(
         config.api_key,
         gzip=config.gzip,
-        resource=_resource(),
+        resource=_resource(logs),
         scope_name=LIB_NAME,
         scope_version=__version__,
     )
@@ -224,20 +379,32 @@ def build_log_capture(
         thread_name="posthog_otel-logs",
         on_thread_start=on_thread_start,
     )
-    return LogCapture(exporter, stats, disabled=config.disabled, opted_out=opted_out)
+    return LogCapture(
+        exporter,
+        stats,
+        disabled=config.disabled,
+        opted_out=opted_out,
+        before_send=tuple(logs.before_send or ()),  # type: ignore[arg-type]
+        rate_cap=RateCap(logs.max_logs, logs.rate_window),
+    )
 
 
-def _resource() -> dict[str, Any]:
-    """LOG-15: ``service.name`` from ``OTEL_SERVICE_NAME`` (OpenTelemetry's default
-    otherwise), the SDK's ``telemetry.sdk.*`` and the OS."""
+def _resource(logs: LogsConfig) -> dict[str, Any]:
+    """LOG-15: ``service.name`` (``LogsConfig``, else ``OTEL_SERVICE_NAME``, else
+    OpenTelemetry's default), version and environment, the SDK's ``telemetry.sdk.*``
+    and the OS, over the user's resource attributes (the SDK-owned keys win)."""
     return resource_attributes(
         {
-            "service.name": os.environ.get("OTEL_SERVICE_NAME") or "unknown_service:python",
+            "service.name": logs.service_name
+            or os.environ.get("OTEL_SERVICE_NAME")
+            or "unknown_service:python",
+            "service.version": logs.service_version,
+            "deployment.environment": logs.environment,
             "telemetry.sdk.name": LIB_NAME,
             "telemetry.sdk.version": __version__,
             "telemetry.sdk.language": "python",
             "os.name": platform.system().lower() or None,
             "os.version": platform.release() or None,
         },
-        None,
+        logs.resource_attributes,
     )

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from . import _config, _shutdown
 from ._exc_event import ExceptionsConfig
 from ._log import logger
+from ._logs_config import LogsConfig, checked_logs_config
 from .export import ExporterConfig
 from .flags import FlagsConfig
 
@@ -53,6 +54,7 @@ class ClientConfig:
     delivery: ExporterConfig
     flags: FlagsConfig
     exceptions: ExceptionsConfig = field(default_factory=ExceptionsConfig)
+    logs: LogsConfig = field(default_factory=LogsConfig)  # PostHog Logs (LOG-19)
 
 
 def client_config(
@@ -92,6 +94,7 @@ def client_config(
     enable_exception_autocapture: bool = False,
     in_app_include: Sequence[str] = (),
     in_app_exclude: Sequence[str] = (),
+    logs: LogsConfig | None = None,
 ) -> ClientConfig:
     """The ``ClientConfig`` for ``Client(...)``'s arguments (same names, same meaning)."""
     if api_key is not None and not isinstance(api_key, str):
@@ -179,6 +182,7 @@ def client_config(
             in_app_include=_module_prefixes("in_app_include", in_app_include),
             in_app_exclude=_module_prefixes("in_app_exclude", in_app_exclude),
         ),
+        logs=checked_logs_config(logs),
     )
 
 

@@ -20,6 +20,7 @@ DROP_REASONS = (
     "deduplicated",  # an $exception identical to one sent moments ago (storm protection)
     "before_send",  # a before_send hook returned None
     "before_send_error",  # a before_send hook raised (fail-closed)
+    "rate_limited",  # over the logs lane's rate cap for the current window (LOG-28)
     "queue_full",  # max_queue_size reached
     "oversize",  # one event over the ~900 KiB limit, or refused alone with 413
     "serialization",  # an event that could not be encoded at all
@@ -31,8 +32,8 @@ DROP_REASONS = (
 # Drops of events refused before they entered the queue, and of events accepted into it:
 # ``attempted == enqueued + sum(PRE_QUEUE_DROPS)``, ``enqueued == sent + queued + in_flight
 # + sum(POST_QUEUE_DROPS)``.
-PRE_QUEUE_DROPS = DROP_REASONS[:8]
-POST_QUEUE_DROPS = DROP_REASONS[8:]
+PRE_QUEUE_DROPS = DROP_REASONS[:9]
+POST_QUEUE_DROPS = DROP_REASONS[9:]
 # Drops the application asked for: counted, and logged at DEBUG only (no warning).
 INTENTIONAL_DROPS = frozenset({"disabled", "opted_out", "before_send", "deduplicated"})
 

@@ -26,7 +26,8 @@ from ._flag_reads import FlagMethods, FlagReads
 from ._fork import fork_safe_lock, import_now
 from ._lifecycle import Lifecycle, exit_hook_starter, flush_on_exit
 from ._log import enable_debug
-from ._logs import build_log_capture
+from ._logs import Logger, build_log_capture
+from ._logs_config import LogsConfig
 from ._options import BeforeSend, ClientConfig, OnError, client_config
 from ._stats import ClientStats, StatsRecorder
 from ._version import __version__
@@ -97,6 +98,7 @@ class Client(FlagMethods, AsyncFlagMethods):
         enable_exception_autocapture: bool = False,
         in_app_include: Sequence[str] = (),
         in_app_exclude: Sequence[str] = (),
+        logs: LogsConfig | None = None,
         _clock: Clock | None = None,
         _exit_hook: bool = True,
     ) -> None:
@@ -154,6 +156,8 @@ class Client(FlagMethods, AsyncFlagMethods):
             clock=_clock,
             on_thread_start=exit_hook_starter(config.flush_on_sigterm) if _exit_hook else None,
         )
+        self.logger = Logger(self._logs)
+        """PostHog Logs by level: ``client.logger.info("ready", {"region": "us"})``."""
         self._lifecycle = Lifecycle(
             self.pipeline,
             self._exporter,

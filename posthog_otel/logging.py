@@ -27,6 +27,7 @@ from ._exc_snapshot import Boundary, ExcEntry, entries_bytes, normalize_level
 from ._exc_text import parse_traceback
 from ._integration import PERSONLESS, active_span_ids, resolve_client
 from ._log import thread_state
+from ._logs import exception_attributes
 from ._snapshot import ENTRY_BYTES, EVENT_BYTES, IMMUTABLE, Correct, snapshot_value
 from ._stats import peek_count
 from ._structlog_call import captured as structlog_call
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from .client import Client
     from .pipeline import CaptureFields, Pipeline
 
-__all__ = ["DEFAULT_IGNORED_LOGGERS", "PostHogHandler", "record_capture"]
+__all__ = ["DEFAULT_IGNORED_LOGGERS", "PostHogHandler", "record_capture", "record_log"]
 
 # Loggers whose records never become events: ours, the HTTP stack we upload with, the
 # official SDK, and OpenTelemetry's own diagnostics. Children are ignored too.
@@ -92,6 +93,11 @@ class PostHogHandler(logging.Handler):
     ``python.logging``) with the record's extras and message, whatever ``personless``
     says (personless without an identity); ``exceptions=False`` turns that off, and
     ``event_with_exception=False`` sends only the ``$exception`` for such records.
+
+    PostHog Logs: with ``logs=True`` every record at or above ``logs_level`` (with or
+    without a distinct id) is also sent as a log record (``client.capture_log``, see
+    ``record_log``); ``level`` then gates the analytics events only, and the handler
+    accepts records at the lower of the two (``setLevel`` sets the events' level).
     """
 
     def __init__(
@@ -104,10 +110,20 @@ class PostHogHandler(logging.Handler):
         ignore_loggers: Iterable[str] = (),
         exceptions: bool = True,
         event_with_exception: bool = True,
+        logs: bool = False,
+        logs_level: int | str = logging.INFO,
         api_key: str | None = None,
         host: str | None = None,
     ) -> None:
         super().__init__(level)
+        self.logs = bool(logs)
+        """Send records at or above ``logs_level`` to PostHog Logs too."""
+        self.logs_level = _level_number(logs_level)
+        self.events_level = self.level
+        """Records below it become no analytics event (``level``)."""
+        # ``handle`` calls this: ``emit`` alone without logs (its cost unchanged).
+        self._dispatch = self._emit_with_logs if self.logs else self.emit
+        self.setLevel(self.level)
         self.exceptions = exceptions
         """Send records carrying an exception as ``$exception`` events too."""
         self.event_with_exception = event_with_exception
@@ -144,8 +160,52 @@ class PostHogHandler(logging.Handler):
         if isinstance(rv, logging.LogRecord):  # Python 3.12+: a filter may replace it
             record = rv
         if rv:
-            self.emit(record)
+            self._dispatch(record)
         return rv
+
+    def setLevel(self, level: int | str) -> None:
+        """Set the analytics events' level; with ``logs=True`` the handler accepts
+        records down to ``logs_level`` as well (``dictConfig`` calls this)."""
+        super().setLevel(level)
+        self.events_level = self.level
+        if getattr(self, "logs", False):
+            self.level = min(self.level, self.logs_level)
+
+    def _emit_with_logs(self, record: logging.LogRecord) -> None:
+        """``logs=True``: the log record at or above ``logs_level``, then the events
+        (``emit``) at or above the events' level."""
+        levelno = record.levelno
+        if levelno >= self.logs_level:
+            self._ship_log(record)
+        if levelno >= self.events_level:
+            self.emit(record)
+
+    def _ship_log(self, record: logging.LogRecord) -> None:
+        """Send ``record`` to PostHog Logs: formatted here, on the logging thread, with
+        its extras, identity, span ids (``capture_log``) and exception text."""
+        try:
+            name = record.name
+            allowed = self._logger_allowed.get(name)
+            if allowed is None:
+                allowed = self._allow_logger(name)
+            if not allowed or thread_state.internal or type(record.msg) is dict:
+                return  # a dict: structlog's ProcessorFormatter (PostHogProcessor's)
+            client = self.client
+            try:
+                message = record.getMessage()
+            except Exception:
+                message = self._unformattable(client.pipeline, record)
+            exception = (
+                _exception_of(record)
+                if record.exc_info or record.exc_text or record.levelno >= _WARNING
+                else None
+            )
+            attributes = record_log(record.__dict__, exception, self.distinct_id_key)
+            client.capture_log(message, record.levelno, attributes)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
 
     def emit(self, record: logging.LogRecord) -> None:
         """Take the values of the moment (message, extras, identity, span) and queue them
@@ -354,6 +414,42 @@ def record_capture(
         properties.setdefault("$span_id", span[1])
     # epoch seconds, formatted when encoded
     return event, distinct_id, properties, groups, attrs["created"]
+
+
+def record_log(attrs: dict[str, Any], exception: object, distinct_id_key: str) -> dict[str, Any]:
+    """The PostHog Logs attributes of a log record (its ``__dict__``): a pure function.
+
+    The extras (not the standard attributes, not ``_``-prefixed ones), the distinct id
+    extra as ``posthogDistinctId`` and a ``session_id`` extra as ``sessionId`` (LOG-14;
+    without them ``capture_log`` takes the identity context's), ``logger.name``, the
+    ``code.*`` location and the exception as ``exception.*`` (OpenTelemetry's names)."""
+    keys = list(attrs)
+    if len(keys) >= _N_STANDARD and keys[_N_STANDARD - 1] == _STANDARD[-1]:
+        keys = keys[_N_STANDARD:]  # the extras follow the standard attributes (see emit)
+    attributes = {
+        key: attrs[key] for key in keys if key not in _RECORD_ATTRIBUTES and key[:1] != "_"
+    }
+    distinct_id = attributes.pop(distinct_id_key, None)
+    if distinct_id not in (None, ""):
+        attributes["posthogDistinctId"] = str(distinct_id)
+    session_id = attributes.pop("session_id", None)
+    if session_id not in (None, ""):
+        attributes["sessionId"] = str(session_id)
+    attributes["logger.name"] = attrs["name"]
+    attributes["code.filepath"] = attrs["pathname"]
+    attributes["code.function"] = attrs["funcName"]
+    attributes["code.lineno"] = attrs["lineno"]
+    if exception is not None:
+        attributes.update(exception_attributes(exception))
+    return attributes
+
+
+def _level_number(level: int | str) -> int:
+    """A ``logging`` level (number or registered name) as its number."""
+    number = level if isinstance(level, int) else logging.getLevelName(str(level).upper())
+    if not isinstance(number, int) or isinstance(number, bool):
+        raise ValueError(f"logs_level must be a logging level name or number, got {level!r}")
+    return number
 
 
 def _exception_of(record: logging.LogRecord) -> object:

@@ -39,6 +39,7 @@ from ._exc_snapshot import Boundary, ExcEntry, entries_bytes, normalize_level
 from ._exc_text import parse_rendered
 from ._integration import PERSONLESS, active_span_ids, first_id, resolve_client
 from ._log import is_internal_thread, logger
+from ._logs import exception_attributes
 from ._snapshot import (
     ENTRY_BYTES,
     EVENT_BYTES,
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     from .client import Client
     from .pipeline import CaptureFields
 
-__all__ = ["PostHogProcessor", "event_dict_capture"]
+__all__ = ["PostHogProcessor", "event_dict_capture", "event_dict_log"]
 
 _BOOKKEEPING = frozenset(
     {
@@ -95,6 +96,10 @@ class PostHogProcessor:
     source ``structlog.processor``), personless without an identity;
     ``exceptions=False`` turns that off, ``event_with_exception=False`` sends only the
     ``$exception`` for such events.
+
+    PostHog Logs: with ``logs=True`` every event at or above ``logs_level`` (with or
+    without a distinct id) is also sent as a log record (``client.capture_log``, see
+    ``event_dict_log``); ``level`` gates the analytics events only.
     """
 
     def __init__(
@@ -106,10 +111,15 @@ class PostHogProcessor:
         personless: bool = False,
         exceptions: bool = True,
         event_with_exception: bool = True,
+        logs: bool = False,
+        logs_level: int | str = logging.INFO,
         api_key: str | None = None,
         host: str | None = None,
     ) -> None:
         self.client, _ = resolve_client(client, api_key, host)
+        self.logs = bool(logs)
+        """Send events at or above ``logs_level`` to PostHog Logs too."""
+        self.logs_level = _level_number(logs_level)
         self.exceptions = exceptions
         """Send events carrying an exception as ``$exception`` events too."""
         self.event_with_exception = event_with_exception
@@ -144,7 +154,10 @@ class PostHogProcessor:
         if is_internal_thread():
             return
         level_name = str(event_dict.get("level") or method_name).lower()
-        if _LEVELS.get(level_name, logging.INFO) < self.level:
+        levelno = _LEVELS.get(level_name, logging.INFO)
+        if self.logs and levelno >= self.logs_level:
+            self._ship_log(wrapped_logger, event_dict, levelno)
+        if levelno < self.level:
             return
         exception = _exception_of(event_dict) if self.exceptions else None
         name = event_dict.get("event")
@@ -203,6 +216,22 @@ class PostHogProcessor:
                 size = nbytes + entries_bytes(taken[0])
                 pipeline.defer((self._exception_builder, *item, *taken), size)
         _structlog_call.mark_captured()
+
+    def _ship_log(
+        self, wrapped_logger: Any, event_dict: MutableMapping[str, Any], levelno: int
+    ) -> None:
+        """Send the event to PostHog Logs, on this thread (``capture_log`` copies the
+        values, takes the identity context and the active span's ids)."""
+        body = event_dict.get("event")
+        if body is None:
+            return
+        distinct_id = first_id(event_dict, (self.distinct_id_key,))
+        if distinct_id is None:
+            distinct_id = _bound_contextvar(self.distinct_id_key)
+        logger_name = event_dict.get("logger") or getattr(wrapped_logger, "name", None)
+        exception = _exception_text(event_dict)
+        attributes = event_dict_log(event_dict, self._skip, distinct_id, logger_name, exception)
+        self.client.capture_log(body if isinstance(body, str) else str(body), levelno, attributes)
 
     def _snapshot(
         self, event_dict: MutableMapping[str, Any], correct: Correct, name: str
@@ -286,6 +315,43 @@ def _exception_of(event_dict: MutableMapping[str, Any]) -> object:
     if rendered:
         return parse_rendered(rendered) or None
     return None
+
+
+def _exception_text(event_dict: MutableMapping[str, Any]) -> object:
+    """The event's exception for its log record: ``exc_info`` (``True``: the one being
+    handled), else the traceback text of a rendered ``exception`` key; ``None``."""
+    exc_info = event_dict.get("exc_info")
+    if exc_info:
+        if exc_info is True:
+            exc_info = sys.exc_info()
+        return exc_info
+    rendered = event_dict.get("exception")
+    return rendered if isinstance(rendered, str) else None
+
+
+def event_dict_log(
+    values: Mapping[str, Any],
+    skip: frozenset[str] | set[str],
+    distinct_id: str | None,
+    logger_name: object,
+    exception: object,
+) -> dict[str, Any]:
+    """The PostHog Logs attributes of a structlog event dict: a pure function. The
+    values but ``skip`` and ``_``-prefixed keys, the distinct id as ``posthogDistinctId``
+    and a ``session_id`` as ``sessionId`` (LOG-14; without them ``capture_log`` takes the
+    identity context's), ``logger.name``, the exception as ``exception.*``."""
+    attributes = {key: value for key, value in values.items() if key not in skip and key[:1] != "_"}
+    attributes.pop("groups", None)
+    if distinct_id is not None:
+        attributes["posthogDistinctId"] = distinct_id
+    session_id = attributes.pop("session_id", None)
+    if session_id not in (None, ""):
+        attributes["sessionId"] = str(session_id)
+    if isinstance(logger_name, str):
+        attributes["logger.name"] = logger_name
+    if exception is not None:
+        attributes.update(exception_attributes(exception))
+    return attributes
 
 
 def event_dict_capture(
