@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
+import textwrap
 import uuid
 from datetime import datetime
 
@@ -333,6 +337,57 @@ def test_sync_mode_sends_v1_on_the_callers_thread(server, make_client):
     assert v1_requests(server)[0].headers["posthog-attempt"] == "1"
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_sends_v1_from_a_fresh_queue(server, make_client):
+    client = make_client()
+    client.capture("parent", "u")  # queued in the parent, which keeps and sends it
+    pid = os.fork()
+    if pid == 0:  # the child: an empty queue, its own thread and connections
+        try:
+            ok = client.stats.queued == 0
+            client.capture("child", "u")
+            ok = client.flush(5) and ok
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert client.flush(5) is True
+    assert sorted(server.event_names()) == ["child", "parent"]
+    assert {r.path for r in server.requests} == {V1}
+
+
+def test_the_v1_flush_thread_imports_nothing(server):
+    """As in v0 (tests/test_fork_threads.py): a fork during an import on our thread
+    would leave the child a half-imported module; v1's answers and retries import
+    nothing there either."""
+    script = textwrap.dedent(
+        f"""
+        import sys, threading
+        imported = []
+
+        def hook(event, args):
+            if event == "import" and threading.current_thread().name.startswith("posthog_otel"):
+                imported.append(args[0])
+
+        sys.addaudithook(hook)
+        from posthog_otel import Client
+        client = Client({API_KEY!r}, host={server.url!r}, flush_interval=60, capture_mode="v1")
+        client.capture("first", "u")
+        client.capture("second", "u")
+        assert client.flush(10)
+        print(sorted(set(imported)))
+        """
+    )
+    server.fail_next(1, 503, retry_after="Wed, 21 Oct 2015 07:28:00 GMT", path=V1)
+    asked: list[str] = []
+    server.set_event_results(lambda e: None if asked else asked.append(e["uuid"]) or "retry")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.strip() == b"[]"
+    assert sorted(server.event_names()) == ["first", "second"]
+    assert len(v1_requests(server)) == 3  # 503, then a partial retry of one event
+
+
 # ---------------------------------------------------------------- the fake server
 
 
@@ -389,3 +444,98 @@ def test_fake_server_answers_per_event(server):
     results = response.json()["results"]
     assert [results[e["uuid"]]["result"] for e in events] == ["ok", "drop", "retry"]
     assert server.event_names() == ["keep"]
+
+
+# ---------------------------------------------------------------- against posthog 7.91.1
+
+# What posthog adds to every event's properties from its environment (not v1-specific:
+# this library does not send them in v0 either).
+_THEIR_ENRICHMENT = {"$python_runtime", "$python_version", "$os", "$os_version", "$os_distro"}
+_THEIR_ENRICHMENT |= {"$is_server"}
+# Per request or per attempt: differ between any two requests.
+_VOLATILE_HEADERS = {"posthog-request-id", "posthog-request-timestamp", "content-length"}
+_TRANSPORT_HEADERS = {"host", "accept", "accept-encoding", "connection", "user-agent"}
+
+
+_PLAIN_UUID = "0190a0a0-0000-7000-8000-000000000002"
+
+
+def _calls(api) -> None:
+    """The same calls through either client (their argument names where they differ)."""
+    stamp = "2026-01-02T03:04:05.123456+00:00"
+    api.capture(
+        "evt",
+        properties={
+            "a": 1,
+            "$session_id": "s-1",
+            "$window_id": "w-1",
+            "$process_person_profile": "0",
+            "$cookieless_mode": "TRUE",
+            "$ignore_sent_at": 3,
+            "$product_tour_id": 7,  # not a string: left out by both
+        },
+        timestamp=stamp,
+        uuid="0190a0a0-0000-7000-8000-000000000001",
+    )
+    api.capture("plain", properties={"$set": {"x": 1}}, timestamp=stamp, uuid=_PLAIN_UUID)
+    api.set(properties={"n": 1})  # uuid and timestamp of the moment (compared apart)
+    api.set_once(properties={"first": True})
+
+
+def test_v1_wire_matches_posthog_7_91_1(server):
+    from posthog import Posthog
+
+    theirs = Posthog(API_KEY, host=server.url, sync_mode=True, capture_mode="v1", gzip=True)
+    _calls(_Theirs(theirs))
+    theirs.shutdown()
+    their_requests = list(server.requests)
+    server.reset()
+    ours = Client(API_KEY, host=server.url, sync_mode=True, capture_mode="v1")
+    _calls(_Ours(ours))
+    ours.close(2)
+    our_requests = list(server.requests)
+    assert len(our_requests) == len(their_requests) == 4
+    for mine, their in zip(our_requests, their_requests, strict=True):
+        assert mine.path == their.path == V1 and mine.status == their.status == 200
+        skip = _VOLATILE_HEADERS | _TRANSPORT_HEADERS | {"posthog-sdk-info"}
+        assert {k: v for k, v in mine.headers.items() if k not in skip} == {
+            k: v for k, v in their.headers.items() if k not in skip
+        }
+        assert their.headers["posthog-sdk-info"].startswith("posthog-python/")
+        assert mine.headers["posthog-sdk-info"] == f"posthog-otel/{__version__}"
+        assert list(mine.json) == list(their.json)
+        (my_event,) = mine.json["batch"]
+        (their_event,) = their.json["batch"]
+        for name in _THEIR_ENRICHMENT:
+            their_event["properties"].pop(name, None)
+        assert list(my_event) == list(their_event)
+        if my_event["event"].startswith("$set"):
+            for event in (my_event, their_event):
+                uuid.UUID(event.pop("uuid"))
+                assert datetime.fromisoformat(event.pop("timestamp")).utcoffset() is not None
+        assert my_event == their_event
+
+
+class _Theirs:
+    def __init__(self, client) -> None:
+        self._client = client
+
+    def capture(self, event, **kwargs):
+        self._client.capture(event, distinct_id="u1", **kwargs)
+
+    def set(self, **kwargs):
+        self._client.set(distinct_id="u1", **kwargs)
+
+    def set_once(self, **kwargs):
+        self._client.set_once(distinct_id="u1", **kwargs)
+
+
+class _Ours(_Theirs):
+    def capture(self, event, *, properties, **kwargs):
+        self._client.capture(event, "u1", properties, **kwargs)
+
+    def set(self, *, properties, **kwargs):
+        self._client.set("u1", properties, **kwargs)
+
+    def set_once(self, *, properties, **kwargs):
+        self._client.set_once("u1", properties, **kwargs)
