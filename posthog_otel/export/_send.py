@@ -121,6 +121,12 @@ def _settle_results(
     to ``on_error``) and narrow ``batch``. ``True`` when some are to be sent again (the
     acknowledged ones are settled now); ``False`` when none are (``batch`` keeps only the
     acknowledged events, for the caller to settle as delivered)."""
+    logger.debug(
+        "per-event results: %d delivered, %d dropped by the server, %d to retry",
+        len(batch) - len(results.retry) - len(results.rejected),
+        len(results.rejected),
+        len(results.retry),
+    )
     if results.rejected:
         reasons = "; ".join(f"{batch.events[i].get('uuid')}: {why}" for i, why in results.rejected)
         error = DeliveryError(
