@@ -55,6 +55,8 @@ class ClientConfig:
     flags: FlagsConfig
     exceptions: ExceptionsConfig = field(default_factory=ExceptionsConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)  # PostHog Logs (LOG-19)
+    capture_mode: str = "v0"
+    """``"v0"`` (``/batch/``) or ``"v1"`` (``/i/v1/analytics/events``, per-event results)."""
 
 
 def client_config(
@@ -95,6 +97,7 @@ def client_config(
     in_app_include: Sequence[str] = (),
     in_app_exclude: Sequence[str] = (),
     logs: LogsConfig | None = None,
+    capture_mode: str | None = None,
 ) -> ClientConfig:
     """The ``ClientConfig`` for ``Client(...)``'s arguments (same names, same meaning)."""
     if api_key is not None and not isinstance(api_key, str):
@@ -183,7 +186,29 @@ def client_config(
             in_app_exclude=_module_prefixes("in_app_exclude", in_app_exclude),
         ),
         logs=checked_logs_config(logs),
+        capture_mode=_capture_mode(capture_mode),
     )
+
+
+# What ``capture_mode`` / ``POSTHOG_CAPTURE_MODE`` accept (the official SDK's spellings).
+_CAPTURE_MODES = {"v0": "v0", "legacy": "v0", "v1": "v1", "analytics_v1": "v1"}
+
+
+def _capture_mode(value: object) -> str:
+    """``capture_mode``, else ``POSTHOG_CAPTURE_MODE``, else ``"v0"``."""
+    if value is not None:
+        mode = _CAPTURE_MODES.get(value.strip().lower()) if isinstance(value, str) else None
+        if mode is None:
+            raise ValueError(f"capture_mode must be 'v0' or 'v1', got {value!r}")
+        return mode
+    env = _config.env_first("POSTHOG_CAPTURE_MODE")
+    if env is None:
+        return "v0"
+    mode = _CAPTURE_MODES.get(env.strip().lower())
+    if mode is None:
+        logger.warning("POSTHOG_CAPTURE_MODE=%r is not 'v0' or 'v1'; using v0", env)
+        return "v0"
+    return mode
 
 
 def _module_prefixes(name: str, value: object) -> tuple[str, ...]:

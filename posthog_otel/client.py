@@ -31,7 +31,7 @@ from ._logs_config import LogsConfig
 from ._options import BeforeSend, ClientConfig, OnError, client_config
 from ._stats import ClientStats, StatsRecorder
 from ._version import __version__
-from .export import THREAD_IMPORTS, BatchExporter, Clock, HttpTransport, V0Lane
+from .export import THREAD_IMPORTS, BatchExporter, Clock, HttpTransport, V0Lane, V1Lane
 from .messages import Alias, Capture, GroupIdentify, Identify, Message
 from .pipeline import Pipeline
 
@@ -99,6 +99,7 @@ class Client(FlagMethods, AsyncFlagMethods):
         in_app_include: Sequence[str] = (),
         in_app_exclude: Sequence[str] = (),
         logs: LogsConfig | None = None,
+        capture_mode: str | None = None,
         _clock: Clock | None = None,
         _exit_hook: bool = True,
     ) -> None:
@@ -114,7 +115,7 @@ class Client(FlagMethods, AsyncFlagMethods):
         self._transport = HttpTransport(
             config.transport_host, user_agent=USER_AGENT, http_client=config.http_client
         )
-        lane = V0Lane(
+        lane = (V1Lane if config.capture_mode == "v1" else V0Lane)(
             config.api_key,
             gzip=config.gzip,
             historical_migration=config.historical_migration,

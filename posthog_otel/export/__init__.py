@@ -1,9 +1,10 @@
 """The delivery path: event → queue → batch → request.
 
 ``BatchExporter`` owns the bounded queue and the flush thread; a *lane* (``V0Lane`` for
-``/batch/``, ``LogsLane`` and ``TracesLane`` for OTLP on ``/i/v1/logs`` and
-``/i/v1/traces``) decides how events are encoded and how a batch becomes a request; the
-transport does the HTTP; the retry policy classifies answers and computes waits.
+``/batch/``, ``V1Lane`` for capture v1, ``LogsLane`` and ``TracesLane`` for OTLP on
+``/i/v1/logs`` and ``/i/v1/traces``) decides how events are encoded and how a batch
+becomes a request; the transport does the HTTP; the retry policy classifies answers and
+computes waits.
 """
 
 from ._batch import (
@@ -20,6 +21,7 @@ from ._otlp import resource_attributes, valid_flags, valid_hex_id
 from ._otlp_lanes import LOGS_PATH, MAX_OTLP_BATCH_BYTES, TRACES_PATH, LogsLane, TracesLane
 from ._transport import HttpTransport, TransportError
 from ._v0 import V0Lane
+from ._v1 import V1_PATH, V1Lane
 
 __all__ = [
     "DEFAULT_ITEM_BYTES",
@@ -28,6 +30,7 @@ __all__ = [
     "MAX_OTLP_BATCH_BYTES",
     "THREAD_IMPORTS",
     "TRACES_PATH",
+    "V1_PATH",
     "BatchExporter",
     "Clock",
     "Deferred",
@@ -39,6 +42,7 @@ __all__ = [
     "TracesLane",
     "TransportError",
     "V0Lane",
+    "V1Lane",
     "resource_attributes",
     "valid_flags",
     "valid_hex_id",

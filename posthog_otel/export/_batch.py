@@ -16,6 +16,7 @@ __all__ = [
     "DeliveryError",
     "ErrorCallback",
     "Event",
+    "EventResults",
     "ExporterConfig",
     "Lane",
 ]
@@ -40,8 +41,20 @@ THREAD_IMPORTS = (
 )
 
 
+@dataclass(frozen=True)
+class EventResults:
+    """Per-event answers in a 2xx response (capture v1): indexes into the batch of the
+    events to send again and of those the server dropped (with its reason); every other
+    event was delivered."""
+
+    retry: list[int]
+    rejected: list[tuple[int, str]]
+
+
 class Lane(Protocol):
-    """How events are encoded and batched into requests for one endpoint."""
+    """How events are encoded and batched into requests for one endpoint. A lane that
+    subclasses ``Lane`` inherits the defaults of ``batch_request`` and ``results``
+    (one request per attempt from the payloads alone; a 2xx delivers the whole batch)."""
 
     max_event_bytes: int
     # A 400 on several events halves the batch (``True``) or drops it (``False``).
@@ -52,6 +65,16 @@ class Lane(Protocol):
     def request(self, payloads: list[bytes]) -> tuple[str, bytes, dict[str, str]]: ...
 
     def envelope_overhead(self) -> int: ...
+
+    def batch_request(self, batch: Batch) -> tuple[str, bytes, dict[str, str]]:
+        """The request for the next attempt at ``batch`` (``batch.attempts`` already
+        counts it); a lane whose envelope is stable across retries keeps it in
+        ``batch.envelope``."""
+        return self.request(batch.payloads)
+
+    def results(self, batch: Batch, content: bytes) -> EventResults | None:
+        """What a 2xx answer says of each event; ``None``: all of them delivered."""
+        return None
 
 
 # A queue item whose event is built on the flush thread: ``(build, *args)``, turned into
@@ -90,11 +113,13 @@ class Batch:
     """Events taken off the queue, with their encoded payloads (encoded once: the uuid,
     timestamp and bytes of an event never change across retries)."""
 
-    __slots__ = ("events", "payloads")
+    __slots__ = ("attempts", "envelope", "events", "payloads")
 
     def __init__(self, events: list[Event], payloads: list[bytes]) -> None:
         self.events = events
         self.payloads = payloads
+        self.attempts = 0  # requests made for this batch, across cycles
+        self.envelope: Any = None  # the lane's per-batch state (``Lane.batch_request``)
 
     def __len__(self) -> int:
         return len(self.events)
@@ -105,6 +130,16 @@ class Batch:
             Batch(self.events[:mid], self.payloads[:mid]),
             Batch(self.events[mid:], self.payloads[mid:]),
         )
+
+    def select(self, indexes: list[int]) -> Batch:
+        """The events at ``indexes``, as a batch."""
+        return Batch([self.events[i] for i in indexes], [self.payloads[i] for i in indexes])
+
+    def keep(self, indexes: list[int]) -> None:
+        """Narrow to the events at ``indexes``: a partial retry resends only those, as the
+        same batch (same envelope, attempts counting on)."""
+        self.events = [self.events[i] for i in indexes]
+        self.payloads = [self.payloads[i] for i in indexes]
 
     def extend(self, other: Batch) -> None:
         self.events += other.events

@@ -480,8 +480,10 @@ class BatchExporter:
                 self._config,
                 self._stats,
                 deadline=self._sync_deadline,
-                abandoned=self._abandoned,
+                abandoned=lambda: self._abandon,
                 sleep=self._sleep,
+                delivered=self._settle,
+                give_up=self._give_up,
             )
             if outcome is Outcome.DELIVERED:
                 self._settle(len(part))
@@ -500,9 +502,6 @@ class BatchExporter:
         with self._cond:
             self._retained_cycles = 0
         return True
-
-    def _abandoned(self) -> bool:
-        return self._abandon
 
     def _sleep(self, seconds: float) -> None:
         with self._cond:

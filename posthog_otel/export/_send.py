@@ -9,7 +9,15 @@ from collections.abc import Callable
 
 from .._log import describe, logger
 from .._stats import StatsRecorder
-from ._batch import Batch, DeliveryError, ErrorCallback, Event, ExporterConfig, Lane
+from ._batch import (
+    Batch,
+    DeliveryError,
+    ErrorCallback,
+    Event,
+    EventResults,
+    ExporterConfig,
+    Lane,
+)
 from ._retry import Outcome, backoff, classify, parse_retry_after
 from ._transport import HttpTransport, TransportError
 
@@ -26,9 +34,16 @@ def send_batch(
     deadline: float | None,
     abandoned: Callable[[], bool],
     sleep: Callable[[float], None],
+    delivered: Callable[[int], object],
+    give_up: Callable[[Batch, str, DeliveryError], None],
 ) -> tuple[Outcome, int | None, float | None, DeliveryError]:
     """Send ``batch`` with up to ``max_retries`` retries and backoff: the outcome, the
-    last status, its ``Retry-After`` and the error to report if it is given up."""
+    last status, its ``Retry-After`` and the error to report if it is given up.
+
+    A lane that answers per event (``Lane.results``) settles part of the batch on the
+    way: ``delivered(count)`` for the events acknowledged, ``give_up(part, "rejected",
+    error)`` for those the server dropped; ``batch`` is then narrowed in place to the
+    events still to send, and the outcome is about those."""
     retry_after: float | None = None
     status: int | None = None
     error = DeliveryError("not sent")
@@ -60,7 +75,8 @@ def send_batch(
                 break
         started, body = time.monotonic(), b""
         try:
-            path, body, headers = lane.request(batch.payloads)
+            batch.attempts += 1
+            path, body, headers = lane.batch_request(batch)
             response = transport.request(
                 "POST", path, content=body, headers=headers, timeout=timeout
             )
@@ -80,10 +96,52 @@ def send_batch(
                 status=status,
             )
             _log_batch(batch, started, f"HTTP {status}", len(body))
+            if 200 <= status < 300:
+                results = lane.results(batch, response.content)
+                if results is not None and _settle_results(
+                    batch, results, status, delivered, give_up
+                ):
+                    retry_after = None
+                    error = DeliveryError(f"HTTP {status}: {len(batch)} event(s) to retry")
+                    continue
         outcome = classify(status, len(batch), split_400=lane.split_400)
         if outcome is not Outcome.RETRY:
             return outcome, status, retry_after, error
     return Outcome.RETRY, status, retry_after, error
+
+
+def _settle_results(
+    batch: Batch,
+    results: EventResults,
+    status: int,
+    delivered: Callable[[int], object],
+    give_up: Callable[[Batch, str, DeliveryError], None],
+) -> bool:
+    """Apply per-event results: drop the rejected events (counted ``rejected``, reported
+    to ``on_error``) and narrow ``batch``. ``True`` when some are to be sent again (the
+    acknowledged ones are settled now); ``False`` when none are (``batch`` keeps only the
+    acknowledged events, for the caller to settle as delivered)."""
+    logger.debug(
+        "per-event results: %d delivered, %d dropped by the server, %d to retry",
+        len(batch) - len(results.retry) - len(results.rejected),
+        len(results.rejected),
+        len(results.retry),
+    )
+    if results.rejected:
+        reasons = "; ".join(f"{batch.events[i].get('uuid')}: {why}" for i, why in results.rejected)
+        error = DeliveryError(
+            f"HTTP {status}: dropped by the server: {reasons[:300]}", status=status
+        )
+        give_up(batch.select([i for i, _ in results.rejected]), "rejected", error)
+    if not results.retry:
+        gone = {i for i, _ in results.rejected}
+        batch.keep([i for i in range(len(batch)) if i not in gone])
+        return False
+    done = len(batch) - len(results.retry) - len(results.rejected)
+    if done:
+        delivered(done)
+    batch.keep(results.retry)
+    return True
 
 
 def _log_batch(batch: Batch, started: float, outcome: str, nbytes: int) -> None:

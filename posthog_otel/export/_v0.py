@@ -10,6 +10,7 @@ import orjson
 
 from .._serialize import OPTIONS, default, dumps, format_timestamp
 from .._stats import StatsRecorder
+from ._batch import Lane
 
 MAX_EVENT_BYTES = 900 * 1024
 # Level 1: bodies of real batches come out about 9 % larger than at the default level 6,
@@ -21,7 +22,7 @@ _orjson_dumps = orjson.dumps
 _TRUE_STRINGS = {"true": True, "1": True, "false": False, "0": False}
 
 
-class V0Lane:
+class V0Lane(Lane):
     """Encodes events in the v0 shape and wraps batches in the ``/batch/`` envelope."""
 
     path = "/batch/"
@@ -47,22 +48,7 @@ class V0Lane:
 
     def encode(self, event: dict[str, Any]) -> bytes:
         """JSON bytes of one event in the v0 wire shape (raises only if unencodable)."""
-        raw = event.get("timestamp")
-        timestamp: datetime | str | None = None
-        if type(raw) is float:  # epoch seconds: what the client and the handler record
-            try:
-                # orjson writes an aware UTC datetime exactly as ``isoformat()`` does
-                # (tests/test_wire.py checks it), without a Python call per event.
-                timestamp = _fromtimestamp(raw, _UTC)
-            except (OverflowError, OSError, ValueError):
-                pass
-        if timestamp is None:
-            timestamp, ok = format_timestamp(raw)
-            if not ok:
-                self._stats.correct(
-                    "invalid_timestamp",
-                    f"event {event.get('event')!r} has an unusable timestamp; sent as now",
-                )
+        timestamp = wire_timestamp(event, self._stats)
         properties = event.get("properties")
         if not isinstance(properties, dict):
             properties = {}
@@ -111,17 +97,44 @@ class V0Lane:
         return 256
 
 
+def wire_timestamp(event: dict[str, Any], stats: StatsRecorder) -> datetime | str:
+    """The event's timestamp for the wire: an aware UTC datetime (orjson writes it
+    exactly as ``isoformat()`` does, tests/test_wire.py checks it, without a Python call
+    per event) or an ISO-8601 string; an unusable one becomes now (counted)."""
+    raw = event.get("timestamp")
+    if type(raw) is float:  # epoch seconds: what the client and the handler record
+        try:
+            return _fromtimestamp(raw, _UTC)
+        except (OverflowError, OSError, ValueError):
+            pass
+    timestamp, ok = format_timestamp(raw)
+    if not ok:
+        stats.correct(
+            "invalid_timestamp",
+            f"event {event.get('event')!r} has an unusable timestamp; sent as now",
+        )
+    return timestamp
+
+
+def coerce_bool(value: object) -> bool | None:
+    """A boolean option as the server reads it: a bool, ``"true"``/``"1"``/``"false"``/
+    ``"0"`` (any case, trimmed) or a number (non-zero is true); ``None`` otherwise."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return _TRUE_STRINGS.get(value.strip().lower())
+    if isinstance(value, int | float):
+        return value != 0
+    return None
+
+
 def _coerce_cookieless(properties: dict[str, Any]) -> dict[str, Any]:
     """The server rejects a whole request over a non-boolean ``$cookieless_mode``."""
     value = properties["$cookieless_mode"]
     if isinstance(value, bool):
         return properties
     properties = dict(properties)
-    coerced: bool | None = None
-    if isinstance(value, str):
-        coerced = _TRUE_STRINGS.get(value.strip().lower())
-    elif isinstance(value, int | float):
-        coerced = value != 0
+    coerced = coerce_bool(value)
     if coerced is None:
         del properties["$cookieless_mode"]
     else:

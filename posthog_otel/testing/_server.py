@@ -1,6 +1,7 @@
 """``FakePostHog``: a real HTTP server on 127.0.0.1 that validates like PostHog.
 
-It accepts the v0 capture endpoints (plain and gzip) and OTLP/JSON logs and traces
+It accepts the v0 capture endpoints (plain and gzip), capture v1
+(``/i/v1/analytics/events`` with per-event results, ``_v1``) and OTLP/JSON logs and traces
 (``/i/v1/logs``, ``/i/v1/traces``, checked by ``_otlp_check``; 413 over 2 MB as PostHog
 does), answers with the status codes the
 real capture service uses (400 for an invalid event, 401 for a bad token, 413 for a
@@ -38,6 +39,7 @@ from ._requests import (
     valid_token,
     validate_exception,
 )
+from ._v1 import V1_PATH, ResultFor, handle_v1
 
 LOGS_PATH = "/i/v1/logs"
 TRACES_PATH = "/i/v1/traces"
@@ -104,6 +106,7 @@ class FakePostHog:
             "cohorts": {},
         }
         self._reject_if: Callable[[dict[str, Any]], bool] | None = None
+        self._event_results: ResultFor | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -186,6 +189,14 @@ class FakePostHog:
         true, as the real server does for events it cannot accept (all or nothing)."""
         with self._lock:
             self._reject_if = predicate
+
+    def set_event_results(self, decide: ResultFor | None) -> None:
+        """Capture v1: the per-event result for each event of a request to
+        ``/i/v1/analytics/events``, ``decide(event)`` → ``"drop"`` (rejected),
+        ``"retry"`` (to be sent again), ``"warning"``, or ``None``/``"ok"`` (stored).
+        ``reject_if`` answers ``"drop"`` there, for its events only."""
+        with self._lock:
+            self._event_results = decide
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -271,7 +282,7 @@ class FakePostHog:
 
     def capture_requests(self) -> list[RecordedRequest]:
         with self._lock:
-            return [r for r in self.requests if r.path in CAPTURE_PATHS]
+            return [r for r in self.requests if r.path in CAPTURE_PATHS or r.path == V1_PATH]
 
     def reset(self) -> None:
         """Forget recorded requests and events (faults and flag data stay)."""
@@ -314,6 +325,19 @@ class FakePostHog:
         for event in events:
             self._validate_event(event)
         return 200, body, text.encode(), payload, events if token else []
+
+    def _handle_v1(
+        self, raw: bytes, headers: Mapping[str, str]
+    ) -> tuple[bytes, Any, list[dict[str, Any]], Any]:
+        """``POST /i/v1/analytics/events``: validated and answered per event (``_v1``)."""
+        decide, reject = self._event_results, self._reject_if
+
+        def result(event: dict[str, Any]) -> str | None:
+            if reject is not None and reject(event):
+                return "drop"
+            return decide(event) if decide is not None else None
+
+        return handle_v1(raw, headers, max_event_bytes=self.max_event_bytes, decide=result)
 
     def _handle_otlp(
         self, raw: bytes, headers: Mapping[str, str], query: Mapping[str, list[str]], path: str
@@ -506,6 +530,8 @@ def _make_handler(server: FakePostHog) -> type[BaseHTTPRequestHandler]:
                         status, body, _text, payload, events = server._handle_capture(
                             raw, headers, path
                         )
+                elif path == V1_PATH and method == "POST":
+                    body, payload, events, reply = server._handle_v1(raw, headers)
                 elif path in (LOGS_PATH, TRACES_PATH) and method == "POST":
                     body, payload, items = server._handle_otlp(raw, headers, query, path)
                     if path == LOGS_PATH:
