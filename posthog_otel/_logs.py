@@ -184,8 +184,14 @@ class LogCapture:
         trace_id: object = None,
         span_id: object = None,
         trace_flags: object = None,
+        *,
+        time_ns: object = None,
+        severity_number: object = None,
     ) -> bool:
-        """Queue one log record; ``False`` if it was dropped (counted). Never raises."""
+        """Queue one log record; ``False`` if it was dropped (counted). Never raises.
+        ``time_ns`` and ``severity_number`` are a record's own values when it was made
+        elsewhere (an OpenTelemetry ``LogRecord``): they win over the capture time and
+        the severity derived from ``level``."""
         stats = self.stats
         stats.attempts()
         if self._disabled:
@@ -199,6 +205,8 @@ class LogCapture:
             return False
         try:
             record, nbytes = self._record(body, level, attributes, trace_id, span_id, trace_flags)
+            if time_ns is not None or severity_number is not None:
+                _own_values(record, level, time_ns, severity_number)
         except Exception as exc:  # e.g. attributes that are not a mapping
             stats.drop("invalid", 1, f": {type(exc).__name__} while building a log record")
             return False
@@ -294,6 +302,25 @@ class LogCapture:
             "flags": valid_flags(trace_flags),
         }
         return record, nbytes
+
+
+def _own_values(
+    record: dict[str, Any], level: object, time_ns: object, severity_number: object
+) -> None:
+    """A record's own timestamp (positive int nanoseconds) and severity number (1-24,
+    OTel's range) over the captured ones; the text is ``level`` when it is a non-blank
+    string (``WARNING`` as OTel gives it), else the contract's name for the number."""
+    if type(time_ns) is int and time_ns > 0:
+        record["time_ns"] = time_ns
+    if type(severity_number) is int and 1 <= severity_number <= 24:
+        record["severity_number"] = severity_number
+        if isinstance(level, str) and level.strip():
+            record["severity_text"] = level.strip()
+        else:
+            record["severity_text"] = _SEVERITY_NAMES[(severity_number - 1) // 4]
+
+
+_SEVERITY_NAMES = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 
 
 class Logger:

@@ -306,10 +306,23 @@ class Client(FlagMethods, AsyncFlagMethods):
         trace_id: str | int | None = None,
         span_id: str | int | None = None,
         trace_flags: int | None = None,
+        *,
+        time_ns: int | None = None,
+        severity_number: int | None = None,
     ) -> bool:
         """Send a log record to PostHog Logs (README, "Logs"); ``False`` if it was dropped
-        (counted in ``stats.logs``). Never raises, never blocks on the network."""
-        return self._logs.capture(body, level, attributes, trace_id, span_id, trace_flags)
+        (counted in ``stats.logs``). Never raises, never blocks on the network.
+        ``time_ns``/``severity_number``: a record's own values (``otel_logs``)."""
+        return self._logs.capture(
+            body,
+            level,
+            attributes,
+            trace_id,
+            span_id,
+            trace_flags,
+            time_ns=time_ns,
+            severity_number=severity_number,
+        )
 
     def _emit_flag_event(self, message: Capture, keep: frozenset[str] | None) -> object:
         """A ``$feature_flag_called`` event from the flag service (``keep``: the

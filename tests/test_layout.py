@@ -24,6 +24,7 @@ INTEGRATIONS = {
     f"{ROOT}.logging",
     f"{ROOT}.structlog",
     f"{ROOT}.otel",
+    f"{ROOT}.otel_logs",
     f"{ROOT}.middleware",
     f"{ROOT}.openfeature",
     f"{ROOT}.testing",
@@ -186,7 +187,8 @@ _MODULE_ALIASES = {"__init__.py": ()}
 
 
 @pytest.mark.parametrize(
-    "name", ["logging.py", "structlog.py", "otel.py", "middleware.py", "openfeature.py"]
+    "name",
+    ["logging.py", "structlog.py", "otel.py", "otel_logs.py", "middleware.py", "openfeature.py"],
 )
 def test_integrations_touch_no_private_attribute_of_another_object(name):
     assert _private_reaches(PACKAGE / name) == []
