@@ -7,8 +7,11 @@ Attach to the application's logger provider::
 Each record goes through ``client.capture_log`` (the one capture path: its gates,
 ``LogsConfig`` ``before_send`` and rate cap, counters in ``client.stats.logs``), with the
 record's own body, timestamp, severity, attributes and trace/span ids and flags: those
-win over the capture time and the identity context (which still adds
-``posthogDistinctId``/``sessionId`` when the record's attributes do not carry them).
+win over the capture time and the identity context. The identity context
+(``posthogDistinctId``/``sessionId``, LOG-14) is read where the record is logged: by the
+exporter itself under ``SimpleLogRecordProcessor``; under ``BatchLogRecordProcessor``
+(which exports on its own thread) through ``IdentityStamper``, which ``instrument_logs``
+and the zero-code path put in front of the batch processor.
 The resource sent is the client's logs resource (``LogsConfig``); a client the exporter
 builds itself takes ``service.name`` and the other attributes of OpenTelemetry's own
 resource from the environment (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``).
@@ -16,17 +19,27 @@ resource from the environment (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES
 Zero-code: the entry point ``opentelemetry_logs_exporter = posthog`` lets
 ``OTEL_LOGS_EXPORTER=posthog OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED=true
 opentelemetry-instrument python app.py`` ship the stdlib ``logging`` records to PostHog
-Logs with a client configured from ``POSTHOG_API_KEY``/``POSTHOG_HOST``.
+Logs with a client configured from ``POSTHOG_API_KEY``/``POSTHOG_HOST`` (identity
+stamped as with ``instrument_logs``).
 """
 
 from __future__ import annotations
 
+import os
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry._logs import get_logger_provider
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    LogRecordExporter,
+    LogRecordExportResult,
+)
 from opentelemetry.sdk.resources import Resource
 
+from ._context import _current
 from ._fork import fork_safe_lock
 from ._log import logger
 from ._logs_config import LogsConfig
@@ -34,7 +47,7 @@ from ._logs_config import LogsConfig
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["PostHogLogExporter"]
+__all__ = ["IdentityStamper", "PostHogLogExporter", "instrument_logs"]
 
 
 class PostHogLogExporter(LogRecordExporter):
@@ -54,6 +67,8 @@ class PostHogLogExporter(LogRecordExporter):
             # after the processor exported its last batch.
             client = Client(logs=_environment_logs_config(), _exit_hook=False)
             self._owns_client = True
+            if _named_by_otel_environment():
+                _stamp_global_provider()
         else:
             self._owns_client = False
         self.client = client
@@ -104,6 +119,72 @@ class PostHogLogExporter(LogRecordExporter):
             self.client.close(self.client.shutdown_timeout)
         else:
             self.client.flush(self.client.shutdown_timeout)
+
+
+class IdentityStamper(LogRecordProcessor):
+    """Adds the identity context's ``posthogDistinctId``/``sessionId`` to each record
+    as it is logged (on the logging thread), unless the record's attributes carry
+    them: put it before the ``BatchLogRecordProcessor`` (``instrument_logs`` does)."""
+
+    def on_emit(self, log_record: Any) -> None:
+        identity = _current.get()
+        if identity is None:
+            return
+        try:
+            record = log_record.log_record
+            attributes = record.attributes
+            if attributes is None:
+                record.attributes = attributes = {}
+            if identity.distinct_id and "posthogDistinctId" not in attributes:
+                attributes["posthogDistinctId"] = identity.distinct_id
+            if identity.session_id and "sessionId" not in attributes:
+                attributes["sessionId"] = identity.session_id
+        except Exception:  # an immutable or foreign record: sent without the identity
+            logger.debug("could not stamp identity on a log record", exc_info=True)
+
+    def emit(self, log_record: Any) -> None:  # the name older SDKs call
+        self.on_emit(log_record)
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+def instrument_logs(
+    provider: LoggerProvider, client: Client | None = None, **batch_options: Any
+) -> BatchLogRecordProcessor:
+    """Attach PostHog Logs to ``provider``: an ``IdentityStamper`` then a
+    ``BatchLogRecordProcessor`` (``batch_options``) over a ``PostHogLogExporter`` of
+    ``client`` (the default client when none). Returns the batch processor."""
+    if client is None:
+        from .client import default_client
+
+        client = default_client()
+    provider.add_log_record_processor(IdentityStamper())
+    processor = BatchLogRecordProcessor(PostHogLogExporter(client), **batch_options)
+    provider.add_log_record_processor(processor)
+    return processor
+
+
+_stamped_providers: weakref.WeakSet[LoggerProvider] = weakref.WeakSet()
+
+
+def _named_by_otel_environment() -> bool:
+    """Whether ``OTEL_LOGS_EXPORTER`` names this exporter: the zero-code path."""
+    names = os.environ.get("OTEL_LOGS_EXPORTER", "")
+    return "posthog" in (name.strip() for name in names.split(","))
+
+
+def _stamp_global_provider() -> None:
+    """Zero-code: the configurator made the global provider just before building this
+    exporter and adds the exporter's batch processor right after, so a stamper added
+    now runs first on each record."""
+    provider = get_logger_provider()
+    if isinstance(provider, LoggerProvider) and provider not in _stamped_providers:
+        _stamped_providers.add(provider)
+        provider.add_log_record_processor(IdentityStamper())
 
 
 def _environment_logs_config() -> LogsConfig:

@@ -16,7 +16,7 @@ from posthog_otel import Client
 from posthog_otel.middleware import PostHogASGIMiddleware, PostHogWSGIMiddleware
 from posthog_otel.openfeature import PostHogProvider
 from posthog_otel.otel import PostHogSpanExporter, instrument
-from posthog_otel.otel_logs import PostHogLogExporter
+from posthog_otel.otel_logs import PostHogLogExporter, instrument_logs
 from posthog_otel.testing import FakePostHog
 
 pytest_plugins = ["pytester"]
@@ -59,6 +59,7 @@ def test_every_client_argument_is_in_the_configuration_table():
         posthog_otel.PostHogProcessor,
         PostHogSpanExporter,
         PostHogLogExporter,
+        instrument_logs,
         instrument,
         PostHogASGIMiddleware,
         PostHogWSGIMiddleware,

@@ -17,7 +17,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 import posthog_otel
-from posthog_otel.otel_logs import PostHogLogExporter
+from posthog_otel.otel_logs import PostHogLogExporter, instrument_logs
 from tests.conftest import API_KEY
 
 LOGS = "/i/v1/logs"
@@ -160,9 +160,11 @@ def test_zero_code_otel_logs_exporter_posthog(server, tmp_path):
         textwrap.dedent(
             """
             import logging
+            import posthog_otel
             log = logging.getLogger("zero-code")
-            for i in range(3):
-                log.warning("disk %d low", i, extra={"disk": i})
+            with posthog_otel.context(distinct_id="zc-user"):
+                for i in range(3):
+                    log.warning("disk %d low", i, extra={"disk": i})
             """
         )
     )
@@ -189,6 +191,8 @@ def test_zero_code_otel_logs_exporter_posthog(server, tmp_path):
     assert {r["severityNumber"] for r in records} == {13}
     assert {r["severityText"] for r in records} <= {"WARN", "WARNING"}
     assert [_attributes(r)["disk"] for r in records] == [{"intValue": str(i)} for i in range(3)]
+    # The batch processor exports on its own thread: the identity was stamped when logged.
+    assert {_attributes(r)["posthogDistinctId"]["stringValue"] for r in records} == {"zc-user"}
     (request, *_) = server.wait_for_requests(1, path=LOGS)
     resource = _attributes(request.json["resourceLogs"][0]["resource"])
     assert resource["service.name"] == {"stringValue": "zero-code-logs"}
@@ -208,3 +212,31 @@ def test_readme_opentelemetry_logs_snippet_sends_as_written(make_client, server)
     provider.shutdown()
     (record,) = server.wait_for_log_records(1)
     assert record["body"] == {"stringValue": "from the SDK"}
+
+
+def test_instrument_logs_stamps_the_identity_context_under_the_batch_processor(make_client, server):
+    client = make_client()
+    provider = LoggerProvider()
+    instrument_logs(provider, client, schedule_delay_millis=60_000)
+    otel_logger = provider.get_logger("t")
+    try:
+        with posthog_otel.context(distinct_id="ctx-user", session_id="s-9"):
+            otel_logger.emit(body="stamped", severity_number=SeverityNumber.INFO)
+            otel_logger.emit(
+                body="own",
+                severity_number=SeverityNumber.INFO,
+                attributes={"posthogDistinctId": "record-user"},
+            )
+        otel_logger.emit(body="outside", severity_number=SeverityNumber.INFO)
+        assert provider.force_flush(5000)
+        assert client.flush(5)
+        stamped, own, outside = map(_attributes, server.wait_for_log_records(3))
+    finally:
+        provider.shutdown()
+    assert stamped == {
+        "posthogDistinctId": {"stringValue": "ctx-user"},
+        "sessionId": {"stringValue": "s-9"},
+    }
+    assert own["posthogDistinctId"] == {"stringValue": "record-user"}
+    assert own["sessionId"] == {"stringValue": "s-9"}
+    assert outside == {}
