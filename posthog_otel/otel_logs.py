@@ -32,11 +32,15 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry._logs import get_logger_provider
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
-from opentelemetry.sdk._logs.export import (
-    BatchLogRecordProcessor,
-    LogRecordExporter,
-    LogRecordExportResult,
-)
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+try:
+    from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+except ImportError:  # an opentelemetry-sdk from before the LogRecord* names
+    from opentelemetry.sdk._logs.export import LogExporter as LogRecordExporter
+    from opentelemetry.sdk._logs.export import (  # type: ignore[assignment]
+        LogExportResult as LogRecordExportResult,
+    )
 from opentelemetry.sdk.resources import Resource
 
 from ._context import _current
