@@ -283,3 +283,16 @@ def test_the_fake_server_caps_ai_events_at_eight_mib(server):
     assert post(2 * MIB) == 200
     assert post(8 * MIB + 1) == 413
     assert len(server.ai_events(1)) == 1 and server.events == []
+
+
+def test_capture_v1_leaves_the_ai_route_as_it_is(server, make_client):
+    """CAI-09: with ``capture_mode="v1"`` analytics events go to v1 and AI events still
+    to ``/i/v0/ai/batch/`` in the v0 batch shape."""
+    client = make_client(capture_mode="v1")
+    client.capture("button_clicked", "u")
+    client.capture_ai("$ai_generation", "u")
+    assert client.flush(5) is True
+    assert server.event_names() == ["button_clicked"]
+    (request,) = server.wait_for_requests(1, path=AI)
+    assert [e["event"] for e in request.json["batch"]] == ["$ai_generation"]
+    assert "api_key" in request.json
