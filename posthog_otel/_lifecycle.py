@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 from . import _config, _shutdown
+from ._ai import AiCapture
 from ._flag_reads import FlagReads
 from ._fork import fork_safe_lock
 from ._log import logger
@@ -38,9 +39,13 @@ class Lifecycle:
         exporter: BatchExporter,
         flag_reads: FlagReads,
         logs: LogCapture,
+        ai: AiCapture,
         *,
         shutdown_timeout: float,
     ) -> None:
+        self._ai = ai.exporter  # the AI lane (capture_ai): its own pipeline and counters
+        self._ai_pipeline = ai.pipeline
+        self._ai_stats = ai.stats
         self._pipeline = pipeline
         self._exporter = exporter
         self._logs = logs.exporter
@@ -79,7 +84,15 @@ class Lifecycle:
         logs = self._logs_stats.snapshot(
             queued=queued, in_flight=in_flight, retained=retained, enqueued=enqueued
         )
-        return dataclasses.replace(analytics, logs=logs)
+        waiting, abandoned = self._ai_pipeline.worker.counts()
+        enqueued, queued, in_flight, retained = self._ai.counts()
+        ai = self._ai_stats.snapshot(
+            queued=queued + waiting,
+            in_flight=in_flight,
+            retained=retained,
+            enqueued=enqueued + waiting + abandoned,
+        )
+        return dataclasses.replace(analytics, logs=logs, ai=ai)
 
     def flush(self, timeout: float | None) -> bool:
         """``Client.flush``: everything queued before the call, through one delivery
@@ -90,8 +103,12 @@ class Lifecycle:
             if at_exit is not None:  # at interpreter exit: one deadline for every flush
                 deadline = at_exit if deadline is None else min(deadline, at_exit)
             self._logs.flush(0)  # the lanes send in parallel, within the one deadline
+            self._ai.flush(0)
             drained = self._worker.drain(_remaining(deadline))
+            drained = self._ai_pipeline.worker.drain(_remaining(deadline)) and drained
             delivered = self._exporter.flush(_remaining(deadline)) and drained
+            if not self._ai.on_worker_thread():  # nor does the AI lane's
+                delivered = self._ai.flush(_remaining(deadline)) and delivered
             if not self._exporter.on_worker_thread():  # on_error never waits on logs
                 delivered = self._logs.flush(_remaining(deadline)) and delivered
             if (
@@ -102,9 +119,13 @@ class Lifecycle:
             ):
                 _, queued, in_flight, _ = self._exporter.counts()
                 _, log_queued, log_in_flight, _ = self._logs.counts()
+                _, ai_queued, ai_in_flight, _ = self._ai.counts()
                 waiting, _ = self._worker.counts()
+                waiting += self._ai_pipeline.worker.counts()[0]
                 if (
-                    queued or in_flight or waiting or log_queued or log_in_flight
+                    (queued or in_flight or waiting or log_queued or log_in_flight)
+                    or ai_queued
+                    or ai_in_flight
                 ):  # out of time or failing: count the loss
                     self.close(_remaining(at_exit))
             return delivered
@@ -119,8 +140,9 @@ class Lifecycle:
         with self._close_lock:
             self.closed = True
             self._pipeline.set_state(closed=True)
+            self._ai_pipeline.set_state(closed=True)
         _live.pop(id(self), None)
-        if self._exporter.on_worker_thread():
+        if self._exporter.on_worker_thread() or self._ai.on_worker_thread():
             # From on_error, on the flush thread: all of the rest (flag threads too)
             # finishes in a helper thread.
             threading.Thread(
@@ -133,12 +155,15 @@ class Lifecycle:
         """Stop the flag threads, then flush and stop the exporter, by ``deadline``."""
         try:
             self._worker.close(_remaining(deadline))
+            self._ai_pipeline.worker.close(_remaining(deadline))
             self._flag_reads.close(_remaining(deadline))
         except Exception:
             logger.exception("closing the flag poller failed")
         try:
-            self._logs.flush(0)  # both lanes send in parallel, within the one deadline
+            self._logs.flush(0)  # the lanes send in parallel, within the one deadline
+            self._ai.flush(0)
             delivered = self._exporter.close(_remaining(deadline))
+            delivered = self._ai.close(_remaining(deadline)) and delivered
             return self._logs.close(_remaining(deadline)) and delivered
         except Exception:
             logger.exception("close failed unexpectedly")
@@ -151,11 +176,14 @@ class Lifecycle:
         pipeline = self._pipeline
         pipeline.exit_deadline = deadline
         pipeline.late_flush = self._late_flush
+        self._ai_pipeline.exit_deadline = deadline
+        self._ai_pipeline.late_flush = self._late_flush
         pipeline.run_producers()
         try:
             self._flag_reads.close(0)
             self._exporter.flush(0)
             self._logs.flush(0)
+            self._ai.flush(0)
         except Exception:
             pass
 
@@ -216,6 +244,7 @@ def flush_open_clients() -> bool:
         try:
             client._exporter.flush(0)  # every client starts sending now, in parallel
             client._logs.flush(0)
+            client._ai.flush(0)
         except Exception:
             pass
     delivered = True

@@ -64,6 +64,8 @@ class ClientStats:
     """The logs lane's own counters (``capture_log``), in the same shape: records instead
     of events, ``dropped["evicted"]`` for the oldest records dropped on overflow.
     ``None`` on the lane's own snapshot."""
+    ai: ClientStats | None = None
+    """The AI lane's own counters (``capture_ai``), in the same shape."""
 
 
 class StatsRecorder:

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import _autocapture
+from ._ai import AiCapture
 from ._assembly import LIB_NAME, EventAssembler
 from ._async_flag_reads import AsyncFlagMethods
 from ._before_send import BeforeSendChain
@@ -157,6 +158,14 @@ class Client(FlagMethods, AsyncFlagMethods):
             clock=_clock,
             on_thread_start=exit_hook_starter(config.flush_on_sigterm) if _exit_hook else None,
         )
+        self._ai = AiCapture(
+            config,
+            self._flag_reads,
+            self.pipeline,
+            user_agent=USER_AGENT,
+            clock=_clock,
+            on_thread_start=exit_hook_starter(config.flush_on_sigterm) if _exit_hook else None,
+        )
         self.logger = Logger(self._logs)
         """PostHog Logs by level: ``client.logger.info("ready", {"region": "us"})``."""
         self._lifecycle = Lifecycle(
@@ -164,6 +173,7 @@ class Client(FlagMethods, AsyncFlagMethods):
             self._exporter,
             self._flag_reads,
             self._logs,
+            self._ai,
             shutdown_timeout=config.shutdown_timeout,
         )
         if _exit_hook:  # an owner that closes the client itself (the span exporter) opts out
@@ -207,7 +217,7 @@ class Client(FlagMethods, AsyncFlagMethods):
     def stats(self) -> ClientStats:
         """A snapshot of queue depth and delivery counters. Events waiting in the flags
         worker for ``/flags`` count as ``queued`` (and ``enqueued``); ``stats.logs``: the
-        logs lane's."""
+        logs lane's; ``stats.ai``: the AI lane's (``capture_ai``)."""
         return self._lifecycle.stats(self._stats)
 
     @property
@@ -237,6 +247,25 @@ class Client(FlagMethods, AsyncFlagMethods):
         """Capture an event; returns its uuid or ``None`` if dropped."""
         fields = (groups, timestamp, uuid, send_feature_flags, flags, disable_geoip)
         return self.pipeline.enqueue(Capture(event, distinct_id, properties, *fields))
+
+    def capture_ai(
+        self,
+        event: str,
+        distinct_id: object = None,
+        properties: Mapping[str, Any] | None = None,
+        *,
+        groups: Mapping[str, Any] | None = None,
+        timestamp: Any = None,
+        uuid: Any = None,
+        send_feature_flags: bool = False,
+        flags: object | None = None,
+        disable_geoip: bool | None = None,
+    ) -> str | None:
+        """``capture`` for LLM analytics (``$ai_generation``, ...): the same arguments and
+        admission, sent on the AI route (README, "LLM analytics"); counted in
+        ``stats.ai``."""
+        fields = (groups, timestamp, uuid, send_feature_flags, flags, disable_geoip)
+        return self._ai.capture(Capture(event, distinct_id, properties, *fields))
 
     def identify(
         self,

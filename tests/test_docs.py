@@ -314,3 +314,19 @@ def test_readme_logs_snippet_sends_as_written(server):
         "order": {"intValue": "4999"},
     }
     assert warmed["severityNumber"] == 9
+
+
+def test_readme_llm_analytics_snippet_sends_as_written(server):
+    """CAI-01/04: the README's example sends one ``$ai_generation`` on the AI route."""
+    snippet = _first_python_block(_section(README, "## LLM analytics\n"))
+    client = Client("phc_test_key_0123456789", host=server.url, flush_interval=60)
+    try:
+        exec(snippet, {"client": client})
+        assert client.flush()
+    finally:
+        client.close(timeout=2)
+    (event,) = server.ai_events(1)
+    assert event["event"] == "$ai_generation" and event["distinct_id"] == "user-123"
+    assert event["properties"]["$ai_output_choices"][0]["content"] == "Hello!"
+    assert event["properties"]["$ai_input_tokens"] == 12
+    assert server.events == []

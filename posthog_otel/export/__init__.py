@@ -1,12 +1,13 @@
 """The delivery path: event → queue → batch → request.
 
 ``BatchExporter`` owns the bounded queue and the flush thread; a *lane* (``V0Lane`` for
-``/batch/``, ``V1Lane`` for capture v1, ``LogsLane`` and ``TracesLane`` for OTLP on
-``/i/v1/logs`` and ``/i/v1/traces``) decides how events are encoded and how a batch
-becomes a request; the transport does the HTTP; the retry policy classifies answers and
-computes waits.
+``/batch/``, ``V1Lane`` for capture v1, ``AiLane`` for ``/i/v0/ai/batch/``, ``LogsLane``
+and ``TracesLane`` for OTLP on ``/i/v1/logs`` and ``/i/v1/traces``) decides how events
+are encoded and how a batch becomes a request; the transport does the HTTP; the retry
+policy classifies answers and computes waits.
 """
 
+from ._ai import AI_MAX_BATCH_BYTES, AI_MAX_EVENT_BYTES, AiLane
 from ._batch import (
     DEFAULT_ITEM_BYTES,
     DEFAULT_MAX_QUEUE_BYTES,
@@ -24,6 +25,8 @@ from ._v0 import V0Lane
 from ._v1 import V1_PATH, V1Lane
 
 __all__ = [
+    "AI_MAX_BATCH_BYTES",
+    "AI_MAX_EVENT_BYTES",
     "DEFAULT_ITEM_BYTES",
     "DEFAULT_MAX_QUEUE_BYTES",
     "LOGS_PATH",
@@ -31,6 +34,7 @@ __all__ = [
     "THREAD_IMPORTS",
     "TRACES_PATH",
     "V1_PATH",
+    "AiLane",
     "BatchExporter",
     "Clock",
     "Deferred",

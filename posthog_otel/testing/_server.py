@@ -1,7 +1,8 @@
 """``FakePostHog``: a real HTTP server on 127.0.0.1 that validates like PostHog.
 
 It accepts the v0 capture endpoints (plain and gzip), capture v1
-(``/i/v1/analytics/events`` with per-event results, ``_v1``) and OTLP/JSON logs and traces
+(``/i/v1/analytics/events`` with per-event results, ``_v1``), LLM analytics
+(``/i/v0/ai/batch/``, 8 MiB per event, ``_ai``) and OTLP/JSON logs and traces
 (``/i/v1/logs``, ``/i/v1/traces``, checked by ``_otlp_check``; 413 over 2 MB as PostHog
 does), answers with the status codes the
 real capture service uses (400 for an invalid event, 401 for a bad token, 413 for a
@@ -26,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from ._ai import AI_MAX_EVENT_BYTES, AI_PATH
 from ._otlp_check import OtlpInvalid, check_logs_request, check_traces_request
 from ._requests import (
     CAPTURE_PATHS,
@@ -97,6 +99,7 @@ class FakePostHog:
         self._faults: deque[_Fault] = deque()
         self.requests: list[RecordedRequest] = []
         self.events: list[dict[str, Any]] = []
+        self._ai_events: list[dict[str, Any]] = []
         self._log_records: list[dict[str, Any]] = []
         self._spans: list[dict[str, Any]] = []
         self._flags_response: FlagsAnswer | None = flags
@@ -276,6 +279,14 @@ class FakePostHog:
                 raise TimeoutError(f"expected {count} spans, got {len(self._spans)}")
             return list(self._spans)
 
+    def ai_events(self, count: int = 0, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The events accepted on the AI route (``capture_ai``), after waiting until there
+        are at least ``count``."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: len(self._ai_events) >= count, timeout):
+                raise TimeoutError(f"expected {count} AI events, got {len(self._ai_events)}")
+            return list(self._ai_events)
+
     def event_names(self) -> list[str]:
         with self._lock:
             return [e.get("event", "") for e in self.events]
@@ -289,6 +300,7 @@ class FakePostHog:
         with self._lock:
             self.requests.clear()
             self.events.clear()
+            self._ai_events.clear()
             self._log_records.clear()
             self._spans.clear()
 
@@ -297,13 +309,13 @@ class FakePostHog:
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
             self.requests.append(request)
-            self.events.extend(request.events)
+            (self._ai_events if request.path == AI_PATH else self.events).extend(request.events)
             self._log_records.extend(request.log_records)
             self._spans.extend(request.spans)
             self._lock.notify_all()
 
     def _handle_capture(
-        self, raw: bytes, headers: Mapping[str, str], path: str
+        self, raw: bytes, headers: Mapping[str, str], path: str, max_event: int | None = None
     ) -> tuple[int, bytes, bytes, Any, list[dict[str, Any]]]:
         if len(raw) > self.max_body_bytes:
             raise Rejected(413, "payload_too_large", "request body too large")
@@ -323,7 +335,7 @@ class FakePostHog:
         if not events:
             raise Rejected(400, "empty_batch", "empty batch")
         for event in events:
-            self._validate_event(event)
+            self._validate_event(event, max_event or self.max_event_bytes)
         return 200, body, text.encode(), payload, events if token else []
 
     def _handle_v1(
@@ -360,7 +372,7 @@ class FakePostHog:
             raise Rejected(400, "invalid_otlp", str(exc)) from None
         return body, payload, records
 
-    def _validate_event(self, event: Any) -> None:
+    def _validate_event(self, event: Any, max_event_bytes: int) -> None:
         if not isinstance(event, dict):
             raise Rejected(400, "request_parsing_error", "event is not an object")
         if "event" not in event:
@@ -390,7 +402,7 @@ class FakePostHog:
         predicate = self._reject_if
         if predicate is not None and predicate(event):
             raise Rejected(400, "invalid_event", "event rejected by reject_if")
-        if len(json.dumps(event).encode()) > self.max_event_bytes:
+        if len(json.dumps(event).encode()) > max_event_bytes:
             raise Rejected(413, "event_too_big", "maximum event size exceeded")
 
     def _handle_flags(self, body: bytes) -> tuple[int, Any]:
@@ -530,6 +542,10 @@ def _make_handler(server: FakePostHog) -> type[BaseHTTPRequestHandler]:
                         status, body, _text, payload, events = server._handle_capture(
                             raw, headers, path
                         )
+                elif path == AI_PATH and method == "POST":
+                    status, body, _text, payload, events = server._handle_capture(
+                        raw, headers, path, AI_MAX_EVENT_BYTES
+                    )
                 elif path == V1_PATH and method == "POST":
                     body, payload, events, reply = server._handle_v1(raw, headers)
                 elif path in (LOGS_PATH, TRACES_PATH) and method == "POST":
