@@ -11,7 +11,7 @@ from ._context import PERSONLESS, active_span_ids
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["PERSONLESS", "active_span_ids", "first_id", "resolve_client"]
+__all__ = ["PERSONLESS", "active_span_ids", "first_id", "release_client", "resolve_client"]
 
 
 def resolve_client(
@@ -28,6 +28,15 @@ def resolve_client(
     from .client import default_client
 
     return default_client(), False
+
+
+def release_client(client: Client, owned: bool) -> None:
+    """What an integration's ``close``/``shutdown`` does to its client, within the
+    client's ``shutdown_timeout``: close one it built, only flush one it was given."""
+    if owned:
+        client.close(client.shutdown_timeout)
+    else:
+        client.flush(client.shutdown_timeout)
 
 
 def first_id(values: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ._context import IdentityContext, _current
 from ._exc_snapshot import Boundary, ExcEntry, entries_bytes, normalize_level
 from ._exc_text import parse_traceback
-from ._integration import PERSONLESS, active_span_ids, resolve_client
+from ._integration import PERSONLESS, active_span_ids, release_client, resolve_client
 from ._log import thread_state
 from ._logs import exception_attributes
 from ._snapshot import ENTRY_BYTES, EVENT_BYTES, IMMUTABLE, Correct, snapshot_value
@@ -175,21 +175,21 @@ class PostHogHandler(logging.Handler):
         """``logs=True``: the log record at or above ``logs_level``, then the events
         (``emit``) at or above the events' level."""
         levelno = record.levelno
-        if levelno >= self.logs_level:
-            self._ship_log(record)
+        message = self._ship_log(record) if levelno >= self.logs_level else None
         if levelno >= self.events_level:
-            self.emit(record)
+            self.emit(record, message)  # formatted once (and a bad format counted once)
 
-    def _ship_log(self, record: logging.LogRecord) -> None:
+    def _ship_log(self, record: logging.LogRecord) -> str | None:
         """Send ``record`` to PostHog Logs: formatted here, on the logging thread, with
-        its extras, identity, span ids (``capture_log``) and exception text."""
+        its extras, identity, span ids (``capture_log``) and exception text; the
+        formatted message (``None`` if the record was not shipped)."""
         try:
             name = record.name
             allowed = self._logger_allowed.get(name)
             if allowed is None:
                 allowed = self._allow_logger(name)
             if not allowed or thread_state.internal or type(record.msg) is dict:
-                return  # a dict: structlog's ProcessorFormatter (PostHogProcessor's)
+                return None  # a dict: structlog's ProcessorFormatter (PostHogProcessor's)
             client = self.client
             try:
                 message = record.getMessage()
@@ -202,14 +202,17 @@ class PostHogHandler(logging.Handler):
             )
             attributes = record_log(record.__dict__, exception, self.distinct_id_key)
             client.capture_log(message, record.levelno, attributes)
+            return message
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)
+            return None
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def emit(self, record: logging.LogRecord, message: str | None = None) -> None:
         """Take the values of the moment (message, extras, identity, span) and queue them
-        as a compact tuple; the event is built from it on the flush thread."""
+        as a compact tuple; the event is built from it on the flush thread. ``message``:
+        the record already formatted (by the logs path), else formatted here."""
         try:
             name = record.name
             allowed = self._logger_allowed.get(name)
@@ -242,10 +245,11 @@ class PostHogHandler(logging.Handler):
                 next(self._skipped)
                 return
             pipeline = self.client.pipeline
-            try:
-                message = record.getMessage()
-            except Exception:  # bad %-args, or an argument whose __str__ raises
-                message = self._unformattable(pipeline, record)
+            if message is None:
+                try:
+                    message = record.getMessage()
+                except Exception:  # bad %-args, or an argument whose __str__ raises
+                    message = self._unformattable(pipeline, record)
             # The record's attributes as they are now, without what must not be kept:
             # the %-arguments (formatted above) and the exception with its traceback
             # (``exc_text`` and ``stack_info`` are strings: they hold no frame).
@@ -374,10 +378,7 @@ class PostHogHandler(logging.Handler):
     def close(self) -> None:
         """Close a client this handler created; flush a shared one."""
         try:
-            if self._owns_client:
-                self.client.close(self.client.shutdown_timeout)
-            else:
-                self.client.flush(self.client.shutdown_timeout)
+            release_client(self.client, self._owns_client)
         finally:
             super().close()
 

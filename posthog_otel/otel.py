@@ -44,7 +44,7 @@ from ._context import _current
 from ._exc_snapshot import Boundary, ExcEntry, entries_bytes
 from ._exc_text import parse_traceback, split_type
 from ._fork import fork_safe_lock
-from ._integration import PERSONLESS, first_id
+from ._integration import PERSONLESS, first_id, release_client
 from ._log import logger
 from ._snapshot import ENTRY_BYTES, EVENT_BYTES
 from .messages import Capture
@@ -249,10 +249,7 @@ class PostHogSpanExporter(SpanExporter):
         if self._shutdown:
             return
         self._shutdown = True
-        if self._owns_client:
-            self.client.close(self.client.shutdown_timeout)
-        else:
-            self.client.flush(self.client.shutdown_timeout)
+        release_client(self.client, self._owns_client)
 
 
 def span_capture(span: ReadableSpan, distinct_id: Any, event: Any) -> Capture:

@@ -45,6 +45,7 @@ from opentelemetry.sdk.resources import Resource
 
 from ._context import _current
 from ._fork import fork_safe_lock
+from ._integration import release_client
 from ._log import logger
 from ._logs_config import LogsConfig
 
@@ -119,10 +120,7 @@ class PostHogLogExporter(LogRecordExporter):
         if self._shutdown:
             return
         self._shutdown = True
-        if self._owns_client:
-            self.client.close(self.client.shutdown_timeout)
-        else:
-            self.client.flush(self.client.shutdown_timeout)
+        release_client(self.client, self._owns_client)
 
 
 class IdentityStamper(LogRecordProcessor):

@@ -112,6 +112,28 @@ def test_handler_message_is_formatted_on_the_logging_thread(server, make_client,
     assert record["body"] == {"stringValue": "basket ['apple']"}
 
 
+def test_handler_formats_a_record_once_for_logs_and_event(server, make_client, attach):
+    """With ``logs=True`` a record that becomes both a log record and an event is
+    formatted once: a ``%s`` argument's ``__str__`` runs once, and a record whose
+    arguments do not fit its template is counted once, not once per lane."""
+    calls = []
+
+    class Counted:
+        def __str__(self) -> str:
+            calls.append(1)
+            return "counted"
+
+    client = make_client()
+    log = attach(PostHogHandler(client, logs=True))
+    log.info("paid %s", Counted(), extra={"distinct_id": "u1"})
+    log.info("two %s %s", "args?", extra={"distinct_id": "u1"})
+    assert client.flush(5)
+    assert len(server.wait_for_log_records(2)) == 2
+    assert sorted(e["event"] for e in server.events) == ["paid %s", "two %s %s"]
+    assert calls == [1]
+    assert client.stats.corrected["unformattable_message"] == 1
+
+
 def test_handler_exception_text_becomes_exception_attributes(server, make_client, attach):
     """Issue #14 item 3: ``exception.type``/``exception.message``/``exception.stacktrace``
     for ``log.exception`` and for the traceback text a ``QueueHandler`` leaves."""
