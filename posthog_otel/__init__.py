@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ._default import reset_default_client, set_default_client
     from ._logs_config import LogsConfig
     from ._stats import ClientStats
+    from ._traces_config import TracesConfig
     from .client import Client, default_client, flush_on_exit
     from .flags import FlagEvaluations, FlagResult
     from .logging import PostHogHandler
@@ -42,6 +43,7 @@ __all__ = [
     "PostHogProvider",
     "PostHogSpanExporter",
     "Properties",
+    "TracesConfig",
     "__version__",
     "capture_asyncio_exceptions",
     "context",
@@ -64,6 +66,7 @@ _LAZY = {
     "FlagResult": ".flags",
     "FlagEvaluations": ".flags",
     "LogsConfig": "._logs_config",  # PostHog Logs options: Client(logs=LogsConfig(...))
+    "TracesConfig": "._traces_config",  # PostHog Traces options: Client(traces=...)
     # Integrations: their optional dependencies load only when they are first used.
     "PostHogHandler": ".logging",
     "PostHogProcessor": ".structlog",
