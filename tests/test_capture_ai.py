@@ -11,6 +11,8 @@ import textwrap
 import threading
 import uuid as uuid_module
 
+import pytest
+
 from posthog_otel import Client, context
 from tests.conftest import API_KEY, started_threads
 
@@ -296,3 +298,68 @@ def test_capture_v1_leaves_the_ai_route_as_it_is(server, make_client):
     (request,) = server.wait_for_requests(1, path=AI)
     assert [e["event"] for e in request.json["batch"]] == ["$ai_generation"]
     assert "api_key" in request.json
+
+
+# ---------------------------------------------------------------- against posthog 7.91.1
+
+# Added by posthog from its environment, and the library's own name: not compared.
+_THEIR_ENRICHMENT = {"$python_runtime", "$python_version", "$os", "$os_version", "$os_distro"}
+_NOT_COMPARED = _THEIR_ENRICHMENT | {"$is_server", "$lib", "$lib_version"}
+_SAME_HEADERS = ("content-type", "content-encoding")
+
+
+@pytest.mark.parametrize("mode", ["v0", "v1"])
+def test_capture_ai_wire_matches_posthog_7_91_1(server, mode):
+    """CAI-02/08/09 against the official SDK in both capture modes: the same route, body
+    keys, envelope fields and event, field by field (content passed through unmodified);
+    only posthog's environment properties and the ``$lib`` fields differ."""
+    from posthog import Posthog
+
+    def calls(capture_ai) -> None:
+        stamp = "2026-01-02T03:04:05.123456+00:00"
+        capture_ai(
+            "$ai_generation",
+            distinct_id="u1",
+            properties={
+                "$ai_model": "gpt-4o",
+                "$ai_input": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+                "$ai_output_choices": [{"role": "assistant", "content": "hello"}],
+                "$ai_input_tokens": 3,
+                "$ai_latency": 0.25,
+            },
+            groups={"company": "acme"},
+            timestamp=stamp,
+            uuid="0190a0a0-0000-7000-8000-0000000000a1",
+        )
+        capture_ai(
+            "$ai_trace",
+            distinct_id="u1",
+            properties={"$ai_trace_id": "t"},
+            timestamp=stamp,
+            uuid="0190a0a0-0000-7000-8000-0000000000a2",
+        )
+
+    theirs = Posthog(API_KEY, host=server.url, sync_mode=True, capture_mode=mode, gzip=True)
+    calls(theirs.capture_ai)
+    theirs.shutdown()
+    their_requests = list(server.requests)
+    server.reset()
+    ours = Client(API_KEY, host=server.url, sync_mode=True, capture_mode=mode)
+    calls(ours.capture_ai)
+    ours.close(2)
+    our_requests = list(server.requests)
+    assert len(our_requests) == len(their_requests) == 2
+    for mine, their in zip(our_requests, their_requests, strict=True):
+        assert mine.path == their.path == AI and mine.status == their.status == 200
+        for header in _SAME_HEADERS:
+            assert mine.headers[header] == their.headers[header]
+        assert sorted(mine.json) == sorted(their.json)
+        for key in ("api_key", "historical_migration"):
+            assert mine.json[key] == their.json[key]
+        (my_event,) = mine.json["batch"]
+        (their_event,) = their.json["batch"]
+        assert my_event["properties"]["$lib"] == "posthog-otel"
+        for event in (my_event, their_event):
+            for name in _NOT_COMPARED:
+                event["properties"].pop(name, None)
+        assert my_event == their_event

@@ -330,3 +330,14 @@ def test_readme_llm_analytics_snippet_sends_as_written(server):
     assert event["properties"]["$ai_output_choices"][0]["content"] == "Hello!"
     assert event["properties"]["$ai_input_tokens"] == 12
     assert server.events == []
+
+
+def test_readme_capture_v1_snippet_sends_as_written(server):
+    """README, Capture v1: the snippet, pointed at the fake server, sends v1."""
+    snippet = _first_python_block(_section(README, "### Capture v1"))
+    snippet = snippet.replace('"phc_..."', '"phc_test_key_0123456789"')
+    snippet = snippet.replace('"https://us.i.posthog.com"', repr(server.url))
+    exec(compile(snippet, "README.md", "exec"), {"__name__": "readme"})
+    (request,) = server.capture_requests()
+    assert request.path == "/i/v1/analytics/events"
+    assert server.event_names() == ["order_placed"]
