@@ -320,17 +320,22 @@ class FlagReads:
             return None
 
     def fetch_for_event(
-        self, distinct_id: str, groups: Mapping[str, Any], overrides: Overrides
+        self,
+        distinct_id: str,
+        groups: Mapping[str, Any],
+        overrides: Overrides,
+        device_id: str | None,
     ) -> dict[str, Any] | None:
         """The flags worker's request: ``$feature/*`` properties from one ``/flags``
-        call, with the overrides of the identity context the event was captured in (the
-        worker's thread has none of its own)."""
+        call, with the overrides and device id of the identity context the event was
+        captured in (the worker's thread has none of its own)."""
         person, group_properties = overrides if overrides is not None else (None, None)
         options = {
             "groups": groups,
             "person_properties": person,
             "group_properties": group_properties,
             "force_remote": True,
+            "device_id": device_id,
         }
         did, results = self._evaluate(distinct_id, None, options)
         return FlagEvaluations(did, results).event_properties() if results else None

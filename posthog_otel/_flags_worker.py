@@ -28,15 +28,18 @@ _HANDING_WAIT = 1.0  # close(): how long an event being queued (before_send) may
 Event = dict[str, Any]
 # The person and group overrides of the identity context the event was captured in.
 Overrides: TypeAlias = "tuple[Mapping[str, Any], Mapping[str, Mapping[str, Any]]] | None"
-FetchFlags = Callable[[str, Mapping[str, Any], Overrides], "dict[str, Any] | None"]
+FetchFlags = Callable[[str, Mapping[str, Any], Overrides, "str | None"], "dict[str, Any] | None"]
 Deliver = Callable[[Event], None]
+# An event waiting for /flags: (event, distinct id, groups, overrides, device id).
+_Waiting: TypeAlias = "tuple[Event, str, Mapping[str, Any], Overrides, str | None]"
 
 
 class FlagsWorker:
     def __init__(
         self, fetch: FetchFlags, deliver: Deliver, stats: StatsRecorder | None = None
     ) -> None:
-        self._fetch = fetch  # (distinct id, groups, overrides) -> event properties, or None
+        # (distinct id, groups, overrides, device id) -> event properties, or None
+        self._fetch = fetch
         self._deliver = deliver  # before_send + queue, on this worker's thread
         self._stats = stats
         self._reset()
@@ -44,7 +47,7 @@ class FlagsWorker:
 
     def _reset(self) -> None:
         self._cond = fork_safe_condition()
-        self._waiting: deque[tuple[Event, str, Mapping[str, Any], Overrides]] = deque()
+        self._waiting: deque[_Waiting] = deque()
         self._shared: dict[tuple[Any, ...], tuple[float, dict[str, Any] | None]] = {}
         self._thread: threading.Thread | None = None
         self._busy = False
@@ -66,10 +69,13 @@ class FlagsWorker:
         distinct_id: str,
         groups: Mapping[str, Any],
         overrides: Overrides = None,
+        device_id: str | None = None,
     ) -> None:
+        """Hold ``event`` until ``/flags`` answers for its person, with the overrides and
+        device id of the identity context it was captured in (this thread has none)."""
         with self._cond:
             if not self._closed and len(self._waiting) < MAX_WAITING:
-                self._waiting.append((event, distinct_id, groups, overrides))
+                self._waiting.append((event, distinct_id, groups, overrides, device_id))
                 self._ensure_thread_locked()
                 self._cond.notify()
                 return
@@ -110,18 +116,17 @@ class FlagsWorker:
                     self._cond.wait()
                 if not self._waiting:
                     return
-                event, distinct_id, groups, overrides = self._waiting.popleft()
+                waiting = self._waiting.popleft()
                 self._busy = True
                 self._current_abandoned = False
-            self._complete(event, distinct_id, groups, overrides)
+            self._complete(waiting)
 
-    def _complete(
-        self, event: Event, distinct_id: str, groups: Mapping[str, Any], overrides: Overrides
-    ) -> None:
+    def _complete(self, waiting: _Waiting) -> None:
         """Add flag properties if ``/flags`` answers, then hand the event on: whatever
         goes wrong with the flags, the event is sent without them (counted)."""
+        event = waiting[0]
         try:
-            properties = self._flags_for(distinct_id, groups, overrides)
+            properties = self._flags_for(*waiting[1:])
             if properties:
                 for name, value in properties.items():
                     event["properties"].setdefault(name, value)
@@ -144,16 +149,21 @@ class FlagsWorker:
                 self._stats.drop("invalid", 1, " (internal error)")
 
     def _flags_for(
-        self, distinct_id: str, groups: Mapping[str, Any], overrides: Overrides
+        self,
+        distinct_id: str,
+        groups: Mapping[str, Any],
+        overrides: Overrides,
+        device_id: str | None,
     ) -> dict[str, Any] | None:
         if overrides is not None:  # a request's own overrides: its answer is its own
-            return self._fetch(distinct_id, groups, overrides)
-        key = (distinct_id, tuple(sorted((str(k), str(v)) for k, v in groups.items())))
+            return self._fetch(distinct_id, groups, overrides, device_id)
+        group_key = tuple(sorted((str(k), str(v)) for k, v in groups.items()))
+        key = (distinct_id, group_key, device_id)
         now = time.monotonic()
         shared = self._shared.get(key)
         if shared is not None and now - shared[0] < SHARE_WINDOW:
             return shared[1]
-        properties = self._fetch(distinct_id, groups, None)
+        properties = self._fetch(distinct_id, groups, None, device_id)
         if len(self._shared) >= _MAX_SHARED:
             self._shared = {k: v for k, v in self._shared.items() if now - v[0] < SHARE_WINDOW}
         self._shared[key] = (time.monotonic(), properties)

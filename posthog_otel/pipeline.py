@@ -262,7 +262,11 @@ class Pipeline:
             return None
         event = built[0]  # its size grows by the flags: measured again when it completes
         groups: Mapping[str, Any] = message.groups if isinstance(message.groups, Mapping) else {}
-        self.worker.submit(event, event["distinct_id"], groups, reads.context_overrides())
+        ctx = _current.get()
+        device_id = None if ctx is None else ctx.device_id
+        self.worker.submit(
+            event, event["distinct_id"], groups, reads.context_overrides(), device_id
+        )
         return event["uuid"]  # type: ignore[no-any-return]
 
     def _deliver_completed(self, event: Event) -> None:

@@ -467,3 +467,17 @@ def test_send_feature_flags_uses_the_overrides_of_the_events_context(server, mak
         {"plan": "pro", "role": "admin"},
         {"plan": "pro"},
     ]
+
+
+def test_send_feature_flags_sends_the_device_id_of_the_events_context(server, make_client):
+    """``context(device_id=...)``: the flags worker's ``/flags`` request (made on its own
+    thread, outside the context) carries the device id of the context the event was
+    captured in, and an answer for one device is not shared with another."""
+    client = make_client()  # no secret key: send_feature_flags goes through /flags
+    with context(distinct_id="alice", device_id="device-1"):
+        client.capture("first", send_feature_flags=True)
+    with context(distinct_id="alice", device_id="device-2"):
+        client.capture("second", send_feature_flags=True)
+    assert client.flush(5)
+    bodies = [json.loads(r.body) for r in server.requests if r.path == "/flags"]
+    assert [b.get("device_id") for b in bodies] == ["device-1", "device-2"]

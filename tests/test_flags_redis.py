@@ -144,11 +144,12 @@ def fleet(make_client, defs_server):
 
     def make(url: str, **options: Any) -> tuple[Any, RedisFlagDefinitionCache]:
         options.setdefault("lock_ttl", TTL)
+        poll = options.pop("poll", POLL)
         provider = RedisFlagDefinitionCache(url, namespace="test", **options)
         client = make_client(
             host=defs_server.url,
             secret_key=SECRET,
-            feature_flags_poll_interval=POLL,
+            feature_flags_poll_interval=poll,
             flag_definition_cache_provider=provider,
         )
         client.flags.definitions(wait=False)  # start polling
@@ -354,9 +355,12 @@ def test_definitions_larger_than_one_megabyte_are_shared(redis_server, defs_serv
     big = {"flags": flags, "group_type_mapping": {}, "cohorts": {}}
     assert len(json.dumps(big)) > 1_000_000
     defs_server.set_flag_definitions(big)
-    members = [fleet(redis_server.url) for _ in range(2)]
-    until(lambda: all(c.flags.loader.definitions is not None for c, _ in members))
-    until(lambda: all(len(keys_of(c) or []) == 250 for c, _ in members))
+    # A long poll, lease and wait: each process loads once, and on a loaded machine
+    # fetching and parsing 1 MB must not look like a dead leader or a second poll (what
+    # is tested here is the size, not the timing).
+    members = [fleet(redis_server.url, lock_ttl=30, wait_for_shared=15, poll=60) for _ in range(2)]
+    until(lambda: all(c.flags.loader.definitions is not None for c, _ in members), 20)
+    until(lambda: all(len(keys_of(c) or []) == 250 for c, _ in members), 20)
     assert definition_requests(defs_server) == 1
     payload = redis_server.client().hget("posthog_otel:flags:test:defs", "payload")
     assert len(payload) > 1_000_000
