@@ -535,3 +535,48 @@ def test_send_feature_flags_event_is_sent_when_a_group_cannot_be_printed(server,
     assert "$active_feature_flags" not in event["properties"]
     assert client.stats.corrected["flags_unavailable"] == 1
     assert_accounted(client)
+
+
+def test_a_resolver_that_never_answers_is_bounded_by_the_deadline(monkeypatch, clock):
+    """``getaddrinfo`` takes no timeout: a dead DNS server held a connect outside every
+    deadline. The lookup is now waited for at most the time left of the request; the
+    batch is retried (counted) and delivered once the name resolves."""
+    import socket
+
+    real = socket.getaddrinfo
+    resolves = threading.Event()
+
+    def hostile_resolver(host, *args, **kwargs):
+        if host == "stuck.posthog.test":
+            if not resolves.wait(30):
+                raise socket.gaierror("gave up")
+            host = "127.0.0.1"
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hostile_resolver)
+    with FakePostHog() as server:
+        port = server.url.rsplit(":", 1)[1]
+        client = Client(
+            API_KEY,
+            host=f"http://stuck.posthog.test:{port}",
+            timeout=1,
+            max_retries=5,
+            _clock=clock,
+        )
+        try:
+            client.capture("evt", "u1")
+            flushed, took = within(10, lambda: client.flush(2))
+            assert flushed is False and took < 6
+            # The request gave up on the lookup and the batch waits for its retry (before
+            # the fix, the flush thread sat in getaddrinfo until the resolver answered).
+            deadline = time.monotonic() + 5
+            while client.stats.retries < 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert client.stats.retries >= 1 and server.events == []
+            resolves.set()
+            assert within(20, lambda: client.flush(15))[0] is True
+            assert server.event_names() == ["evt"]
+            assert client.stats.retries >= 1
+        finally:
+            resolves.set()
+            client.close(2)

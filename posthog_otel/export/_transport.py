@@ -20,6 +20,9 @@ request forever). It is enforced twice:
   pool, or an httpx whose internals moved, keeps only the next check;
 * the response body is streamed and the clock checked between chunks.
 
+A host name is resolved within the deadline too (``_resolve``): ``getaddrinfo`` itself
+takes no timeout.
+
 Our own clients share one TLS context per process, made when the first client is
 created, on its thread (``prepare``), and never again in a forked child; handshakes run
 in ``no_fork_during``. OpenSSL is not fork safe: a child forked while another thread was
@@ -43,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from .._config import split_credentials
 from .._fork import import_fork_safe, no_fork_during
 from .._log import logger, quiet_http_loggers, thread_state
+from ._resolve import ResolveError, ResolveTimeout, resolve_within
 
 if TYPE_CHECKING:
     import httpx
@@ -439,9 +443,31 @@ def _deadline_classes() -> tuple[type[Any], type[Any]]:
             socket_options: Any = None,
         ) -> httpcore.NetworkStream:
             limit = _remaining(timeout, httpcore.ConnectTimeout)
-            return DeadlineStream(
-                self._inner.connect_tcp(host, port, limit, local_address, socket_options)
-            )
+            try:
+                addresses = resolve_within(host, port, limit)
+            except ResolveTimeout as exc:
+                raise httpcore.ConnectTimeout(str(exc)) from exc
+            except ResolveError as exc:
+                raise httpcore.ConnectError(str(exc)) from exc
+            if addresses is None:
+                return DeadlineStream(
+                    self._inner.connect_tcp(host, port, limit, local_address, socket_options)
+                )
+            failure: Exception | None = None
+            for address in addresses:  # as socket.create_connection tries them
+                try:
+                    stream = self._inner.connect_tcp(
+                        address,
+                        port,
+                        _remaining(timeout, httpcore.ConnectTimeout),
+                        local_address,
+                        socket_options,
+                    )
+                except httpcore.ConnectError as exc:
+                    failure = exc
+                    continue
+                return DeadlineStream(stream)
+            raise failure or httpcore.ConnectError(f"no address of {host!r} answered")
 
         def connect_unix_socket(
             self, path: str, timeout: float | None = None, socket_options: Any = None
