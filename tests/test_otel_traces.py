@@ -307,3 +307,43 @@ def test_zero_code_otel_traces_exporter_posthog_traces(server, tmp_path):
     resource = _attributes(request.json["resourceSpans"][0]["resource"])
     assert resource["service.name"] == {"stringValue": "zero-code-traces"}
     assert server.events == []  # spans only: nothing became an analytics event
+
+
+def _snippet(heading: str, index: int = 0) -> str:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index(heading) :]
+    return section.split("```python\n")[index + 1].split("```\n")[0]
+
+
+def test_readme_tracing_sdk_snippet_sends_as_written(make_client, server):
+    client = make_client()
+    scope: dict[str, object] = {"client": client}
+    exec(_snippet("### From OpenTelemetry's tracing SDK"), scope)
+    provider = scope["provider"]
+    assert isinstance(provider, TracerProvider)
+    with provider.get_tracer("readme").start_as_current_span("from the SDK"):
+        pass
+    provider.shutdown()
+    (span,) = server.wait_for_spans(1)
+    assert span["name"] == "from the SDK"
+
+
+def test_readme_traces_config_snippet_scrubs_as_written(server):
+    code = _snippet("### The traces lane").replace('"phc_..."', f"{API_KEY!r}, host=host")
+    scope: dict[str, object] = {"host": server.url}
+    exec(code, scope)
+    client = scope["client"]
+    assert isinstance(client, posthog_otel.Client)
+    try:
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(PostHogTraceExporter(client)))
+        tracer = provider.get_tracer("readme")
+        secret = {"http.request.header.authorization": "Bearer x", "k": 1}
+        for name in ("GET /health", "GET /cart"):
+            with tracer.start_as_current_span(name, attributes=secret):
+                pass
+        assert client.flush(5)
+        (span,) = server.wait_for_spans(1)
+        assert span["name"] == "GET /cart" and list(_attributes(span)) == ["k"]
+    finally:
+        client.close(2)
