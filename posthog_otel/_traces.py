@@ -70,8 +70,9 @@ class SpanDropStats(StatsRecorder):
     spans dropped since the previous one and the mix of reasons (TRC-21); drops the
     application asked for alone (``opted_out``, ``before_send``...) log at DEBUG."""
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, now: Callable[[], float] = time.monotonic) -> None:
         self._interval = interval
+        self._now = now
         super().__init__()
 
     def reset(self) -> None:
@@ -81,7 +82,7 @@ class SpanDropStats(StatsRecorder):
         self._last_warning = -float("inf")
 
     def warn_drop(self, reason: str, count: int, detail: str = "") -> None:
-        now = time.monotonic()
+        now = self._now()
         with self._mix_lock:
             self._mix[reason] = self._mix.get(reason, 0) + count
             if now - self._last_warning < self._interval:

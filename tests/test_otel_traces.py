@@ -188,7 +188,7 @@ def test_trace_exporter_export_never_blocks_on_the_network(make_client, server):
         for i in range(50):  # export (on this thread, SimpleSpanProcessor) only queues
             with tracer.start_as_current_span(f"s{i}"):
                 pass
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 3.0  # no request was waited for
         assert exporter.force_flush(100) is False  # not delivered within the time given
     finally:
         release.set()

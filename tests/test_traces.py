@@ -24,6 +24,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 import posthog_otel
 from posthog_otel import TracesConfig
 from posthog_otel._stats import POST_QUEUE_DROPS, PRE_QUEUE_DROPS
+from posthog_otel._traces import SpanDropStats
 from posthog_otel.testing import FakePostHog
 from tests.conftest import API_KEY, started_threads
 
@@ -70,6 +71,13 @@ def _proto(request: Any) -> trace_service_pb2.ExportTraceServiceRequest:
     message = trace_service_pb2.ExportTraceServiceRequest()
     json_format.ParseDict(converted, message)
     return message
+
+
+def _wait_for(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.005)
 
 
 # ------------------------------------------------------------------ the switch (TRC-28)
@@ -330,16 +338,36 @@ def test_every_drop_is_one_counter_warned_once_per_interval_with_the_mix(
     client.close(5)
 
 
-def test_the_mix_of_reasons_is_reported_in_the_next_interval(make_client, warnings_log):
-    client = make_client(traces=TracesConfig(flush_interval=0.05))
-    client.traces.drop("live_limit")
-    client.traces.drop("span_age", 2)
-    client.traces.drop("live_limit")
-    time.sleep(0.06)  # a warning interval passes (the interval itself is what is tested)
-    client.traces.drop("live_limit")
+def test_the_mix_of_reasons_is_reported_in_the_next_interval(warnings_log):
+    now = [100.0]
+    stats = SpanDropStats(5.0, now=lambda: now[0])
+    stats.drop("live_limit")
+    stats.drop("span_age", 2)
+    now[0] += 4.9
+    stats.drop("live_limit")
+    now[0] += 0.2  # the interval has passed
+    stats.drop("live_limit")
     warnings = [r.getMessage() for r in warnings_log.records if "span(s)" in r.getMessage()]
     assert len(warnings) == 2
     assert "dropped 4 span(s)" in warnings[1] and "live_limit 2, span_age 2" in warnings[1]
+    assert stats.dropped["live_limit"] == 3 and stats.dropped["span_age"] == 2
+
+
+def test_drops_the_application_asked_for_alone_are_not_warned(caplog):
+    caplog.set_level(logging.DEBUG, logger="posthog_otel")
+    SpanDropStats(5.0).drop("opted_out")
+    (record,) = [r for r in caplog.records if "span(s)" in r.getMessage()]
+    assert record.levelno == logging.DEBUG
+
+
+def test_a_queue_depth_of_max_batch_size_starts_a_send(make_client, server):
+    # TRC-22: the timer (60 s here), a manual flush, or the depth reaching the batch size.
+    client = make_client(traces=TracesConfig(max_batch_size=5))
+    for i in range(5):
+        client.traces.submit(_span(i))
+    assert len(server.wait_for_spans(5, timeout=5)) == 5  # no flush() called
+    (request,) = server.wait_for_requests(1, path=TRACES)
+    assert len(request.spans) == 5
 
 
 def test_a_50_span_batch_refused_with_413_is_resent_in_halves(make_client, server):
@@ -361,7 +389,8 @@ def test_a_single_span_refused_with_413_is_dropped_with_a_warning(
     client.traces.submit(_span())
     assert client.flush(5) is False
     assert client.stats.traces.dropped["oversize"] == 1
-    assert any("oversize" in r.getMessage() for r in warnings_log.records)
+    # The flush thread warns just after settling the drop: wait for the record.
+    _wait_for(lambda: any("oversize" in r.getMessage() for r in warnings_log.records))
 
 
 def test_a_400_drops_the_batch_without_retrying(make_client, server):
@@ -389,7 +418,8 @@ def test_spans_are_still_queued_during_backoff_up_to_the_queue_size(make_client,
     client = make_client(max_retries=0, traces=TracesConfig(max_queue_size=4))
     server.fail_next(1, status=500, path=TRACES)
     client.traces.submit(_span(0))
-    assert client.flush(5) is False  # retained, cooling down
+    assert client.flush(10) is False  # retained, cooling down (30 s)
+    _wait_for(lambda: client.stats.traces.retained == 1)
     results = [client.traces.submit(_span(i)) for i in range(1, 5)]
     assert results == [True, True, True, False]
     assert client.stats.traces.retained == 1
