@@ -439,6 +439,34 @@ def test_a_request_that_never_completes_times_out_and_is_retried(make_client, se
     assert client.stats.traces.retries >= 1
 
 
+def test_a_429_keeps_the_spans_for_after_its_retry_after(make_client, server):
+    client = make_client(max_retries=0)
+    server.fail_next(1, status=429, retry_after=1, path=TRACES)
+    client.traces.submit(_span())
+    assert client.flush(10) is False  # held for the next cycle, not dropped
+    _wait_for(lambda: client.stats.traces.retained == 1)
+    assert sum(client.stats.traces.dropped.values()) == 0
+    assert client.flush(10)  # an explicit flush retries at once
+    assert len(server.spans()) == 1
+
+
+def test_submit_from_many_threads_loses_nothing(make_client, server):
+    client = make_client(traces=TracesConfig(max_batch_size=50))
+    threads = [
+        threading.Thread(
+            target=lambda t=t: [client.traces.submit(_span(t * 100 + i)) for i in range(100)]
+        )
+        for t in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert client.flush(10)
+    assert len({s["spanId"] for s in server.spans()}) == 400
+    assert client.stats.traces.sent == 400 and client.stats.traces.attempted == 400
+
+
 def test_traces_stats_add_up(make_client, server):
     client = make_client(traces=TracesConfig(before_send=lambda s: s if s["name"] else None))
     client.traces.submit(_span(0))
