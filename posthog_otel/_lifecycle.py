@@ -24,6 +24,7 @@ from ._fork import fork_safe_lock
 from ._log import logger
 from ._logs import LogCapture
 from ._stats import ClientStats, StatsRecorder
+from ._traces import TraceCapture
 from .export import BatchExporter
 from .pipeline import Pipeline
 
@@ -40,6 +41,7 @@ class Lifecycle:
         flag_reads: FlagReads,
         logs: LogCapture,
         ai: AiCapture,
+        traces: TraceCapture,
         *,
         shutdown_timeout: float,
     ) -> None:
@@ -50,6 +52,8 @@ class Lifecycle:
         self._exporter = exporter
         self._logs = logs.exporter
         self._logs_stats = logs.stats
+        self._traces = traces.exporter  # the traces lane: its own queue and counters
+        self._traces_stats = traces.stats
         self._worker = pipeline.worker
         self._flag_reads = flag_reads
         self.shutdown_timeout = shutdown_timeout
@@ -92,7 +96,11 @@ class Lifecycle:
             retained=retained,
             enqueued=enqueued + waiting + abandoned,
         )
-        return dataclasses.replace(analytics, logs=logs, ai=ai)
+        enqueued, queued, in_flight, retained = self._traces.counts()
+        traces = self._traces_stats.snapshot(
+            queued=queued, in_flight=in_flight, retained=retained, enqueued=enqueued
+        )
+        return dataclasses.replace(analytics, logs=logs, ai=ai, traces=traces)
 
     def flush(self, timeout: float | None) -> bool:
         """``Client.flush``: everything queued before the call, through one delivery
@@ -103,6 +111,7 @@ class Lifecycle:
             if at_exit is not None:  # at interpreter exit: one deadline for every flush
                 deadline = at_exit if deadline is None else min(deadline, at_exit)
             self._logs.flush(0)  # the lanes send in parallel, within the one deadline
+            self._traces.flush(0)
             self._ai.flush(0)
             drained = self._worker.drain(_remaining(deadline))
             drained = self._ai_pipeline.worker.drain(_remaining(deadline)) and drained
@@ -111,6 +120,7 @@ class Lifecycle:
                 delivered = self._ai.flush(_remaining(deadline)) and delivered
             if not self._exporter.on_worker_thread():  # on_error never waits on logs
                 delivered = self._logs.flush(_remaining(deadline)) and delivered
+                delivered = self._traces.flush(_remaining(deadline)) and delivered
             if (
                 not delivered
                 and at_exit is not None
@@ -120,12 +130,13 @@ class Lifecycle:
                 _, queued, in_flight, _ = self._exporter.counts()
                 _, log_queued, log_in_flight, _ = self._logs.counts()
                 _, ai_queued, ai_in_flight, _ = self._ai.counts()
+                _, span_queued, span_in_flight, _ = self._traces.counts()
                 waiting, _ = self._worker.counts()
                 waiting += self._ai_pipeline.worker.counts()[0]
                 if (
                     (queued or in_flight or waiting or log_queued or log_in_flight)
-                    or ai_queued
-                    or ai_in_flight
+                    or (ai_queued or ai_in_flight)
+                    or (span_queued or span_in_flight)
                 ):  # out of time or failing: count the loss
                     self.close(_remaining(at_exit))
             return delivered
@@ -161,9 +172,11 @@ class Lifecycle:
             logger.exception("closing the flag poller failed")
         try:
             self._logs.flush(0)  # the lanes send in parallel, within the one deadline
+            self._traces.flush(0)
             self._ai.flush(0)
             delivered = self._exporter.close(_remaining(deadline))
             delivered = self._ai.close(_remaining(deadline)) and delivered
+            delivered = self._traces.close(_remaining(deadline)) and delivered
             return self._logs.close(_remaining(deadline)) and delivered
         except Exception:
             logger.exception("close failed unexpectedly")
@@ -183,6 +196,7 @@ class Lifecycle:
             self._flag_reads.close(0)
             self._exporter.flush(0)
             self._logs.flush(0)
+            self._traces.flush(0)
             self._ai.flush(0)
         except Exception:
             pass
@@ -244,6 +258,7 @@ def flush_open_clients() -> bool:
         try:
             client._exporter.flush(0)  # every client starts sending now, in parallel
             client._logs.flush(0)
+            client._traces.flush(0)
             client._ai.flush(0)
         except Exception:
             pass

@@ -15,6 +15,7 @@ from . import _config, _shutdown
 from ._exc_event import ExceptionsConfig
 from ._log import logger
 from ._logs_config import LogsConfig, checked_logs_config
+from ._traces_config import TracesConfig, checked_traces_config
 from .export import ExporterConfig
 from .flags import FlagsConfig
 
@@ -55,6 +56,9 @@ class ClientConfig:
     flags: FlagsConfig
     exceptions: ExceptionsConfig = field(default_factory=ExceptionsConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)  # PostHog Logs (LOG-19)
+    traces: TracesConfig | None = None
+    """PostHog Traces (TRC-28): ``None`` leaves the native span API off (the traces
+    lane then has the defaults, for the OpenTelemetry exporters' ``traces=True``)."""
     capture_mode: str = "v0"
     """``"v0"`` (``/batch/``) or ``"v1"`` (``/i/v1/analytics/events``, per-event results)."""
 
@@ -97,6 +101,7 @@ def client_config(
     in_app_include: Sequence[str] = (),
     in_app_exclude: Sequence[str] = (),
     logs: LogsConfig | None = None,
+    traces: TracesConfig | bool | None = None,
     capture_mode: str | None = None,
 ) -> ClientConfig:
     """The ``ClientConfig`` for ``Client(...)``'s arguments (same names, same meaning)."""
@@ -186,6 +191,7 @@ def client_config(
             in_app_exclude=_module_prefixes("in_app_exclude", in_app_exclude),
         ),
         logs=checked_logs_config(logs),
+        traces=checked_traces_config(traces),
         capture_mode=_capture_mode(capture_mode),
     )
 

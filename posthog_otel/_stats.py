@@ -21,6 +21,8 @@ DROP_REASONS = (
     "before_send",  # a before_send hook returned None
     "before_send_error",  # a before_send hook raised (fail-closed)
     "rate_limited",  # over the logs lane's rate cap for the current window (LOG-28)
+    "live_limit",  # a native span refused: max_live_spans were open (TRC-20)
+    "span_age",  # a native span still open after max_span_age, never sent (TRC-20)
     "queue_full",  # max_queue_size reached
     "oversize",  # one event over the ~900 KiB limit, or refused alone with 413
     "serialization",  # an event that could not be encoded at all
@@ -32,8 +34,8 @@ DROP_REASONS = (
 # Drops of events refused before they entered the queue, and of events accepted into it:
 # ``attempted == enqueued + sum(PRE_QUEUE_DROPS)``, ``enqueued == sent + queued + in_flight
 # + sum(POST_QUEUE_DROPS)``.
-PRE_QUEUE_DROPS = DROP_REASONS[:9]
-POST_QUEUE_DROPS = DROP_REASONS[9:]
+PRE_QUEUE_DROPS = DROP_REASONS[: DROP_REASONS.index("queue_full") + 1]
+POST_QUEUE_DROPS = DROP_REASONS[len(PRE_QUEUE_DROPS) :]
 # Drops the application asked for: counted, and logged at DEBUG only (no warning).
 INTENTIONAL_DROPS = frozenset({"disabled", "opted_out", "before_send", "deduplicated"})
 
@@ -66,6 +68,10 @@ class ClientStats:
     ``None`` on the lane's own snapshot."""
     ai: ClientStats | None = None
     """The AI lane's own counters (``capture_ai``), in the same shape."""
+    traces: ClientStats | None = None
+    """The traces lane's own counters (finished spans: the native API's and the
+    OpenTelemetry exporters' with ``traces=True``), in the same shape; live-span
+    refusals and evictions as ``dropped["live_limit"]``/``dropped["span_age"]``."""
 
 
 class StatsRecorder:

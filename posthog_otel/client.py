@@ -31,6 +31,8 @@ from ._logs import Logger, build_log_capture
 from ._logs_config import LogsConfig
 from ._options import BeforeSend, ClientConfig, OnError, client_config
 from ._stats import ClientStats, StatsRecorder
+from ._traces import TraceCapture, build_trace_capture
+from ._traces_config import TracesConfig
 from ._version import __version__
 from .export import THREAD_IMPORTS, BatchExporter, Clock, HttpTransport, V0Lane, V1Lane
 from .messages import Alias, Capture, GroupIdentify, Identify, Message
@@ -100,6 +102,7 @@ class Client(FlagMethods, AsyncFlagMethods):
         in_app_include: Sequence[str] = (),
         in_app_exclude: Sequence[str] = (),
         logs: LogsConfig | None = None,
+        traces: TracesConfig | bool | None = None,
         capture_mode: str | None = None,
         _clock: Clock | None = None,
         _exit_hook: bool = True,
@@ -168,12 +171,22 @@ class Client(FlagMethods, AsyncFlagMethods):
         )
         self.logger = Logger(self._logs)
         """PostHog Logs by level: ``client.logger.info("ready", {"region": "us"})``."""
+        self.traces: TraceCapture = build_trace_capture(
+            config,
+            user_agent=USER_AGENT,
+            opted_out=lambda: self.pipeline.opted_out,
+            clock=_clock,
+            on_thread_start=exit_hook_starter(config.flush_on_sigterm) if _exit_hook else None,
+        )
+        """PostHog Traces' lane (``submit(span)``): the seam of the span API and the
+        OpenTelemetry exporters."""
         self._lifecycle = Lifecycle(
             self.pipeline,
             self._exporter,
             self._flag_reads,
             self._logs,
             self._ai,
+            self.traces,
             shutdown_timeout=config.shutdown_timeout,
         )
         if _exit_hook:  # an owner that closes the client itself (the span exporter) opts out
@@ -217,7 +230,8 @@ class Client(FlagMethods, AsyncFlagMethods):
     def stats(self) -> ClientStats:
         """A snapshot of queue depth and delivery counters. Events waiting in the flags
         worker for ``/flags`` count as ``queued`` (and ``enqueued``); ``stats.logs``: the
-        logs lane's; ``stats.ai``: the AI lane's (``capture_ai``)."""
+        logs lane's; ``stats.ai``: the AI lane's (``capture_ai``); ``stats.traces``: the
+        traces lane's."""
         return self._lifecycle.stats(self._stats)
 
     @property

@@ -12,12 +12,17 @@ or, with only a span's own attributes counting::
 bare-exporter path call ``client.flush()`` yourself. Through ``instrument(...)`` a
 provider ``force_flush`` really delivers.
 
+``PostHogSpanExporter(client, traces=True)`` also sends *every* finished span, with or
+without a distinct id, to PostHog Traces (``/i/v1/traces``, the client's traces lane:
+``client.traces``); ``otel_traces.PostHogTraceExporter`` sends spans there only.
+
 Zero-code: the entry point ``opentelemetry_traces_exporter = posthog`` lets
 ``OTEL_TRACES_EXPORTER=posthog OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none
 opentelemetry-instrument python app.py`` (with ``opentelemetry-distro``) export spans with
 a client configured from ``POSTHOG_API_KEY``/``POSTHOG_HOST``. On that path (and only
 there) the exporter also adds the identity stamping of ``instrument()`` to the global
-provider, so spans get the identity context and baggage as with ``instrument()``.
+provider, so spans get the identity context and baggage as with ``instrument()``, and
+sends every span to PostHog Traces too (the application named it its traces exporter).
 
 The request middleware also puts the request's identity on the request (SERVER) span
 that is current when it runs, once a stamping processor exists: an instrumentation that
@@ -38,7 +43,7 @@ from opentelemetry import baggage, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
 from ._context import _current
 from ._exc_snapshot import Boundary, ExcEntry, entries_bytes
@@ -59,6 +64,8 @@ __all__ = [
     "instrument",
     "span_capture",
     "span_exception_entries",
+    "span_record",
+    "stamp_identity",
 ]
 
 SPAN_EXCEPTION = Boundary(level="error", mechanism="generic", source="opentelemetry.span_exporter")
@@ -96,16 +103,29 @@ class PostHogSpanExporter(SpanExporter):
     with the span's trace and span ids and its identity (personless without one), its
     frames parsed from ``exception.stacktrace`` (none: an entry without frames, never
     a stack of the exporter's thread); ``exceptions=False`` turns that off.
+
+    PostHog Traces: with ``traces=True`` (always on the zero-code path) every finished
+    span, identified or not, also goes to the client's traces lane (``span_record``:
+    ``posthogDistinctId``/``sessionId`` from the span's distinct-id attribute or the
+    stamped identity context), whatever ``Client(traces=...)`` says.
     """
 
+    _entry_point = "posthog"  # the name under opentelemetry_traces_exporter
+    _events = True  # spans become analytics events (and $exception events)
+
     def __init__(
-        self, client: Client | None = None, *, personless: bool = False, exceptions: bool = True
+        self,
+        client: Client | None = None,
+        *,
+        personless: bool = False,
+        exceptions: bool = True,
+        traces: bool = False,
     ) -> None:
         zero_code = False
         if client is None:
             from .client import Client
 
-            zero_code = _named_by_otel_environment()
+            zero_code = _named_by_otel_environment(self._entry_point)
             # Outside zero-code, no exit hook of its own: the provider's shutdown (at
             # exit) closes it after the last spans were exported.
             client = Client(_exit_hook=zero_code)
@@ -115,6 +135,8 @@ class PostHogSpanExporter(SpanExporter):
         self.client = client
         self.personless = personless
         self.exceptions = exceptions
+        self.traces = bool(traces) or zero_code
+        """Whether every span also goes to PostHog Traces (the client's traces lane)."""
         self._shutdown = False
         self._lock = fork_safe_lock()
         self._provider: weakref.ref[TracerProvider] | None = None
@@ -136,9 +158,7 @@ class PostHogSpanExporter(SpanExporter):
         if not isinstance(provider, TracerProvider):
             return  # no SDK provider is global: there is nothing to stamp
         self._provider = weakref.ref(provider)
-        if provider not in _stamped_providers:  # one stamper per provider
-            _stamped_providers.add(provider)
-            provider.add_span_processor(_IdentityProcessor())
+        stamp_identity(provider)
         self.client.pipeline.add_producer(self._flush_batch)
 
     def _flush_batch(self) -> None:
@@ -155,13 +175,19 @@ class PostHogSpanExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
             return SpanExportResult.FAILURE
+        lane = self.client.traces if self.traces else None
         for span in spans:
             try:
-                self._export_span(span)
+                if lane is not None:
+                    if span.resource is not None:
+                        lane.use_resource(span.resource.attributes)
+                    lane.submit(span_record(span))
+                if self._events:
+                    self._export_span(span)
             except Exception:
                 with self._lock:
                     self.errors += 1
-                logger.debug("could not convert a span to an event", exc_info=True)
+                logger.debug("could not convert a span", exc_info=True)
         return SpanExportResult.SUCCESS
 
     def _export_span(self, span: ReadableSpan) -> None:
@@ -296,11 +322,70 @@ def span_exception_entries(attributes: Mapping[str, Any]) -> list[ExcEntry]:
     ]
 
 
-def _named_by_otel_environment() -> bool:
+def span_record(span: ReadableSpan) -> dict[str, Any]:
+    """A finished OpenTelemetry span as the plain span of the traces lane (a pure
+    function; ``TraceCapture.submit`` takes it): hex ids, kind and status by name,
+    events, the SDK's dropped counts, and the attributes with ``posthogDistinctId``/
+    ``sessionId`` from the span's own distinct-id and session attributes, else the
+    identity context stamped when it started (TRC-14; the span's own
+    ``posthogDistinctId``/``sessionId`` win). The stamping keys are not sent."""
+    attributes: Mapping[str, Any] = span.attributes or {}
+    record_attributes: dict[str, Any] = {}
+    distinct_id = first_id(attributes, IDENTITY_KEYS) or first_id(
+        attributes, (CONTEXT_DISTINCT_ID,)
+    )
+    if distinct_id is not None:
+        record_attributes["posthogDistinctId"] = distinct_id
+    session = first_id(attributes, (*SESSION_KEYS, CONTEXT_SESSION_ID))
+    if session is not None:
+        record_attributes["sessionId"] = session
+    for key, value in attributes.items():
+        if key not in (CONTEXT_DISTINCT_ID, CONTEXT_SESSION_ID):
+            record_attributes[key] = value
+    context = span.context
+    code = span.status.status_code
+    return {
+        "trace_id": f"{context.trace_id:032x}" if context is not None else None,
+        "span_id": f"{context.span_id:016x}" if context is not None else None,
+        "parent_span_id": f"{span.parent.span_id:016x}" if span.parent is not None else None,
+        "trace_state": context.trace_state.to_header() if context is not None else None,
+        "flags": int(context.trace_flags) if context is not None else None,
+        "name": span.name,
+        "kind": span.kind.name.lower(),
+        "start_ns": span.start_time,
+        "end_ns": span.end_time,
+        "attributes": record_attributes,
+        "events": [
+            {
+                "name": event.name,
+                "time_ns": event.timestamp,
+                "attributes": dict(event.attributes or {}),
+            }
+            for event in span.events
+        ],
+        "status": None if code is StatusCode.UNSET else code.name.lower(),
+        "status_message": span.status.description,
+        "dropped_attributes_count": span.dropped_attributes,
+        "dropped_events_count": span.dropped_events,
+    }
+
+
+def stamp_identity(provider: TracerProvider) -> None:
+    """Have ``provider`` stamp the identity context (else baggage
+    ``posthog.distinct_id``) on each span as it starts, once per provider: what lets a
+    span exported later, on the batch processor's thread, carry the identity of the
+    request that made it (``instrument()``, the zero-code path and
+    ``otel_traces.instrument_traces`` do this)."""
+    if provider not in _stamped_providers:
+        _stamped_providers.add(provider)
+        provider.add_span_processor(_IdentityProcessor())
+
+
+def _named_by_otel_environment(entry_point: str) -> bool:
     """Whether ``OTEL_TRACES_EXPORTER`` (also set by ``opentelemetry-instrument
-    --traces_exporter``) names this exporter: the zero-code entry-point path."""
+    --traces_exporter``) names ``entry_point``: the zero-code entry-point path."""
     names = os.environ.get("OTEL_TRACES_EXPORTER", "")
-    return "posthog" in (name.strip() for name in names.split(","))
+    return entry_point in (name.strip() for name in names.split(","))
 
 
 # The request (SERVER) spans started under a stamping processor: the only spans the
@@ -382,17 +467,19 @@ def instrument(
     *,
     personless: bool = False,
     exceptions: bool = True,
+    traces: bool = False,
     **batch_options: Any,
 ) -> PostHogSpanProcessor:
     """Attach PostHog to ``provider``: spans started inside an identity context (or
     under baggage ``posthog.distinct_id``) carry that id, and root/SERVER spans with an
-    identity become events. ``batch_options`` go to the ``BatchSpanProcessor``."""
+    identity become events; ``traces=True`` also sends every span to PostHog Traces.
+    ``batch_options`` go to the ``BatchSpanProcessor``."""
     if client is None:
         from .client import default_client
 
         client = default_client()
     processor = PostHogSpanProcessor(
-        PostHogSpanExporter(client, personless=personless, exceptions=exceptions),
+        PostHogSpanExporter(client, personless=personless, exceptions=exceptions, traces=traces),
         **batch_options,
     )
     provider.add_span_processor(processor)

@@ -17,6 +17,7 @@ from posthog_otel.middleware import PostHogASGIMiddleware, PostHogWSGIMiddleware
 from posthog_otel.openfeature import PostHogProvider
 from posthog_otel.otel import PostHogSpanExporter, instrument
 from posthog_otel.otel_logs import PostHogLogExporter, instrument_logs
+from posthog_otel.otel_traces import PostHogTraceExporter, instrument_traces
 from posthog_otel.testing import FakePostHog
 
 pytest_plugins = ["pytester"]
@@ -60,6 +61,8 @@ def test_every_client_argument_is_in_the_configuration_table():
         PostHogSpanExporter,
         PostHogLogExporter,
         instrument_logs,
+        PostHogTraceExporter,
+        instrument_traces,
         instrument,
         PostHogASGIMiddleware,
         PostHogWSGIMiddleware,

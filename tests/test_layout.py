@@ -25,6 +25,7 @@ INTEGRATIONS = {
     f"{ROOT}.structlog",
     f"{ROOT}.otel",
     f"{ROOT}.otel_logs",
+    f"{ROOT}.otel_traces",
     f"{ROOT}.middleware",
     f"{ROOT}.openfeature",
     f"{ROOT}.testing",

@@ -292,6 +292,14 @@ def test_zero_code_opentelemetry_instrument(server, tmp_path):
     events = server.events
     assert sorted(e["distinct_id"] for e in events) == ["u0", "u1", "u2"]
     assert {e["properties"]["$service_name"] for e in events} == {"zero-code-app"}
+    # Named as the application's traces exporter, it also ships every span to Traces.
+    spans = server.wait_for_spans(3, timeout=5)
+    assert [s["name"] for s in spans] == ["signup"] * 3
+    (request, *_) = server.wait_for_requests(1, path="/i/v1/traces")
+    resource = {
+        a["key"]: a["value"] for a in request.json["resourceSpans"][0]["resource"]["attributes"]
+    }
+    assert resource["service.name"] == {"stringValue": "zero-code-app"}
 
 
 # ------------------------------------------- identity on request spans (issue #10, item 3)

@@ -57,7 +57,14 @@ class _OtlpLane(Lane):
         self._gzip = gzip
         self._path = self._path_for(api_key)
         self._headers = {"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"}
+        self._scope = (scope_name, scope_version)
         self._head, self._tail = envelope(self._signal, resource, scope_name, scope_version)
+
+    def set_resource(self, resource: Mapping[str, Any]) -> None:
+        """Send ``resource`` from the next request on (the traces lane adopts the
+        resource of the first OpenTelemetry spans it is given). One attribute swap:
+        a request being built keeps the envelope it read."""
+        self._head = envelope(self._signal, resource, *self._scope)[0]
 
     def _path_for(self, api_key: str) -> str:
         raise NotImplementedError
