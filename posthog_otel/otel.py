@@ -44,6 +44,7 @@ from ._context import _current
 from ._exc_snapshot import Boundary, ExcEntry, entries_bytes
 from ._exc_text import parse_traceback, split_type
 from ._fork import fork_safe_lock
+from ._genai_export import GenAiSpans
 from ._integration import PERSONLESS, first_id, release_client
 from ._log import logger
 from ._snapshot import ENTRY_BYTES, EVENT_BYTES
@@ -96,10 +97,23 @@ class PostHogSpanExporter(SpanExporter):
     with the span's trace and span ids and its identity (personless without one), its
     frames parsed from ``exception.stacktrace`` (none: an entry without frames, never
     a stack of the exporter's thread); ``exceptions=False`` turns that off.
+
+    LLM analytics: a span that follows the OpenTelemetry GenAI conventions becomes its
+    ``$ai_generation``/``$ai_embedding``/``$ai_span`` (and its trace one ``$ai_trace``)
+    through ``client.capture_ai`` instead of an analytics event (``_genai_export``,
+    README "LLM analytics"). ``privacy_mode=True`` leaves out prompts, completions and
+    tool content (and the ``$exception`` events of GenAI spans, whose messages echo
+    them); ``enable_full_ai_capture=True`` keeps base64 media instead of placeholders.
     """
 
     def __init__(
-        self, client: Client | None = None, *, personless: bool = False, exceptions: bool = True
+        self,
+        client: Client | None = None,
+        *,
+        personless: bool = False,
+        exceptions: bool = True,
+        privacy_mode: bool = False,
+        enable_full_ai_capture: bool = False,
     ) -> None:
         zero_code = False
         if client is None:
@@ -124,6 +138,14 @@ class PostHogSpanExporter(SpanExporter):
         self._exception_builder = self._build_exception
         self.errors = 0
         """Spans that could not be converted because of an internal error."""
+        self._genai = GenAiSpans(
+            client,
+            privacy_mode=privacy_mode,
+            enable_full_ai_capture=enable_full_ai_capture,
+            identity_keys=(*IDENTITY_KEYS, CONTEXT_DISTINCT_ID),
+            session_keys=(*SESSION_KEYS, CONTEXT_SESSION_ID),
+            hidden=_NOT_PROPERTIES,
+        )
         if zero_code:
             self._join_zero_code()
 
@@ -166,8 +188,11 @@ class PostHogSpanExporter(SpanExporter):
 
     def _export_span(self, span: ReadableSpan) -> None:
         attributes: Mapping[str, Any] = span.attributes or {}
-        if self.exceptions and span.events:
+        genai = self._genai.export(span, attributes)  # a GenAI span: its $ai_* event instead
+        if self.exceptions and span.events and not (genai and self._genai.privacy_mode):
             self._export_exceptions(span, attributes)
+        if genai:
+            return
         distinct_id = first_id(attributes, IDENTITY_KEYS)
         event = attributes.get(EVENT_KEY)
         if distinct_id is None:
