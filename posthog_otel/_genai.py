@@ -327,8 +327,12 @@ def _content(
             "$ai_output_state": _parsed_first(attributes, _STEP_OUTPUT) or outputs,
         }
     for name, value in values.items():
-        if value is not None:
+        if value is None:
+            continue
+        try:
             props[name] = value if full_capture else redact_media(value)
+        except RecursionError:  # nested too deeply to check for media: left out
+            continue
 
 
 def _first(values: Mapping[str, Any], keys: tuple[str, ...]) -> Any:

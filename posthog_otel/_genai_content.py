@@ -61,7 +61,7 @@ def parsed(value: Any) -> Any:
         if text[:1] in ("[", "{"):
             try:
                 return json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested beyond reason
                 return value
         return value
     if isinstance(value, tuple):

@@ -675,3 +675,50 @@ def test_readme_snippet_sends_as_written(server, make_client):
     assert props["$ai_model"] == "gpt-4o-mini-2024-07-18" and props["$ai_input_tokens"] == 12
     assert props["$ai_output_choices"][0]["parts"][0]["content"] == "Hello!"
     assert trace["event"] == "$ai_trace" and trace["distinct_id"] == "user-123"
+
+
+def test_a_genai_span_ending_after_its_root_adds_no_trace(server, make_client, provider):
+    """The ``$ai_trace`` is sent when the local root ends: a GenAI span left running
+    after its (non-GenAI) root still sends its own event, and no late ``$ai_trace``."""
+    client = make_client()
+    tracer = _tracer(provider, client)
+    with tracer.start_as_current_span("POST /ask"):
+        late = tracer.start_span("chat gpt-4o")
+        late.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.request.model": "m"})
+    late.end()
+    (generation,) = _ai(server, client, 1)
+    assert generation["event"] == "$ai_generation"
+
+
+def test_content_nested_beyond_reason_does_not_lose_the_span(server, make_client, provider):
+    """JSON too deeply nested to parse stays text; the event still arrives."""
+    client = make_client()
+    deep = "[" * 100_000 + "]" * 100_000
+    _chat(_tracer(provider, client), **{"gen_ai.input.messages": deep})
+    generation, _ = _ai(server, client, 2)
+    assert generation["properties"]["$ai_input"] == deep
+    assert generation["properties"]["$ai_model"] == "gpt-4o-2024-08-06"
+
+
+@pytest.mark.parametrize(
+    ("attributes", "event", "span_type"),
+    [
+        ({"gen_ai.operation.name": "text_completion"}, "$ai_generation", None),
+        ({"gen_ai.operation.name": "generate_content"}, "$ai_generation", None),
+        ({"gen_ai.operation.name": "create_agent"}, "$ai_span", "agent"),
+        ({"gen_ai.operation.name": "invoke_workflow"}, "$ai_span", "workflow"),
+        ({"gen_ai.operation.name": "retrieval"}, "$ai_span", "retrieval"),
+        ({"llm.request.type": "embedding", "gen_ai.system": "cohere"}, "$ai_embedding", None),
+        ({"llm.request.type": "rerank", "gen_ai.system": "cohere"}, "$ai_span", "rerank"),
+        ({"traceloop.span.kind": "workflow"}, "$ai_span", "workflow"),
+        ({"gen_ai.system": "openai"}, "$ai_generation", None),  # no operation: a call
+        ({"gen_ai.request.model": "gpt-4o"}, "$ai_generation", None),
+    ],
+)
+def test_operations_and_their_events(server, make_client, provider, attributes, event, span_type):
+    client = make_client()
+    with _tracer(provider, client).start_as_current_span("op", attributes=attributes):
+        pass
+    first, trace = _ai(server, client, 2)
+    assert (first["event"], first["properties"].get("$ai_span_type")) == (event, span_type)
+    assert trace["event"] == "$ai_trace"
