@@ -184,6 +184,8 @@ def ai_properties(
         props["$ai_span_type"] = span_type
     if span.start_time is not None and span.end_time is not None:
         props["$ai_latency"] = (span.end_time - span.start_time) / 1e9
+    if span.resource is not None:
+        _put(props, "$service_name", span.resource.attributes.get("service.name"))
     _put(props, "$ai_provider", _first(attributes, _PROVIDER))
     _put(props, "$ai_model", _first(attributes, _MODEL))
     _usage(props, attributes)
@@ -195,7 +197,9 @@ def ai_properties(
     if parameters:
         props["$ai_model_parameters"] = parameters
     reasons = attributes.get("gen_ai.response.finish_reasons")
-    _put(props, "$ai_stop_reason", reasons[0] if isinstance(reasons, tuple | list) else reasons)
+    if isinstance(reasons, tuple | list):
+        reasons = reasons[0] if reasons else None
+    _put(props, "$ai_stop_reason", reasons)
     _put(props, "$ai_response_id", attributes.get("gen_ai.response.id"))
     _put(props, "$ai_session_id", attributes.get("gen_ai.conversation.id"))
     tools = attributes.get("gen_ai.tool.definitions")
@@ -281,8 +285,8 @@ def _errors(
     message; only the error's type in privacy mode) and ``$ai_error_type``."""
     status = _count(attributes, _HTTP_STATUS)
     error_type = attributes.get("error.type")
-    if status is None and isinstance(error_type, str) and error_type.isdigit():
-        status = int(error_type)  # the conventions' error.type for an HTTP error: "429"
+    if status is None:  # the conventions' error.type for an HTTP error: "429"
+        status = _count(attributes, ("error.type",))
     _put(props, "$ai_http_status", status)
     if span.status.status_code.name != "ERROR" and error_type is None:
         return  # an exception recorded on a call that then succeeded is no failure
@@ -355,6 +359,8 @@ def _count(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
+        if isinstance(value, str) and value.isascii() and value.isdigit():
+            return int(value)  # recorded as text by some instrumentations
     return None
 
 

@@ -115,6 +115,7 @@ def test_chat_span_with_token_usage(server, make_client, provider):
         "server.address": "api.openai.com",
         "server.port": 443,
         "$session_id": "s-1",
+        "$service_name": "assistant",
     }
     assert {k: props.get(k) for k in expected} == expected
     for absent in (
@@ -722,3 +723,37 @@ def test_operations_and_their_events(server, make_client, provider, attributes, 
     first, trace = _ai(server, client, 2)
     assert (first["event"], first["properties"].get("$ai_span_type")) == (event, span_type)
     assert trace["event"] == "$ai_trace"
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"gen_ai.response.finish_reasons": ()},
+        {"gen_ai.response.finish_reasons": "length"},
+        {"gen_ai.usage.input_tokens": "12", "gen_ai.usage.output_tokens": "many"},
+        {"gen_ai.usage.input_tokens": True, "gen_ai.usage.output_tokens": 2.0},
+        {"gen_ai.input.messages": "not json [", "gen_ai.output.messages": "7"},
+        {"gen_ai.input.messages": "{", "gen_ai.prompt.x.content": "a", "gen_ai.prompt.1": "b"},
+        {"gen_ai.prompt.0.content": "x", "gen_ai.prompt.0.content.0.type": "text"},
+        {"gen_ai.tool.definitions": "[{]", "error.type": "٣"},
+        {"gen_ai.request.stop_sequences": ("\n",), "gen_ai.request.temperature": "hot"},
+    ],
+)
+def test_odd_values_never_lose_the_span(server, make_client, provider, odd):
+    """Values no instrumentation should record still give an event: mapped when they
+    can be, as recorded otherwise."""
+    client = make_client()
+    exporter = PostHogSpanExporter(client)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("chat", attributes={"gen_ai.operation.name": "chat", **odd}):
+        pass
+    generation, _ = _ai(server, client, 2)
+    assert generation["event"] == "$ai_generation" and exporter.errors == 0
+    props = generation["properties"]
+    if odd.get("gen_ai.usage.input_tokens") == "12":
+        assert props["$ai_input_tokens"] == 12 and "$ai_output_tokens" not in props
+    if odd.get("gen_ai.usage.input_tokens") is True:
+        assert "$ai_input_tokens" not in props and props["$ai_output_tokens"] == 2
+    if odd.get("gen_ai.input.messages") == "not json [":
+        assert props["$ai_input"] == "not json [" and props["$ai_output_choices"] == "7"
