@@ -53,7 +53,6 @@ class GenAiSpans:
 
     def __init__(
         self,
-        client: Client,
         *,
         privacy_mode: object,
         enable_full_ai_capture: object,
@@ -63,7 +62,6 @@ class GenAiSpans:
     ) -> None:
         self.privacy_mode = _flag("privacy_mode", privacy_mode)
         self.enable_full_ai_capture = _flag("enable_full_ai_capture", enable_full_ai_capture)
-        self._client = client
         self._identity_keys = identity_keys
         self._session_keys = session_keys
         self._hidden = hidden
@@ -71,8 +69,9 @@ class GenAiSpans:
         # trace id -> the first distinct id one of its GenAI spans had (or None)
         self._open: OrderedDict[int, str | None] = OrderedDict()
 
-    def export(self, span: ReadableSpan, attributes: Mapping[str, Any]) -> bool:
-        """Send ``span``'s LLM analytics event(s); ``True`` when it is a GenAI span (it
+    def export(self, client: Client, span: ReadableSpan, attributes: Mapping[str, Any]) -> bool:
+        """Send ``span``'s LLM analytics event(s) through ``client``; ``True`` when it is
+        a GenAI span (it
         then gets no analytics event). A non-GenAI local root may still send the
         ``$ai_trace`` of its trace (and returns ``False``)."""
         context = span.context
@@ -92,14 +91,14 @@ class GenAiSpans:
                 full_capture=self.enable_full_ai_capture,
                 hidden=self._hidden,
             )
-            self._send(event, span, attributes, dict(properties), distinct_id)
+            self._send(client, event, span, attributes, dict(properties), distinct_id)
         if local_root:
             with self._lock:
                 seen = context.trace_id in self._open
                 first = self._open.pop(context.trace_id, None)
             if kind is not None or seen:
                 trace = trace_properties(span, properties, privacy_mode=self.privacy_mode)
-                self._send(TRACE, span, attributes, trace, distinct_id or first)
+                self._send(client, TRACE, span, attributes, trace, distinct_id or first)
         elif kind is not None:
             with self._lock:
                 if self._open.get(context.trace_id) is None:
@@ -111,6 +110,7 @@ class GenAiSpans:
 
     def _send(
         self,
+        client: Client,
         event: str,
         span: ReadableSpan,
         attributes: Mapping[str, Any],
@@ -127,4 +127,4 @@ class GenAiSpans:
             properties.setdefault("$session_id", session)
         start = span.start_time
         timestamp = datetime.fromtimestamp(start / 1e9, timezone.utc) if start else None
-        self._client.capture_ai(event, distinct_id, properties, timestamp=timestamp)
+        client.capture_ai(event, distinct_id, properties, timestamp=timestamp)

@@ -115,6 +115,13 @@ class PostHogSpanExporter(SpanExporter):
         privacy_mode: bool = False,
         enable_full_ai_capture: bool = False,
     ) -> None:
+        self._genai = GenAiSpans(  # first: a misused option raises before a client exists
+            privacy_mode=privacy_mode,
+            enable_full_ai_capture=enable_full_ai_capture,
+            identity_keys=(*IDENTITY_KEYS, CONTEXT_DISTINCT_ID),
+            session_keys=(*SESSION_KEYS, CONTEXT_SESSION_ID),
+            hidden=_NOT_PROPERTIES,
+        )
         zero_code = False
         if client is None:
             from .client import Client
@@ -138,14 +145,6 @@ class PostHogSpanExporter(SpanExporter):
         self._exception_builder = self._build_exception
         self.errors = 0
         """Spans that could not be converted because of an internal error."""
-        self._genai = GenAiSpans(
-            client,
-            privacy_mode=privacy_mode,
-            enable_full_ai_capture=enable_full_ai_capture,
-            identity_keys=(*IDENTITY_KEYS, CONTEXT_DISTINCT_ID),
-            session_keys=(*SESSION_KEYS, CONTEXT_SESSION_ID),
-            hidden=_NOT_PROPERTIES,
-        )
         if zero_code:
             self._join_zero_code()
 
@@ -188,7 +187,7 @@ class PostHogSpanExporter(SpanExporter):
 
     def _export_span(self, span: ReadableSpan) -> None:
         attributes: Mapping[str, Any] = span.attributes or {}
-        genai = self._genai.export(span, attributes)  # a GenAI span: its $ai_* event instead
+        genai = self._genai.export(self.client, span, attributes)  # its $ai_* event instead
         if self.exceptions and span.events and not (genai and self._genai.privacy_mode):
             self._export_exceptions(span, attributes)
         if genai:

@@ -656,10 +656,11 @@ def test_personless_events(server, make_client, provider):
 
 
 def test_exporter_options_are_checked():
+    """A misused option raises a ValueError that names it."""
     with pytest.raises(ValueError, match=r"privacy_mode=\.\.\.\) must be True or False"):
-        PostHogSpanExporter(object(), privacy_mode="yes")  # type: ignore[arg-type]
+        PostHogSpanExporter(privacy_mode="yes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="enable_full_ai_capture"):
-        PostHogSpanExporter(object(), enable_full_ai_capture=1)  # type: ignore[arg-type]
+        PostHogSpanExporter(None, enable_full_ai_capture=1)  # type: ignore[arg-type]
 
 
 def test_readme_snippet_sends_as_written(server, make_client):
