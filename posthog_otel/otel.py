@@ -49,6 +49,7 @@ from ._context import _current
 from ._exc_snapshot import Boundary, ExcEntry, entries_bytes
 from ._exc_text import parse_traceback, split_type
 from ._fork import fork_safe_lock
+from ._genai_export import GenAiSpans
 from ._integration import PERSONLESS, first_id, release_client
 from ._log import logger
 from ._snapshot import ENTRY_BYTES, EVENT_BYTES
@@ -108,6 +109,13 @@ class PostHogSpanExporter(SpanExporter):
     span, identified or not, also goes to the client's traces lane (``span_record``:
     ``posthogDistinctId``/``sessionId`` from the span's distinct-id attribute or the
     stamped identity context), whatever ``Client(traces=...)`` says.
+
+    LLM analytics: a span that follows the OpenTelemetry GenAI conventions becomes its
+    ``$ai_generation``/``$ai_embedding``/``$ai_span`` (and its trace one ``$ai_trace``)
+    through ``client.capture_ai`` instead of an analytics event (``_genai_export``,
+    README "LLM analytics"). ``privacy_mode=True`` leaves out prompts, completions and
+    tool content (and the ``$exception`` events of GenAI spans, whose messages echo
+    them); ``enable_full_ai_capture=True`` keeps base64 media instead of placeholders.
     """
 
     _entry_point = "posthog"  # the name under opentelemetry_traces_exporter
@@ -120,7 +128,16 @@ class PostHogSpanExporter(SpanExporter):
         personless: bool = False,
         exceptions: bool = True,
         traces: bool = False,
+        privacy_mode: bool = False,
+        enable_full_ai_capture: bool = False,
     ) -> None:
+        self._genai = GenAiSpans(  # first: a misused option raises before a client exists
+            privacy_mode=privacy_mode,
+            enable_full_ai_capture=enable_full_ai_capture,
+            identity_keys=(*IDENTITY_KEYS, CONTEXT_DISTINCT_ID),
+            session_keys=(*SESSION_KEYS, CONTEXT_SESSION_ID),
+            hidden=_NOT_PROPERTIES,
+        )
         zero_code = False
         if client is None:
             from .client import Client
@@ -192,8 +209,11 @@ class PostHogSpanExporter(SpanExporter):
 
     def _export_span(self, span: ReadableSpan) -> None:
         attributes: Mapping[str, Any] = span.attributes or {}
-        if self.exceptions and span.events:
+        genai = self._genai.export(self.client, span, attributes)  # its $ai_* event instead
+        if self.exceptions and span.events and not (genai and self._genai.privacy_mode):
             self._export_exceptions(span, attributes)
+        if genai:
+            return
         distinct_id = first_id(attributes, IDENTITY_KEYS)
         event = attributes.get(EVENT_KEY)
         if distinct_id is None:
@@ -468,18 +488,28 @@ def instrument(
     personless: bool = False,
     exceptions: bool = True,
     traces: bool = False,
+    privacy_mode: bool = False,
+    enable_full_ai_capture: bool = False,
     **batch_options: Any,
 ) -> PostHogSpanProcessor:
     """Attach PostHog to ``provider``: spans started inside an identity context (or
     under baggage ``posthog.distinct_id``) carry that id, and root/SERVER spans with an
-    identity become events; ``traces=True`` also sends every span to PostHog Traces.
+    identity become events; ``traces=True`` also sends every span to PostHog Traces;
+    ``privacy_mode``/``enable_full_ai_capture`` as for ``PostHogSpanExporter``.
     ``batch_options`` go to the ``BatchSpanProcessor``."""
     if client is None:
         from .client import default_client
 
         client = default_client()
     processor = PostHogSpanProcessor(
-        PostHogSpanExporter(client, personless=personless, exceptions=exceptions, traces=traces),
+        PostHogSpanExporter(
+            client,
+            personless=personless,
+            exceptions=exceptions,
+            traces=traces,
+            privacy_mode=privacy_mode,
+            enable_full_ai_capture=enable_full_ai_capture,
+        ),
         **batch_options,
     )
     provider.add_span_processor(processor)
