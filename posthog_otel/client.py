@@ -35,6 +35,7 @@ from ._stats import ClientStats, StatsRecorder
 from ._version import __version__
 from .export import (
     DEFAULT_SPOOL_BYTES,
+    SPOOL_IMPORTS,
     THREAD_IMPORTS,
     BatchExporter,
     Clock,
@@ -136,7 +137,7 @@ class Client(FlagMethods, AsyncFlagMethods):
         )
         spool: dict[str, Any] = {}
         if config.spool_path and not config.disabled:  # README, "Durable delivery"
-            import_now("sqlite3")
+            import_now(*SPOOL_IMPORTS)
             spool = {
                 "spool_path": config.spool_path,
                 "spool_lane": config.capture_mode,

@@ -25,6 +25,7 @@ from posthog_otel.testing import FakePostHog
 from .conftest import API_KEY
 from .hostile_server import HostileServer
 from .test_delivery import assert_accounted
+from .test_fork_safety import _wait_child
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,6 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 def _rows(path: Path) -> int:
     with sqlite3.connect(path) as conn:
         return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+
+
+def _wait_until(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def _spooled_while_down(path: Path, names: list[str], **kwargs) -> list[str]:
@@ -53,13 +61,14 @@ def _spooled_while_down(path: Path, names: list[str], **kwargs) -> list[str]:
     return [u for u in uuids if u is not None]
 
 
-def test_server_down_at_close_counts_spooled_and_the_next_start_sends_them(tmp_path, server):
+@pytest.mark.parametrize("mode", ["v0", "v1"])
+def test_server_down_at_close_counts_spooled_and_the_next_start_sends_them(tmp_path, server, mode):
     path = tmp_path / "spool.db"
     names = [f"e{i}" for i in range(30)]
-    uuids = _spooled_while_down(path, names)
+    uuids = _spooled_while_down(path, names, capture_mode=mode)
     assert _rows(path) == 30
 
-    client = Client(API_KEY, host=server.url, spool_path=path, flush_interval=60)
+    client = Client(API_KEY, host=server.url, spool_path=path, flush_interval=60, capture_mode=mode)
     assert client.flush(5) is True
     stats = client.stats
     assert stats.recovered == 30 and stats.sent == 30 and stats.enqueued == 30
@@ -88,6 +97,31 @@ def test_a_batch_kept_for_retry_keeps_its_rows_and_an_acknowledged_one_loses_the
     client.capture("bad", "u1")  # a terminal drop is final too: the row goes
     client.flush(5)
     assert client.stats.dropped["rejected"] == 1 and _rows(path) == 0
+    client.close(2)
+    assert_accounted(client)
+
+
+def test_capture_v1_per_event_answers_settle_their_rows(tmp_path, server):
+    """Delivered and dropped events lose their rows as the answer comes; one the server
+    asks to retry keeps its row until it is delivered."""
+    path = tmp_path / "spool.db"
+    client = Client(API_KEY, host=server.url, spool_path=path, flush_interval=60, capture_mode="v1")
+    asked: list[str] = []
+
+    def decide(event):
+        if event["event"] == "dropped":
+            return "drop"
+        if event["event"] == "later" and not asked:
+            asked.append(event["uuid"])
+            return "retry"
+        return None
+
+    server.set_event_results(decide)
+    for name in ("ok", "dropped", "later"):
+        client.capture(name, "u1")
+    assert client.flush(5) is False  # one event dropped by the server
+    assert client.stats.sent == 2 and client.stats.dropped["rejected"] == 1
+    assert _rows(path) == 0
     client.close(2)
     assert_accounted(client)
 
@@ -181,8 +215,6 @@ def test_a_live_process_keeps_its_rows_and_a_dead_ones_are_adopted_at_the_next_s
         client = Client("phc_test_key_0123456789", host=sys.argv[1], spool_path=sys.argv[2],
                         flush_interval=60, timeout=30)
         uuids = [client.capture(f"a{i}", "u1") for i in range(20)]
-        client.flush(0)
-        time.sleep(0.5)
         print(" ".join(uuids), flush=True)
         time.sleep(60)
         """
@@ -198,7 +230,8 @@ def test_a_live_process_keeps_its_rows_and_a_dead_ones_are_adopted_at_the_next_s
         try:
             assert proc.stdout is not None
             uuids = proc.stdout.readline().split()
-            assert len(uuids) == 20 and _rows(path) == 20
+            assert len(uuids) == 20
+            _wait_until(lambda: _rows(path) == 20)  # written within the window
 
             live = Client(API_KEY, host=server.url, spool_path=path, flush_interval=60)
             live.capture("b", "u1")
@@ -301,6 +334,46 @@ def test_a_spool_that_fails_mid_run_degrades_to_memory_with_one_warning(
     assert_accounted(client)
 
 
+_DISK_FULL = textwrap.dedent(
+    """
+    import logging, os, resource, signal, sys
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from posthog_otel import Client
+    client = Client("phc_test_key_0123456789", host=sys.argv[1], spool_path=sys.argv[2],
+                    flush_interval=60)
+    client.capture("warm", "u1")
+    assert client.flush(5)
+    limit = max(os.path.getsize(sys.argv[2] + suffix) for suffix in ("", "-wal")) + 64 * 1024
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # the disk is full from here
+    for i in range(40):
+        client.capture(f"e{i}", "u1", {"blob": "x" * 4000})
+        if i % 10 == 9:
+            assert client.flush(5)
+    assert client.close(5)
+    print(client.stats.sent, client.stats.spooled)
+    """
+)
+
+
+def test_a_full_disk_degrades_to_memory_with_one_warning(tmp_path, server):
+    """A real write failure: the file size limit (``RLIMIT_FSIZE``) makes SQLite's writes
+    fail as on a full disk. One warning; every event is still delivered."""
+    path = tmp_path / "spool.db"
+    result = subprocess.run(
+        [sys.executable, "-c", _DISK_FULL, server.url, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["41", "0"]
+    warnings = [line for line in result.stderr.splitlines() if "spool" in line]
+    assert len(warnings) == 1 and "kept in memory" in warnings[0], result.stderr
+    assert server.event_names() == ["warm", *(f"e{i}" for i in range(40))]
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_opens_its_own_connection_and_the_parent_keeps_working(
     tmp_path, server, warnings_log
@@ -327,6 +400,41 @@ def test_a_forked_child_opens_its_own_connection_and_the_parent_keeps_working(
     assert client.close(5) is True
     assert sorted(server.event_names()) == ["child", "parent-after", "parent-before"]
     assert _spool_warnings(warnings_log) == []
+    assert _rows(path) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="needs os.pidfd_open (Linux)")
+def test_forks_while_the_writer_writes_never_hang_a_child(tmp_path, server):
+    """A thread captures without pause (the writer is in SQLite most of the time) while
+    the process forks: each child opens the spool, sends and closes in time."""
+    path = tmp_path / "spool.db"
+    client = Client(API_KEY, host=server.url, spool_path=path, flush_interval=60, flush_at=50)
+    stop = threading.Event()
+
+    def capture() -> None:
+        while not stop.is_set():
+            client.capture("busy", "u1", {"blob": "x" * 200})
+
+    thread = threading.Thread(target=capture)
+    thread.start()
+    try:
+        for round_ in range(4):
+            time.sleep(0.05)  # let the writer get busy again between forks
+            pid = os.fork()
+            if pid == 0:
+                ok = False
+                try:
+                    client.capture(f"child{round_}", "u1")
+                    ok = client.flush(5) is True and client.close(5) is True
+                finally:
+                    os._exit(0 if ok else 1)
+            assert _wait_child(pid, 20) == 0
+    finally:
+        stop.set()
+        thread.join(10)
+    assert client.close(10) is True
+    names = server.event_names()
+    assert [n for n in names if n.startswith("child")] == [f"child{i}" for i in range(4)]
     assert _rows(path) == 0
 
 

@@ -22,7 +22,7 @@ from ._clock import Clock, SystemClock
 from ._exporter import BatchExporter
 from ._otlp import resource_attributes, valid_flags, valid_hex_id
 from ._otlp_lanes import LOGS_PATH, MAX_OTLP_BATCH_BYTES, TRACES_PATH, LogsLane, TracesLane
-from ._spool import DEFAULT_SPOOL_BYTES
+from ._spool import DEFAULT_SPOOL_BYTES, SPOOL_IMPORTS
 from ._spooling import WRITE_WINDOW, SpoolingExporter
 from ._transport import HttpTransport, TransportError
 from ._v0 import V0Lane
@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_SPOOL_BYTES",
     "LOGS_PATH",
     "MAX_OTLP_BATCH_BYTES",
+    "SPOOL_IMPORTS",
     "THREAD_IMPORTS",
     "TRACES_PATH",
     "V1_PATH",

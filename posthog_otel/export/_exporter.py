@@ -311,7 +311,7 @@ class BatchExporter:
     def _should_send_locked(self, now: float, explicit: bool) -> bool:
         if self._retained is not None:
             return explicit or now >= self._cooldown_until
-        if not self._pending and self._carry is None:
+        if not self._pending and not self._held:  # held: the carry (and, spooling, in transit)
             return False
         queued = len(self._pending) + self._held
         return explicit or queued >= self._flush_at or now >= self._next_tick
@@ -454,12 +454,11 @@ class BatchExporter:
                 deadline=self._sync_deadline,
                 abandoned=lambda: self._abandon,
                 sleep=self._sleep,
-                delivered=self._settle,
+                delivered=self._delivered,
                 give_up=self._give_up,
             )
             if outcome is Outcome.DELIVERED:
-                self._acked(part)
-                self._settle(len(part))
+                self._delivered(part)
             elif outcome is Outcome.SPLIT and len(part) > 1:
                 first, second = part.halves()
                 work.appendleft(second)
@@ -520,6 +519,10 @@ class BatchExporter:
             report_error(self._on_error, error, batch.events, self._stats)
         self._acked(batch)
         self._settle(len(batch), reason, f": {error}", failed_batch=True)
+
+    def _delivered(self, part: Batch) -> None:
+        self._acked(part)
+        self._settle(len(part))
 
     def _acked(self, batch: Batch) -> None:
         """``batch`` is settled for good (before ``flush()`` sees it): a spool deletes it."""

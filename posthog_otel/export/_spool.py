@@ -13,17 +13,24 @@ rows, and a killed worker's rows are sent by the next process that starts.
 Durability: ``synchronous=NORMAL`` in WAL mode survives a process crash (``kill -9``);
 a power cut may lose the last transactions. Every method may raise ``sqlite3.Error`` or
 ``OSError``: the exporter (``_spooling``) turns that into memory-only delivery.
+
+``sqlite3``, ``socket`` and ``uuid`` are imported when a spool is opened, not with the
+package (a client without a spool never pays for them); the client imports them on its
+creating thread (``SPOOL_IMPORTS``), as every module the writer thread needs.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-import sqlite3
 import time
-import uuid
+from typing import TYPE_CHECKING
 
-__all__ = ["DEFAULT_SPOOL_BYTES", "SpoolStore"]
+if TYPE_CHECKING:
+    import sqlite3
+
+__all__ = ["DEFAULT_SPOOL_BYTES", "SPOOL_IMPORTS", "SpoolStore"]
+
+SPOOL_IMPORTS = ("sqlite3", "socket", "uuid")
 
 DEFAULT_SPOOL_BYTES = 64 * 1024 * 1024
 # An owner silent for longer than this is taken for dead (its rows are adopted).
@@ -45,6 +52,10 @@ class SpoolStore:
     """An open spool for one owner (this process) and one lane's encoding."""
 
     def __init__(self, path: str, *, lane: str, max_bytes: int, lease: float = LEASE_SECONDS):
+        import socket
+        import sqlite3
+        import uuid
+
         self.path = path
         self._lane = lane
         self._max_bytes = max_bytes
@@ -62,6 +73,8 @@ class SpoolStore:
         _ours.add(self.owner)
 
     def _setup(self) -> None:
+        import sqlite3
+
         conn = self._conn
         if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
             raise sqlite3.OperationalError("the spool cannot use WAL mode here")

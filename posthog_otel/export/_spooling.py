@@ -16,21 +16,25 @@ spool and loads what earlier processes left (``SpoolStore.claim``), before anyth
 new. At ``close()`` what is queued is written too, and what the spool still holds
 counts as ``spooled``: the next start sends it.
 
+Every use of SQLite runs in ``no_fork_during()``: a fork in the middle of one would
+leave SQLite's own process-wide mutexes held for ever in the child, whose first open
+of the spool would then hang.
+
 A spool that cannot be opened or written (bad path, read-only directory, not a
-database, disk full) is given up with one warning: delivery goes on in memory.
+database, disk full: any exception of the store) is given up with one warning:
+delivery goes on in memory.
 """
 
 from __future__ import annotations
 
 import math
-import sqlite3
 import threading
 import time
 from typing import Any
 
 import orjson
 
-from .._fork import fork_safe_condition, fork_safe_event, fork_safe_lock
+from .._fork import fork_safe_condition, fork_safe_event, fork_safe_lock, no_fork_during
 from .._log import logger, mark_internal_thread, suppress_instrumentation
 from .._threads import start_supervised
 from ._batch import Batch
@@ -125,7 +129,8 @@ class SpoolingExporter(BatchExporter):
             return
         try:
             if not self._opened:
-                self._open()
+                with no_fork_during():
+                    self._open()
             with self._cond:
                 if self._abandon or not self._pending:
                     return
@@ -139,7 +144,8 @@ class SpoolingExporter(BatchExporter):
             skipped, _, _ = encode_items(
                 raw, self._lane, self._stats, batch.events, batch.payloads, 0, math.inf, failed
             )
-            full = self._write(batch)
+            with no_fork_during():
+                full = self._write(batch)
             with self._cond:
                 self._held -= len(raw)
                 if self._abandon:
@@ -153,12 +159,16 @@ class SpoolingExporter(BatchExporter):
                         self._stats.dropped[reason] += 1
                     self._stats.dropped["spool_full"] += full
                 if self._carry is None:
-                    self._carry = batch
+                    self._carry = batch if batch.events else None
                 else:
                     self._carry.extend(batch)
                 self._held += len(batch)
                 self._bytes += batch.nbytes()
-                self._cond.notify_all()  # the flush thread, and flush() waiting on it
+                # The flush thread (a flush() may have found these in transit, neither
+                # queued nor in the carry), and flush() waiting on drops settled here.
+                explicit = self._flush_requested > self._drained
+                if settled or explicit or self._held >= self._flush_at:
+                    self._cond.notify_all()
         finally:
             self._store_lock.release()
         for reason, detail in failed:
@@ -183,7 +193,7 @@ class SpoolingExporter(BatchExporter):
             if full:
                 batch.keep(list(range(count)))
             rowids = store.append(batch.payloads)
-        except (sqlite3.Error, OSError) as exc:
+        except Exception as exc:
             self._give_up_store(exc)
             return 0
         rows = self._rows
@@ -205,13 +215,13 @@ class SpoolingExporter(BatchExporter):
             store = SpoolStore(
                 self._spool_path, lane=self._spool_lane, max_bytes=self._max_spool_bytes
             )
-        except (sqlite3.Error, OSError) as exc:
+        except Exception as exc:
             self._give_up_store(exc)
             return
         self._store = store
         try:
             left = store.claim()
-        except (sqlite3.Error, OSError) as exc:
+        except Exception as exc:
             self._give_up_store(exc)
             return
         batch, unreadable = Batch([], []), []
@@ -253,8 +263,9 @@ class SpoolingExporter(BatchExporter):
             self._store_lock.acquire()
         try:
             if self._store is not None:
-                call(self._store)
-        except (sqlite3.Error, OSError) as exc:
+                with no_fork_during():
+                    call(self._store)
+        except Exception as exc:
             self._give_up_store(exc)
         finally:
             if not locked:
@@ -298,8 +309,8 @@ class SpoolingExporter(BatchExporter):
                 return ok  # close() counted them as spooled: they stay for the next start
             retained = self._retained
         kept = set() if retained is None else {id(event) for event in retained.events}
-        # The parts delivered or given up were acknowledged as they settled; what is
-        # left here is what a per-event answer (capture v1) delivered.
+        # Every part was acknowledged as it settled; this catches what an unexpected
+        # path settled without a batch (a no-op otherwise).
         self._acked(Batch([event for event in events if id(event) not in kept], []))
         return ok
 
@@ -343,8 +354,9 @@ class SpoolingExporter(BatchExporter):
                 store, self._store = self._store, None
                 if store is not None:
                     try:
-                        store.close()
-                    except (sqlite3.Error, OSError):
+                        with no_fork_during():
+                            store.close()
+                    except Exception:
                         pass
             finally:
                 self._store_lock.release()
