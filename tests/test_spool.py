@@ -186,8 +186,9 @@ def test_kill_9_loses_nothing_captured_before_the_window(tmp_path, server, seed)
         reader.join(10)
     captured = {}
     for line in lines:
-        uuid, at = line.split()
-        captured[uuid] = float(at)
+        fields = line.split()
+        if len(fields) == 2 and line.endswith("\n"):  # not a line the kill cut short
+            captured[fields[0]] = float(fields[1])
     assert len(captured) > 10
     must = {uuid for uuid, at in captured.items() if at < killed_at - WRITE_WINDOW}
     assert must
@@ -198,7 +199,7 @@ def test_kill_9_loses_nothing_captured_before_the_window(tmp_path, server, seed)
     delivered = [event["uuid"] for event in server.events]
     assert len(delivered) == len(set(delivered))  # exactly once
     assert must <= set(delivered), sorted(must - set(delivered))[:5]
-    assert set(delivered) <= set(captured)
+    assert len(set(delivered) - set(captured)) <= 1  # the event of a line cut short
     assert _rows(path) == 0
 
 
@@ -461,3 +462,30 @@ def test_the_logs_and_ai_lanes_stay_in_memory(tmp_path, server):
     assert _rows(path) == 0
     client.close(5)
     assert client.stats.logs.sent == 1 and client.stats.ai.sent == 1
+
+
+def test_an_owner_on_another_host_is_adopted_only_once_its_lease_ran_out(tmp_path):
+    """A file shared across hosts: another host's pid cannot be checked, so its rows are
+    adopted only when it has been silent for longer than the lease."""
+    from posthog_otel.export._spool import SpoolStore
+
+    path = str(tmp_path / "spool.db")
+    other = SpoolStore(path, lane="v0", max_bytes=1 << 20)
+    other.claim()
+    other.append([b'{"event":"a","uuid":"1"}', b'{"event":"b","uuid":"2"}'])
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE owners SET host = 'elsewhere', pid = 1")
+    me = SpoolStore(path, lane="v0", max_bytes=1 << 20)
+    assert me.claim() == []  # alive as far as anyone here can tell
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE owners SET seen = seen - 3600 WHERE host = 'elsewhere'")
+    later = SpoolStore(path, lane="v0", max_bytes=1 << 20)
+    rows = later.claim()
+    assert [payload for _, payload in rows] == [
+        b'{"event":"a","uuid":"1"}',
+        b'{"event":"b","uuid":"2"}',
+    ]
+    later.ack([rowid for rowid, _ in rows])
+    for store in (other, me, later):
+        store.close()
+    assert _rows(Path(path)) == 0
