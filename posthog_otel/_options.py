@@ -6,6 +6,7 @@ bad environment value warns and falls back (an operator's)."""
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -16,7 +17,7 @@ from ._exc_event import ExceptionsConfig
 from ._log import logger
 from ._logs_config import LogsConfig, checked_logs_config
 from ._traces_config import TracesConfig, checked_traces_config
-from .export import ExporterConfig
+from .export import DEFAULT_SPOOL_BYTES, ExporterConfig
 from .flags import FlagsConfig
 
 if TYPE_CHECKING:
@@ -61,6 +62,9 @@ class ClientConfig:
     lane then has the defaults, for the OpenTelemetry exporters' ``traces=True``)."""
     capture_mode: str = "v0"
     """``"v0"`` (``/batch/``) or ``"v1"`` (``/i/v1/analytics/events``, per-event results)."""
+    spool_path: str | None = None
+    """The durable spool of the analytics lane (SQLite), or ``None``: memory only."""
+    max_spool_bytes: int = DEFAULT_SPOOL_BYTES
 
 
 def client_config(
@@ -103,6 +107,8 @@ def client_config(
     logs: LogsConfig | None = None,
     traces: TracesConfig | bool | None = None,
     capture_mode: str | None = None,
+    spool_path: str | os.PathLike[str] | None = None,
+    max_spool_bytes: int = DEFAULT_SPOOL_BYTES,
 ) -> ClientConfig:
     """The ``ClientConfig`` for ``Client(...)``'s arguments (same names, same meaning)."""
     if api_key is not None and not isinstance(api_key, str):
@@ -193,7 +199,21 @@ def client_config(
         logs=checked_logs_config(logs),
         traces=checked_traces_config(traces),
         capture_mode=_capture_mode(capture_mode),
+        spool_path=_spool_path(spool_path),
+        max_spool_bytes=check_int("max_spool_bytes", max_spool_bytes, 64 * 1024),
     )
+
+
+def _spool_path(value: object) -> str | None:
+    """``spool_path``, else ``POSTHOG_SPOOL_PATH``, else ``None`` (no spool)."""
+    if value is None:
+        return _config.env_first("POSTHOG_SPOOL_PATH")
+    if not isinstance(value, str | os.PathLike):
+        raise ValueError(f"spool_path must be a path, got {type(value).__name__}")
+    path = os.fspath(value)
+    if not isinstance(path, str) or not path.strip():
+        raise ValueError(f"spool_path must be a non-empty path, got {value!r}")
+    return path
 
 
 # What ``capture_mode`` / ``POSTHOG_CAPTURE_MODE`` accept (the official SDK's spellings).

@@ -30,10 +30,11 @@ DROP_REASONS = (
     "retries_exhausted",  # given up after max_retry_cycles failed delivery cycles
     "shutdown",  # still queued or in flight when close() ran out of time
     "evicted",  # the oldest queued item, dropped for a newer one (logs lane, LOG-22)
+    "spool_full",  # the durable spool reached max_spool_bytes (spool_path)
 )
 # Drops of events refused before they entered the queue, and of events accepted into it:
 # ``attempted == enqueued + sum(PRE_QUEUE_DROPS)``, ``enqueued == sent + queued + in_flight
-# + sum(POST_QUEUE_DROPS)``.
+# + spooled + sum(POST_QUEUE_DROPS)``.
 PRE_QUEUE_DROPS = DROP_REASONS[: DROP_REASONS.index("queue_full") + 1]
 POST_QUEUE_DROPS = DROP_REASONS[len(PRE_QUEUE_DROPS) :]
 # Drops the application asked for: counted, and logged at DEBUG only (no warning).
@@ -58,7 +59,14 @@ class ClientStats:
     attempted: int = 0
     """Every event handed to the client by any path. At every quiet moment
     ``attempted == enqueued + (drops before the queue)`` and ``enqueued == sent + queued +
-    in_flight + (drops after acceptance)``: see ``PRE_QUEUE_DROPS``/``POST_QUEUE_DROPS``."""
+    in_flight + spooled + (drops after acceptance)``: see ``PRE_QUEUE_DROPS`` and
+    ``POST_QUEUE_DROPS``."""
+    spooled: int = 0
+    """With ``spool_path``: events left in the spool by ``close()`` (not delivered yet,
+    e.g. the server was down): neither queued nor dropped, the next start sends them."""
+    recovered: int = 0
+    """With ``spool_path``: events an earlier process left in the spool, loaded at start
+    to be sent by this one (counted in ``attempted`` and ``enqueued`` too)."""
     thread_restarts: int = 0
     """How often a background thread (flush, flags worker, poller) was restarted after an
     unexpected error escaped its loop."""
@@ -94,6 +102,8 @@ class StatsRecorder:
         self.sent = 0
         self.retries = 0
         self.failed_batches = 0
+        self.spooled = 0
+        self.recovered = 0
         self.dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self.corrected: dict[str, int] = {
             "invalid_uuid": 0,
@@ -146,6 +156,8 @@ class StatsRecorder:
                 corrected=MappingProxyType(dict(self.corrected)),
                 attempted=attempted,
                 thread_restarts=self.thread_restarts,
+                spooled=self.spooled,
+                recovered=self.recovered,
             )
 
 

@@ -10,6 +10,7 @@ configuration is built once by ``_options``.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -34,7 +35,17 @@ from ._stats import ClientStats, StatsRecorder
 from ._traces import TraceCapture, build_trace_capture
 from ._traces_config import TracesConfig
 from ._version import __version__
-from .export import THREAD_IMPORTS, BatchExporter, Clock, HttpTransport, V0Lane, V1Lane
+from .export import (
+    DEFAULT_SPOOL_BYTES,
+    SPOOL_IMPORTS,
+    THREAD_IMPORTS,
+    BatchExporter,
+    Clock,
+    HttpTransport,
+    SpoolingExporter,
+    V0Lane,
+    V1Lane,
+)
 from .messages import Alias, Capture, GroupIdentify, Identify, Message
 from .pipeline import Pipeline
 
@@ -104,6 +115,8 @@ class Client(FlagMethods, AsyncFlagMethods):
         logs: LogsConfig | None = None,
         traces: TracesConfig | bool | None = None,
         capture_mode: str | None = None,
+        spool_path: str | os.PathLike[str] | None = None,
+        max_spool_bytes: int = DEFAULT_SPOOL_BYTES,
         _clock: Clock | None = None,
         _exit_hook: bool = True,
     ) -> None:
@@ -125,7 +138,15 @@ class Client(FlagMethods, AsyncFlagMethods):
             historical_migration=config.historical_migration,
             stats=stats,
         )
-        self._exporter = BatchExporter(
+        spool: dict[str, Any] = {}
+        if config.spool_path and not config.disabled:  # README, "Durable delivery"
+            import_now(*SPOOL_IMPORTS)
+            spool = {
+                "spool_path": config.spool_path,
+                "spool_lane": config.capture_mode,
+                "max_spool_bytes": config.max_spool_bytes,
+            }
+        self._exporter = (SpoolingExporter if spool else BatchExporter)(
             lane,
             self._transport,
             config.delivery,
@@ -133,6 +154,7 @@ class Client(FlagMethods, AsyncFlagMethods):
             clock=_clock,
             on_error=config.on_error,
             on_thread_start=exit_hook_starter(config.flush_on_sigterm) if _exit_hook else None,
+            **spool,
         )
         if not config.disabled:  # what our threads use is made here, not where forks happen
             import_now(*THREAD_IMPORTS)

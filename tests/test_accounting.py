@@ -268,3 +268,31 @@ def test_flush_is_false_while_an_event_still_waits_for_flags(server, make_client
         hold.set()
     assert client.flush(5) is True
     assert server.event_names() == ["a"]
+
+
+def test_events_left_in_the_spool_at_close_are_spooled_not_queued_nor_dropped(tmp_path):
+    """Issue #16: with ``spool_path``, ``enqueued == sent + queued + in_flight + spooled +
+    drops after the queue``; what a dead server left is ``spooled``, and only that."""
+    with FakePostHog() as server:
+        client = Client(
+            API_KEY,
+            host=server.url,
+            spool_path=tmp_path / "spool.db",
+            flush_interval=60,
+            max_retries=0,
+        )
+        client.capture("sent", "u")
+        assert client.flush(5) is True
+        server.fail_next(100, 503)
+        for i in range(4):
+            client.capture(f"kept{i}", "u")
+        client.capture("", "u")  # invalid: before the queue
+        assert client.flush(5) is False
+        stats = client.stats
+        assert stats.queued == 4 and stats.spooled == 0  # some retained, all held
+        assert_accounted(client)
+        assert client.close(1) is False
+        stats = client.stats
+        assert stats.sent == 1 and stats.spooled == 4 and stats.queued == 0
+        assert sum(stats.dropped.values()) == 1 and stats.dropped["invalid"] == 1
+        assert_accounted(client)

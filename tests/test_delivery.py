@@ -484,14 +484,17 @@ def test_on_error_may_call_flush_and_close_without_deadlock(server, make_client,
 
 def assert_accounted(client) -> None:
     """Every event handed to the client is somewhere: ``attempted == enqueued + drops
-    before the queue`` and ``enqueued == sent + queued + in_flight + drops after it``."""
+    before the queue`` and ``enqueued == sent + queued + in_flight + spooled + drops after
+    it``."""
     from posthog_otel._stats import POST_QUEUE_DROPS, PRE_QUEUE_DROPS
 
     stats = client.stats
     before = sum(stats.dropped[reason] for reason in PRE_QUEUE_DROPS)
     after = sum(stats.dropped[reason] for reason in POST_QUEUE_DROPS)
     assert stats.attempted == stats.enqueued + before, stats
-    assert stats.enqueued == stats.sent + stats.queued + stats.in_flight + after, stats
+    assert stats.enqueued == stats.sent + stats.queued + stats.in_flight + stats.spooled + after, (
+        stats
+    )
 
 
 @pytest.fixture

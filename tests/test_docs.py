@@ -344,3 +344,18 @@ def test_readme_capture_v1_snippet_sends_as_written(server):
     (request,) = server.capture_requests()
     assert request.path == "/i/v1/analytics/events"
     assert server.event_names() == ["order_placed"]
+
+
+def test_readme_durable_delivery_snippet_runs_as_written(server, tmp_path, monkeypatch):
+    """Issue #16: the spool example sends its event and leaves nothing spooled."""
+    snippet = _first_python_block(_section(README, "## Durable delivery"))
+    path = tmp_path / "posthog-spool.db"
+    snippet = snippet.replace("/var/lib/myapp/posthog-spool.db", str(path))
+    monkeypatch.setenv("POSTHOG_HOST", server.url)
+    namespace: dict[str, object] = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)
+    client = namespace["client"]
+    assert isinstance(client, Client)
+    assert client.stats.spooled == 0 and path.exists()
+    (event,) = server.events
+    assert event["event"] == "order_paid" and event["properties"]["amount"] == 42

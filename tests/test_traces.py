@@ -441,7 +441,7 @@ def test_a_request_that_never_completes_times_out_and_is_retried(make_client, se
 
 def test_a_429_keeps_the_spans_for_after_its_retry_after(make_client, server):
     client = make_client(max_retries=0)
-    server.fail_next(1, status=429, retry_after=1, path=TRACES)
+    server.fail_next(1, status=429, retry_after=60, path=TRACES)
     client.traces.submit(_span())
     assert client.flush(10) is False  # held for the next cycle, not dropped
     _wait_for(lambda: client.stats.traces.retained == 1)

@@ -3,7 +3,9 @@
 ``BatchExporter`` owns the bounded queue and the flush thread; a *lane* (``V0Lane`` for
 ``/batch/``, ``V1Lane`` for capture v1, ``AiLane`` for ``/i/v0/ai/batch/``, ``LogsLane``
 and ``TracesLane`` for OTLP on ``/i/v1/logs`` and ``/i/v1/traces``) decides how events
-are encoded and how a batch becomes a request; the transport does the HTTP; the retry
+are encoded and how a batch becomes a request; ``SpoolingExporter`` (``spool_path``)
+keeps the analytics lane's accepted events in a SQLite spool (``_spool``) until
+acknowledged; the transport does the HTTP; the retry
 policy classifies answers and computes waits.
 """
 
@@ -20,6 +22,8 @@ from ._clock import Clock, SystemClock
 from ._exporter import BatchExporter
 from ._otlp import resource_attributes, valid_flags, valid_hex_id
 from ._otlp_lanes import LOGS_PATH, MAX_OTLP_BATCH_BYTES, TRACES_PATH, LogsLane, TracesLane
+from ._spool import DEFAULT_SPOOL_BYTES, SPOOL_IMPORTS
+from ._spooling import WRITE_WINDOW, SpoolingExporter
 from ._transport import HttpTransport, TransportError
 from ._v0 import V0Lane
 from ._v1 import V1_PATH, V1Lane
@@ -29,11 +33,14 @@ __all__ = [
     "AI_MAX_EVENT_BYTES",
     "DEFAULT_ITEM_BYTES",
     "DEFAULT_MAX_QUEUE_BYTES",
+    "DEFAULT_SPOOL_BYTES",
     "LOGS_PATH",
     "MAX_OTLP_BATCH_BYTES",
+    "SPOOL_IMPORTS",
     "THREAD_IMPORTS",
     "TRACES_PATH",
     "V1_PATH",
+    "WRITE_WINDOW",
     "AiLane",
     "BatchExporter",
     "Clock",
@@ -42,6 +49,7 @@ __all__ = [
     "HttpTransport",
     "Lane",
     "LogsLane",
+    "SpoolingExporter",
     "SystemClock",
     "TracesLane",
     "TransportError",

@@ -141,6 +141,20 @@ class Batch:
         self.events = [self.events[i] for i in indexes]
         self.payloads = [self.payloads[i] for i in indexes]
 
+    def split(self, max_count: int, budget: float) -> tuple[Batch, Batch | None]:
+        """The head that fits ``max_count`` events and ``budget`` bytes (one event at
+        least), and the rest (``None`` if nothing is left)."""
+        size, count = 0, 0
+        for payload in self.payloads[:max_count]:
+            size += len(payload) + 1
+            if size > budget and count:
+                break
+            count += 1
+        if count == len(self.events):
+            return self, None
+        head = Batch(self.events[:count], self.payloads[:count])
+        return head, Batch(self.events[count:], self.payloads[count:])
+
     def extend(self, other: Batch) -> None:
         self.events += other.events
         self.payloads += other.payloads

@@ -39,6 +39,7 @@ from ._batch import (
     Lane,
 )
 from ._clock import Clock, SystemClock
+from ._encode import encode_items
 from ._retry import Outcome, cooldown
 from ._send import report_error, send_batch
 from ._transport import HttpTransport
@@ -48,6 +49,11 @@ _ABANDON_GRACE = 0.2
 
 class BatchExporter:
     """Owns the queue and the flush thread of one lane."""
+
+    # ``False`` in ``SpoolingExporter``: batches come only from the carry, which its
+    # spool writer fills with events written to the spool.
+    _takes_pending = True
+    _writer_cond: threading.Condition  # the spool writer's, woken when it is waiting
 
     def __init__(
         self,
@@ -101,6 +107,7 @@ class BatchExporter:
         self._flush_requested = 0
         self._drained = 0
         self._closing = False
+        self._writer_waiting = False  # the spool writer waits for a first queued item
         self._stop = False
         self._abandon = False
         self._thread: threading.Thread | None = None
@@ -136,6 +143,9 @@ class BatchExporter:
                     self._start_thread_locked()
                 if len(pending) == self._flush_at:
                     self._cond.notify()
+                if self._writer_waiting:
+                    self._writer_waiting = False
+                    self._writer_cond.notify()
                 refused = ""
         if evicted:
             self._stats.warn_drop("evicted", evicted, " (the oldest, to make room)")
@@ -301,9 +311,10 @@ class BatchExporter:
     def _should_send_locked(self, now: float, explicit: bool) -> bool:
         if self._retained is not None:
             return explicit or now >= self._cooldown_until
-        if not self._pending and self._carry is None:
+        if not self._pending and not self._held:  # held: the carry (and, spooling, in transit)
             return False
-        return explicit or len(self._pending) >= self._flush_at or now >= self._next_tick
+        queued = len(self._pending) + self._held
+        return explicit or queued >= self._flush_at or now >= self._next_tick
 
     def _next_wake_locked(self, now: float) -> float:
         if self._retained is not None:
@@ -363,15 +374,21 @@ class BatchExporter:
                     self._bytes -= batch.nbytes()
                     self._in_flight = len(batch)
                     return batch
-                carry_len = len(self._carry) if self._carry is not None else 0
-                queued = len(self._pending) + carry_len
+                carry = self._carry
+                queued = len(carry) if carry is not None else 0
+                if self._takes_pending:
+                    queued += len(self._pending)
                 if queued == 0 or (not explicit and not first and queued < self._flush_at):
                     return None
-                batch = self._carry or Batch([], [])
-                self._carry = None
-                self._held -= carry_len
+                batch, self._carry = (
+                    (Batch([], []), None)
+                    if carry is None
+                    else carry.split(config.max_batch_size, budget)
+                )
+                self._held -= len(batch)
                 self._bytes -= batch.nbytes()
-                take = min(config.max_batch_size - len(batch), len(self._pending))
+                take = config.max_batch_size - len(batch)
+                take = min(take, len(self._pending)) if self._takes_pending else 0
                 popleft = self._pending.popleft
                 raw = [popleft() for _ in range(take)]
                 pop_bytes = self._pending_bytes.popleft
@@ -379,41 +396,14 @@ class BatchExporter:
                 self._bytes -= sum(sizes)
                 self._in_flight = len(batch) + take
             size = sum(len(p) + 1 for p in batch.payloads)
-            skipped = 0
-            # Once per event on the flush thread, which competes with the application's
-            # threads for the GIL: the common case is inlined (no call per event besides
-            # the builder's and the encoder's); failures go to the helpers below.
-            encode = self._lane.encode
-            limit = self._lane.max_event_bytes
-            events, payloads = batch.events, batch.payloads
-            for index, item in enumerate(raw):
-                if isinstance(item, dict):
-                    event = item
-                else:
-                    try:
-                        built: Event | None = item[0](*item[1:])
-                    except BaseException as exc:  # user code (before_send) may raise SystemExit
-                        self._build_failed(exc)
-                        built = None
-                    if built is None:
-                        skipped += 1
-                        continue
-                    event = built
-                try:
-                    payload = encode(event)
-                except Exception as exc:
-                    self._encode_failed(event, exc)
-                    continue
-                nbytes = len(payload)
-                if nbytes > limit:
-                    self._oversize(event, nbytes)
-                    continue
-                if size + nbytes + 1 > budget and events:
-                    self._put_back(raw, sizes, index, event, payload)
-                    break
-                events.append(event)
-                payloads.append(payload)
-                size += nbytes + 1
+            failed: list[tuple[str, str]] = []
+            skipped, stop, overflow = encode_items(
+                raw, self._lane, self._stats, batch.events, batch.payloads, size, budget, failed
+            )
+            for reason, detail in failed:
+                self._settle(1, reason, detail)
+            if overflow is not None:
+                self._put_back(raw, sizes, stop, *overflow)
             with self._cond:
                 if skipped:
                     # Not events after all: the builder counted each as a drop before the
@@ -429,24 +419,6 @@ class BatchExporter:
                     self._in_flight = len(batch)
             if batch.events:
                 return batch
-
-    def _build_failed(self, exc: BaseException) -> None:
-        """A deferred event's builder raised: dropped as ``invalid`` (counted here)."""
-        self._stats.drop(
-            "invalid", 1, f": building a deferred event raised {type(exc).__qualname__}"
-        )
-
-    def _encode_failed(self, event: Event, exc: Exception) -> None:
-        """The event could not be encoded: dropped (counted here)."""
-        self._settle(1, "serialization", f": {type(exc).__name__} in {event.get('event')!r}")
-
-    def _oversize(self, event: Event, length: int) -> None:
-        """The encoded event is over the lane's limit: dropped (counted here)."""
-        self._settle(
-            1,
-            "oversize",
-            f": {event.get('event')!r} is {length} bytes (limit {self._lane.max_event_bytes})",
-        )
 
     def _put_back(
         self,
@@ -482,11 +454,11 @@ class BatchExporter:
                 deadline=self._sync_deadline,
                 abandoned=lambda: self._abandon,
                 sleep=self._sleep,
-                delivered=self._settle,
+                delivered=self._delivered,
                 give_up=self._give_up,
             )
             if outcome is Outcome.DELIVERED:
-                self._settle(len(part))
+                self._delivered(part)
             elif outcome is Outcome.SPLIT and len(part) > 1:
                 first, second = part.halves()
                 work.appendleft(second)
@@ -545,7 +517,15 @@ class BatchExporter:
                 return  # close() counted this batch as shutdown already
         if self._on_error is not None:
             report_error(self._on_error, error, batch.events, self._stats)
+        self._acked(batch)
         self._settle(len(batch), reason, f": {error}", failed_batch=True)
+
+    def _delivered(self, part: Batch) -> None:
+        self._acked(part)
+        self._settle(len(part))
+
+    def _acked(self, batch: Batch) -> None:
+        """``batch`` is settled for good (before ``flush()`` sees it): a spool deletes it."""
 
     def _settle(
         self, count: int, reason: str = "", detail: str = "", *, failed_batch: bool = False
@@ -601,6 +581,7 @@ class BatchExporter:
             if self._abandon:
                 return
             left = len(self._pending) + self._held + self._in_flight
+            kept = self._kept_at_shutdown_locked()  # in the spool, for the next start
             self._abandon = True
             self._stop = True
             self._pending.clear()
@@ -610,13 +591,18 @@ class BatchExporter:
             self._held = 0
             self._in_flight = 0  # a request still running is abandoned: counted here
             self._resolved += left
+            left -= kept
             self._failures += left
-            if left:
-                with self._stats.lock:
-                    self._stats.dropped["shutdown"] += left
+            with self._stats.lock:
+                self._stats.dropped["shutdown"] += left
+                self._stats.spooled += kept
             self._cond.notify_all()
         if left:
             self._stats.warn_drop("shutdown", left, " (close() ran out of time)")
+
+    def _kept_at_shutdown_locked(self) -> int:
+        """How many of the events left at shutdown stay in a spool (none here)."""
+        return 0
 
     def _after_fork_in_child(self) -> None:
         """A forked child starts with an empty queue and no thread; the parent keeps and

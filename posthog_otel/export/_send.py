@@ -34,14 +34,14 @@ def send_batch(
     deadline: float | None,
     abandoned: Callable[[], bool],
     sleep: Callable[[float], None],
-    delivered: Callable[[int], object],
+    delivered: Callable[[Batch], object],
     give_up: Callable[[Batch, str, DeliveryError], None],
 ) -> tuple[Outcome, int | None, float | None, DeliveryError]:
     """Send ``batch`` with up to ``max_retries`` retries and backoff: the outcome, the
     last status, its ``Retry-After`` and the error to report if it is given up.
 
     A lane that answers per event (``Lane.results``) settles part of the batch on the
-    way: ``delivered(count)`` for the events acknowledged, ``give_up(part, "rejected",
+    way: ``delivered(part)`` for the events acknowledged, ``give_up(part, "rejected",
     error)`` for those the server dropped; ``batch`` is then narrowed in place to the
     events still to send, and the outcome is about those."""
     retry_after: float | None = None
@@ -114,7 +114,7 @@ def _settle_results(
     batch: Batch,
     results: EventResults,
     status: int,
-    delivered: Callable[[int], object],
+    delivered: Callable[[Batch], object],
     give_up: Callable[[Batch, str, DeliveryError], None],
 ) -> bool:
     """Apply per-event results: drop the rejected events (counted ``rejected``, reported
@@ -137,9 +137,10 @@ def _settle_results(
         gone = {i for i, _ in results.rejected}
         batch.keep([i for i in range(len(batch)) if i not in gone])
         return False
-    done = len(batch) - len(results.retry) - len(results.rejected)
+    settled = set(results.retry) | {i for i, _ in results.rejected}
+    done = [i for i in range(len(batch)) if i not in settled]
     if done:
-        delivered(done)
+        delivered(batch.select(done))
     batch.keep(results.retry)
     return True
 

@@ -1,0 +1,69 @@
+"""Queue items → encoded events, on a background thread: deferred items are built here
+(``build(*args)``), every event is encoded once by its lane and measured against the
+lane's per-event limit and the batch's byte budget. Used by the exporter for a batch
+and by the spool for the events it writes."""
+
+from __future__ import annotations
+
+from .._stats import StatsRecorder
+from ._batch import Deferred, Event, Lane
+
+__all__ = ["encode_items"]
+
+
+def encode_items(
+    raw: list[Event | Deferred],
+    lane: Lane,
+    stats: StatsRecorder,
+    events: list[Event],
+    payloads: list[bytes],
+    size: int,
+    budget: float,
+    failed: list[tuple[str, str]],
+) -> tuple[int, int, tuple[Event, bytes] | None]:
+    """Append the events of ``raw`` and their payloads to ``events``/``payloads`` while
+    the encoded total (``size`` so far) stays within ``budget``.
+
+    Returns ``(skipped, stop, overflow)``: ``skipped`` deferred items turned out not to
+    be events (their builder counted why; a builder that raised is counted ``invalid``
+    here), ``raw[stop:]`` were not taken, and ``overflow`` is the built and encoded
+    ``raw[stop]`` that did not fit (``None`` when all fitted). An event that cannot be
+    encoded or is over the lane's limit goes to ``failed`` as ``(reason, detail)``, for
+    the caller to settle as a drop."""
+    skipped = 0
+    # Once per event on the flush thread, which competes with the application's threads
+    # for the GIL: the common case is inlined (no call per event besides the builder's
+    # and the encoder's); failures take the slower paths.
+    encode = lane.encode
+    limit = lane.max_event_bytes
+    for index, item in enumerate(raw):
+        if isinstance(item, dict):
+            event = item
+        else:
+            try:
+                built: Event | None = item[0](*item[1:])
+            except BaseException as exc:  # user code (before_send) may raise SystemExit
+                stats.drop(
+                    "invalid", 1, f": building a deferred event raised {type(exc).__qualname__}"
+                )
+                built = None
+            if built is None:
+                skipped += 1
+                continue
+            event = built
+        try:
+            payload = encode(event)
+        except Exception as exc:
+            failed.append(("serialization", f": {type(exc).__name__} in {event.get('event')!r}"))
+            continue
+        nbytes = len(payload)
+        if nbytes > limit:
+            detail = f": {event.get('event')!r} is {nbytes} bytes (limit {limit})"
+            failed.append(("oversize", detail))
+            continue
+        if size + nbytes + 1 > budget and events:
+            return skipped, index, (event, payload)
+        events.append(event)
+        payloads.append(payload)
+        size += nbytes + 1
+    return skipped, len(raw), None
