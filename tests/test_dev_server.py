@@ -301,3 +301,72 @@ def test_the_view_answers_only_its_own_host_and_same_origin_json_saves() -> None
             assert httpx.get(server.url + "/_dev/state").status_code == 404
         finally:
             view.close()
+
+
+def test_each_lane_shows_with_its_identity() -> None:
+    """analytics v0 and v1, AI, logs and traces (OTLP attributes flattened, identity
+    read from them), a refused request with PostHog's error code."""
+    span = {
+        "traceId": "0af7651916cd43dd8448eb211c80319c",
+        "spanId": "b7ad6b7169203331",
+        "name": "GET /checkout",
+        "kind": 2,
+        "startTimeUnixNano": "1",
+        "endTimeUnixNano": "2",
+        "attributes": [
+            {"key": "posthog.distinct_id", "value": {"stringValue": "span-user"}},
+            {"key": "http.status_code", "value": {"intValue": "200"}},
+        ],
+    }
+    traces = {"resourceSpans": [{"scopeSpans": [{"scope": {"name": "t"}, "spans": [span]}]}]}
+    with FakePostHog() as server:
+        view = DevView(server)
+        v0 = Client(API_KEY, host=server.url, flush_interval=60)
+        v1 = Client(API_KEY, host=server.url, flush_interval=60, capture_mode="v1")
+        try:
+            v0.capture("v0-event", "user-0", {"$session_id": "s-0"})
+            v0.capture_ai("$ai_generation", "user-ai", {"$ai_model": "m"})
+            v0.capture_log("payment declined", "warning", {"posthogDistinctId": "log-user"})
+            v1.capture("v1-event", "user-1", {"$session_id": "s-1"}, groups={"org": "o1"})
+            assert v0.flush() and v1.flush()
+            auth = {"Authorization": f"Bearer {API_KEY}"}
+            assert httpx.post(server.url + "/i/v1/traces", json=traces, headers=auth).is_success
+            refused = httpx.post(server.url + "/batch", json={"api_key": API_KEY, "batch": [{}]})
+            assert refused.status_code == 400
+            state = httpx.get(server.url + "/_dev/state").json()
+        finally:
+            v0.close(timeout=2)
+            v1.close(timeout=2)
+            view.close()
+    shown = {(e["lane"], e["name"]): e for e in state["entries"]}
+    assert shown["analytics v0", "v0-event"]["session_id"] == "s-0"
+    one = shown["analytics v1", "v1-event"]
+    assert (one["distinct_id"], one["session_id"], one["groups"]) == (
+        "user-1",
+        "s-1",
+        {"org": "o1"},
+    )
+    assert shown["ai", "$ai_generation"]["distinct_id"] == "user-ai"
+    log = shown["logs", "WARN payment declined"]
+    assert log["distinct_id"] == "log-user"
+    assert log["detail"]["attributes"]["posthogDistinctId"] == "log-user"
+    trace = shown["traces", "GET /checkout"]
+    assert trace["distinct_id"] == "span-user"
+    assert trace["detail"]["attributes"]["http.status_code"] == 200
+    (rejected,) = [e for e in state["entries"] if e["kind"] == "rejected"]
+    assert rejected["lane"] == "analytics v0" and rejected["status"] == 400
+    assert "request_hydration_error" in rejected["name"]
+    assert state["counts"]["rejected"] == 1
+
+
+def test_a_port_in_use_is_exit_code_1() -> None:
+    with FakePostHog() as server:
+        port = server.url.rpartition(":")[2]
+        done = subprocess.run(
+            [sys.executable, "-m", "posthog_otel", "dev-server", "--port", port],
+            capture_output=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            timeout=30,
+        )
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stdout.decode()
