@@ -329,11 +329,15 @@ class FakePostHog:
             self._spans.extend(request.spans)
             if self._keep is not None:  # trimmed by halves: amortized O(1) per request
                 kept: list[Any]
-                for kept in (self.requests, self.events, self._ai_events, self._log_records):
+                for kept in (
+                    self.requests,
+                    self.events,
+                    self._ai_events,
+                    self._log_records,
+                    self._spans,
+                ):
                     if len(kept) > 2 * self._keep:
                         del kept[: len(kept) - self._keep]
-                if len(self._spans) > 2 * self._keep:
-                    del self._spans[: len(self._spans) - self._keep]
             self._lock.notify_all()
             observer = self._observer
         if observer is not None:
