@@ -1,7 +1,8 @@
 """The ``posthog-otel`` command (also ``python -m posthog_otel``).
 
 One module per command: ``doctor`` checks a deployment's settings against PostHog,
-``flags eval`` evaluates a flag locally and says why. Settings are read from the
+``flags eval`` evaluates a flag locally and says why, ``dev-server`` runs the fake
+PostHog with a live web view of what an app sends. Settings are read from the
 environment as the client reads them (``_config``); every request has a deadline (the
 client's transport). Keys are never printed, only their prefixes.
 """
@@ -12,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import _doctor, _flags
+from . import _dev_server, _doctor, _flags
 
 __all__ = ["main"]
 
@@ -25,6 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _doctor.add_parser(commands)
     _flags.add_parser(commands)
+    _dev_server.add_parser(commands)
     args = parser.parse_args(argv)
     try:
         code: int = args.run(args)

@@ -1,4 +1,5 @@
-"""Test support: a fake PostHog server, a controllable clock, and pytest fixtures.
+"""Test support: a fake PostHog server (with ``DevView``, the live web view of
+``posthog-otel dev-server``), a controllable clock, and pytest fixtures.
 
 The fixtures are registered through the ``pytest11`` entry point: ``posthog_server``
 yields a started ``FakePostHog`` (give ``posthog_server.url`` to a client as ``host``);
@@ -7,7 +8,8 @@ the test (see README, "Testing your code").
 """
 
 from ._clock import FakeClock
+from ._devview import DevView
 from ._flag_cache import InMemoryFlagDefinitionCache
 from ._server import FakePostHog, RecordedRequest
 
-__all__ = ["FakeClock", "FakePostHog", "InMemoryFlagDefinitionCache", "RecordedRequest"]
+__all__ = ["DevView", "FakeClock", "FakePostHog", "InMemoryFlagDefinitionCache", "RecordedRequest"]

@@ -11,6 +11,8 @@ every request and every accepted event, injects faults on demand, and serves ``/
 and ``/flags/definitions`` from data that tests can replace at run time. Until a test
 sets a ``/flags`` answer, ``/flags`` evaluates the server's own flag definitions (with
 the library's evaluator), so one ``set_flag_definitions`` serves local and remote reads.
+``posthog-otel dev-server`` runs one on a fixed port with a web view (``_devview``
+observes the requests and serves its own paths through ``_observer`` and ``_route``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ._ai import AI_MAX_EVENT_BYTES, AI_PATH
+from ._flags_answer import evaluate_definitions
 from ._otlp_check import OtlpInvalid, check_logs_request, check_traces_request
 from ._requests import (
     CAPTURE_PATHS,
@@ -64,9 +67,12 @@ class RecordedRequest:
     events: list[dict[str, Any]] = field(default_factory=list)
     log_records: list[dict[str, Any]] = field(default_factory=list)
     spans: list[dict[str, Any]] = field(default_factory=list)
+    reply: Any = None  # the JSON answered (``None`` for 304 and dropped connections)
 
 
 FlagsAnswer = Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any]]
+# Given the handler, method and path, answers a request itself (True) or passes (False).
+_Route = Callable[[BaseHTTPRequestHandler, str, str], bool]
 
 
 @dataclass
@@ -91,7 +97,13 @@ class FakePostHog:
         max_otlp_body_bytes: int = MAX_OTLP_BODY_BYTES,
         flags: Mapping[str, Any] | None = None,
         flag_definitions: Mapping[str, Any] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        keep: int | None = None,
     ) -> None:
+        """``host``/``port``: where to listen (a random loopback port by default);
+        ``keep``: remember only about the last ``keep`` requests and items of each kind
+        (a server that runs for long), instead of all."""
         self.max_body_bytes = max_body_bytes
         self.max_event_bytes = max_event_bytes
         self.max_otlp_body_bytes = max_otlp_body_bytes
@@ -112,12 +124,15 @@ class FakePostHog:
         self._event_results: ResultFor | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._address, self._keep = (host, port), keep
+        self._observer: Callable[[RecordedRequest], None] | None = None
+        self._route: _Route | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> FakePostHog:
         handler = _make_handler(self)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = ThreadingHTTPServer(self._address, handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -312,7 +327,21 @@ class FakePostHog:
             (self._ai_events if request.path == AI_PATH else self.events).extend(request.events)
             self._log_records.extend(request.log_records)
             self._spans.extend(request.spans)
+            if self._keep is not None:  # trimmed by halves: amortized O(1) per request
+                kept: list[Any]
+                for kept in (
+                    self.requests,
+                    self.events,
+                    self._ai_events,
+                    self._log_records,
+                    self._spans,
+                ):
+                    if len(kept) > 2 * self._keep:
+                        del kept[: len(kept) - self._keep]
             self._lock.notify_all()
+            observer = self._observer
+        if observer is not None:
+            observer(request)
 
     def _handle_capture(
         self, raw: bytes, headers: Mapping[str, str], path: str, max_event: int | None = None
@@ -420,7 +449,7 @@ class FakePostHog:
             response = self._flags_response
             definitions = self._definitions
         if response is None:
-            answer: Mapping[str, Any] = _evaluate_definitions(definitions, request)
+            answer: Mapping[str, Any] = evaluate_definitions(definitions, request)
         else:
             answer = response(request) if callable(response) else response
         out = {
@@ -445,50 +474,6 @@ class FakePostHog:
         return 200, definitions, etag
 
 
-def _evaluate_definitions(definitions: Mapping[str, Any], request: Mapping[str, Any]) -> Any:
-    """A v2 ``/flags`` answer computed from ``definitions`` for the request's person,
-    groups and properties. A flag only the real server could decide (static cohort,
-    experience continuity, a property not sent) is left out of the answer, so the
-    client reads it as unknown (its default)."""
-    from ..flags import Definitions
-
-    compiled = Definitions(definitions)
-    wanted = request.get("flag_keys_to_evaluate")
-    flags: dict[str, Any] = {}
-    for key, flag in compiled.flags.items():
-        if isinstance(wanted, list) and key not in wanted:
-            continue
-        try:
-            value = compiled.evaluate(
-                key,
-                str(request["distinct_id"]),
-                groups=request.get("groups") or {},
-                person_properties=request.get("person_properties") or {},
-                group_properties=request.get("group_properties") or {},
-            )
-        except Exception:
-            continue
-        enabled = value is not False and value is not None
-        payload = flag.payloads.get(str(value).lower() if value is True else str(value))
-        flags[key] = {
-            "key": key,
-            "enabled": enabled,
-            "variant": value if isinstance(value, str) else None,
-            "reason": {
-                "code": "condition_match" if enabled else "no_condition_match",
-                "description": "Matched condition set 1"
-                if enabled
-                else "No matching condition set",
-            },
-            "metadata": {
-                "id": flag.id,
-                "version": flag.version,
-                "payload": payload if enabled else None,
-            },
-        }
-    return {"flags": flags}
-
-
 def _make_handler(server: FakePostHog) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -506,6 +491,9 @@ def _make_handler(server: FakePostHog) -> type[BaseHTTPRequestHandler]:
 
         def _handle(self, method: str) -> None:
             parts = urlsplit(self.path)
+            route = server._route
+            if route is not None and route(self, method, parts.path):
+                return
             path = normalize_path(parts.path)
             query = parse_qs(parts.query, keep_blank_values=True)
             length = int(self.headers.get("Content-Length") or 0)
@@ -523,10 +511,13 @@ def _make_handler(server: FakePostHog) -> type[BaseHTTPRequestHandler]:
                     return
                 if fault.status is not None:
                     retry = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+                    answer = {"error": "injected fault"}
                     server._record(
-                        RecordedRequest(method, path, query, headers, raw, b"", fault.status)
+                        RecordedRequest(
+                            method, path, query, headers, raw, b"", fault.status, reply=answer
+                        )
                     )
-                    self._reply(fault.status, {"error": "injected fault"}, retry)
+                    self._reply(fault.status, answer, retry)
                     return
             status, body, payload = 200, b"", None
             events: list[dict[str, Any]] = []
@@ -582,6 +573,7 @@ def _make_handler(server: FakePostHog) -> type[BaseHTTPRequestHandler]:
                     events,
                     log_records,
                     spans,
+                    reply,
                 )
             )
             self._reply(status, reply, extra)
