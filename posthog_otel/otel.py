@@ -349,7 +349,9 @@ def span_record(span: ReadableSpan) -> dict[str, Any]:
     ``sessionId`` from the span's own distinct-id and session attributes, else the
     identity context stamped when it started (TRC-14; the span's own
     ``posthogDistinctId``/``sessionId`` win). The stamping keys are not sent."""
-    attributes: Mapping[str, Any] = span.attributes or {}
+    # One copy into a dict: OpenTelemetry's attribute mapping answers each missing key
+    # (most identity keys miss) through a raised KeyError.
+    attributes = dict(span.attributes) if span.attributes else {}
     record_attributes: dict[str, Any] = {}
     distinct_id = first_id(attributes, IDENTITY_KEYS) or first_id(
         attributes, (CONTEXT_DISTINCT_ID,)

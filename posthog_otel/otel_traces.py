@@ -4,7 +4,8 @@ Attach to the application's tracer provider::
 
     posthog_otel.otel_traces.instrument_traces(provider, client)  # identity + batch
 
-or, with only the span's own attributes for identity::
+or, with only the span's own attributes for identity (``provider.force_flush()`` then
+only queues: call ``client.flush()`` too)::
 
     provider.add_span_processor(BatchSpanProcessor(PostHogTraceExporter(client)))
 
@@ -26,9 +27,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from .otel import PostHogSpanExporter, stamp_identity
+from .otel import PostHogSpanExporter, PostHogSpanProcessor
 
 if TYPE_CHECKING:
     from .client import Client
@@ -70,16 +70,17 @@ class PostHogTraceExporter(PostHogSpanExporter):
 
 def instrument_traces(
     provider: TracerProvider, client: Client | None = None, **batch_options: Any
-) -> BatchSpanProcessor:
-    """Attach PostHog Traces to ``provider``: identity stamping (the identity context
-    and baggage ``posthog.distinct_id`` on each span as it starts, so batched spans
-    keep it) and a ``BatchSpanProcessor`` (``batch_options``) over a
-    ``PostHogTraceExporter`` of ``client`` (the default client when none)."""
+) -> PostHogSpanProcessor:
+    """Attach PostHog Traces to ``provider``: a ``PostHogSpanProcessor`` over a
+    ``PostHogTraceExporter`` of ``client`` (the default client when none): identity
+    stamping (the identity context and baggage ``posthog.distinct_id`` on each span as
+    it starts, so batched spans keep it), a ``BatchSpanProcessor`` (``batch_options``),
+    and a ``force_flush`` that delivers the traces lane too (``provider.force_flush()``
+    before a serverless handler returns; a bare ``BatchSpanProcessor`` would only queue)."""
     if client is None:
         from .client import default_client
 
         client = default_client()
-    stamp_identity(provider)
-    processor = BatchSpanProcessor(PostHogTraceExporter(client), **batch_options)
+    processor = PostHogSpanProcessor(PostHogTraceExporter(client), **batch_options)
     provider.add_span_processor(processor)
     return processor

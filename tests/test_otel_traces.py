@@ -25,7 +25,7 @@ from opentelemetry.trace.span import NonRecordingSpan, SpanContext, TraceFlags
 
 import posthog_otel
 from posthog_otel import TracesConfig
-from posthog_otel.otel import PostHogSpanExporter, instrument
+from posthog_otel.otel import PostHogSpanExporter, PostHogSpanProcessor, instrument
 from posthog_otel.otel_traces import PostHogTraceExporter, instrument_traces
 from tests.conftest import API_KEY
 from tests.test_traces import _attributes, _proto
@@ -236,7 +236,7 @@ def test_instrument_traces_stamps_identity_and_batches(make_client, server):
     client = make_client()
     provider = TracerProvider()
     processor = instrument_traces(provider, client, schedule_delay_millis=60_000)
-    assert isinstance(processor, BatchSpanProcessor)
+    assert isinstance(processor, PostHogSpanProcessor)
     with (
         posthog_otel.context(distinct_id="u9"),
         provider.get_tracer("t").start_as_current_span("job"),
@@ -246,6 +246,20 @@ def test_instrument_traces_stamps_identity_and_batches(make_client, server):
     (span,) = server.wait_for_spans(1)
     assert _attributes(span)["posthogDistinctId"] == {"stringValue": "u9"}
     assert server.events == []
+
+
+def test_provider_force_flush_delivers_through_instrument_traces(make_client, server):
+    """``provider.force_flush()`` (what a serverless handler calls before it returns)
+    delivers the spans to PostHog, not only to the exporter's queue: the batch
+    processor alone does not call the exporter's ``force_flush``."""
+    client = make_client(flush_interval=3600)
+    provider = TracerProvider()
+    instrument_traces(provider, client, schedule_delay_millis=60_000)
+    with provider.get_tracer("t").start_as_current_span("handler"):
+        pass
+    assert provider.force_flush(10_000)
+    assert [span["name"] for span in server.spans()] == ["handler"]
+    provider.shutdown()
 
 
 def _entry_point_path(tmp_path: Path) -> str:
