@@ -1,0 +1,419 @@
+"""The native span handles (TRC-02…05, TRC-10…12): ``Span`` and the no-op ``NoopSpan``.
+
+A ``Span`` is mutated under its tracer's one lock (every method is thread-safe) and,
+once ended or evicted, ignores every call (TRC-03, TRC-20). The user's attributes and
+events are capped on the handle (TRC-12: the earliest win, the excess counted); the
+automatic context keys (TRC-14) are kept apart and never evicted, and a user value with
+the same key wins. Times: a span that starts now derives its end and its events' times
+from the monotonic clock (TRC-10), so they always fall inside the span whatever the wall
+clock does; a backdated span uses the wall clock. Ending a span hands the plain record
+to its tracer (``SpanOwner.finish``), which decides whether it is exported.
+
+A handle is made active only by ``with handle:`` or ``@handle`` (TRC-05); that, and the
+scoped helpers, live in ``_spans``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from ._log import logger
+from ._w3c import format_traceparent
+
+__all__ = ["NoopSpan", "Span", "SpanOwner", "to_ns"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+MAX_NS = 2**63 - 1  # the server refuses a whole request over one time outside i64 ns
+_STATUSES = ("ok", "error")
+_LIVE, _ENDED, _EVICTED = 0, 1, 2
+_COPY_DEPTH = 8
+
+
+class SpanOwner(Protocol):
+    """What a handle needs from its tracer (``_spans.Tracer``)."""
+
+    lock: Any
+
+    def monotonic_ns(self) -> int: ...
+
+    def time_ns(self) -> int: ...
+
+    def finish(self, span: Span, record: dict[str, Any]) -> None: ...
+
+    def decorate(self, fn: F, handle: Span | NoopSpan) -> F: ...
+
+    def enter(self, handle: Span | NoopSpan) -> None: ...
+
+    def exit(self, handle: Span | NoopSpan, exc: BaseException | None) -> None: ...
+
+
+def to_ns(value: object) -> int | None:
+    """A caller-given time as Unix nanoseconds within ``[0, i64 max]``, else ``None``.
+
+    An ``int`` is nanoseconds (as OpenTelemetry's API takes them), a ``float`` seconds
+    (``time.time()``), a ``datetime`` as ``datetime.timestamp()`` reads it.
+    """
+    try:
+        if type(value) is int:
+            ns = value
+        elif isinstance(value, float) and math.isfinite(value):
+            ns = int(value * 1e9)
+        elif isinstance(value, datetime):
+            ns = int(value.timestamp() * 1e9)
+        else:
+            return None
+    except (OverflowError, ValueError, OSError):
+        return None
+    return ns if 0 <= ns <= MAX_NS else None
+
+
+def _copy(value: Any, depth: int = 0) -> Any:
+    """Containers copied now, so a later mutation of the caller's list or dict never
+    changes what is sent; anything else is kept as it is (encoded at export)."""
+    if depth >= _COPY_DEPTH:
+        return value
+    if type(value) is dict:
+        return {k: _copy(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_copy(v, depth + 1) for v in value]
+    return value
+
+
+def _text(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:  # a broken __str__ never breaks the caller
+        return f"<unprintable {type(value).__name__}>"
+
+
+def exception_event(exc: object) -> dict[str, Any]:
+    """The ``exception`` event's attributes: the type's name and the message (TRC-05)."""
+    return {"exception.type": type(exc).__name__, "exception.message": _text(exc)}
+
+
+class Span:
+    """A live native span. Get one from ``Tracer.start_span``/``span``/``with_span``."""
+
+    __slots__ = (
+        "__weakref__",
+        "_attributes",
+        "_auto",
+        "_backdated",
+        "_dropped_attributes",
+        "_dropped_events",
+        "_events",
+        "_kind",
+        "_max_attributes",
+        "_max_events",
+        "_name",
+        "_owner",
+        "_start_mono",
+        "_start_ns",
+        "_state",
+        "_status",
+        "_status_message",
+        "created_mono",
+        "parent_span_id",
+        "span_id",
+        "trace_id",
+        "trace_state",
+    )
+
+    def __init__(
+        self,
+        owner: SpanOwner,
+        *,
+        trace_id: str,
+        span_id: str,
+        parent_span_id: str | None,
+        trace_state: str | None,
+        name: object,
+        kind: str,
+        start_ns: int,
+        start_mono: int,
+        backdated: bool,
+        auto: dict[str, str],
+        max_attributes: int,
+        max_events: int,
+    ) -> None:
+        self._owner = owner
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent_span_id = parent_span_id
+        self.trace_state = trace_state
+        self._name = name
+        self._kind = kind
+        self._start_ns = start_ns
+        self._start_mono = start_mono
+        self.created_mono = start_mono  # TRC-20: age counts from here, not from start_time
+        self._backdated = backdated
+        self._auto = auto
+        self._attributes: dict[str, Any] = {}
+        self._events: list[dict[str, Any]] = []
+        self._max_attributes = max_attributes
+        self._max_events = max_events
+        self._dropped_attributes = 0
+        self._dropped_events = 0
+        self._status: str | None = None
+        self._status_message: str | None = None
+        self._state = _LIVE
+
+    def __repr__(self) -> str:
+        return f"<Span {_text(self._name)!r} {self.trace_id}-{self.span_id}>"
+
+    # ------------------------------------------------------------ state
+
+    def is_recording(self) -> bool:
+        """``True`` until the span ends or is evicted."""
+        return self._state == _LIVE
+
+    def evict(self) -> bool:
+        """Make this handle a no-op that is never exported (TRC-20); ``True`` if it was
+        live. Called by the tracer under its lock."""
+        if self._state != _LIVE:
+            return False
+        self._state = _EVICTED
+        return True
+
+    @property
+    def evicted(self) -> bool:
+        return self._state == _EVICTED
+
+    def _now_ns(self) -> int:
+        """Now on this span's clock: monotonic from the start, or the wall clock for a
+        backdated span (TRC-10)."""
+        if self._backdated:
+            return self._owner.time_ns()
+        return self._start_ns + (self._owner.monotonic_ns() - self._start_mono)
+
+    def _ignored(self, what: str) -> None:
+        logger.debug("%s on a span that has ended is ignored (span %r)", what, self._name)
+
+    # ------------------------------------------------------------ TRC-02
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        """Set one attribute; ``None`` is ignored. Past ``max_attributes`` distinct keys
+        a new key is dropped and counted (the earliest win, TRC-12)."""
+        if value is None:
+            return
+        key = key if type(key) is str else _text(key)
+        value = _copy(value)
+        with self._owner.lock:
+            if self._state != _LIVE:
+                return self._ignored("set_attribute")
+            attributes = self._attributes
+            if key in attributes or len(attributes) < self._max_attributes:
+                attributes[key] = value
+            else:
+                self._dropped_attributes += 1
+
+    def set_attributes(self, attributes: Mapping[str, Any] | None) -> None:
+        """``set_attribute`` for each item."""
+        if not attributes:
+            return
+        try:
+            items = list(attributes.items())
+        except Exception:
+            logger.debug("set_attributes takes a mapping, got %s", type(attributes).__name__)
+            return
+        for key, value in items:
+            self.set_attribute(key, value)
+
+    def add_event(self, name: str, attributes: Mapping[str, Any] | None = None) -> None:
+        """Add a timestamped event; past ``max_events`` it is dropped and counted."""
+        self._add_event(name, attributes, exempt=False)
+
+    def _add_event(self, name: object, attributes: Mapping[str, Any] | None, exempt: bool) -> None:
+        event_name = name if isinstance(name, str) and name else "event"
+        try:
+            copied = {
+                (k if type(k) is str else _text(k)): _copy(v)
+                for k, v in (attributes or {}).items()
+                if v is not None
+            }
+        except Exception:
+            copied = {}
+        with self._owner.lock:
+            if self._state != _LIVE:
+                return self._ignored("add_event")
+            if not exempt and len(self._events) >= self._max_events:
+                self._dropped_events += 1
+                return
+            self._events.append(
+                {"name": event_name, "time_ns": self._now_ns(), "attributes": copied}
+            )
+
+    def set_status(self, status: str, message: str | None = None) -> None:
+        """``"ok"`` or ``"error"`` (last write wins); the message goes with ``error``."""
+        code = status.lower() if isinstance(status, str) else None
+        if code not in _STATUSES:
+            logger.debug("set_status takes 'ok' or 'error', got %r", status)
+            return
+        with self._owner.lock:
+            if self._state != _LIVE:
+                return self._ignored("set_status")
+            self._status = code
+            self._status_message = _text(message) if message is not None else None
+
+    def record_exception(self, exc: BaseException) -> None:
+        """Status ``error`` with the message, and an ``exception`` event; the span stays
+        live (TRC-05). Last write wins against ``set_status``."""
+        self._record(exc, keep_ok=False)
+
+    def record_auto(self, exc: BaseException) -> None:
+        """What a scoped helper records for the exception leaving it: as
+        ``record_exception``, except that an explicit ``ok`` is kept (TRC-05)."""
+        self._record(exc, keep_ok=True)
+
+    def _record(self, exc: object, *, keep_ok: bool) -> None:
+        attributes = exception_event(exc)
+        with self._owner.lock:
+            if self._state != _LIVE:
+                return self._ignored("record_exception")
+            if not (keep_ok and self._status == "ok"):
+                self._status = "error"
+                self._status_message = attributes["exception.message"]
+        self._add_event("exception", attributes, exempt=True)
+
+    def update_name(self, name: str) -> None:
+        """Rename the span (e.g. to its route template) until ``end()``."""
+        with self._owner.lock:
+            if self._state != _LIVE:
+                return self._ignored("update_name")
+            self._name = name
+
+    def traceparent(self) -> str | None:
+        """``00-{trace}-{span}-01``, for the ``traceparent`` header of outgoing calls;
+        ``None`` once the span is evicted (its ids are never exported)."""
+        if self._state == _EVICTED:
+            return None
+        return format_traceparent(self.trace_id, self.span_id)
+
+    def tracestate(self) -> str | None:
+        """The ``tracestate`` inherited from a remote or parent span, or ``None``."""
+        if self._state == _EVICTED:
+            return None
+        return self.trace_state
+
+    def end(self, end_time: object = None) -> None:
+        """End the span and hand it to the traces lane; later calls do nothing (TRC-03).
+
+        ``end_time`` (see ``to_ns``) that is invalid or out of range falls back to the
+        derived end; an end before the start becomes the start (TRC-11)."""
+        with self._owner.lock:
+            if self._state != _LIVE:
+                return self._ignored("end")
+            self._state = _ENDED
+            derived = self._now_ns()
+        end_ns = derived
+        if end_time is not None:
+            given = to_ns(end_time)
+            if given is None:
+                logger.debug("span end_time %r is invalid; the derived end is used", end_time)
+            else:
+                end_ns = given
+        self._owner.finish(self, self._to_record(max(end_ns, self._start_ns)))
+
+    def _to_record(self, end_ns: int) -> dict[str, Any]:
+        """The plain finished span the traces lane takes (``export._otlp.encode_span``).
+        Safe without the lock: nothing mutates a span that is no longer live."""
+        name = self._name
+        if not isinstance(name, str) or not name.strip():
+            logger.debug("a span with an empty or non-string name is sent as 'unknown'")
+            name = "unknown"
+        return {
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "parent_span_id": self.parent_span_id,
+            "trace_state": self.trace_state,
+            "name": name,
+            "kind": self._kind,
+            "start_ns": self._start_ns,
+            "end_ns": end_ns,
+            "attributes": {**self._auto, **self._attributes},  # the user's value wins
+            "events": self._events,
+            "status": self._status,
+            "status_message": self._status_message,
+            "flags": 1,
+            "dropped_attributes_count": self._dropped_attributes,
+            "dropped_events_count": self._dropped_events,
+        }
+
+    # ------------------------------------------------------------ activation
+
+    def __enter__(self) -> Span:
+        self._owner.enter(self)
+        return self
+
+    def __exit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
+        self._owner.exit(self, exc)
+
+    def __call__(self, fn: F) -> F:
+        """As a decorator: active while ``fn`` runs, ended when it returns or settles."""
+        return self._owner.decorate(fn, self)
+
+
+class NoopSpan:
+    """The handle given when no real span can be made (TRC-04): every method works and
+    does nothing; ``traceparent()``/``tracestate()`` are ``None``, so unrecorded ids are
+    never propagated. One per tracer; inside ``with noop:`` no span is active."""
+
+    __slots__ = ("_owner",)
+
+    trace_id = None
+    span_id = None
+    parent_span_id = None
+    trace_state = None
+
+    def __init__(self, owner: SpanOwner) -> None:
+        self._owner = owner
+
+    def __repr__(self) -> str:
+        return "<NoopSpan>"
+
+    def is_recording(self) -> bool:
+        return False
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        pass
+
+    def set_attributes(self, attributes: Mapping[str, Any] | None) -> None:
+        pass
+
+    def add_event(self, name: str, attributes: Mapping[str, Any] | None = None) -> None:
+        pass
+
+    def set_status(self, status: str, message: str | None = None) -> None:
+        pass
+
+    def record_exception(self, exc: BaseException) -> None:
+        pass
+
+    def record_auto(self, exc: BaseException) -> None:
+        pass
+
+    def update_name(self, name: str) -> None:
+        pass
+
+    def traceparent(self) -> None:
+        return None
+
+    def tracestate(self) -> None:
+        return None
+
+    def end(self, end_time: object = None) -> None:
+        pass
+
+    def __enter__(self) -> NoopSpan:
+        self._owner.enter(self)
+        return self
+
+    def __exit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
+        self._owner.exit(self, exc)
+
+    def __call__(self, fn: F) -> F:
+        return self._owner.decorate(fn, self)
