@@ -76,10 +76,13 @@ def _copy(value: Any, depth: int = 0) -> Any:
     changes what is sent; anything else is kept as it is (encoded at export)."""
     if depth >= _COPY_DEPTH:
         return value
-    if type(value) is dict:
-        return {k: _copy(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_copy(v, depth + 1) for v in value]
+    try:
+        if type(value) is dict:
+            return {k: _copy(v, depth + 1) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [_copy(v, depth + 1) for v in value]
+    except Exception:  # a container that cannot be iterated: encoded as it is later
+        pass
     return value
 
 
@@ -191,6 +194,8 @@ class Span:
         return self._start_ns + (self._owner.monotonic_ns() - self._start_mono)
 
     def _ignored(self, what: str) -> None:
+        """A call after the end does nothing but say so at debug level (TRC-03); never
+        under the lock (a logging handler's lock must not be taken inside ours)."""
         logger.debug("%s on a span that has ended is ignored (span %r)", what, self._name)
 
     # ------------------------------------------------------------ TRC-02
@@ -202,9 +207,11 @@ class Span:
             return
         key = key if type(key) is str else _text(key)
         value = _copy(value)
+        if self._state != _LIVE:
+            return self._ignored("set_attribute")
         with self._owner.lock:
             if self._state != _LIVE:
-                return self._ignored("set_attribute")
+                return None  # ended meanwhile
             attributes = self._attributes
             if key in attributes or len(attributes) < self._max_attributes:
                 attributes[key] = value
@@ -237,9 +244,11 @@ class Span:
             }
         except Exception:
             copied = {}
+        if self._state != _LIVE:
+            return self._ignored("add_event")
         with self._owner.lock:
             if self._state != _LIVE:
-                return self._ignored("add_event")
+                return None  # ended meanwhile
             if not exempt and len(self._events) >= self._max_events:
                 self._dropped_events += 1
                 return
@@ -253,9 +262,11 @@ class Span:
         if code not in _STATUSES:
             logger.debug("set_status takes 'ok' or 'error', got %r", status)
             return
+        if self._state != _LIVE:
+            return self._ignored("set_status")
         with self._owner.lock:
             if self._state != _LIVE:
-                return self._ignored("set_status")
+                return None  # ended meanwhile
             self._status = code
             self._status_message = _text(message) if message is not None else None
 
@@ -271,9 +282,11 @@ class Span:
 
     def _record(self, exc: object, *, keep_ok: bool) -> None:
         attributes = exception_event(exc)
+        if self._state != _LIVE:
+            return self._ignored("record_exception")
         with self._owner.lock:
             if self._state != _LIVE:
-                return self._ignored("record_exception")
+                return None  # ended meanwhile
             if not (keep_ok and self._status == "ok"):
                 self._status = "error"
                 self._status_message = attributes["exception.message"]
@@ -281,9 +294,11 @@ class Span:
 
     def update_name(self, name: str) -> None:
         """Rename the span (e.g. to its route template) until ``end()``."""
+        if self._state != _LIVE:
+            return self._ignored("update_name")
         with self._owner.lock:
             if self._state != _LIVE:
-                return self._ignored("update_name")
+                return None  # ended meanwhile
             self._name = name
 
     def traceparent(self) -> str | None:
@@ -304,9 +319,11 @@ class Span:
 
         ``end_time`` (see ``to_ns``) that is invalid or out of range falls back to the
         derived end; an end before the start becomes the start (TRC-11)."""
+        if self._state != _LIVE:
+            return self._ignored("end")
         with self._owner.lock:
             if self._state != _LIVE:
-                return self._ignored("end")
+                return None  # ended meanwhile
             self._state = _ENDED
             derived = self._now_ns()
         end_ns = derived

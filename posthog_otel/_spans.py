@@ -28,7 +28,7 @@ from itertools import count
 from typing import Any
 
 from ._context import _current
-from ._fork import fork_safe_lock
+from ._fork import fork_safe_lock, hold_across_fork
 from ._log import logger
 from ._span import NoopSpan, Span, to_ns
 from ._span_scope import Handle, Scopes, SpanScope
@@ -71,6 +71,7 @@ class Tracer(Scopes):
         self.monotonic_ns = monotonic_ns
         self.time_ns = time_ns
         self.lock = fork_safe_lock()  # guards the live spans and every handle's state
+        hold_across_fork(self.lock)  # a child inherits them between two operations
         self._live: dict[str, Span] = {}  # by span id, oldest first
         self._closed = False
         self._max_live = checked.max_live_spans if checked else 0
@@ -190,11 +191,12 @@ class Tracer(Scopes):
         """(trace id, parent span id, tracestate) of a new span, or ``None`` for a no-op.
         A new root gets a new trace id (TRC-06)."""
         if parent is None:
-            parent = self._innermost()
-            if parent is None:
+            active = self._innermost()
+            if active is None:
                 return new_trace_id(), None, None
-        if isinstance(parent, tuple):  # the active OpenTelemetry span's ids
-            return parent[0], parent[1], None
+            if isinstance(active, tuple):  # the active OpenTelemetry span's ids
+                return active[0], active[1], None
+            parent = active
         if isinstance(parent, NoopSpan):
             return None
         if isinstance(parent, Span):
@@ -248,7 +250,8 @@ class Tracer(Scopes):
         out meanwhile (TRC-20/26)."""
         now = self.monotonic_ns()
         with self.lock:
-            self._live.pop(span.span_id, None)
+            if self._live.get(span.span_id) is span:
+                del self._live[span.span_id]
             aged = now - span.created_mono > self._max_age_ns
             evicted = self._evict_aged(now)
         for _ in range(evicted + aged):

@@ -540,6 +540,7 @@ def test_an_invalid_tracestate_is_discarded_and_the_traceparent_still_used(trace
         f"00-{T[:-1]}-{S}-01",
         "",
         42,
+        (T, S),  # not a span nor a traceparent: never taken for ids
     ],
 )
 def test_parent_garbage_starts_a_new_root_without_raising(tracer, sink, parent):
