@@ -15,22 +15,19 @@ scoped helpers, live in ``_spans``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from ._log import logger
+from ._span_values import copy_value, exception_event, text, to_ns
 from ._w3c import format_traceparent
 
-__all__ = ["NoopSpan", "Span", "SpanOwner", "to_ns"]
+__all__ = ["NoopSpan", "Span", "SpanOwner"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-MAX_NS = 2**63 - 1  # the server refuses a whole request over one time outside i64 ns
 _STATUSES = ("ok", "error")
 _LIVE, _ENDED, _EVICTED = 0, 1, 2
-_COPY_DEPTH = 8
 
 
 class SpanOwner(Protocol):
@@ -49,53 +46,6 @@ class SpanOwner(Protocol):
     def enter(self, handle: Span | NoopSpan) -> None: ...
 
     def exit(self, handle: Span | NoopSpan, exc: BaseException | None) -> None: ...
-
-
-def to_ns(value: object) -> int | None:
-    """A caller-given time as Unix nanoseconds within ``[0, i64 max]``, else ``None``.
-
-    An ``int`` is nanoseconds (as OpenTelemetry's API takes them), a ``float`` seconds
-    (``time.time()``), a ``datetime`` as ``datetime.timestamp()`` reads it.
-    """
-    try:
-        if type(value) is int:
-            ns = value
-        elif isinstance(value, float) and math.isfinite(value):
-            ns = int(value * 1e9)
-        elif isinstance(value, datetime):
-            ns = int(value.timestamp() * 1e9)
-        else:
-            return None
-    except (OverflowError, ValueError, OSError):
-        return None
-    return ns if 0 <= ns <= MAX_NS else None
-
-
-def _copy(value: Any, depth: int = 0) -> Any:
-    """Containers copied now, so a later mutation of the caller's list or dict never
-    changes what is sent; anything else is kept as it is (encoded at export)."""
-    if depth >= _COPY_DEPTH:
-        return value
-    try:
-        if type(value) is dict:
-            return {k: _copy(v, depth + 1) for k, v in value.items()}
-        if isinstance(value, list | tuple | set | frozenset):
-            return [_copy(v, depth + 1) for v in value]
-    except Exception:  # a container that cannot be iterated: encoded as it is later
-        pass
-    return value
-
-
-def _text(value: object) -> str:
-    try:
-        return str(value)
-    except Exception:  # a broken __str__ never breaks the caller
-        return f"<unprintable {type(value).__name__}>"
-
-
-def exception_event(exc: object) -> dict[str, Any]:
-    """The ``exception`` event's attributes: the type's name and the message (TRC-05)."""
-    return {"exception.type": type(exc).__name__, "exception.message": _text(exc)}
 
 
 class Span:
@@ -166,7 +116,7 @@ class Span:
         self._state = _LIVE
 
     def __repr__(self) -> str:
-        return f"<Span {_text(self._name)!r} {self.trace_id}-{self.span_id}>"
+        return f"<Span {text(self._name)!r} {self.trace_id}-{self.span_id}>"
 
     # ------------------------------------------------------------ state
 
@@ -205,8 +155,8 @@ class Span:
         a new key is dropped and counted (the earliest win, TRC-12)."""
         if value is None:
             return
-        key = key if type(key) is str else _text(key)
-        value = _copy(value)
+        key = key if type(key) is str else text(key)
+        value = copy_value(value)
         if self._state != _LIVE:
             return self._ignored("set_attribute")
         with self._owner.lock:
@@ -231,30 +181,33 @@ class Span:
             self.set_attribute(key, value)
 
     def add_event(self, name: str, attributes: Mapping[str, Any] | None = None) -> None:
-        """Add a timestamped event; past ``max_events`` it is dropped and counted."""
+        """Add a timestamped event (its time from the span's clock); past ``max_events``
+        it is dropped and counted, and its own attributes past ``max_attributes``."""
         self._add_event(name, attributes, exempt=False)
 
     def _add_event(self, name: object, attributes: Mapping[str, Any] | None, exempt: bool) -> None:
         event_name = name if isinstance(name, str) and name else "event"
-        try:
-            copied = {
-                (k if type(k) is str else _text(k)): _copy(v)
-                for k, v in (attributes or {}).items()
-                if v is not None
-            }
+        copied: dict[str, Any] = {}
+        try:  # an event's own attributes: the first max_attributes
+            for k, v in (attributes or {}).items():
+                if v is not None and len(copied) < self._max_attributes:
+                    copied[k if type(k) is str else text(k)] = copy_value(v)
         except Exception:
-            copied = {}
+            logger.debug("add_event takes a mapping of attributes, got %r", attributes)
         if self._state != _LIVE:
             return self._ignored("add_event")
         with self._owner.lock:
-            if self._state != _LIVE:
-                return None  # ended meanwhile
-            if not exempt and len(self._events) >= self._max_events:
-                self._dropped_events += 1
-                return
-            self._events.append(
-                {"name": event_name, "time_ns": self._now_ns(), "attributes": copied}
-            )
+            self._append_event(event_name, copied, exempt)
+
+    def _append_event(self, name: str, attributes: dict[str, Any], exempt: bool) -> None:
+        """Under the lock: the event, timed now on the span's clock, unless the span has
+        ended meanwhile or (for the user's own events) ``max_events`` is reached."""
+        if self._state != _LIVE:
+            return
+        if not exempt and len(self._events) >= self._max_events:
+            self._dropped_events += 1
+            return
+        self._events.append({"name": name, "time_ns": self._now_ns(), "attributes": attributes})
 
     def set_status(self, status: str, message: str | None = None) -> None:
         """``"ok"`` or ``"error"`` (last write wins); the message goes with ``error``."""
@@ -268,7 +221,7 @@ class Span:
             if self._state != _LIVE:
                 return None  # ended meanwhile
             self._status = code
-            self._status_message = _text(message) if message is not None else None
+            self._status_message = text(message) if message is not None else None
 
     def record_exception(self, exc: BaseException) -> None:
         """Status ``error`` with the message, and an ``exception`` event; the span stays
@@ -290,7 +243,7 @@ class Span:
             if not (keep_ok and self._status == "ok"):
                 self._status = "error"
                 self._status_message = attributes["exception.message"]
-        self._add_event("exception", attributes, exempt=True)
+            self._append_event("exception", attributes, exempt=True)
 
     def update_name(self, name: str) -> None:
         """Rename the span (e.g. to its route template) until ``end()``."""

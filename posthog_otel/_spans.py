@@ -30,8 +30,9 @@ from typing import Any
 from ._context import _current
 from ._fork import fork_safe_lock, hold_across_fork
 from ._log import logger
-from ._span import NoopSpan, Span, to_ns
+from ._span import NoopSpan, Span
 from ._span_scope import Handle, Scopes, SpanScope
+from ._span_values import to_ns
 from ._traces_config import TracesConfig, checked_traces_config
 from ._w3c import new_span_id, new_trace_id, parse_traceparent, tracestate
 

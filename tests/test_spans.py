@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import logging
 import os
 import select
@@ -403,6 +404,7 @@ def test_the_span_decorator_starts_a_span_per_call_for_sync_and_async_functions(
         return x + 1
 
     assert sync(2) == 4 and sync(3) == 6 and sync.__doc__ == "Documented."
+    assert inspect.iscoroutinefunction(run)  # frameworks still see a coroutine function
     assert asyncio.run(run(1)) == 2
     names = [s["name"] for s in sink.wire()]
     assert names == ["sync", "sync", "async"]
@@ -655,17 +657,18 @@ def test_130_user_attributes_with_a_limit_of_128_export_128_and_count_2(make, si
 
 
 def test_events_past_the_limit_are_dropped_and_counted_and_the_exception_is_kept(make, sink):
-    tracer = make(max_events=2)
+    tracer = make(max_events=2, max_attributes=3)
 
     def work(span: Any) -> None:
         for i in range(5):
-            span.add_event(f"e{i}", {"i": i})
+            span.add_event(f"e{i}", {f"a{j}": j for j in range(5)})
         raise ValueError("x")
 
     with pytest.raises(ValueError):
         tracer.with_span("x", work)
     record = sink.one()
     assert [e["name"] for e in record["events"]] == ["e0", "e1", "exception"]
+    assert [len(e["attributes"]) for e in record["events"]] == [3, 3, 2]
     assert record["droppedEventsCount"] == 3
 
 
