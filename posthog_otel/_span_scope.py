@@ -3,10 +3,11 @@ part of ``Tracer`` that activates spans, as a base class of its own.
 
 The active span lives in a context variable per tracer (TRC-07: per SDK instance), so
 threads and asyncio tasks each see their own. Only the scoped helpers (``span``,
-``with_span``, ``with handle:``, ``@handle``) activate a span. An entry of the context
-variable holds the handle, the OpenTelemetry span ids active when it was activated, and
-the entry it hides (restored when it is left): no token to carry, so a handle shared by
-threads or a scope object used twice still unwinds correctly.
+``with_span``, ``with handle:``, ``@handle``) activate a span. The context variable
+holds a chain of entries (``_Entry``), each hiding the one before: leaving a scope makes
+active again what it hid, with no token to carry, so a scope left in another context or
+out of order (a generator abandoned mid-scope and closed later) unwinds only itself.
+Contexts copied inside a scope (asyncio tasks) keep its span active after it ends.
 
 Which of a native span and an OpenTelemetry span is the innermost: if the OTel span
 active now is the one recorded when the native span was activated (or none is active),
@@ -38,7 +39,27 @@ __all__ = ["Handle", "Scopes", "SpanScope", "otel_ids"]
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 Handle = Span | NoopSpan
-_Entry = tuple[Handle, "tuple[str, str] | None", "Any"]
+
+
+class _Entry:
+    """One activation: the handle, the OpenTelemetry span ids active when it was
+    activated (to tell which is the innermost) and the entry it hides. ``left`` marks
+    a scope left out of order (an abandoned generator closed later, elsewhere): it is
+    skipped when what hides it is left."""
+
+    __slots__ = ("handle", "hidden", "left", "otel")
+
+    def __init__(self, handle: Handle, otel: tuple[str, str] | None, hidden: _Entry | None):
+        self.handle = handle
+        self.otel = otel
+        self.hidden = hidden
+        self.left = False
+
+
+def _visible(entry: _Entry | None) -> _Entry | None:
+    while entry is not None and entry.left:
+        entry = entry.hidden
+    return entry
 
 
 def otel_ids() -> tuple[str, str] | None:
@@ -70,10 +91,10 @@ class Scopes:
     def _innermost(self) -> Handle | tuple[str, str] | None:
         """The default parent: the native active entry if it is the innermost, else the
         active OpenTelemetry span's ids, else ``None`` (see the module docstring)."""
-        entry = self._active.get()
+        entry = _visible(self._active.get())
         otel = otel_ids()
-        if entry is not None and (otel is None or entry[1] == otel):
-            return entry[0]
+        if entry is not None and (otel is None or entry.otel == otel):
+            return entry.handle
         return otel
 
     def get_active_span(self) -> Span | None:
@@ -98,7 +119,7 @@ class Scopes:
         """Make ``handle`` the active span of this context (a no-op hides the active
         one: inside its scope no span is active and new spans are no-ops)."""
         if self._enabled:
-            self._active.set((handle, otel_ids(), self._active.get()))
+            self._active.set(_Entry(handle, otel_ids(), self._active.get()))
 
     def exit(self, handle: Handle, exc: BaseException | None) -> None:
         """Leave ``handle``'s scope: record the exception leaving it (an explicit ``ok``
@@ -108,9 +129,7 @@ class Scopes:
                 handle.record_auto(exc)
             handle.end()
         finally:
-            entry = self._active.get() if self._enabled else None
-            if entry is not None and entry[0] is handle:
-                self._active.set(entry[2])
+            self._leave(handle)
 
     async def _settle(self, handle: Handle, awaitable: Awaitable[T]) -> T:
         """Await ``awaitable`` with ``handle`` active, then end it (end-at-settle)."""
@@ -141,9 +160,20 @@ class Scopes:
         return result
 
     def _leave(self, handle: Handle) -> None:
-        entry = self._active.get() if self._enabled else None
-        if entry is not None and entry[0] is handle:
-            self._active.set(entry[2])
+        """Make active again what ``handle``'s scope hid. Contexts copied inside the
+        scope (asyncio tasks) keep it active: a task outliving its creator's span still
+        continues its trace."""
+        if not self._enabled:
+            return
+        top = self._active.get()
+        if top is not None and top.handle is handle:
+            self._active.set(_visible(top.hidden))
+            return
+        entry = top
+        while entry is not None and entry.handle is not handle:
+            entry = entry.hidden
+        if entry is not None:
+            entry.left = True
 
     def decorate(
         self, fn: F, handle: Handle | None, start: Callable[[], Handle] | None = None
@@ -223,31 +253,43 @@ class Scopes:
     def top(self) -> Handle:
         """The handle of the innermost scope entered in this context (the no-op when
         none, or when tracing is off)."""
-        entry = self._active.get() if self._enabled else None
-        return entry[0] if entry is not None else self._noop
+        entry = _visible(self._active.get()) if self._enabled else None
+        return entry.handle if entry is not None else self._noop
 
 
 class SpanScope:
     """What ``Tracer.span`` returns: a context manager (sync and async) that starts a
     span on entry and ends it on exit, and a decorator that does so per call."""
 
-    __slots__ = ("_name", "_opts", "_tracer")
+    __slots__ = ("_entered", "_name", "_opts", "_tracer")
 
     def __init__(self, tracer: Scopes, name: str, opts: dict[str, Any]) -> None:
         self._tracer = tracer
         self._name = name
         self._opts = opts
+        self._entered: list[Handle] = []  # entered and not yet left (one, in practice)
 
     def _start(self) -> Handle:
         return self._tracer.start_span(self._name, **self._opts)
 
     def __enter__(self) -> Handle:
         handle = self._start()
+        self._entered.append(handle)
         self._tracer.enter(handle)
         return handle
 
     def __exit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
-        self._tracer.exit(self._tracer.top(), exc)
+        """End what this scope started: the handle active here if it is one of this
+        scope's (a scope object shared by threads), else the last one it entered."""
+        entered = self._entered
+        if not entered:
+            return
+        handle = self._tracer.top()
+        if handle in entered:
+            entered.remove(handle)
+        else:
+            handle = entered.pop()
+        self._tracer.exit(handle, exc)
 
     async def __aenter__(self) -> Handle:
         return self.__enter__()

@@ -868,6 +868,59 @@ def test_each_asyncio_task_sees_its_own_active_span_and_inherits_its_creators(tr
         assert spans[f"task{i}-child"]["parentSpanId"] == spans[f"task{i}"]["spanId"]
 
 
+def test_a_task_outliving_its_creators_span_still_continues_its_trace(tracer, sink):
+    async def background(started: asyncio.Event, go: asyncio.Event) -> None:
+        started.set()
+        await go.wait()
+        tracer.start_span("late").end()
+
+    async def main() -> None:
+        started, go = asyncio.Event(), asyncio.Event()
+        async with tracer.span("request"):
+            task = asyncio.create_task(background(started, go))
+            await started.wait()
+        go.set()  # the request span has ended: the task's context still holds it
+        await task
+
+    asyncio.run(main())
+    spans = sink.by_name()
+    assert spans["late"]["parentSpanId"] == spans["request"]["spanId"]
+
+
+def test_a_generator_closed_out_of_order_ends_its_own_span_only(tracer, sink):
+    def numbers() -> Any:
+        with tracer.span("generator"):
+            yield 1
+            yield 2
+
+    iterator = numbers()
+    assert next(iterator) == 1  # the generator's span is now active here too
+    with tracer.span("other") as other:
+        iterator.close()  # abandoned: its scope is left while "other" is active
+        assert tracer.get_active_span() is other and other.is_recording()
+    assert tracer.get_active_span() is None  # the generator's scope is not restored
+    assert set(sink.by_name()) == {"generator", "other"}
+
+
+def test_a_scope_object_shared_by_threads_ends_each_threads_own_span(tracer, sink):
+    shared = tracer.span("shared")
+    barrier = threading.Barrier(2)
+    ended_own: list[bool] = []
+
+    def worker() -> None:
+        with shared as span:
+            barrier.wait(timeout=10)  # both inside at once
+            own = span
+        ended_own.append(not own.is_recording())
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert ended_own == [True, True] and len(sink.wire()) == 2
+
+
 def test_the_active_span_is_per_tracer_instance(make, sink):
     first, second = make(), make()
     with first.span("first") as span:
