@@ -16,10 +16,14 @@ span was started inside the native one and is the innermost. OTel does not see n
 spans: an OTel span started inside a native one starts its own trace.
 
 A callback that returns an awaitable (a coroutine function, or a function returning
-one) ends its span when the awaitable settles (TRC-05). An ``Exception`` leaving a scope
-is recorded (status ``error`` unless an explicit ``ok`` was set, and an ``exception``
-event), then re-raised unchanged; ``CancelledError``, ``KeyboardInterrupt`` and the
-like end the span without an error status.
+one) ends its span when the awaitable settles (TRC-05): a coroutine is wrapped in one
+that keeps the span active while it runs; a future or task is returned as it is, with
+a done callback that ends the span. A generator's span ends when the call returns.
+
+An ``Exception`` leaving a scope is recorded (status ``error`` unless an explicit
+``ok`` was set, and an ``exception`` event), then re-raised unchanged;
+``CancelledError``, ``KeyboardInterrupt`` and the like end the span without an error
+status.
 """
 
 from __future__ import annotations
@@ -155,9 +159,33 @@ class Scopes:
             if not self._enabled:
                 return result  # tracing off: the awaitable as it is
             self._leave(handle)
+            if callable(getattr(result, "add_done_callback", None)):
+                return self._end_when_done(handle, result)
             return self._settle(handle, result)
         self.exit(handle, None)
         return result
+
+    @staticmethod
+    def _end_when_done(handle: Handle, future: Any) -> Any:
+        """A future or task is returned as it is (the caller may cancel or await it) and
+        its span ends when it is done, with the error it ended with (reading it counts as
+        retrieving it: asyncio no longer logs it as never retrieved)."""
+
+        def done(settled: Any) -> None:
+            try:
+                exc = None if settled.cancelled() else settled.exception()
+                if isinstance(exc, Exception):
+                    handle.record_auto(exc)
+            except BaseException:
+                logger.debug("reading a settled future failed", exc_info=True)
+            handle.end()
+
+        try:
+            future.add_done_callback(done)
+        except Exception:
+            logger.debug("a future refused a done callback; its span ends now", exc_info=True)
+            handle.end()
+        return future
 
     def _leave(self, handle: Handle) -> None:
         """Make active again what ``handle``'s scope hid. Contexts copied inside the
@@ -244,9 +272,10 @@ class Scopes:
         tracestate: str | None = None,
         start_time: object = None,
     ) -> T:
-        """``fn(span)`` with a new span active; returns ``fn``'s result. A coroutine or
-        other awaitable result ends the span when it settles (await the result). The
-        options are ``start_span``'s."""
+        """``fn(span)`` with a new span active; returns ``fn``'s result. A coroutine
+        result is wrapped (await it) and ends the span when it settles; a future or task
+        is returned as it is and ends the span when done. The options are
+        ``start_span``'s."""
         handle = self.start_span(name, kind, attributes, parent, tracestate, start_time)
         return cast("T", self._call(handle, fn, handle))
 

@@ -354,6 +354,34 @@ def test_an_awaitable_that_raises_ends_with_an_error_when_it_settles(tracer, sin
     assert sink.one()["status"] == {"code": 2, "message": "boom"}
 
 
+def test_a_task_returned_by_the_callback_is_returned_as_is_and_ends_the_span_when_done(
+    tracer, sink
+):
+    async def work(fail: bool) -> str:
+        await asyncio.sleep(0)
+        if fail:
+            raise ValueError("task failed")
+        return "done"
+
+    async def main() -> None:
+        ok = tracer.with_span("ok", lambda span: asyncio.ensure_future(work(False)))
+        failed = tracer.with_span("failed", lambda span: asyncio.ensure_future(work(True)))
+        cancelled = tracer.with_span("cancelled", lambda span: asyncio.ensure_future(work(False)))
+        assert isinstance(ok, asyncio.Task)  # the caller's task, not a wrapper
+        cancelled.cancel()
+        assert await ok == "done"
+        with pytest.raises(ValueError):
+            await failed
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        await asyncio.sleep(0)  # done callbacks run on the next loop iteration
+
+    asyncio.run(main())
+    spans = sink.by_name()
+    assert "status" not in spans["ok"] and "status" not in spans["cancelled"]
+    assert spans["failed"]["status"] == {"code": 2, "message": "task failed"}
+
+
 def test_a_helper_that_succeeds_ends_with_status_unset_and_returns_the_result(tracer, sink):
     assert tracer.with_span("job", lambda span: 41 + 1) == 42
     record = sink.one()
