@@ -154,6 +154,7 @@ class LogCapture:
         opted_out: Callable[[], bool],
         before_send: tuple[LogRecordHook, ...] = (),
         rate_cap: RateCap | None = None,
+        active_ids: Callable[[], tuple[str, str] | None] = active_span_ids,
     ) -> None:
         self.exporter = exporter
         self.stats = stats
@@ -163,6 +164,9 @@ class LogCapture:
         self._rate_cap = rate_cap if rate_cap is not None and rate_cap.enabled else None
         self._clock_lock = fork_safe_lock()
         self._last_ns = 0
+        # LOG-32: the innermost active span's ids (the native tracer's ``active_ids``
+        # covers native and OpenTelemetry spans; by default only OpenTelemetry's).
+        self._active_ids = active_ids
 
     def _now_ns(self) -> int:
         """Unix milliseconds times 1e6, strictly increasing within a millisecond (LOG-12): a
@@ -288,7 +292,7 @@ class LogCapture:
             body, size = snapshot_value(body, self.stats.correct, "log")
             nbytes += size
         if trace_id is None and span_id is None:
-            active = active_span_ids()  # LOG-32 (only if OpenTelemetry is imported)
+            active = self._active_ids()  # LOG-32
             if active is not None:
                 trace_id, span_id = active
         record = {
@@ -362,13 +366,15 @@ def build_log_capture(
     opted_out: Callable[[], bool],
     clock: Clock | None,
     on_thread_start: Callable[[], None] | None,
+    active_ids: Callable[[], tuple[str, str] | None] = active_span_ids,
 ) -> LogCapture:
     """The logs lane of a client: its own transport (connection pool), queue, flush
     thread (``posthog_otel-logs``, started on the first record) and counters. Retries,
     timeouts, flush interval and ``sync_mode`` follow the client's delivery settings;
     ``on_error`` is the analytics events' (log drops are counted in ``stats.logs``).
     Queue and batch sizes, the flush interval (when given), the resource, ``before_send``
-    and the rate cap come from ``config.logs`` (``LogsConfig``)."""
+    and the rate cap come from ``config.logs`` (``LogsConfig``). ``active_ids`` gives the
+    active span's ids a record carries (LOG-32): the native tracer's ``active_ids``."""
     stats = StatsRecorder()
     delivery = config.delivery
     logs = config.logs
@@ -413,6 +419,7 @@ def build_log_capture(
         opted_out=opted_out,
         before_send=tuple(logs.before_send or ()),  # type: ignore[arg-type]
         rate_cap=RateCap(logs.max_logs, logs.rate_window),
+        active_ids=active_ids,
     )
 
 
