@@ -7,10 +7,10 @@ context, the live-span limit) and ends them; activation and the scoped helpers a
 
 A span that ends is handed, as a plain dict, to ``submit`` (the traces lane:
 ``before_send``, limits again, the queue); what never reaches it is counted through
-``drop(reason)``: ``live_span_limit`` (a refused start), ``span_age`` (a live span older
+``drop(reason)``: ``live_limit`` (a refused start), ``span_age`` (a live span older
 than ``max_span_age``, evicted lazily at the next start or end: its handle becomes a
 no-op, never exported), ``opted_out`` (opted out before the span ended) and
-``shutdown`` (live at ``close()``: such spans are discarded, not ended, TRC-24: their
+``closed`` (live at ``close()``: such spans are discarded, not ended, TRC-24: their
 end is unknown, and a made-up one would misstate their duration).
 
 OpenTelemetry interop without importing it: ``_context.active_span_ids()`` gives the
@@ -166,7 +166,7 @@ class Tracer(Scopes):
             self._count_drop("span_age")
         if refused:
             if not self._closed:
-                self._count_drop("live_span_limit")
+                self._count_drop("live_limit")
             return self._noop
         span.set_attributes(attributes)
         return span
@@ -275,10 +275,10 @@ class Tracer(Scopes):
 
     def close(self) -> None:
         """No more spans: later starts give no-ops, and spans still live are discarded
-        and counted as ``shutdown`` (TRC-24; call before the lane's last flush)."""
+        and counted as ``closed`` (TRC-24; call before the lane's last flush)."""
         with self.lock:
             self._closed = True
             live = [span for span in self._live.values() if span.evict()]
             self._live.clear()
         for _ in live:
-            self._count_drop("shutdown")
+            self._count_drop("closed")

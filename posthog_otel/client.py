@@ -31,6 +31,8 @@ from ._log import enable_debug
 from ._logs import Logger, build_log_capture
 from ._logs_config import LogsConfig
 from ._options import BeforeSend, ClientConfig, OnError, client_config
+from ._span_methods import SpanMethods
+from ._spans import Tracer
 from ._stats import ClientStats, StatsRecorder
 from ._traces import TraceCapture, build_trace_capture
 from ._traces_config import TracesConfig
@@ -63,7 +65,7 @@ WIRE_COMPAT_VERSION = "7.91.1"
 USER_AGENT = f"posthog-python/{WIRE_COMPAT_VERSION} {LIB_NAME}/{__version__}"
 
 
-class Client(FlagMethods, AsyncFlagMethods):
+class Client(FlagMethods, AsyncFlagMethods, SpanMethods):
     """A PostHog client with a batching exporter; every argument (and the environment
     variable behind it) is listed in ``docs/configuration.md``.
 
@@ -176,11 +178,28 @@ class Client(FlagMethods, AsyncFlagMethods):
         """Error tracking's intake (``$exception`` events): the seam for integrations."""
         if config.exceptions.autocapture and not config.disabled:
             _autocapture.register(self.exceptions, self._flush_at_crash)
+        self.traces: TraceCapture = build_trace_capture(
+            config,
+            user_agent=USER_AGENT,
+            opted_out=lambda: self.pipeline.opted_out,
+            clock=_clock,
+            on_thread_start=exit_hook_starter(config.flush_on_sigterm) if _exit_hook else None,
+        )
+        """PostHog Traces' lane (``submit(span)``): the seam of the span API and the
+        OpenTelemetry exporters."""
+        self._tracer = Tracer(
+            config.traces,
+            self.traces.submit,
+            self.traces.drop,
+            enabled=self.traces.enabled,
+            opted_out=lambda: self.pipeline.opted_out,
+        )
         self._logs = build_log_capture(
             config,
             user_agent=USER_AGENT,
             opted_out=lambda: self.pipeline.opted_out,
             clock=_clock,
+            active_ids=self._tracer.active_ids,
             on_thread_start=exit_hook_starter(config.flush_on_sigterm) if _exit_hook else None,
         )
         self._ai = AiCapture(
@@ -193,15 +212,6 @@ class Client(FlagMethods, AsyncFlagMethods):
         )
         self.logger = Logger(self._logs)
         """PostHog Logs by level: ``client.logger.info("ready", {"region": "us"})``."""
-        self.traces: TraceCapture = build_trace_capture(
-            config,
-            user_agent=USER_AGENT,
-            opted_out=lambda: self.pipeline.opted_out,
-            clock=_clock,
-            on_thread_start=exit_hook_starter(config.flush_on_sigterm) if _exit_hook else None,
-        )
-        """PostHog Traces' lane (``submit(span)``): the seam of the span API and the
-        OpenTelemetry exporters."""
         self._lifecycle = Lifecycle(
             self.pipeline,
             self._exporter,
@@ -409,6 +419,7 @@ class Client(FlagMethods, AsyncFlagMethods):
         shared by the flags worker, the flag poller and the exporter; what could not be
         delivered by then is counted as dropped (``shutdown``)."""
         _autocapture.unregister(self.exceptions)
+        self._tracer.close()  # spans still live are discarded (counted), TRC-24
         return self._lifecycle.close(timeout)
 
     shutdown = close

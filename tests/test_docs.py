@@ -359,3 +359,22 @@ def test_readme_durable_delivery_snippet_runs_as_written(server, tmp_path, monke
     assert client.stats.spooled == 0 and path.exists()
     (event,) = server.events
     assert event["event"] == "order_paid" and event["properties"]["amount"] == 42
+
+
+def test_readme_native_span_snippet_sends_as_written(server):
+    """README, Traces → Without OpenTelemetry: the snippet, pointed at the fake server."""
+    snippet = _first_python_block(_section(README, "### Without OpenTelemetry"))
+    snippet = snippet.replace('"phc_..."', f'"phc_test_key_0123456789", host={server.url!r}')
+    exec(compile(snippet, "README.md", "exec"), {"__name__": "readme"})
+    spans = {span["name"]: span for span in server.spans()}
+    assert sorted(spans) == [
+        "GET /users/:id",
+        "db.query",
+        "handle message",
+        "refresh-prices",
+        "sum",
+    ]
+    assert spans["db.query"]["parentSpanId"] == spans["GET /users/:id"]["spanId"]
+    assert spans["handle message"]["traceId"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    (record,) = server.log_records()
+    assert record["spanId"] == spans["handle message"]["spanId"]
