@@ -155,15 +155,24 @@ class PostHogProcessor:
             return
         level_name = str(event_dict.get("level") or method_name).lower()
         levelno = _LEVELS.get(level_name, logging.INFO)
+        lanes = 0
         if self.logs and levelno >= self.logs_level:
-            self._ship_log(wrapped_logger, event_dict, levelno)
-        if levelno < self.level:
-            return
+            lanes = self._ship_log(wrapped_logger, event_dict, levelno)
+        if levelno >= self.level:
+            lanes |= self._capture_event(wrapped_logger, event_dict, level_name)
+        if lanes:  # PostHogHandler skips this call's stdlib record for these lanes
+            _structlog_call.mark_captured(lanes)
+
+    def _capture_event(
+        self, wrapped_logger: Any, event_dict: MutableMapping[str, Any], level_name: str
+    ) -> int:
+        """Queue the analytics event and/or ``$exception`` of the call; ``EVENTS`` when
+        one was queued, else 0."""
         exception = _exception_of(event_dict) if self.exceptions else None
         name = event_dict.get("event")
         named = isinstance(name, str) and bool(name)
         if not named and exception is None:
-            return
+            return 0
         send_event = named and (exception is None or self.event_with_exception)
         distinct_id = first_id(event_dict, (self.distinct_id_key,))
         if distinct_id is None:
@@ -174,7 +183,7 @@ class PostHogProcessor:
                 send_event = False
             event_ctx = ctx or PERSONLESS
         if not send_event and exception is None:
-            return
+            return 0
         name = name if isinstance(name, str) else ""
         logger_name = event_dict.get("logger") or getattr(wrapped_logger, "name", None)
         pipeline = self.client.pipeline
@@ -215,16 +224,18 @@ class PostHogProcessor:
             if taken is not None:
                 size = nbytes + entries_bytes(taken[0])
                 pipeline.defer((self._exception_builder, *item, *taken), size)
-        _structlog_call.mark_captured()
+        return _structlog_call.EVENTS
 
     def _ship_log(
         self, wrapped_logger: Any, event_dict: MutableMapping[str, Any], levelno: int
-    ) -> None:
+    ) -> int:
         """Send the event to PostHog Logs, on this thread (``capture_log`` copies the
-        values, takes the identity context and the active span's ids)."""
+        values, takes the identity context and the active span's ids); ``LOGS`` when it
+        was handed to ``capture_log`` (sent, or dropped by its gates: either way the
+        handler must not hand it over again), else 0."""
         body = event_dict.get("event")
         if body is None:
-            return
+            return 0
         distinct_id = first_id(event_dict, (self.distinct_id_key,))
         if distinct_id is None:
             distinct_id = _bound_contextvar(self.distinct_id_key)
@@ -232,6 +243,7 @@ class PostHogProcessor:
         exception = _exception_text(event_dict)
         attributes = event_dict_log(event_dict, self._skip, distinct_id, logger_name, exception)
         self.client.capture_log(body if isinstance(body, str) else str(body), levelno, attributes)
+        return _structlog_call.LOGS
 
     def _snapshot(
         self, event_dict: MutableMapping[str, Any], correct: Correct, name: str

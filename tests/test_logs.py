@@ -487,3 +487,40 @@ def test_a_forked_child_starts_with_an_empty_logs_queue(server):
         assert _bodies(server.log_records()) == ["from child", "parent pending"]
     finally:
         client.close(2)
+
+
+def test_drop_and_retry_warnings_name_log_records_not_events(make_client, server, warnings_log):
+    """The logs lane's warnings count *log records*: the noun is the lane's (one place,
+    ``Lane.noun``), for the drops before the queue, the drops in it and the retries."""
+    client = make_client(max_retries=0, max_retry_cycles=5)
+    client.capture_log("   ")  # invalid: before the queue
+    server.fail_next(1, status=503, path=LOGS)  # kept for a later cycle...
+    server.fail_next(1, status=400, path=LOGS)  # ...which is refused
+    client.capture_log("kept")
+    assert client.flush(5) is False
+    _wait_for(lambda: client.flush(0.5) or client.stats.logs.dropped["rejected"] == 1, 10)
+    client.close(2)
+    messages = [r.getMessage() for r in warnings_log.records]
+    assert any(m.startswith("dropped 1 log record(s): invalid") for m in messages), messages
+    assert any(m.startswith("delivery of 1 log record(s) failed") for m in messages), messages
+    assert any(m.startswith("dropped 1 log record(s): rejected") for m in messages), messages
+    assert not any("event(s)" in m for m in messages), messages
+
+
+def test_the_traces_lane_warnings_name_spans(server, warnings_log):
+    from posthog_otel.export import TracesLane
+
+    stats = StatsRecorder()
+    lane = TracesLane(API_KEY, gzip=True, resource={}, scope_name="t", scope_version="1")
+    config = ExporterConfig(flush_interval=60, max_queue_size=1)
+    exporter = BatchExporter(lane, HttpTransport(server.url, user_agent="t"), config, stats=stats)
+    span = {"trace_id": "1" * 32, "span_id": "2" * 16, "name": "s", "start_ns": 1, "end_ns": 2}
+    release = server.hold_next(path="/i/v1/traces")
+    try:
+        assert exporter.submit(span)
+        assert exporter.submit(dict(span)) is False  # the queue holds one
+    finally:
+        release.set()
+    exporter.close(2)
+    messages = [r.getMessage() for r in warnings_log.records]
+    assert any(m.startswith("dropped 1 span(s): queue_full") for m in messages), messages

@@ -59,6 +59,9 @@ class Lane(Protocol):
     max_event_bytes: int
     # A 400 on several events halves the batch (``True``) or drops it (``False``).
     split_400: bool
+    # What the lane carries, as its warnings name it ("dropped 3 log record(s)"): the
+    # exporter gives it to the lane's ``StatsRecorder``.
+    noun: str = "event"
 
     def encode(self, event: Event) -> bytes: ...
 

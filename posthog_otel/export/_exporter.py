@@ -65,6 +65,7 @@ class BatchExporter:
         self._transport = transport
         self._config = config
         self._stats = stats
+        stats.noun = getattr(lane, "noun", "event")  # the lane's warnings name what it carries
         self._clock = clock or SystemClock()
         self._on_error = on_error
         self._thread_name = thread_name
@@ -530,8 +531,9 @@ class BatchExporter:
             self._give_up(batch, reason, error)
         else:
             logger.warning(
-                "delivery of %d event(s) failed (%s); kept for retry (cycle %d of %d)",
+                "delivery of %d %s(s) failed (%s); kept for retry (cycle %d of %d)",
                 len(batch),
+                self._stats.noun,
                 error,
                 cycles,
                 self._config.max_retry_cycles,

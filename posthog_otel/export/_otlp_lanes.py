@@ -86,6 +86,7 @@ class LogsLane(_OtlpLane):
     """``/i/v1/logs?token=…`` (LOG-17; the Bearer header too) with OTLP ``LogRecord``s."""
 
     _signal = "logs"
+    noun = "log record"
     _encode = staticmethod(encode_log_record)
 
     def _path_for(self, api_key: str) -> str:
@@ -96,6 +97,7 @@ class TracesLane(_OtlpLane):
     """``/i/v1/traces`` with ``Authorization: Bearer`` (TRC-17) and OTLP ``Span``s."""
 
     _signal = "traces"
+    noun = "span"
     _encode = staticmethod(encode_span)
 
     def _path_for(self, api_key: str) -> str:
