@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from ._batch import Lane
 from ._otlp import encode_log_record, encode_span, envelope
+from ._retry import MAX_BACKOFF
 
 __all__ = [
     "LOGS_PATH",
@@ -42,6 +43,8 @@ class _OtlpLane(Lane):
 
     max_event_bytes = MAX_OTLP_ITEM_BYTES
     split_400 = False
+    shrink_on_413 = True
+    max_cooldown = MAX_BACKOFF  # "exponential backoff capped at ~30 s" (LOG-30, TRC-25)
     _signal = ""
     _encode: Callable[[Mapping[str, Any]], bytes]
 

@@ -21,7 +21,7 @@ from ._batch import (
 from ._retry import Outcome, backoff, classify, parse_retry_after
 from ._transport import HttpTransport, TransportError
 
-__all__ = ["report_error", "send_batch"]
+__all__ = ["report_error", "send_batch", "warn_retained"]
 
 
 def send_batch(
@@ -152,6 +152,21 @@ def _log_batch(batch: Batch, started: float, outcome: str, nbytes: int, noun: st
         logger.debug(
             "batch of %d %s(s), %d bytes: %s in %.0f ms", len(batch), noun, nbytes, outcome, elapsed
         )
+
+
+def warn_retained(
+    stats: StatsRecorder, count: int, error: DeliveryError, cycle: int, cycles: int
+) -> None:
+    """The warning for a batch kept for a later delivery cycle, naming what the lane
+    carries (``stats.noun``)."""
+    logger.warning(
+        "delivery of %d %s(s) failed (%s); kept for retry (cycle %d of %d)",
+        count,
+        stats.noun,
+        error,
+        cycle,
+        cycles,
+    )
 
 
 def report_error(
