@@ -32,6 +32,7 @@ from ._snapshot import ENTRY_BYTES, EVENT_BYTES, IMMUTABLE, Correct, snapshot_va
 from ._stats import peek_count
 from ._structlog_call import EVENTS, LOGS, captured_lanes
 from ._structlog_call import captured as structlog_call
+from .structlog import event_dict_log_record
 
 if TYPE_CHECKING:
     from .client import Client
@@ -189,11 +190,16 @@ class PostHogHandler(logging.Handler):
             allowed = self._logger_allowed.get(name)
             if allowed is None:
                 allowed = self._allow_logger(name)
-            if not allowed or thread_state.internal or type(record.msg) is dict:
-                return None  # a dict: structlog's ProcessorFormatter (PostHogProcessor's)
+            if not allowed or thread_state.internal:
+                return None
             if structlog_call.get() is not None and captured_lanes() & LOGS:
                 return None  # PostHogProcessor(logs=True) sent this structlog call's record
             client = self.client
+            if type(record.msg) is dict:  # structlog's ProcessorFormatter: the event dict
+                log = event_dict_log_record(record.msg, self.distinct_id_key, record.name)
+                if log is not None:
+                    client.capture_log(log[0], record.levelno, log[1])
+                return None
             try:
                 message = record.getMessage()
             except Exception:
