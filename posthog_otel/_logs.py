@@ -1,8 +1,9 @@
 """``client.capture_log``: a log record for PostHog Logs, on its own lane.
 
 The record is plain data taken at capture time (LOG-10/14/21): the timestamp, severity,
-body, the caller's attributes merged over the identity context's ``posthogDistinctId``
-and ``sessionId``, and the trace ids (given, or the active OpenTelemetry span's: LOG-32).
+body, the caller's attributes merged over the identity context's ``posthogDistinctId``,
+``sessionId`` and ``url.full`` (its ``$current_url``: the request's, LOG-14's web key),
+and the trace ids (given, or the active OpenTelemetry span's: LOG-32).
 It is encoded as OTLP only when its batch is sent (``export``'s logs lane), on the logs
 exporter's own thread and queue: a slow logs endpoint never delays analytics events.
 
@@ -283,6 +284,9 @@ class LogCapture:
                 merged["posthogDistinctId"] = identity.distinct_id
             if identity.session_id:
                 merged["sessionId"] = identity.session_id
+            url = identity.properties.get("$current_url")
+            if url and isinstance(url, str):  # the request's URL, as the middleware set it
+                merged["url.full"] = url
         if attributes:
             merged.update(attributes)  # the caller's keys win over the automatic ones
         nbytes = EVENT_BYTES + snapshot_values(merged, merged, self.stats.correct, "log")
@@ -312,14 +316,15 @@ def _own_values(
     record: dict[str, Any], level: object, time_ns: object, severity_number: object
 ) -> None:
     """A record's own timestamp (positive int nanoseconds) and severity number (1-24,
-    OTel's range) over the captured ones; the text is ``level`` when it is a non-blank
-    string (``WARNING`` as OTel gives it), else the contract's name for the number."""
+    OTel's range) over the captured ones; the text is ``level`` in upper case (LOG-08)
+    when it is a non-blank string (``WARNING`` as OTel gives it), else the contract's
+    name for the number."""
     if type(time_ns) is int and time_ns > 0:
         record["time_ns"] = time_ns
     if type(severity_number) is int and 1 <= severity_number <= 24:
         record["severity_number"] = severity_number
         if isinstance(level, str) and level.strip():
-            record["severity_text"] = level.strip()
+            record["severity_text"] = level.strip().upper()  # LOG-08: upper case
         else:
             record["severity_text"] = _SEVERITY_NAMES[(severity_number - 1) // 4]
 

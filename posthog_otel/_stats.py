@@ -86,6 +86,8 @@ class StatsRecorder:
     """Thread-safe counters shared by the client (caller threads) and the exporter."""
 
     def __init__(self) -> None:
+        self.noun = "event"
+        """What is counted, as warnings name it: the exporter sets its lane's noun."""
         self.reset()
 
     def reset(self) -> None:
@@ -128,7 +130,7 @@ class StatsRecorder:
         application asked for (``INTENTIONAL_DROPS``) is only logged at DEBUG."""
         level = logging.DEBUG if reason in INTENTIONAL_DROPS else logging.WARNING
         self.warner.warn_count(
-            reason, count, "dropped %d event(s): %s%s", reason, detail, level=level
+            reason, count, f"dropped %d {self.noun}(s): %s%s", reason, detail, level=level
         )
 
     def thread_restarted(self) -> None:

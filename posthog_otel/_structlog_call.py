@@ -26,7 +26,12 @@ import sys
 from contextvars import ContextVar
 from types import CodeType, FrameType
 
-__all__ = ["captured", "clear", "is_captured_call", "mark_captured"]
+__all__ = ["EVENTS", "LOGS", "captured", "captured_lanes", "clear", "mark_captured"]
+
+# What the processor sent of the call it marks (a bit mask): its analytics event (or
+# ``$exception``), and its PostHog Logs record. The handler skips the same lanes only.
+EVENTS = 1
+LOGS = 2
 
 # The frames looked at: enough for a structlog call wrapped in a few helpers, and for a
 # handler behind a few logging frames; a bound keeps a pathological stack cheap.
@@ -35,10 +40,10 @@ _MAX_FRAMES = 48
 _MAX_STACK = 512
 
 # The structlog call that PostHogProcessor captured last in this context: the id, code
-# object and instruction of the frame that called structlog, and the code of structlog's
-# function that runs the processor chain; None when there is none (the handler looks at
-# it first: one lookup when no structlog call is marked).
-_Call = tuple[int, CodeType, int, CodeType]
+# object and instruction of the frame that called structlog, the code of structlog's
+# function that runs the processor chain, and the lanes sent (``EVENTS | LOGS``); None
+# when there is none (the handler looks at it first: one lookup when none is marked).
+_Call = tuple[int, CodeType, int, CodeType, int]
 captured: ContextVar[_Call | None] = ContextVar("posthog_otel_structlog_call", default=None)
 
 
@@ -47,10 +52,12 @@ def clear() -> None:
     captured.set(None)
 
 
-def mark_captured() -> None:
-    """Remember the structlog call that is running ``PostHogProcessor`` as captured.
+def mark_captured(lanes: int = EVENTS) -> None:
+    """Remember the structlog call that is running ``PostHogProcessor`` as captured for
+    ``lanes`` (``EVENTS``, ``LOGS`` or both).
 
-    Called by the processor (on the logging thread) after it queued the event. When the
+    Called by the processor (on the logging thread) after it queued the event and/or
+    the log record. When the
     processor was not called by structlog (called by hand, or from a ``ProcessorFormatter``
     that a stdlib handler runs), there is no stdlib record of this call to skip."""
     frame: FrameType | None = sys._getframe(1)
@@ -62,18 +69,19 @@ def mark_captured() -> None:
             runner = runner or frame.f_code
         elif runner is not None:
             if _module(frame) != "logging":
-                captured.set((id(frame), frame.f_code, frame.f_lasti, runner))
+                captured.set((id(frame), frame.f_code, frame.f_lasti, runner, lanes))
             return
         frame = frame.f_back
 
 
-def is_captured_call() -> bool:
-    """Whether the record being emitted is the stdlib record of the structlog call that
-    ``PostHogProcessor`` captured (see the module docstring); called by the handler."""
+def captured_lanes() -> int:
+    """The lanes (``EVENTS``/``LOGS`` bits) ``PostHogProcessor`` sent for the structlog
+    call whose stdlib record is being emitted; 0 when the record is not that call's (see
+    the module docstring). Called by the handler."""
     marker = captured.get()
     if marker is None:
-        return False
-    frame_id, code, lasti, runner = marker
+        return 0
+    frame_id, code, lasti, runner, lanes = marker
     frame: FrameType | None = sys._getframe(1)
     steps = 0
     # From the handler up: logging's frames (and whatever wraps them, a patched
@@ -92,10 +100,10 @@ def is_captured_call() -> bool:
         # same caller at the same instruction may be running another structlog call
         # (a loop over loggers, a helper): its record is the captured call's only when
         # its chain has our processor, which then ran (and marked or cleared) in it.
-        return not in_chain and _chain_has_processor(structlog_frames)
+        return lanes if not in_chain and _chain_has_processor(structlog_frames) else 0
     if not _is_running(frame_id, code, lasti):
         captured.set(None)  # that call has returned: no record of it can come any more
-    return False
+    return 0
 
 
 def _chain_has_processor(frames: list[FrameType]) -> bool:

@@ -30,8 +30,9 @@ from ._log import thread_state
 from ._logs import exception_attributes
 from ._snapshot import ENTRY_BYTES, EVENT_BYTES, IMMUTABLE, Correct, snapshot_value
 from ._stats import peek_count
+from ._structlog_call import EVENTS, LOGS, captured_lanes
 from ._structlog_call import captured as structlog_call
-from ._structlog_call import is_captured_call
+from .structlog import event_dict_log_record
 
 if TYPE_CHECKING:
     from .client import Client
@@ -84,8 +85,9 @@ class PostHogHandler(logging.Handler):
     not ``_``-prefixed ones); ``$set``/``$set_once`` keep their PostHog meaning and a
     ``groups`` extra sets the event's groups. Records without a distinct id (extra, or
     identity context) are skipped unless ``personless=True``. The stdlib record of a
-    structlog call whose event ``PostHogProcessor`` captured is not sent again (see
-    ``posthog_otel._structlog_call``); no other record is skipped for it.
+    structlog call whose event (or, with ``logs=True``, log record) ``PostHogProcessor``
+    captured is not sent again to that lane (see ``posthog_otel._structlog_call``); no
+    other record is skipped for it.
 
     Error tracking: a record with an exception (``logger.exception``, ``exc_info=True``,
     or the ``exc_text`` a ``QueueHandler`` leaves) also becomes an ``$exception`` event
@@ -188,9 +190,16 @@ class PostHogHandler(logging.Handler):
             allowed = self._logger_allowed.get(name)
             if allowed is None:
                 allowed = self._allow_logger(name)
-            if not allowed or thread_state.internal or type(record.msg) is dict:
-                return None  # a dict: structlog's ProcessorFormatter (PostHogProcessor's)
+            if not allowed or thread_state.internal:
+                return None
+            if structlog_call.get() is not None and captured_lanes() & LOGS:
+                return None  # PostHogProcessor(logs=True) sent this structlog call's record
             client = self.client
+            if type(record.msg) is dict:  # structlog's ProcessorFormatter: the event dict
+                log = event_dict_log_record(record.msg, self.distinct_id_key, record.name)
+                if log is not None:
+                    client.capture_log(log[0], record.levelno, log[1])
+                return None
             try:
                 message = record.getMessage()
             except Exception:
@@ -223,7 +232,7 @@ class PostHogHandler(logging.Handler):
             msg = record.msg
             if type(msg) is dict:
                 return  # structlog's ProcessorFormatter: PostHogProcessor sends those
-            if structlog_call.get() is not None and is_captured_call():
+            if structlog_call.get() is not None and captured_lanes() & EVENTS:
                 return  # PostHogProcessor sent this structlog call's event
             ctx = _current.get()
             attributes = record.__dict__

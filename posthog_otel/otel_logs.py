@@ -7,11 +7,14 @@ Attach to the application's logger provider::
 Each record goes through ``client.capture_log`` (the one capture path: its gates,
 ``LogsConfig`` ``before_send`` and rate cap, counters in ``client.stats.logs``), with the
 record's own body, timestamp, severity, attributes and trace/span ids and flags: those
-win over the capture time and the identity context. The identity context
-(``posthogDistinctId``/``sessionId``, LOG-14) is read where the record is logged: by the
-exporter itself under ``SimpleLogRecordProcessor``; under ``BatchLogRecordProcessor``
-(which exports on its own thread) through ``IdentityStamper``, which ``instrument_logs``
-and the zero-code path put in front of the batch processor.
+win over the capture time and the identity context. A record without a body (allowed
+by OpenTelemetry, not by ``capture_log``) is sent with its ``event_name`` as the body,
+else ``NO_BODY`` (``"(no body)"``); an empty-string body is dropped like any blank one.
+The identity context (``posthogDistinctId``/``sessionId``, LOG-14) is read where the
+record is logged: by the exporter itself under ``SimpleLogRecordProcessor``; under
+``BatchLogRecordProcessor`` (which exports on its own thread) through
+``IdentityStamper``, which ``instrument_logs`` and the zero-code path put in front of
+the batch processor.
 The resource sent is the client's logs resource (``LogsConfig``); a client the exporter
 builds itself takes ``service.name`` and the other attributes of OpenTelemetry's own
 resource from the environment (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``).
@@ -52,7 +55,13 @@ from ._logs_config import LogsConfig
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["IdentityStamper", "PostHogLogExporter", "instrument_logs"]
+__all__ = ["NO_BODY", "IdentityStamper", "PostHogLogExporter", "instrument_logs"]
+
+# The body of an OpenTelemetry record that has none (and no event name): OpenTelemetry
+# makes the body optional (a record may be attributes only), PostHog Logs' capture path
+# drops a blank body (LOG-04) as the application's mistake. Such a record is sent, with
+# this placeholder, rather than dropped as invalid.
+NO_BODY = "(no body)"
 
 
 class PostHogLogExporter(LogRecordExporter):
@@ -100,8 +109,11 @@ class PostHogLogExporter(LogRecordExporter):
         event_name = getattr(record, "event_name", None)
         if event_name:
             attributes = {**(attributes or {}), "event.name": event_name}
+        body = record.body
+        if body is None:  # optional in OpenTelemetry, required by capture_log (LOG-04)
+            body = event_name if isinstance(event_name, str) and event_name.strip() else NO_BODY
         self.client.capture_log(
-            record.body,
+            body,
             record.severity_text,
             attributes,
             record.trace_id or None,

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from .client import Client
     from .pipeline import CaptureFields
 
-__all__ = ["PostHogProcessor", "event_dict_capture", "event_dict_log"]
+__all__ = ["PostHogProcessor", "event_dict_capture", "event_dict_log", "event_dict_log_record"]
 
 _BOOKKEEPING = frozenset(
     {
@@ -155,15 +155,24 @@ class PostHogProcessor:
             return
         level_name = str(event_dict.get("level") or method_name).lower()
         levelno = _LEVELS.get(level_name, logging.INFO)
+        lanes = 0
         if self.logs and levelno >= self.logs_level:
-            self._ship_log(wrapped_logger, event_dict, levelno)
-        if levelno < self.level:
-            return
+            lanes = self._ship_log(wrapped_logger, event_dict, levelno)
+        if levelno >= self.level:
+            lanes |= self._capture_event(wrapped_logger, event_dict, level_name)
+        if lanes:  # PostHogHandler skips this call's stdlib record for these lanes
+            _structlog_call.mark_captured(lanes)
+
+    def _capture_event(
+        self, wrapped_logger: Any, event_dict: MutableMapping[str, Any], level_name: str
+    ) -> int:
+        """Queue the analytics event and/or ``$exception`` of the call; ``EVENTS`` when
+        one was queued, else 0."""
         exception = _exception_of(event_dict) if self.exceptions else None
         name = event_dict.get("event")
         named = isinstance(name, str) and bool(name)
         if not named and exception is None:
-            return
+            return 0
         send_event = named and (exception is None or self.event_with_exception)
         distinct_id = first_id(event_dict, (self.distinct_id_key,))
         if distinct_id is None:
@@ -174,7 +183,7 @@ class PostHogProcessor:
                 send_event = False
             event_ctx = ctx or PERSONLESS
         if not send_event and exception is None:
-            return
+            return 0
         name = name if isinstance(name, str) else ""
         logger_name = event_dict.get("logger") or getattr(wrapped_logger, "name", None)
         pipeline = self.client.pipeline
@@ -215,23 +224,21 @@ class PostHogProcessor:
             if taken is not None:
                 size = nbytes + entries_bytes(taken[0])
                 pipeline.defer((self._exception_builder, *item, *taken), size)
-        _structlog_call.mark_captured()
+        return _structlog_call.EVENTS
 
     def _ship_log(
         self, wrapped_logger: Any, event_dict: MutableMapping[str, Any], levelno: int
-    ) -> None:
+    ) -> int:
         """Send the event to PostHog Logs, on this thread (``capture_log`` copies the
-        values, takes the identity context and the active span's ids)."""
-        body = event_dict.get("event")
-        if body is None:
-            return
-        distinct_id = first_id(event_dict, (self.distinct_id_key,))
-        if distinct_id is None:
-            distinct_id = _bound_contextvar(self.distinct_id_key)
+        values, takes the identity context and the active span's ids); ``LOGS`` when it
+        was handed to ``capture_log`` (sent, or dropped by its gates: either way the
+        handler must not hand it over again), else 0."""
         logger_name = event_dict.get("logger") or getattr(wrapped_logger, "name", None)
-        exception = _exception_text(event_dict)
-        attributes = event_dict_log(event_dict, self._skip, distinct_id, logger_name, exception)
-        self.client.capture_log(body if isinstance(body, str) else str(body), levelno, attributes)
+        log = event_dict_log_record(event_dict, self.distinct_id_key, logger_name)
+        if log is None:
+            return 0
+        self.client.capture_log(log[0], levelno, log[1])
+        return _structlog_call.LOGS
 
     def _snapshot(
         self, event_dict: MutableMapping[str, Any], correct: Correct, name: str
@@ -317,7 +324,7 @@ def _exception_of(event_dict: MutableMapping[str, Any]) -> object:
     return None
 
 
-def _exception_text(event_dict: MutableMapping[str, Any]) -> object:
+def _exception_text(event_dict: Mapping[str, Any]) -> object:
     """The event's exception for its log record: ``exc_info`` (``True``: the one being
     handled), else the traceback text of a rendered ``exception`` key; ``None``."""
     exc_info = event_dict.get("exc_info")
@@ -327,6 +334,25 @@ def _exception_text(event_dict: MutableMapping[str, Any]) -> object:
         return exc_info
     rendered = event_dict.get("exception")
     return rendered if isinstance(rendered, str) else None
+
+
+def event_dict_log_record(
+    event_dict: Mapping[str, Any], distinct_id_key: str, logger_name: object
+) -> tuple[str, dict[str, Any]] | None:
+    """The body and attributes of a structlog event dict's log record (``None`` without
+    an ``event``), on the logging thread: ``PostHogProcessor(logs=True)``'s, and
+    ``PostHogHandler(logs=True)``'s for the event dict a ``ProcessorFormatter`` hands it.
+    The distinct id from the dict, else structlog's bound context variables."""
+    body = event_dict.get("event")
+    if body is None:
+        return None
+    distinct_id = first_id(event_dict, (distinct_id_key,))
+    if distinct_id is None:
+        distinct_id = _bound_contextvar(distinct_id_key)
+    skip = _BOOKKEEPING | {distinct_id_key, "groups"}
+    exception = _exception_text(event_dict)
+    attributes = event_dict_log(event_dict, skip, distinct_id, logger_name, exception)
+    return (body if isinstance(body, str) else str(body)), attributes
 
 
 def event_dict_log(

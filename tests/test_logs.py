@@ -242,6 +242,38 @@ def test_a_413_halves_the_batch(make_client, server):
     assert _bodies(server.log_records()) == [f"r{i}" for i in range(50)]
 
 
+def test_after_a_413_the_batch_size_grows_back_by_one_per_healthy_send(make_client, server):
+    # LOG-30: the halved size stays, and each delivered request adds one back up to
+    # max_batch_size: 50 refused, 25 + 25 delivered (the cap is now 27), then 27 + 23.
+    client = make_client()
+    for i in range(50):
+        client.capture_log(f"a{i}")
+    server.fail_next(1, status=413, path=LOGS)
+    assert client.flush(5)
+    for i in range(50):
+        client.capture_log(f"b{i}")
+    assert client.flush(5)
+    sizes = [len(r.log_records) for r in server.wait_for_requests(5, path=LOGS)]
+    assert sizes == [0, 25, 25, 27, 23]
+    assert len(server.log_records()) == 100
+
+
+def test_the_wait_between_failed_cycles_is_capped_at_about_30_s(make_client, server, clock):
+    # LOG-30: exponential backoff capped at ~30 s, between delivery cycles too (the
+    # analytics lane waits 30 s doubling to 5 min): the third attempt comes 30 s after
+    # the second failed, not 60 s.
+    client = make_client(_clock=clock, max_retries=0, max_retry_cycles=10)
+    server.fail_next(2, status=503, path=LOGS)
+    client.capture_log("patient")
+    assert client.flush(5) is False
+    for attempt in (2, 3):
+        clock.advance(31.0)
+        if attempt == 2:
+            server.wait_for_requests(2, path=LOGS)
+            _wait_for(lambda: client.stats.logs.retained == 1 and client.stats.logs.in_flight == 0)
+    assert _bodies(server.wait_for_log_records(1, timeout=5)) == ["patient"]
+
+
 def test_a_single_record_refused_with_413_is_dropped_with_a_warning(
     make_client, server, warnings_log
 ):
@@ -487,3 +519,104 @@ def test_a_forked_child_starts_with_an_empty_logs_queue(server):
         assert _bodies(server.log_records()) == ["from child", "parent pending"]
     finally:
         client.close(2)
+
+
+def test_drop_and_retry_warnings_name_log_records_not_events(make_client, server, warnings_log):
+    """The logs lane's warnings count *log records*: the noun is the lane's (one place,
+    ``Lane.noun``), for the drops before the queue, the drops in it and the retries."""
+    client = make_client(max_retries=0, max_retry_cycles=5)
+    client.capture_log("   ")  # invalid: before the queue
+    server.fail_next(1, status=503, path=LOGS)  # kept for a later cycle...
+    server.fail_next(1, status=400, path=LOGS)  # ...which is refused
+    client.capture_log("kept")
+    assert client.flush(5) is False
+    _wait_for(lambda: client.flush(0.5) or client.stats.logs.dropped["rejected"] == 1, 10)
+    client.close(2)
+    messages = [r.getMessage() for r in warnings_log.records]
+    assert any(m.startswith("dropped 1 log record(s): invalid") for m in messages), messages
+    assert any(m.startswith("delivery of 1 log record(s) failed") for m in messages), messages
+    assert any(m.startswith("dropped 1 log record(s): rejected") for m in messages), messages
+    assert not any("event(s)" in m for m in messages), messages
+
+
+def test_the_traces_lane_warnings_name_spans(server, warnings_log):
+    from posthog_otel.export import TracesLane
+
+    stats = StatsRecorder()
+    lane = TracesLane(API_KEY, gzip=True, resource={}, scope_name="t", scope_version="1")
+    config = ExporterConfig(flush_interval=60, max_queue_size=1)
+    exporter = BatchExporter(lane, HttpTransport(server.url, user_agent="t"), config, stats=stats)
+    span = {"trace_id": "1" * 32, "span_id": "2" * 16, "name": "s", "start_ns": 1, "end_ns": 2}
+    release = server.hold_next(path="/i/v1/traces")
+    try:
+        assert exporter.submit(span)
+        assert exporter.submit(dict(span)) is False  # the queue holds one
+    finally:
+        release.set()
+    exporter.close(2)
+    messages = [r.getMessage() for r in warnings_log.records]
+    assert any(m.startswith("dropped 1 span(s): queue_full") for m in messages), messages
+
+
+def test_a_record_logged_in_a_request_carries_its_url_session_and_identity(make_client, server):
+    """LOG-14 on a server: the request context the middleware sets gives
+    ``posthogDistinctId``, ``sessionId`` and ``url.full`` (the web key; the query string
+    left out as for events), taken when the record is captured; the caller's wins."""
+    import httpx
+
+    from posthog_otel.middleware import PostHogWSGIMiddleware
+
+    client = make_client()
+
+    def app(environ, start_response):
+        client.capture_log("in a request")
+        client.capture_log("overridden", attributes={"url.full": "custom"})
+        start_response("200 OK", [])
+        return [b""]
+
+    wsgi = PostHogWSGIMiddleware(app)
+    with httpx.Client(transport=httpx.WSGITransport(app=wsgi), base_url="http://w.test") as h:
+        h.get(
+            "/cart?secret=1",
+            headers={"X-POSTHOG-DISTINCT-ID": "u1", "X-POSTHOG-SESSION-ID": "s1"},
+        )
+    client.capture_log("outside")
+    assert client.flush(5)
+    inside, overridden, outside = map(_attributes, server.wait_for_log_records(3))
+    assert inside == {
+        "posthogDistinctId": {"stringValue": "u1"},
+        "sessionId": {"stringValue": "s1"},
+        "url.full": {"stringValue": "http://w.test/cart"},
+    }
+    assert overridden["url.full"] == {"stringValue": "custom"}
+    assert outside == {}
+
+
+@pytest.mark.skipif(not hasattr(os, "kill") or sys.platform == "win32", reason="needs SIGTERM")
+def test_sigterm_flushes_the_logs_lane_then_dies_of_the_signal(server):
+    """LOG-20's in-memory queue loses nothing on a normal stop: a process that only
+    logs (its first flush thread is the logs lane's) flushes its records on SIGTERM."""
+    import signal
+
+    script = textwrap.dedent(
+        f"""
+        import threading
+        from posthog_otel import Client
+        client = Client({API_KEY!r}, host={server.url!r}, flush_interval=3600)
+        for i in range(40):
+            client.capture_log(f"before sigterm {{i}}")
+        print("ready", flush=True)
+        threading.Event().wait(60)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGTERM
+    assert _bodies(server.log_records()) == [f"before sigterm {i}" for i in range(40)]

@@ -334,3 +334,51 @@ def test_readme_handler_logs_snippet_sends_as_written(server, make_client):
     assert warmed["body"] == {"stringValue": "cache eu warmed"}
     assert _value(_attributes(declined)["posthogDistinctId"]) == "u1"
     assert [e["event"] for e in server.events] == ["card declined"]
+
+
+@pytest.mark.usefixtures("_reset_structlog")
+@pytest.mark.parametrize("processor_logs", [None, False, True])
+def test_handler_logs_structlog_events_rendered_by_processor_formatter_once(
+    server, make_client, processor_logs
+):
+    """structlog's ``ProcessorFormatter`` setup hands the handler the event dict as the
+    record's ``msg``. ``PostHogHandler(logs=True)`` sends each such call once: itself
+    (the event as body, the dict's values as attributes) when no
+    ``PostHogProcessor(logs=True)`` in the chain sent it, else not again."""
+    client = make_client()
+    root = logging.getLogger()
+    handler = PostHogHandler(client, logs=True)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(processor=structlog.processors.JSONRenderer())
+    )
+    level, handlers = root.level, list(root.handlers)
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    chain: list = [structlog.stdlib.add_log_level]
+    if processor_logs is not None:
+        chain.append(PostHogProcessor(client, logs=processor_logs))
+    structlog.configure(
+        processors=[*chain, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    try:
+        log = structlog.get_logger("shop.struct")
+        log.info("cart viewed", items=2)
+        log.warning("card declined", distinct_id="u1")
+        logging.getLogger("shop.plain").info("plain %s", "record")
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert client.flush(5)
+    records = server.log_records()
+    assert [r["body"]["stringValue"] for r in records] == [
+        "cart viewed",
+        "card declined",
+        "plain record",
+    ]
+    viewed, declined = (_attributes(r) for r in records[:2])
+    assert viewed["items"] == {"intValue": "2"} and "level" not in viewed
+    assert declined["posthogDistinctId"] == {"stringValue": "u1"}
+    assert [r["severityNumber"] for r in records] == [9, 13, 9]

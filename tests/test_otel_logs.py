@@ -240,3 +240,30 @@ def test_instrument_logs_stamps_the_identity_context_under_the_batch_processor(m
     assert own["posthogDistinctId"] == {"stringValue": "record-user"}
     assert own["sessionId"] == {"stringValue": "s-9"}
     assert outside == {}
+
+
+def test_a_record_without_a_body_is_sent_with_its_event_name_or_a_placeholder(make_client, server):
+    """OpenTelemetry's body is optional (an event record carries only a name and
+    attributes); ``capture_log`` requires one (LOG-04 drops a blank body). The exporter
+    sends such a record with its ``event_name`` as the body, else ``(no body)``: never
+    dropped as invalid. A record whose body is an empty string is the application's own
+    blank body, dropped as ``capture_log`` drops it."""
+    client = make_client()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(PostHogLogExporter(client)))
+    otel_logger = provider.get_logger("billing")
+    try:
+        otel_logger.emit(attributes={"order": 7}, event_name="order.paid")
+        otel_logger.emit(attributes={"order": 8}, severity_number=SeverityNumber.WARN)
+        otel_logger.emit(body="   ", attributes={"order": 9})
+        assert client.flush(5)
+        named, unnamed = server.wait_for_log_records(2)
+    finally:
+        provider.shutdown()
+    assert named["body"] == {"stringValue": "order.paid"}
+    assert _attributes(named)["event.name"] == {"stringValue": "order.paid"}
+    assert _attributes(named)["order"] == {"intValue": "7"}
+    assert unnamed["body"] == {"stringValue": "(no body)"}
+    assert unnamed["severityNumber"] == 13 and _attributes(unnamed)["order"] == {"intValue": "8"}
+    logs = client.stats.logs
+    assert logs.sent == 2 and logs.dropped["invalid"] == 1

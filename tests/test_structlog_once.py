@@ -30,12 +30,14 @@ SETUPS = [
 QUIET = "app.quiet"  # its stdlib logger is at WARNING: its info records never reach a handler
 
 
-def _configure(setup: str, client: Client, root: logging.Logger, extra: list[Any]) -> None:
+def _configure(
+    setup: str, client: Client, root: logging.Logger, extra: list[Any], logs: bool = False
+) -> None:
     """structlog and the root logger as the structlog docs show for ``setup``."""
     chain: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        PostHogProcessor(client),
+        PostHogProcessor(client, logs=logs),
         *extra,
     ]
     if setup in ("print_logger", "write_logger"):
@@ -92,12 +94,13 @@ def install(make_client: Callable[..., Client]) -> Iterator[Callable[..., Client
         *,
         extra: list[Any] | None = None,
         handler: Callable[[Client], logging.Handler] = PostHogHandler,
+        logs: bool = False,
     ) -> Client:
         client = make_client()
         root.setLevel(logging.INFO)
         quiet.setLevel(logging.WARNING)
-        root.addHandler(handler(client))
-        _configure(setup, client, root, extra or [])
+        root.addHandler(PostHogHandler(client, logs=True) if logs else handler(client))
+        _configure(setup, client, root, extra or [], logs)
         return client
 
     yield install
@@ -152,6 +155,38 @@ def test_each_structlog_event_arrives_once_and_same_text_stdlib_records_too(setu
             ("contextvars_bound", "cv-user", "structlog"): 1,
         }
     )
+    _no_drops(client)
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_with_logs_on_both_each_structlog_call_is_one_log_record(setup, install, server):
+    """Issue #14: ``PostHogProcessor(logs=True)`` and ``PostHogHandler(logs=True)`` both
+    active, structlog routed through stdlib: each structlog call is one log record (the
+    processor's), with or without an analytics event, and a stdlib record with the same
+    text is its own record."""
+    client = install(setup, logs=True)
+    log = structlog.get_logger("app.struct")
+    std = logging.getLogger("app.plain")
+    with context(distinct_id="ctx-user"):
+        log.info("identified", source="structlog")  # an event and a log record
+        std.info("identified")  # the same text: its own log record (and event)
+    log.info("anonymous", source="structlog")  # no identity: a log record only
+    log.warning("warned", source="structlog")
+    structlog.get_logger(QUIET).info("quiet", source="structlog")  # reaches no handler
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("crashed", source="structlog")
+    std.info("plain")
+    assert client.flush(5)
+    bodies = Counter(next(iter(r["body"].values())) for r in server.log_records())
+    assert bodies == Counter(
+        {"identified": 2, "anonymous": 1, "warned": 1, "quiet": 1, "crashed": 1, "plain": 1}
+    )
+    logs = client.stats.logs
+    assert logs.sent == 7 and not any(logs.dropped.values()), logs
+    events = Counter(e["event"] for e in server.events)
+    assert events["identified"] == 2 and events["anonymous"] == 0
     _no_drops(client)
 
 

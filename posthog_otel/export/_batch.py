@@ -7,11 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ._retry import COOLDOWN_MAX
+
 __all__ = [
     "DEFAULT_ITEM_BYTES",
     "DEFAULT_MAX_QUEUE_BYTES",
     "THREAD_IMPORTS",
     "Batch",
+    "BatchCap",
     "Deferred",
     "DeliveryError",
     "ErrorCallback",
@@ -59,6 +62,15 @@ class Lane(Protocol):
     max_event_bytes: int
     # A 400 on several events halves the batch (``True``) or drops it (``False``).
     split_400: bool
+    # What the lane carries, as its warnings name it ("dropped 3 log record(s)"): the
+    # exporter gives it to the lane's ``StatsRecorder``.
+    noun: str = "event"
+    # After a 413, later batches stay at the halved size, growing back by one per
+    # delivered request up to ``max_batch_size`` (LOG-30, TRC-25); ``False``: every
+    # batch starts at ``max_batch_size`` again.
+    shrink_on_413: bool = False
+    # The longest wait between two delivery cycles of a retained batch (``cooldown``).
+    max_cooldown: float = COOLDOWN_MAX
 
     def encode(self, event: Event) -> bytes: ...
 
@@ -75,6 +87,27 @@ class Lane(Protocol):
     def results(self, batch: Batch, content: bytes) -> EventResults | None:
         """What a 2xx answer says of each event; ``None``: all of them delivered."""
         return None
+
+
+class BatchCap:
+    """How many items the next batch may take: ``max_batch_size``, or, for a lane with
+    ``shrink_on_413``, half of a batch the server refused with 413, growing back by one
+    per delivered request (LOG-30). Used by the one thread that takes and sends
+    batches (the flush thread, or the sync sender under its lock)."""
+
+    def __init__(self, maximum: int, lane: object) -> None:
+        self.maximum = self.value = maximum
+        self._adaptive = bool(getattr(lane, "shrink_on_413", False))
+
+    def split(self, size: int, status: int | None) -> None:
+        """A batch of ``size`` items was split after answer ``status`` (413 or 400)."""
+        if self._adaptive and status == 413:
+            self.value = max(1, min(self.value, size // 2))
+
+    def delivered(self) -> None:
+        """A request was delivered."""
+        if self.value < self.maximum:
+            self.value += 1
 
 
 # A queue item whose event is built on the flush thread: ``(build, *args)``, turned into

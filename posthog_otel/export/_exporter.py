@@ -31,6 +31,7 @@ from .._threads import start_supervised
 from ._batch import (
     DEFAULT_ITEM_BYTES,
     Batch,
+    BatchCap,
     Deferred,
     DeliveryError,
     ErrorCallback,
@@ -41,7 +42,7 @@ from ._batch import (
 from ._clock import Clock, SystemClock
 from ._encode import encode_items
 from ._retry import Outcome, cooldown
-from ._send import report_error, send_batch
+from ._send import report_error, send_batch, warn_retained
 from ._transport import HttpTransport
 
 _ABANDON_GRACE = 0.2
@@ -71,6 +72,7 @@ class BatchExporter:
         self._transport = transport
         self._config = config
         self._stats = stats
+        stats.noun = lane.noun  # the lane's warnings name what it carries
         self._clock = clock or SystemClock()
         self._on_error = on_error
         self._thread_name = thread_name
@@ -98,6 +100,7 @@ class BatchExporter:
         self._retained: Batch | None = None  # failed a cycle: goes before everything
         self._held = 0  # len(carry) + len(retained): counts toward max_queue_size
         self._retained_cycles = 0
+        self._batch_cap = BatchCap(self._config.max_batch_size, self._lane)
         self._cooldown_until = 0.0
         self._in_flight = 0
         self._accepted = 0
@@ -383,11 +386,11 @@ class BatchExporter:
                 batch, self._carry = (
                     (Batch([], []), None)
                     if carry is None
-                    else carry.split(config.max_batch_size, budget)
+                    else carry.split(self._batch_cap.value, budget)
                 )
                 self._held -= len(batch)
                 self._bytes -= batch.nbytes()
-                take = config.max_batch_size - len(batch)
+                take = self._batch_cap.value - len(batch)
                 take = min(take, len(self._pending)) if self._takes_pending else 0
                 popleft = self._pending.popleft
                 raw = [popleft() for _ in range(take)]
@@ -459,7 +462,9 @@ class BatchExporter:
             )
             if outcome is Outcome.DELIVERED:
                 self._delivered(part)
+                self._batch_cap.delivered()
             elif outcome is Outcome.SPLIT and len(part) > 1:
+                self._batch_cap.split(len(part), status)
                 first, second = part.halves()
                 work.appendleft(second)
                 work.appendleft(first)
@@ -494,20 +499,15 @@ class BatchExporter:
                 self._held += len(batch)
                 self._bytes += batch.nbytes()
                 self._in_flight = 0
-                self._cooldown_until = self._clock.monotonic() + cooldown(cycles, retry_after)
+                wait = cooldown(cycles, retry_after, self._lane.max_cooldown)
+                self._cooldown_until = self._clock.monotonic() + wait
         if give_up:
             with self._cond:
                 self._retained_cycles = 0
             reason = "shutdown" if self._abandon else "retries_exhausted"
             self._give_up(batch, reason, error)
         else:
-            logger.warning(
-                "delivery of %d event(s) failed (%s); kept for retry (cycle %d of %d)",
-                len(batch),
-                error,
-                cycles,
-                self._config.max_retry_cycles,
-            )
+            warn_retained(self._stats, len(batch), error, cycles, self._config.max_retry_cycles)
 
     def _give_up(self, batch: Batch, reason: str, error: DeliveryError) -> None:
         """Drop ``batch`` for ``reason``; ``on_error`` runs before the drop is settled, so a

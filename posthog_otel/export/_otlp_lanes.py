@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from ._batch import Lane
 from ._otlp import encode_log_record, encode_span, envelope
+from ._retry import MAX_BACKOFF
 
 __all__ = [
     "LOGS_PATH",
@@ -42,6 +43,8 @@ class _OtlpLane(Lane):
 
     max_event_bytes = MAX_OTLP_ITEM_BYTES
     split_400 = False
+    shrink_on_413 = True
+    max_cooldown = MAX_BACKOFF  # "exponential backoff capped at ~30 s" (LOG-30, TRC-25)
     _signal = ""
     _encode: Callable[[Mapping[str, Any]], bytes]
 
@@ -93,6 +96,7 @@ class LogsLane(_OtlpLane):
     """``/i/v1/logs?token=…`` (LOG-17; the Bearer header too) with OTLP ``LogRecord``s."""
 
     _signal = "logs"
+    noun = "log record"
     _encode = staticmethod(encode_log_record)
 
     def _path_for(self, api_key: str) -> str:
@@ -103,6 +107,7 @@ class TracesLane(_OtlpLane):
     """``/i/v1/traces`` with ``Authorization: Bearer`` (TRC-17) and OTLP ``Span``s."""
 
     _signal = "traces"
+    noun = "span"
     _encode = staticmethod(encode_span)
 
     def _path_for(self, api_key: str) -> str:

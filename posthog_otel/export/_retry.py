@@ -89,10 +89,10 @@ def backoff(retry_index: int, retry_after: float | None) -> float:
     return base
 
 
-def cooldown(failed_cycles: int, retry_after: float | None) -> float:
-    """Wait before retrying a retained batch: 30 s doubling to 5 min, or its Retry-After,
-    never more than 5 min."""
-    wait: float = min(COOLDOWN_START * 2.0 ** min(max(failed_cycles - 1, 0), 16), COOLDOWN_MAX)
+def cooldown(failed_cycles: int, retry_after: float | None, longest: float = COOLDOWN_MAX) -> float:
+    """Wait before retrying a retained batch: 30 s doubling to ``longest`` (5 min; 30 s
+    for the OTLP lanes, LOG-30/TRC-25), or its Retry-After, never more than 5 min."""
+    wait: float = min(COOLDOWN_START * 2.0 ** min(max(failed_cycles - 1, 0), 16), longest)
     if retry_after is not None:
         wait = max(wait, _clamp(retry_after) or 0.0)
     return wait

@@ -21,7 +21,7 @@ from ._batch import (
 from ._retry import Outcome, backoff, classify, parse_retry_after
 from ._transport import HttpTransport, TransportError
 
-__all__ = ["report_error", "send_batch"]
+__all__ = ["report_error", "send_batch", "warn_retained"]
 
 
 def send_batch(
@@ -57,8 +57,9 @@ def send_batch(
             if deadline is not None:
                 delay = min(delay, deadline - time.monotonic())
             logger.debug(
-                "retrying %d event(s) in %.2f s (retry %d of %d): %s",
+                "retrying %d %s(s) in %.2f s (retry %d of %d): %s",
                 len(batch),
+                stats.noun,
                 delay,
                 attempt,
                 config.max_retries,
@@ -83,7 +84,7 @@ def send_batch(
         except TransportError as exc:
             status, retry_after = None, None
             error = DeliveryError(str(exc))
-            _log_batch(batch, started, str(exc), len(body))
+            _log_batch(batch, started, str(exc), len(body), stats.noun)
             if exc.permanent:  # e.g. an invalid URL: no retry can succeed
                 return Outcome.REJECT, None, None, error
         except Exception as exc:  # every outcome of a send resolves every event in it
@@ -95,7 +96,7 @@ def send_batch(
                 f"HTTP {status}: {response.content[:200].decode('utf-8', 'replace')}",
                 status=status,
             )
-            _log_batch(batch, started, f"HTTP {status}", len(body))
+            _log_batch(batch, started, f"HTTP {status}", len(body), stats.noun)
             if 200 <= status < 300:
                 results = lane.results(batch, response.content)
                 if results is not None and _settle_results(
@@ -145,13 +146,28 @@ def _settle_results(
     return True
 
 
-def _log_batch(batch: Batch, started: float, outcome: str, nbytes: int) -> None:
+def _log_batch(batch: Batch, started: float, outcome: str, nbytes: int, noun: str) -> None:
     """``debug=True``: one line per request, with what it carried and how it went."""
     if logger.isEnabledFor(logging.DEBUG):
         elapsed = (time.monotonic() - started) * 1000
         logger.debug(
-            "batch of %d event(s), %d bytes: %s in %.0f ms", len(batch), nbytes, outcome, elapsed
+            "batch of %d %s(s), %d bytes: %s in %.0f ms", len(batch), noun, nbytes, outcome, elapsed
         )
+
+
+def warn_retained(
+    stats: StatsRecorder, count: int, error: DeliveryError, cycle: int, cycles: int
+) -> None:
+    """The warning for a batch kept for a later delivery cycle, naming what the lane
+    carries (``stats.noun``)."""
+    logger.warning(
+        "delivery of %d %s(s) failed (%s); kept for retry (cycle %d of %d)",
+        count,
+        stats.noun,
+        error,
+        cycle,
+        cycles,
+    )
 
 
 def report_error(
