@@ -416,13 +416,16 @@ def test_a_batch_that_keeps_failing_is_dropped_and_sending_goes_on(make_client, 
 
 def test_spans_are_still_queued_during_backoff_up_to_the_queue_size(make_client, server):
     client = make_client(max_retries=0, traces=TracesConfig(max_queue_size=4))
-    server.fail_next(1, status=500, path=TRACES)
+    # Every attempt fails until the faults are cleared: the lane's first cycle may send
+    # on its own before flush() is called, and an explicit flush retries at once.
+    server.fail_next(1000, status=500, path=TRACES)
     client.traces.submit(_span(0))
     assert client.flush(10) is False  # retained, cooling down (30 s)
     _wait_for(lambda: client.stats.traces.retained == 1)
     results = [client.traces.submit(_span(i)) for i in range(1, 5)]
     assert results == [True, True, True, False]
     assert client.stats.traces.retained == 1
+    server.clear_faults()
     assert client.flush(5)
     assert len(server.spans()) == 4
 
