@@ -7,7 +7,9 @@ a bad environment value is an operator's and only warns, falling back to the def
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
 
 from ._log import logger
 
@@ -145,6 +147,32 @@ def check_callable(name: str, value: object) -> Callable[..., object] | None:
     if value is not None and not callable(value):
         raise ValueError(f"{name} must be callable or None, got {type(value).__name__}")
     return value
+
+
+def check_hooks(name: str, before_send: object) -> tuple[Callable[..., Any], ...]:
+    """A lane's ``before_send`` as a tuple of hooks (one callable, or a list run left
+    to right; ``None``: none)."""
+    if before_send is None:
+        return ()
+    hooks = tuple(before_send) if isinstance(before_send, list | tuple) else (before_send,)
+    for hook in hooks:
+        if not callable(hook):
+            raise ValueError(f"{name} must be a callable or a list of callables, got {hook!r}")
+    return hooks
+
+
+def check_resource(prefix: str, options: object) -> Mapping[str, Any]:
+    """The OTLP resource options of ``LogsConfig``/``TracesConfig`` checked
+    (``service_name``, ``service_version``, ``environment``: a non-empty string or
+    ``None``; ``resource_attributes``: a mapping); a frozen copy of the attributes."""
+    for name in ("service_name", "service_version", "environment"):
+        value = getattr(options, name)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ValueError(f"{prefix}.{name} must be a non-empty string or None, got {value!r}")
+    attributes = getattr(options, "resource_attributes", None)
+    if not isinstance(attributes, Mapping):
+        raise ValueError(f"{prefix}.resource_attributes must be a mapping")
+    return MappingProxyType(dict(attributes))
 
 
 def mask_key(key: str | None) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
 from typing import Any
 
 from . import _config
@@ -58,12 +57,7 @@ def checked_logs_config(logs: object) -> LogsConfig:
         logs = LogsConfig()
     if not isinstance(logs, LogsConfig):
         raise ValueError(f"logs must be a LogsConfig, got {type(logs).__name__}")
-    for name in ("service_name", "service_version", "environment"):
-        value = getattr(logs, name)
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise ValueError(f"logs.{name} must be a non-empty string or None, got {value!r}")
-    if not isinstance(logs.resource_attributes, Mapping):
-        raise ValueError("logs.resource_attributes must be a mapping")
+    resource_attributes = _config.check_resource("logs", logs)
     check_int, check_float = _config.check_int, _config.check_float
     for name in ("flush_at", "max_queue_size", "max_queue_bytes", "max_batch_size"):
         check_int(f"logs.{name}", getattr(logs, name), 1)
@@ -77,20 +71,7 @@ def checked_logs_config(logs: object) -> LogsConfig:
         raise ValueError(f"logs.rate_window must be a number of seconds, got {window!r}")
     return replace(
         logs,
-        resource_attributes=MappingProxyType(dict(logs.resource_attributes)),
+        resource_attributes=resource_attributes,
         flush_interval=interval,
-        before_send=_hooks(logs.before_send),
+        before_send=_config.check_hooks("logs.before_send", logs.before_send),
     )
-
-
-def _hooks(before_send: object) -> tuple[LogRecordHook, ...]:
-    """The hooks as a tuple (one callable, or a list run left to right)."""
-    if before_send is None:
-        return ()
-    hooks = tuple(before_send) if isinstance(before_send, list | tuple) else (before_send,)
-    for hook in hooks:
-        if not callable(hook):
-            raise ValueError(
-                f"logs.before_send must be a callable or a list of callables, got {hook!r}"
-            )
-    return hooks

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
 from typing import Any
 
 from . import _config
@@ -65,12 +64,7 @@ def checked_traces_config(traces: object) -> TracesConfig | None:
     if not isinstance(traces, TracesConfig):
         kind = type(traces).__name__
         raise ValueError(f"traces must be True, False or a TracesConfig, got {kind}")
-    for name in ("service_name", "service_version", "environment"):
-        value = getattr(traces, name)
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise ValueError(f"traces.{name} must be a non-empty string or None, got {value!r}")
-    if not isinstance(traces.resource_attributes, Mapping):
-        raise ValueError("traces.resource_attributes must be a mapping")
+    resource_attributes = _config.check_resource("traces", traces)
     check_int, check_float = _config.check_int, _config.check_float
     for name in (
         "max_queue_size",
@@ -87,21 +81,8 @@ def checked_traces_config(traces: object) -> TracesConfig | None:
     age = check_float("traces.max_span_age", traces.max_span_age, positive=True)
     return replace(
         traces,
-        resource_attributes=MappingProxyType(dict(traces.resource_attributes)),
+        resource_attributes=resource_attributes,
         flush_interval=interval,
         max_span_age=age,
-        before_send=_hooks(traces.before_send),
+        before_send=_config.check_hooks("traces.before_send", traces.before_send),
     )
-
-
-def _hooks(before_send: object) -> tuple[SpanHook, ...]:
-    """The hooks as a tuple (one callable, or a list run left to right)."""
-    if before_send is None:
-        return ()
-    hooks = tuple(before_send) if isinstance(before_send, list | tuple) else (before_send,)
-    for hook in hooks:
-        if not callable(hook):
-            raise ValueError(
-                f"traces.before_send must be a callable or a list of callables, got {hook!r}"
-            )
-    return hooks
