@@ -4,6 +4,7 @@ per interval, never raised into the caller."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -40,7 +41,10 @@ def logged(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
 
 def _records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name.startswith("posthog_otel")]
+    """This thread's records (a background thread left by another test, e.g. a flag
+    poller, may log meanwhile)."""
+    here = threading.get_ident()
+    return [r for r in caplog.records if r.name.startswith("posthog_otel") and r.thread == here]
 
 
 def test_distinct_id_whose_str_raises_is_counted_not_logged_per_call(make_client, logged):

@@ -575,7 +575,8 @@ def test_a_resolver_that_never_answers_is_bounded_by_the_deadline(monkeypatch, c
             assert client.stats.retries >= 1 and server.events == []
             resolves.set()
             assert within(20, lambda: client.flush(15))[0] is True
-            assert server.event_names() == ["evt"]
+            # at least once: an attempt that answered after its deadline is sent again
+            assert set(server.event_names()) == {"evt"}
             assert client.stats.retries >= 1
         finally:
             resolves.set()
