@@ -738,6 +738,11 @@ def test_operations_and_their_events(server, make_client, provider, attributes, 
         {"gen_ai.prompt.0.content": "x", "gen_ai.prompt.0.content.0.type": "text"},
         {"gen_ai.tool.definitions": "[{]", "error.type": "٣"},
         {"gen_ai.request.stop_sequences": ("\n",), "gen_ai.request.temperature": "hot"},
+        # digits int() refuses: beyond its 4300-digit limit, or not decimal ("²")
+        {"gen_ai.usage.input_tokens": "9" * 5000, "http.response.status_code": "1" * 5000},
+        {"gen_ai.usage.output_tokens": 1e300, "gen_ai.usage.total_tokens": "9" * 40},
+        {"gen_ai.prompt.².content": "a", "gen_ai.prompt.0.tool_calls.².name": "b"},
+        {"gen_ai.prompt." + "7" * 5000 + ".content": "a"},
     ],
 )
 def test_odd_values_never_lose_the_span(server, make_client, provider, odd):
@@ -758,6 +763,9 @@ def test_odd_values_never_lose_the_span(server, make_client, provider, odd):
         assert "$ai_input_tokens" not in props and props["$ai_output_tokens"] == 2
     if odd.get("gen_ai.input.messages") == "not json [":
         assert props["$ai_input"] == "not json [" and props["$ai_output_choices"] == "7"
+    if odd.get("gen_ai.usage.output_tokens") == 1e300 or "http.response.status_code" in odd:
+        assert not {"$ai_input_tokens", "$ai_output_tokens", "$ai_total_tokens"} & set(props)
+        assert "$ai_http_status" not in props
 
 
 def test_a_genai_span_also_goes_to_the_traces_lane(server, make_client, provider):
