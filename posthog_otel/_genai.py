@@ -194,7 +194,10 @@ def ai_properties(
             value = masked_tool_attribute(value, strict=privacy_mode)
             if value is None:
                 continue
-        props.setdefault(key, list(value) if isinstance(value, tuple) else value)
+        value = list(value) if isinstance(value, tuple) else value
+        # CAI-07 also where a message was flattened into attributes we do not map
+        # (OpenInference's llm.input_messages.N.message.contents.M...image.url)
+        props.setdefault(key, value if full_capture else redact_media(value))
     return props
 
 
@@ -263,10 +266,18 @@ def _usage(props: dict[str, Any], attributes: Mapping[str, Any]) -> None:
     _put(props, "$ai_input_tokens", _count(attributes, _INPUT_TOKENS))
     _put(props, "$ai_output_tokens", _count(attributes, _OUTPUT_TOKENS))
     _put(props, "$ai_total_tokens", _count(attributes, _TOTAL_TOKENS))
+    cached = False
     for name, keys in _POSITIVE_TOKENS.items():
         count = _count(attributes, keys)
         if count is not None and count > 0:
             props[name] = count
+            cached = cached or name != "$ai_reasoning_tokens"
+    if cached:
+        # The conventions count cached tokens inside gen_ai.usage.input_tokens (and
+        # OpenLLMetry sums them in): said explicitly, as the official SDK does for
+        # OpenAI-shaped usage, or PostHog's cost backend infers exclusive counts from a
+        # Claude model's name and charges the cached tokens twice.
+        props["$ai_cache_reporting_exclusive"] = False
 
 
 def _errors(

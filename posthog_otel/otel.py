@@ -114,7 +114,8 @@ class PostHogSpanExporter(SpanExporter):
     LLM analytics: a span that follows the OpenTelemetry GenAI conventions becomes its
     ``$ai_generation``/``$ai_embedding``/``$ai_span`` (and its trace one ``$ai_trace``)
     through ``client.capture_ai`` instead of an analytics event (``_genai_export``,
-    README "LLM analytics"). ``privacy_mode=True`` leaves out prompts, completions and
+    README "LLM analytics"). ``privacy_mode=True`` (``None``: ``POSTHOG_PRIVACY_MODE``,
+    the zero-code path's switch) leaves out prompts, completions and
     tool content from everything sent of an AI span (``_genai_privacy``: its ``$ai_*``,
     analytics and traces-lane forms; no ``$exception`` events, whose messages echo
     them); ``enable_full_ai_capture=True`` keeps base64 media instead of placeholders.
@@ -130,7 +131,7 @@ class PostHogSpanExporter(SpanExporter):
         personless: bool = False,
         exceptions: bool = True,
         traces: bool = False,
-        privacy_mode: bool = False,
+        privacy_mode: bool | None = None,
         enable_full_ai_capture: bool = False,
     ) -> None:
         self._genai = GenAiSpans(  # first: a misused option raises before a client exists
@@ -508,7 +509,7 @@ def instrument(
     personless: bool = False,
     exceptions: bool = True,
     traces: bool = False,
-    privacy_mode: bool = False,
+    privacy_mode: bool | None = None,
     enable_full_ai_capture: bool = False,
     **batch_options: Any,
 ) -> PostHogSpanProcessor:

@@ -50,9 +50,10 @@ class PostHogTraceExporter(PostHogSpanExporter):
     _entry_point = "posthog_traces"
     _events = False
 
-    def __init__(self, client: Client | None = None, *, privacy_mode: bool = False) -> None:
-        """``privacy_mode=True``: an AI span goes without its prompts, completions,
-        tool data and error text (README "LLM analytics")."""
+    def __init__(self, client: Client | None = None, *, privacy_mode: bool | None = None) -> None:
+        """``privacy_mode=True`` (``None``: ``POSTHOG_PRIVACY_MODE``): an AI span goes
+        without its prompts, completions, tool data and error text (README "LLM
+        analytics")."""
         super().__init__(client, exceptions=False, traces=True, privacy_mode=privacy_mode)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -74,7 +75,7 @@ def instrument_traces(
     provider: TracerProvider,
     client: Client | None = None,
     *,
-    privacy_mode: bool = False,
+    privacy_mode: bool | None = None,
     **batch_options: Any,
 ) -> PostHogSpanProcessor:
     """Attach PostHog Traces to ``provider``: a ``PostHogSpanProcessor`` over a

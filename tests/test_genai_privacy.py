@@ -178,3 +178,24 @@ def test_the_traces_only_exporter_has_privacy_mode_too(server, make_client, prov
     assert SECRET not in json.dumps(span)
     assert "gen_ai.request.model" in {attribute["key"] for attribute in span["attributes"]}
     assert server.events == []
+
+
+@pytest.mark.parametrize(
+    ("env", "given", "private"),
+    [("1", None, True), ("true", None, True), ("off", None, False), ("1", False, False)],
+)
+def test_posthog_privacy_mode_env_switches_the_exporters(
+    server, make_client, provider, monkeypatch, env, given, private
+):
+    """The zero-code exporters take no arguments: ``POSTHOG_PRIVACY_MODE`` is their
+    switch (an explicit ``privacy_mode`` wins)."""
+    monkeypatch.setenv("POSTHOG_PRIVACY_MODE", env)
+    client = make_client()
+    options = {} if given is None else {"privacy_mode": given}
+    exporter = PostHogSpanExporter(client, traces=True, **options)
+    assert PostHogTraceExporter(client, **options)._genai.privacy_mode is private
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    _leaky_span(provider, "chat")
+    assert client.flush(5) is True
+    sent = json.dumps([server.ai_events(2), server.spans()])
+    assert (SECRET not in sent) is private
