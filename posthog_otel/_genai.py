@@ -25,7 +25,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._genai_content import from_events, indexed, parsed, redact_media
+from ._genai_content import from_events, indexed, is_index, parsed, redact_media
+from ._genai_privacy import is_content, is_tool_definitions, masked_tool_attribute, masked_tools
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -91,6 +92,9 @@ _MODEL_PARAMETERS = {
     "gen_ai.request.stop_sequences": "stop",
     "gen_ai.request.choice.count": "n",
 }
+# A count beyond int64 is no count (and int() refuses text of over 4300 digits).
+_MAX_COUNT = 2**63
+_COUNT_DIGITS = 18
 _HTTP_STATUS = ("http.response.status_code", "http.status_code")
 _INPUT = ("gen_ai.input.messages", "gen_ai.prompt")
 _OUTPUT = ("gen_ai.output.messages", "gen_ai.completion")
@@ -119,31 +123,6 @@ _MAPPED = frozenset(
     )
 )
 _MAPPED_PREFIXES = ("gen_ai.prompt.", "gen_ai.completion.", "llm.request.functions.")
-# Attributes that hold prompts, outputs, tool data or error text: never passed through
-# in privacy mode (the content that was mapped is dropped by name).
-_CONTENT = frozenset(
-    (
-        "gen_ai.retrieval.documents",
-        "gen_ai.retrieval.query.text",
-        "gen_ai.memory.query.text",
-        "gen_ai.memory.records",
-        "gen_ai.response.revised_prompt",
-        "gen_ai.evaluation.explanation",
-        "traceloop.prompt.template",
-        "input.value",
-        "output.value",
-        "exception.message",
-        "exception.stacktrace",
-        "error.message",
-    )
-)
-_CONTENT_PREFIXES = (
-    "llm.prompts.",
-    "llm.completions.",
-    "llm.input_messages.",
-    "llm.output_messages.",
-    "traceloop.prompt.template_variables.",
-)
 
 
 def classify(attributes: Mapping[str, Any]) -> tuple[str, str | None] | None:
@@ -202,21 +181,23 @@ def ai_properties(
     _put(props, "$ai_stop_reason", reasons)
     _put(props, "$ai_response_id", attributes.get("gen_ai.response.id"))
     _put(props, "$ai_session_id", attributes.get("gen_ai.conversation.id"))
-    tools = attributes.get("gen_ai.tool.definitions")
-    _put(
-        props,
-        "$ai_tools",
-        parsed(tools) if tools is not None else indexed(attributes, "llm.request.functions"),
-    )
+    _put(props, "$ai_tools", _tools(attributes, privacy_mode))
     _errors(props, span, attributes, privacy_mode)
     if not privacy_mode:
         _content(props, span, attributes, event, full_capture)
     for key, value in attributes.items():
         if key in _MAPPED or key in hidden or key.startswith(_MAPPED_PREFIXES):
             continue
-        if privacy_mode and (key in _CONTENT or key.startswith(_CONTENT_PREFIXES)):
+        if privacy_mode and is_content(key):
             continue
-        props.setdefault(key, list(value) if isinstance(value, tuple) else value)
+        if is_tool_definitions(key):
+            value = masked_tool_attribute(value, strict=privacy_mode)
+            if value is None:
+                continue
+        value = list(value) if isinstance(value, tuple) else value
+        # CAI-07 also where a message was flattened into attributes we do not map
+        # (OpenInference's llm.input_messages.N.message.contents.M...image.url)
+        props.setdefault(key, value if full_capture else redact_media(value))
     return props
 
 
@@ -245,6 +226,20 @@ def trace_properties(
     return props
 
 
+def _tools(attributes: Mapping[str, Any], privacy_mode: bool) -> Any:
+    """``$ai_tools``: the tool definitions with a remote MCP server's credentials
+    masked; in privacy mode, none that cannot be read (they could hold credentials)."""
+    tools = attributes.get("gen_ai.tool.definitions")
+    if tools is None:
+        return indexed(attributes, "llm.request.functions")
+    tools = parsed(tools)
+    if isinstance(tools, list) and tools and all(isinstance(tool, str) for tool in tools):
+        tools = [parsed(tool) for tool in tools]  # an array of JSON texts
+    if privacy_mode and not isinstance(tools, list | dict):
+        return None
+    return masked_tools(tools)
+
+
 def _ids(span: ReadableSpan) -> dict[str, Any]:
     props: dict[str, Any] = {}
     context = span.context
@@ -271,10 +266,18 @@ def _usage(props: dict[str, Any], attributes: Mapping[str, Any]) -> None:
     _put(props, "$ai_input_tokens", _count(attributes, _INPUT_TOKENS))
     _put(props, "$ai_output_tokens", _count(attributes, _OUTPUT_TOKENS))
     _put(props, "$ai_total_tokens", _count(attributes, _TOTAL_TOKENS))
+    cached = False
     for name, keys in _POSITIVE_TOKENS.items():
         count = _count(attributes, keys)
         if count is not None and count > 0:
             props[name] = count
+            cached = cached or name != "$ai_reasoning_tokens"
+    if cached:
+        # The conventions count cached tokens inside gen_ai.usage.input_tokens (and
+        # OpenLLMetry sums them in): said explicitly, as the official SDK does for
+        # OpenAI-shaped usage, or PostHog's cost backend infers exclusive counts from a
+        # Claude model's name and charges the cached tokens twice.
+        props["$ai_cache_reporting_exclusive"] = False
 
 
 def _errors(
@@ -357,9 +360,9 @@ def _count(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
         value = attributes.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if isinstance(value, float) and value.is_integer():
+        if isinstance(value, float) and value.is_integer() and abs(value) < _MAX_COUNT:
             return int(value)
-        if isinstance(value, str) and value.isascii() and value.isdigit():
+        if isinstance(value, str) and is_index(value, _COUNT_DIGITS):
             return int(value)  # recorded as text by some instrumentations
     return None
 

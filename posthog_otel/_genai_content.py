@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["from_events", "indexed", "parsed", "redact_media"]
+__all__ = ["from_events", "indexed", "is_index", "parsed", "redact_media"]
 
 _DATA_URL = re.compile(r"data:([^;,]+);base64,")
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
@@ -79,12 +79,18 @@ def indexed(attributes: Mapping[str, Any], prefix: str) -> list[Any] | None:
         if not key.startswith(start):
             continue
         index, _, rest = key[len(start) :].partition(".")
-        if not index.isdigit() or not rest:
+        if not is_index(index) or not rest:
             continue
         _set_path(items.setdefault(int(index), {}), rest.split("."), _content_value(value))
     if not items:
         return None
     return [_listed(items[index]) for index in sorted(items)]
+
+
+def is_index(text: str, digits: int = 9) -> bool:
+    """Whether ``text`` is a decimal number ``int()`` takes, of at most ``digits``
+    digits (``str.isdigit`` also accepts "²", which ``int()`` refuses)."""
+    return 0 < len(text) <= digits and text.isascii() and text.isdigit()
 
 
 def _content_value(value: Any) -> Any:
@@ -114,7 +120,7 @@ def _listed(node: Any) -> Any:
     """Dicts whose keys are all indices become lists (``tool_calls.0.name``)."""
     if not isinstance(node, dict):
         return node
-    if node and all(isinstance(key, str) and key.isdigit() for key in node):
+    if node and all(isinstance(key, str) and is_index(key) for key in node):
         return [_listed(node[key]) for key in sorted(node, key=int)]
     return {key: _listed(value) for key, value in node.items()}
 

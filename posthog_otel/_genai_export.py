@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from ._config import env_first
 from ._fork import fork_safe_lock
 from ._genai import TRACE, ai_properties, classify, trace_properties
 from ._integration import first_id
@@ -40,6 +41,15 @@ _OPEN_TRACES = 10_000
 """Traces with GenAI spans whose root has not ended yet, at most: the oldest is
 forgotten first (its root then sends no ``$ai_trace``), so a root that never ends
 here cannot grow memory."""
+
+
+def _privacy_mode(value: object) -> bool:
+    """``privacy_mode``, else ``POSTHOG_PRIVACY_MODE`` (the zero-code exporter takes no
+    arguments): set and not ``0``/``false``/``no``/``off``, privacy mode is on."""
+    if value is None:
+        env = env_first("POSTHOG_PRIVACY_MODE")
+        return env is not None and env.lower() not in ("0", "false", "no", "off")
+    return _flag("privacy_mode", value)
 
 
 def _flag(name: str, value: object) -> bool:
@@ -60,7 +70,7 @@ class GenAiSpans:
         session_keys: tuple[str, ...],
         hidden: frozenset[str],
     ) -> None:
-        self.privacy_mode = _flag("privacy_mode", privacy_mode)
+        self.privacy_mode = _privacy_mode(privacy_mode)
         self.enable_full_ai_capture = _flag("enable_full_ai_capture", enable_full_ai_capture)
         self._identity_keys = identity_keys
         self._session_keys = session_keys

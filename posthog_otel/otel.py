@@ -50,6 +50,7 @@ from ._exc_snapshot import Boundary, ExcEntry, entries_bytes
 from ._exc_text import parse_traceback, split_type
 from ._fork import fork_safe_lock
 from ._genai_export import GenAiSpans
+from ._genai_privacy import is_ai_span, redacted, redacted_record
 from ._integration import PERSONLESS, first_id, release_client
 from ._log import logger
 from ._snapshot import ENTRY_BYTES, EVENT_BYTES
@@ -113,8 +114,10 @@ class PostHogSpanExporter(SpanExporter):
     LLM analytics: a span that follows the OpenTelemetry GenAI conventions becomes its
     ``$ai_generation``/``$ai_embedding``/``$ai_span`` (and its trace one ``$ai_trace``)
     through ``client.capture_ai`` instead of an analytics event (``_genai_export``,
-    README "LLM analytics"). ``privacy_mode=True`` leaves out prompts, completions and
-    tool content (and the ``$exception`` events of GenAI spans, whose messages echo
+    README "LLM analytics"). ``privacy_mode=True`` (``None``: ``POSTHOG_PRIVACY_MODE``,
+    the zero-code path's switch) leaves out prompts, completions and
+    tool content from everything sent of an AI span (``_genai_privacy``: its ``$ai_*``,
+    analytics and traces-lane forms; no ``$exception`` events, whose messages echo
     them); ``enable_full_ai_capture=True`` keeps base64 media instead of placeholders.
     """
 
@@ -128,7 +131,7 @@ class PostHogSpanExporter(SpanExporter):
         personless: bool = False,
         exceptions: bool = True,
         traces: bool = False,
-        privacy_mode: bool = False,
+        privacy_mode: bool | None = None,
         enable_full_ai_capture: bool = False,
     ) -> None:
         self._genai = GenAiSpans(  # first: a misused option raises before a client exists
@@ -160,6 +163,7 @@ class PostHogSpanExporter(SpanExporter):
         # One bound method for every queued item, not a new one per item: one object
         # fewer for each queued event to allocate and for the garbage collector to walk.
         self._builder = self._build
+        self._ai_builder = self._build_ai
         self._exception_builder = self._build_exception
         self.errors = 0
         """Spans that could not be converted because of an internal error."""
@@ -198,7 +202,10 @@ class PostHogSpanExporter(SpanExporter):
                 if lane is not None:
                     if span.resource is not None:
                         lane.use_resource(span.resource.attributes)
-                    lane.submit(span_record(span))
+                    record = span_record(span)
+                    if is_ai_span(span.name, span.attributes or {}):
+                        record = redacted_record(record, private=self._genai.privacy_mode)
+                    lane.submit(record)
                 if self._events:
                     self._export_span(span)
             except Exception:
@@ -210,7 +217,9 @@ class PostHogSpanExporter(SpanExporter):
     def _export_span(self, span: ReadableSpan) -> None:
         attributes: Mapping[str, Any] = span.attributes or {}
         genai = self._genai.export(self.client, span, attributes)  # its $ai_* event instead
-        if self.exceptions and span.events and not (genai and self._genai.privacy_mode):
+        ai = is_ai_span(span.name, attributes)
+        if self.exceptions and span.events and not (ai and self._genai.privacy_mode):
+            # (in privacy mode, an AI span's exception messages may echo its content)
             self._export_exceptions(span, attributes)
         if genai:
             return
@@ -227,7 +236,8 @@ class PostHogSpanExporter(SpanExporter):
         # thread, so that export (on the app's thread, under SimpleSpanProcessor) costs a
         # tuple and an append.
         nbytes = EVENT_BYTES + ENTRY_BYTES * (len(attributes) + 6)  # attributes, span ids
-        self.client.pipeline.defer((self._builder, span, distinct_id, event), nbytes)
+        builder = self._ai_builder if ai else self._builder
+        self.client.pipeline.defer((builder, span, distinct_id, event), nbytes)
 
     def _export_exceptions(self, span: ReadableSpan, attributes: Mapping[str, Any]) -> None:
         """Queue the span's ``exception`` events as ``$exception`` events."""
@@ -285,6 +295,15 @@ class PostHogSpanExporter(SpanExporter):
             with self._lock:
                 self.errors += 1
             raise  # the exporter counts it as an invalid drop
+
+    def _build_ai(self, span: ReadableSpan, distinct_id: Any, event: Any) -> dict[str, Any] | None:
+        """The event for an AI span that is no GenAI span: its properties as they may be
+        sent (``_genai_privacy.redacted``: MCP credentials, content in privacy mode)."""
+        built = self._build(span, distinct_id, event)
+        if built is not None:
+            properties = built.get("properties") or {}
+            built["properties"] = redacted(properties, private=self._genai.privacy_mode)
+        return built
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Deliver what the client has queued."""
@@ -490,7 +509,7 @@ def instrument(
     personless: bool = False,
     exceptions: bool = True,
     traces: bool = False,
-    privacy_mode: bool = False,
+    privacy_mode: bool | None = None,
     enable_full_ai_capture: bool = False,
     **batch_options: Any,
 ) -> PostHogSpanProcessor:

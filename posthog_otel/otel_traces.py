@@ -50,8 +50,11 @@ class PostHogTraceExporter(PostHogSpanExporter):
     _entry_point = "posthog_traces"
     _events = False
 
-    def __init__(self, client: Client | None = None) -> None:
-        super().__init__(client, exceptions=False, traces=True)
+    def __init__(self, client: Client | None = None, *, privacy_mode: bool | None = None) -> None:
+        """``privacy_mode=True`` (``None``: ``POSTHOG_PRIVACY_MODE``): an AI span goes
+        without its prompts, completions, tool data and error text (README "LLM
+        analytics")."""
+        super().__init__(client, exceptions=False, traces=True, privacy_mode=privacy_mode)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Deliver what the traces lane holds (``True`` if all of it was delivered)."""
@@ -69,18 +72,24 @@ class PostHogTraceExporter(PostHogSpanExporter):
 
 
 def instrument_traces(
-    provider: TracerProvider, client: Client | None = None, **batch_options: Any
+    provider: TracerProvider,
+    client: Client | None = None,
+    *,
+    privacy_mode: bool | None = None,
+    **batch_options: Any,
 ) -> PostHogSpanProcessor:
     """Attach PostHog Traces to ``provider``: a ``PostHogSpanProcessor`` over a
     ``PostHogTraceExporter`` of ``client`` (the default client when none): identity
     stamping (the identity context and baggage ``posthog.distinct_id`` on each span as
     it starts, so batched spans keep it), a ``BatchSpanProcessor`` (``batch_options``),
     and a ``force_flush`` that delivers the traces lane too (``provider.force_flush()``
-    before a serverless handler returns; a bare ``BatchSpanProcessor`` would only queue)."""
+    before a serverless handler returns; a bare ``BatchSpanProcessor`` would only queue).
+    ``privacy_mode`` as for ``PostHogTraceExporter``."""
     if client is None:
         from .client import default_client
 
         client = default_client()
-    processor = PostHogSpanProcessor(PostHogTraceExporter(client), **batch_options)
+    exporter = PostHogTraceExporter(client, privacy_mode=privacy_mode)
+    processor = PostHogSpanProcessor(exporter, **batch_options)
     provider.add_span_processor(processor)
     return processor

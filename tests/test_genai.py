@@ -142,6 +142,31 @@ def test_chat_span_with_token_usage(server, make_client, provider):
     assert client.stats.ai.sent == 2
 
 
+def test_cache_tokens_are_declared_part_of_the_input_tokens(server, make_client, provider):
+    """The GenAI conventions count cached tokens inside ``gen_ai.usage.input_tokens``
+    (OpenLLMetry too: ``test_older_attribute_forms``): ``$ai_cache_reporting_exclusive:
+    false`` says so, or PostHog's cost backend infers exclusive counts from a Claude
+    model's name and charges the cached tokens twice. Without cache counts it is left
+    to ingestion."""
+    client = make_client()
+    tracer = _tracer(provider, client)
+    _chat(tracer, **{"gen_ai.request.model": "claude-sonnet-4", "user.id": "u"})
+    _chat(
+        tracer,
+        **{
+            "gen_ai.usage.cache_read.input_tokens": 0,
+            "gen_ai.usage.cache_creation.input_tokens": 9,
+            "user.id": "u",
+        },
+    )
+    _chat(tracer, **{"gen_ai.usage.cache_read.input_tokens": 0, "user.id": "u"})
+    events = _ai(server, client, 6)
+    cached, created, none = (e["properties"] for e in events if e["event"] != "$ai_trace")
+    assert cached["$ai_cache_reporting_exclusive"] is False
+    assert created["$ai_cache_reporting_exclusive"] is False
+    assert "$ai_cache_reporting_exclusive" not in none
+
+
 def test_streaming_chat_span_content_from_events(server, make_client, provider):
     """A streamed completion: the instrumentation records the messages as span events
     (``gen_ai.user.message``, one ``gen_ai.choice`` when the stream ends) and the usage
@@ -499,6 +524,22 @@ def test_base64_media_placeholders_unless_full_capture(server, make_client, prov
         client.close(5)
 
 
+@pytest.mark.parametrize("full", [False, True])
+def test_base64_media_in_attributes_passed_through(server, make_client, provider, full):
+    """CAI-07 holds for an unmapped attribute too: OpenInference flattens an image part
+    into ``llm.input_messages.N.message.contents.M.message_content.image.image.url``."""
+    client = make_client()
+    key = "llm.input_messages.0.message.contents.1.message_content.image.image.url"
+    image_url = f"data:image/jpeg;base64,{PNG}"
+    tracer = _tracer(provider, client, enable_full_ai_capture=full)
+    _chat(tracer, **{key: image_url, "llm.images": (image_url, "https://x/y.png")})
+    generation, _ = _ai(server, client, 2)
+    props = generation["properties"]
+    placeholder = "[base64 image redacted]"
+    assert props[key] == (image_url if full else placeholder)
+    assert props["llm.images"] == [image_url if full else placeholder, "https://x/y.png"]
+
+
 def test_short_or_textual_strings_are_not_media(server, make_client, provider):
     """CAI-08: content passes through as recorded; only base64 media is replaced."""
     client = make_client()
@@ -557,6 +598,7 @@ def test_older_attribute_forms(server, make_client, provider):
     assert props["$ai_provider"] == "OpenAI" and props["$ai_model"] == "gpt-4o-mini"
     assert (props["$ai_input_tokens"], props["$ai_output_tokens"]) == (20, 7)
     assert props["$ai_total_tokens"] == 27 and props["$ai_cache_read_input_tokens"] == 16
+    assert props["$ai_cache_reporting_exclusive"] is False  # 16 of the 20 prompt tokens
     assert props["$ai_input"] == [
         {"role": "system", "content": "Be brief."},
         {
@@ -738,6 +780,11 @@ def test_operations_and_their_events(server, make_client, provider, attributes, 
         {"gen_ai.prompt.0.content": "x", "gen_ai.prompt.0.content.0.type": "text"},
         {"gen_ai.tool.definitions": "[{]", "error.type": "٣"},
         {"gen_ai.request.stop_sequences": ("\n",), "gen_ai.request.temperature": "hot"},
+        # digits int() refuses: beyond its 4300-digit limit, or not decimal ("²")
+        {"gen_ai.usage.input_tokens": "9" * 5000, "http.response.status_code": "1" * 5000},
+        {"gen_ai.usage.output_tokens": 1e300, "gen_ai.usage.total_tokens": "9" * 40},
+        {"gen_ai.prompt.².content": "a", "gen_ai.prompt.0.tool_calls.².name": "b"},
+        {"gen_ai.prompt." + "7" * 5000 + ".content": "a"},
     ],
 )
 def test_odd_values_never_lose_the_span(server, make_client, provider, odd):
@@ -758,6 +805,9 @@ def test_odd_values_never_lose_the_span(server, make_client, provider, odd):
         assert "$ai_input_tokens" not in props and props["$ai_output_tokens"] == 2
     if odd.get("gen_ai.input.messages") == "not json [":
         assert props["$ai_input"] == "not json [" and props["$ai_output_choices"] == "7"
+    if odd.get("gen_ai.usage.output_tokens") == 1e300 or "http.response.status_code" in odd:
+        assert not {"$ai_input_tokens", "$ai_output_tokens", "$ai_total_tokens"} & set(props)
+        assert "$ai_http_status" not in props
 
 
 def test_a_genai_span_also_goes_to_the_traces_lane(server, make_client, provider):
