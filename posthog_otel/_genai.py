@@ -62,7 +62,10 @@ _SPAN_TYPES = {
 }
 _TRACELOOP_KINDS = frozenset(("workflow", "task", "agent", "tool"))
 _PROVIDER = ("gen_ai.provider.name", "gen_ai.system")
-_MODEL = ("gen_ai.response.model", "gen_ai.request.model")
+# The requested model first, as the official SDK's wrappers and PostHog's own OTel
+# mapping do (cost lookups match it); the model that answered, when another, goes
+# through under its own name (``gen_ai.response.model``).
+_MODEL = ("gen_ai.request.model", "gen_ai.response.model")
 _INPUT_TOKENS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
 _OUTPUT_TOKENS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
 _TOTAL_TOKENS = ("gen_ai.usage.total_tokens", "llm.usage.total_tokens")
@@ -103,7 +106,7 @@ _STEP_OUTPUT = ("gen_ai.tool.call.result", "traceloop.entity.output", "gen_ai.ou
 _MAPPED = frozenset(
     (
         *_PROVIDER,
-        *_MODEL,
+        _MODEL[0],
         *_INPUT_TOKENS,
         *_OUTPUT_TOKENS,
         *_TOTAL_TOKENS,
