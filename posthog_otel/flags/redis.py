@@ -17,8 +17,10 @@ When Redis fails, the process keeps evaluating from its last good definitions an
 once; if Redis stays down for ``fallback_after`` seconds (plus up to half that again, at
 random, so that a fleet does not stampede PostHog together) it fetches from PostHog
 itself until Redis answers again. A process with nothing loaded at all fetches at once.
-Only Redis 6.2 commands are used (``SET``/``GET``/``INCR``/``PEXPIRE``/``HGET``/
-``HMGET``/``HSET``/``DEL``/``EXISTS``/``EVAL``), so Valkey works too.
+A shared copy that cannot be read (not JSON, another version's format, larger than
+``MAX_SHARED_BYTES``) is never installed: the last good set stays, with one warning
+for that copy. Only Redis 6.2 commands are used (``SET``/``GET``/``INCR``/``PEXPIRE``/
+``PTTL``/``HGET``/``HMGET``/``HSET``/``HSTRLEN``/``DEL``/``EVAL``), so Valkey works too.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from .._config import env_first
 from .._fork import fork_safe_event, fork_safe_lock, import_fork_safe, reset_in_child
 from .._log import logger, mark_internal_thread
+from ..export import MAX_RESPONSE_BYTES
 
 if TYPE_CHECKING:
     import redis as redis_py
@@ -42,8 +45,11 @@ if TYPE_CHECKING:
 __all__ = ["RedisFlagDefinitionCache"]
 
 # Take the lease when free (a new fencing token: 1 in the second place) or renew it when
-# ours (0); {0, 0} when another process holds it. The counter starts from the caller's
-# clock in ms when missing, so that tokens keep growing across a Redis restart.
+# ours (0); {0, 0} when another process holds it. A lock that could never lapse (not in
+# our format, or without a TTL: written by another tool or version) counts as free, or
+# the fleet would have no leader for ever. The counter starts from the caller's clock in
+# ms when missing (or not a number INCR takes), so that tokens keep growing across a
+# Redis restart.
 _ACQUIRE = """
 local current = redis.call('GET', KEYS[1])
 if current then
@@ -52,9 +58,12 @@ if current then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
     return {tonumber(token), 0}
   end
-  return {0, 0}
+  if owner and redis.call('PTTL', KEYS[1]) >= 0 then
+    return {0, 0}
+  end
 end
-if redis.call('EXISTS', KEYS[2]) == 0 then
+local counter = redis.call('GET', KEYS[2])
+if not counter or #counter > 17 or not string.match(counter, '^%d+$') then
   redis.call('SET', KEYS[2], ARGV[3])
 end
 local token = redis.call('INCR', KEYS[2])
@@ -90,6 +99,9 @@ return 0
 """
 
 _SHARED_POLL = 0.05  # seconds between looks for a first shared copy
+# The largest shared copy read: what PostHog may send (the transport's cap), re-encoded
+# with ASCII escapes, with room to spare. A larger one is not downloaded.
+MAX_SHARED_BYTES = 4 * MAX_RESPONSE_BYTES
 
 
 class RedisFlagDefinitionCache:
@@ -144,6 +156,7 @@ class RedisFlagDefinitionCache:
         self._new_process()
         self._local: Mapping[str, Any] | None = None  # last good definitions we know
         self._local_version: object = None  # the shared version they came from
+        self._bad_version: object = None  # the last shared version that was unreadable
         self._stored_version: object = None  # the version our last store left shared
         reset_in_child(self._new_process)
 
@@ -200,8 +213,11 @@ class RedisFlagDefinitionCache:
                 if self._stop.wait(_SHARED_POLL):
                     break
                 version = self._redis.hget(self.defs_key, "version")
-            if version is None or version == self._local_version:
+            if version is None or version in (self._local_version, self._bad_version):
                 return self._local
+            size = self._redis.hstrlen(self.defs_key, "payload")
+            if size > MAX_SHARED_BYTES:
+                return self._unreadable(version, f"{size} bytes, over {MAX_SHARED_BYTES}")
             payload, version = self._redis.hmget(self.defs_key, ["payload", "version"])
         except self._errors as exc:
             self._redis_failed(exc)
@@ -209,10 +225,21 @@ class RedisFlagDefinitionCache:
         try:
             data = json.loads(payload or b"")
         except ValueError:
-            logger.warning("flag definitions in Redis are not JSON; keeping the last good set")
-            return self._local
-        if isinstance(data, dict) and isinstance(data.get("flags"), list):
-            self._local, self._local_version = data, version
+            return self._unreadable(version, "not JSON")
+        if not isinstance(data, dict) or not isinstance(data.get("flags"), list):
+            return self._unreadable(version, 'not an object with a "flags" list')
+        self._local, self._local_version = data, version
+        return self._local
+
+    def _unreadable(self, version: object, why: str) -> Mapping[str, Any] | None:
+        """A shared copy we cannot use: warned once, never downloaded again."""
+        if version is not None and version != self._bad_version:
+            self._bad_version = version
+            logger.warning(
+                "flag definitions in Redis (%s) cannot be read: %s; keeping the last good set",
+                self.defs_key,
+                why,
+            )
         return self._local
 
     def on_flag_definitions_received(
