@@ -487,3 +487,26 @@ def test_doctor_on_loopback_over_http_does_not_warn_of_clear_text(fake, capsys):
     args = ["--host", fake.url, "--api-key", API_KEY, "--secret-key", SECRET_KEY]
     assert main(["doctor", *args]) == 0
     assert "clear text" not in capsys.readouterr().out
+
+
+def test_a_key_http_cannot_carry_is_never_quoted_in_full(fake, capsys, warnings_log):
+    """A secret key with a character a header cannot hold (a newline inside a pasted
+    value): httpx refuses it quoting the header's value; neither the command nor a
+    client's warning may show it."""
+    from posthog_otel import Client
+    from posthog_otel.cli import main
+
+    secret = "phs_SECRET_PART_42\nX-Injected: 1"
+    args = ["--host", fake.url, "--api-key", API_KEY, "--secret-key", secret]
+    assert main(["doctor", *args]) == 1
+    assert main(["flags", "eval", "beta", "--distinct-id", "u1", *args]) == 1
+    out = capsys.readouterr()
+    assert "cannot be loaded" in out.out
+    assert "SECRET_PART" not in out.out + out.err
+    client = Client(API_KEY, host=fake.url, secret_key=secret, feature_flags_poll_interval=60)
+    try:
+        client.get_feature_flag("beta", "u1")
+    finally:
+        client.close(2)
+    assert "flag definitions" in warnings_log.text
+    assert "SECRET_PART" not in warnings_log.text
