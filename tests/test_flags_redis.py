@@ -492,7 +492,11 @@ def test_a_fencing_counter_that_is_not_a_number_is_reset_not_taken_for_redis_dow
     assert [r for r in warnings_log.records if r.levelno >= logging.WARNING] == []
 
 
-@pytest.mark.parametrize("payload", [b"\xff{not json", b'{"flags": "x"}', b"[1, 2]", "huge"])
+@pytest.mark.parametrize(
+    "payload",
+    [b"\xff{not json", b'{"flags": "x"}', b"[1, 2]", b"[" * 100_000 + b"]" * 100_000, "huge"],
+    ids=["garbage", "format", "list", "nested", "huge"],
+)
 def test_an_unreadable_shared_copy_keeps_the_last_good_one_and_warns_once(
     redis_server, payload, warnings_log, monkeypatch
 ):
@@ -518,3 +522,27 @@ def test_an_unreadable_shared_copy_keeps_the_last_good_one_and_warns_once(
     warnings = [r.getMessage() for r in warnings_log.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1, warnings
     assert "keeping the last good set" in warnings[0]
+
+
+@pytest.mark.parametrize("stored_fence", [str(int(time.time() * 1000) + 10**9), "9" * 30])
+def test_a_new_leaders_token_is_above_the_shared_copys_fence(redis_server, stored_fence):
+    """The counter lost (evicted under maxmemory, or Redis restarted from an older
+    snapshot) while the shared copy stayed, its fence ahead of the clock (the clock went
+    back) or not a number a token can pass: a new leader must still be able to share,
+    or every follower would keep stale definitions for ever."""
+    url = redis_server.url
+    leader, reader = (RedisFlagDefinitionCache(url, namespace="k", lock_ttl=30) for _ in "ab")
+    try:
+        client = redis_server.client()
+        client.hset(
+            leader.defs_key,
+            mapping={"payload": json.dumps(DEFS), "version": "old", "fence": stored_fence},
+        )
+        assert reader.get_flag_definitions() == DEFS
+        client.delete(leader.fence_key)
+        assert leader.should_fetch_flag_definitions() and leader.is_leader
+        leader.on_flag_definitions_received(NEW, etag='"n"')
+        assert reader.get_flag_definitions() == NEW
+    finally:
+        leader.shutdown()
+        reader.shutdown()

@@ -44,13 +44,27 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisFlagDefinitionCache"]
 
+# A fence as a number, or -1 for one that is missing or not a whole number a token can
+# pass exactly (at most 15 digits: Lua's numbers are doubles).
+_FENCE_OF = """
+local function fence_of(text)
+  if text and #text <= 15 and string.match(text, '^%d+$') then
+    return tonumber(text)
+  end
+  return -1
+end
+"""
+
 # Take the lease when free (a new fencing token: 1 in the second place) or renew it when
 # ours (0); {0, 0} when another process holds it. A lock that could never lapse (not in
 # our format, or without a TTL: written by another tool or version) counts as free, or
 # the fleet would have no leader for ever. The counter starts from the caller's clock in
-# ms when missing (or not a number INCR takes), so that tokens keep growing across a
-# Redis restart.
-_ACQUIRE = """
+# ms when missing (or not a fence), so that tokens keep growing across a Redis restart;
+# a new token is always above the shared copy's fence (the counter evicted, the clock
+# gone back), or its leader could never share.
+_ACQUIRE = (
+    _FENCE_OF
+    + """
 local current = redis.call('GET', KEYS[1])
 if current then
   local token, owner = string.match(current, '^(%d+):(.*)$')
@@ -62,21 +76,28 @@ if current then
     return {0, 0}
   end
 end
-local counter = redis.call('GET', KEYS[2])
-if not counter or #counter > 17 or not string.match(counter, '^%d+$') then
+if fence_of(redis.call('GET', KEYS[2])) < 0 then
   redis.call('SET', KEYS[2], ARGV[3])
 end
 local token = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], token .. ':' .. ARGV[1], 'PX', ARGV[2])
+local shared = redis.call('HGET', KEYS[3], 'fence')
+if token <= fence_of(shared) then
+  redis.call('SET', KEYS[2], shared)
+  token = redis.call('INCR', KEYS[2])
+end
+redis.call('SET', KEYS[1], string.format('%d', token) .. ':' .. ARGV[1], 'PX', ARGV[2])
 return {token, 1}
 """
+)
 
 # Store the payload only if (fence, seq) is newer than the stored one: the version then
 # shared, or nil (refused). The same ETag as stored moves the fence only: readers see no
-# new version to download.
-_STORE = """
+# new version to download. A stored fence that is not one counts as none.
+_STORE = (
+    _FENCE_OF
+    + """
 local stored = redis.call('HMGET', KEYS[1], 'fence', 'seq', 'etag')
-local fence, seq = tonumber(stored[1]) or -1, tonumber(stored[2]) or -1
+local fence, seq = fence_of(stored[1]), fence_of(stored[2])
 local new_fence, new_seq = tonumber(ARGV[1]), tonumber(ARGV[2])
 if fence > new_fence or (fence == new_fence and seq >= new_seq) then
   return false
@@ -89,6 +110,7 @@ else
 end
 return redis.call('HGET', KEYS[1], 'version')
 """
+)
 
 # Give the lease up if it is still ours (on shutdown: the next poll elsewhere takes over).
 _RELEASE = """
@@ -224,7 +246,7 @@ class RedisFlagDefinitionCache:
             return self._local
         try:
             data = json.loads(payload or b"")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
             return self._unreadable(version, "not JSON")
         if not isinstance(data, dict) or not isinstance(data.get("flags"), list):
             return self._unreadable(version, 'not an object with a "flags" list')
@@ -311,8 +333,8 @@ class RedisFlagDefinitionCache:
         """(our fencing token or 0, whether it is new): the lease taken or renewed."""
         ttl_ms = str(max(int(self.lock_ttl * 1000), 1))
         now_ms = str(int(time.time() * 1000))
-        keys = (self.lock_key, self.fence_key)
-        token, fresh = self._redis.eval(_ACQUIRE, 2, *keys, self._owner, ttl_ms, now_ms)
+        keys = (self.lock_key, self.fence_key, self.defs_key)
+        token, fresh = self._redis.eval(_ACQUIRE, 3, *keys, self._owner, ttl_ms, now_ms)
         return int(token), bool(fresh)
 
     # ---------------------------------------------------------------- the lease
