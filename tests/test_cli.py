@@ -510,3 +510,16 @@ def test_a_key_http_cannot_carry_is_never_quoted_in_full(fake, capsys, warnings_
         client.close(2)
     assert "flag definitions" in warnings_log.text
     assert "SECRET_PART" not in warnings_log.text
+
+
+def test_a_definitions_answer_nested_too_deep_is_a_problem_not_a_traceback(capsys):
+    from posthog_otel.cli import main
+
+    from .hostile_server import HostileServer
+
+    with HostileServer("nested") as server:
+        args = ["--host", server.url, "--api-key", API_KEY, "--secret-key", SECRET_KEY]
+        assert main(["doctor", *args]) == 1
+        assert main(["flags", "eval", "beta", "--distinct-id", "u1", *args]) == 1
+    out = capsys.readouterr().out
+    assert out.count("the answer is not JSON") == 2, out
