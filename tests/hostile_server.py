@@ -148,6 +148,7 @@ def _handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
             deep = b"[" * 100_000 + b"]" * 100_000
             body = b'{"flags": ' + deep + b', "results": ' + deep + b"}"
             self.send_response(200)
+            self.send_header("Connection", "close")  # the next request: a new connection
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

@@ -481,11 +481,11 @@ def test_an_owner_on_another_host_is_adopted_only_once_its_lease_ran_out(tmp_pat
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE owners SET host = 'elsewhere', pid = 1")
     me = SpoolStore(path, lane="v0", max_bytes=1 << 20)
-    assert me.claim() == []  # alive as far as anyone here can tell
+    assert me.claim() == 0  # alive as far as anyone here can tell: no rows of ours
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE owners SET seen = seen - 3600 WHERE host = 'elsewhere'")
     later = SpoolStore(path, lane="v0", max_bytes=1 << 20)
-    rows = later.claim()
+    rows = later.leftovers(0, later.claim(), 100)
     assert [payload for _, payload in rows] == [
         b'{"event":"a","uuid":"1"}',
         b'{"event":"b","uuid":"2"}',
@@ -520,3 +520,49 @@ def test_events_are_sent_only_by_a_process_with_their_key_host_and_mode(tmp_path
     assert [e["uuid"] for e in server.events] == uuids
     assert {r.json["api_key"] for r in server.capture_requests()} == {API_KEY}
     assert _rows(path) == 0
+
+
+def test_leftovers_beyond_the_queue_stay_on_disk_and_never_crowd_new_events_out(tmp_path, server):
+    """After an outage that outlived processes, a start may adopt more rows than its
+    queue holds. They are loaded a part at a time (at most half the queue), so what is
+    captured meanwhile is accepted, not dropped ``queue_full``; all of them are sent,
+    once each, as the queue drains."""
+    path = tmp_path / "spool.db"
+    old = [f"old{i}" for i in range(250)]
+    server.fail_next(1000, 503)
+    dead = [  # two processes' worth, both alive until all is spooled
+        Client(API_KEY, host=server.url, spool_path=path, flush_interval=60, max_retries=0)
+        for _ in range(2)
+    ]
+    for i, name in enumerate(old):
+        dead[i % 2].capture(name, "u1")
+    for client in dead:
+        client.close(1)
+    assert sum(client.stats.spooled for client in dead) == 250 == _rows(path)
+    client = Client(
+        API_KEY,
+        host=server.url,
+        spool_path=path,
+        flush_interval=60,
+        max_retries=0,
+        max_queue_size=200,
+    )
+    assert client.flush(5) is False  # the server is still down
+    for i in range(50):
+        client.capture(f"new{i}", "u1")
+    assert client.flush(5) is False
+    stats = client.stats
+    assert stats.dropped["queue_full"] == 0
+    assert stats.queued <= 200 and stats.recovered <= 100
+    assert_accounted(client)
+    server.clear_faults()
+    assert client.flush(10) is True
+    for _ in range(10):  # the rest comes as the queue drains
+        if client.stats.recovered == 250:
+            break
+        client.flush(10)
+    assert client.close(10) is True
+    names = server.event_names()
+    assert sorted(names) == sorted(old + [f"new{i}" for i in range(50)])
+    assert client.stats.recovered == 250 and _rows(path) == 0
+    assert_accounted(client)

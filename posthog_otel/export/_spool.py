@@ -95,9 +95,10 @@ class SpoolStore:
             conn.execute(statement)
         self._page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
 
-    def claim(self) -> list[tuple[int, bytes]]:
-        """Register this owner, adopt the rows of owners that are gone, and return every
-        row of ours for this lane (``(rowid, payload)``, oldest first)."""
+    def claim(self) -> int:
+        """Register this owner, adopt the rows of owners that are gone, and return the
+        highest rowid of ours for this lane (0: none): ``leftovers`` reads them, a part
+        at a time (rows written from now on have higher rowids)."""
         conn, now = self._conn, time.time()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -118,14 +119,24 @@ class SpoolStore:
                 " AND owner NOT IN (SELECT owner FROM owners)",
                 (self.owner, self._lane),
             )
-            rows = conn.execute(
-                "SELECT id, payload FROM events WHERE owner = ? AND lane = ? ORDER BY id",
+            (upto,) = conn.execute(
+                "SELECT coalesce(max(id), 0) FROM events WHERE owner = ? AND lane = ?",
                 (self.owner, self._lane),
-            ).fetchall()
+            ).fetchone()
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        return int(upto)
+
+    def leftovers(self, after: int, upto: int, limit: int) -> list[tuple[int, bytes]]:
+        """Up to ``limit`` rows of ours for this lane with ``after < rowid <= upto``
+        (``(rowid, payload)``, oldest first)."""
+        rows = self._conn.execute(
+            "SELECT id, payload FROM events WHERE owner = ? AND id > ? AND id <= ?"
+            " AND lane = ? ORDER BY id LIMIT ?",
+            (self.owner, after, upto, self._lane, limit),
+        ).fetchall()
         return [(int(rowid), bytes(payload)) for rowid, payload in rows]
 
     def _gone(self, owner: str, host: str, pid: int, seen: float, now: float) -> bool:
