@@ -65,8 +65,9 @@ class ClientStats:
     """With ``spool_path``: events left in the spool by ``close()`` (not delivered yet,
     e.g. the server was down): neither queued nor dropped, the next start sends them."""
     recovered: int = 0
-    """With ``spool_path``: events an earlier process left in the spool, loaded at start
-    to be sent by this one (counted in ``attempted`` and ``enqueued`` too)."""
+    """With ``spool_path``: events an earlier process left in the spool, loaded (from
+    the start, a part at a time as the queue drains) to be sent by this one (counted in
+    ``attempted`` and ``enqueued`` too)."""
     thread_restarts: int = 0
     """How often a background thread (flush, flags worker, poller) was restarted after an
     unexpected error escaped its loop."""

@@ -47,6 +47,7 @@ from .export import (
     SpoolingExporter,
     V0Lane,
     V1Lane,
+    spool_lane,
 )
 from .messages import Alias, Capture, GroupIdentify, Identify, Message
 from .pipeline import Pipeline
@@ -145,7 +146,12 @@ class Client(FlagMethods, AsyncFlagMethods, SpanMethods):
             import_now(*SPOOL_IMPORTS)
             spool = {
                 "spool_path": config.spool_path,
-                "spool_lane": config.capture_mode,
+                "spool_lane": spool_lane(
+                    config.capture_mode,
+                    config.transport_host,
+                    config.api_key,
+                    historical=config.historical_migration,
+                ),
                 "max_spool_bytes": config.max_spool_bytes,
             }
         self._exporter = (SpoolingExporter if spool else BatchExporter)(

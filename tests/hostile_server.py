@@ -8,7 +8,9 @@ Modes (per path prefix, default for every path):
 * ``no_read``: read the request's headers, never its body, never answer;
 * ``bad_gzip``: ``Content-Encoding: gzip`` on a body that is not gzip (``status`` given);
 * ``huge``: a 200 whose body is ``size`` bytes, sent as fast as the client reads;
-* ``ok``: a well-formed ``200 {"status": 1}``; the events of a capture are recorded.
+* ``ok``: a well-formed ``200 {"status": 1}``; the events of a capture are recorded;
+* ``nested``: a 200 whose JSON body (``{"flags": [[[...]]], "results": ...}``) is nested
+  too deep for Python's parser (``RecursionError``, not ``ValueError``).
 """
 
 from __future__ import annotations
@@ -141,6 +143,16 @@ def _handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(reply)))
             self.end_headers()
             self.wfile.write(reply)
+
+        def _nested(self) -> None:
+            deep = b"[" * 100_000 + b"]" * 100_000
+            body = b'{"flags": ' + deep + b', "results": ' + deep + b"}"
+            self.send_response(200)
+            self.send_header("Connection", "close")  # the next request: a new connection
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
         def _huge(self) -> None:
             self.send_response(200)

@@ -428,3 +428,98 @@ def test_why_not_local_reads_the_compiled_definition(flag, payload, expected):
         assert why is None
     else:
         assert why is not None and why.startswith(expected), why
+
+
+_MALFORMED_FILTERS = [
+    "not an object",
+    {"groups": "abc"},
+    {"groups": ["x", None, 3]},
+    {"groups": [{"properties": [], "rollout_percentage": "abc"}]},
+    {
+        "groups": [
+            {
+                "properties": [{"key": "p", "type": "person", "operator": "exact", "value": "v"}],
+                "rollout_percentage": "abc",
+            }
+        ]
+    },
+]
+
+
+@pytest.mark.parametrize("filters", _MALFORMED_FILTERS, ids=range(len(_MALFORMED_FILTERS)))
+def test_flags_eval_of_a_malformed_definition_says_so_instead_of_a_traceback(
+    filters, monkeypatch, capsys
+):
+    """A definition this SDK cannot read (another version's format, a hand edit in the
+    dev-server) is a flag only the server can decide: exit 2 with the reason, as a
+    client falls back to the server; never a traceback."""
+    from posthog_otel.cli import main
+
+    flag = {"id": 1, "key": "k", "active": True, "filters": filters}
+    with FakePostHog(flag_definitions={"flags": [flag]}) as server:
+        for name, value in _keys(server).items():
+            monkeypatch.setenv(name, value)
+        code = main(["flags", "eval", "k", "--distinct-id", "u1", "--prop", "p=v"])
+    out = capsys.readouterr().out
+    assert code == 2, out
+    assert "cannot be decided locally" in out
+    assert "POST /flags" in out
+
+
+def test_doctor_warns_of_a_secret_key_sent_over_plain_http_to_another_machine(capsys):
+    """The secret key reads every flag definition: over ``http://`` to a host that is
+    not this machine it crosses the network in clear text. A problem, said before any
+    request (the host here never answers)."""
+    from posthog_otel.cli import main
+
+    args = ["--timeout", "0.3", "--api-key", API_KEY, "--secret-key", SECRET_KEY]
+    assert main(["doctor", "--host", "http://10.255.255.1", *args]) == 1
+    out = capsys.readouterr().out
+    assert "secret key" in out and "clear text" in out, out
+    assert SECRET_KEY not in out
+    assert main(["doctor", "--host", "https://10.255.255.1", *args]) == 1  # unreachable
+    assert "clear text" not in capsys.readouterr().out
+
+
+def test_doctor_on_loopback_over_http_does_not_warn_of_clear_text(fake, capsys):
+    from posthog_otel.cli import main
+
+    args = ["--host", fake.url, "--api-key", API_KEY, "--secret-key", SECRET_KEY]
+    assert main(["doctor", *args]) == 0
+    assert "clear text" not in capsys.readouterr().out
+
+
+def test_a_key_http_cannot_carry_is_never_quoted_in_full(fake, capsys, warnings_log):
+    """A secret key with a character a header cannot hold (a newline inside a pasted
+    value): httpx refuses it quoting the header's value; neither the command nor a
+    client's warning may show it."""
+    from posthog_otel import Client
+    from posthog_otel.cli import main
+
+    secret = "phs_SECRET_PART_42\nX-Injected: 1"
+    args = ["--host", fake.url, "--api-key", API_KEY, "--secret-key", secret]
+    assert main(["doctor", *args]) == 1
+    assert main(["flags", "eval", "beta", "--distinct-id", "u1", *args]) == 1
+    out = capsys.readouterr()
+    assert "cannot be loaded" in out.out
+    assert "SECRET_PART" not in out.out + out.err
+    client = Client(API_KEY, host=fake.url, secret_key=secret, feature_flags_poll_interval=60)
+    try:
+        client.get_feature_flag("beta", "u1")
+    finally:
+        client.close(2)
+    assert "flag definitions" in warnings_log.text
+    assert "SECRET_PART" not in warnings_log.text
+
+
+def test_a_definitions_answer_nested_too_deep_is_a_problem_not_a_traceback(capsys):
+    from posthog_otel.cli import main
+
+    from .hostile_server import HostileServer
+
+    with HostileServer("nested") as server:
+        args = ["--host", server.url, "--api-key", API_KEY, "--secret-key", SECRET_KEY]
+        assert main(["doctor", *args]) == 1
+        assert main(["flags", "eval", "beta", "--distinct-id", "u1", *args]) == 1
+    out = capsys.readouterr().out
+    assert out.count("the answer is not JSON") == 2, out

@@ -373,3 +373,34 @@ def test_a_port_in_use_is_exit_code_1() -> None:
         )
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in done.stdout.decode()
+
+
+def test_on_every_interface_the_view_still_refuses_a_rebound_host_name() -> None:
+    """``--host 0.0.0.0``: other machines reach the view by this machine's address or
+    name, but a page of another site whose name was rebound to this machine (DNS
+    rebinding) must not read the events nor save definitions."""
+    import socket
+
+    with FakePostHog(host="0.0.0.0") as server:
+        view = DevView(server)
+        try:
+            port = server.url.rpartition(":")[2]
+            state = f"http://127.0.0.1:{port}/_dev/state"
+            for name in ("evil.example", "evil.example.", "localhost.evil.example"):
+                answer = httpx.get(state, headers={"Host": f"{name}:{port}"})
+                assert answer.status_code == 403, name
+            saved = httpx.post(
+                f"http://127.0.0.1:{port}/_dev/definitions",
+                content=json.dumps({"flags": []}),
+                headers={
+                    "Host": f"evil.example:{port}",
+                    "Origin": f"http://evil.example:{port}",
+                    "Content-Type": "application/json",
+                },
+            )
+            assert saved.status_code == 403
+            for name in ("127.0.0.1", "localhost", "192.0.2.7", "[::1]", socket.gethostname()):
+                answer = httpx.get(state, headers={"Host": f"{name}:{port}"})
+                assert answer.status_code == 200, name
+        finally:
+            view.close()

@@ -460,3 +460,89 @@ def test_the_lease_is_renewed_between_polls_longer_than_it(redis_server):
     finally:
         leader.shutdown()
         other.shutdown()
+
+
+@pytest.mark.parametrize("lock", [b"garbage", b"7:a-process-of-another-version"])
+def test_a_lock_that_can_never_lapse_does_not_wedge_the_fleet(redis_server, lock, warnings_log):
+    """A lock key another tool or version wrote without a TTL (or not in our format)
+    would keep every process a follower for ever, none fetching: it is taken over."""
+    provider = RedisFlagDefinitionCache(redis_server.url, namespace="w", lock_ttl=30)
+    try:
+        redis_server.client().set(provider.lock_key, lock)  # no TTL
+        assert provider.should_fetch_flag_definitions() and provider.is_leader
+        assert redis_server.client().pttl(provider.lock_key) > 0
+    finally:
+        provider.shutdown()
+    assert [r for r in warnings_log.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_fencing_counter_that_is_not_a_number_is_reset_not_taken_for_redis_down(
+    redis_server, warnings_log
+):
+    provider = RedisFlagDefinitionCache(redis_server.url, namespace="g", lock_ttl=30)
+    try:
+        redis_server.client().set(provider.fence_key, b"not a number")
+        assert provider.should_fetch_flag_definitions() and provider.is_leader
+        provider.on_flag_definitions_received(DEFS, etag='"a"')
+        reader = RedisFlagDefinitionCache(redis_server.url, namespace="g")
+        assert reader.get_flag_definitions() == DEFS
+        reader.shutdown()
+    finally:
+        provider.shutdown()
+    assert [r for r in warnings_log.records if r.levelno >= logging.WARNING] == []
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"\xff{not json", b'{"flags": "x"}', b"[1, 2]", b"[" * 100_000 + b"]" * 100_000, "huge"],
+    ids=["garbage", "format", "list", "nested", "huge"],
+)
+def test_an_unreadable_shared_copy_keeps_the_last_good_one_and_warns_once(
+    redis_server, payload, warnings_log, monkeypatch
+):
+    """Garbage, another version's format or a copy too large to read in Redis: the
+    followers keep their last good definitions, warn once for that copy (not at every
+    poll) and never download a too-large copy."""
+    from posthog_otel.flags import redis as module
+
+    leader, reader = (RedisFlagDefinitionCache(redis_server.url, namespace="h") for _ in "ab")
+    try:
+        assert leader.should_fetch_flag_definitions()
+        leader.on_flag_definitions_received(DEFS, etag='"a"')
+        assert reader.get_flag_definitions() == DEFS
+        if payload == "huge":
+            monkeypatch.setattr(module, "MAX_SHARED_BYTES", 1024)
+            payload = json.dumps({**DEFS, "pad": "x" * 4096}).encode()
+        redis_server.client().hset(leader.defs_key, mapping={"payload": payload, "version": "z"})
+        for _ in range(3):
+            assert reader.get_flag_definitions() == DEFS
+    finally:
+        leader.shutdown()
+        reader.shutdown()
+    warnings = [r.getMessage() for r in warnings_log.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "keeping the last good set" in warnings[0]
+
+
+@pytest.mark.parametrize("stored_fence", [str(int(time.time() * 1000) + 10**9), "9" * 30])
+def test_a_new_leaders_token_is_above_the_shared_copys_fence(redis_server, stored_fence):
+    """The counter lost (evicted under maxmemory, or Redis restarted from an older
+    snapshot) while the shared copy stayed, its fence ahead of the clock (the clock went
+    back) or not a number a token can pass: a new leader must still be able to share,
+    or every follower would keep stale definitions for ever."""
+    url = redis_server.url
+    leader, reader = (RedisFlagDefinitionCache(url, namespace="k", lock_ttl=30) for _ in "ab")
+    try:
+        client = redis_server.client()
+        client.hset(
+            leader.defs_key,
+            mapping={"payload": json.dumps(DEFS), "version": "old", "fence": stored_fence},
+        )
+        assert reader.get_flag_definitions() == DEFS
+        client.delete(leader.fence_key)
+        assert leader.should_fetch_flag_definitions() and leader.is_leader
+        leader.on_flag_definitions_received(NEW, etag='"n"')
+        assert reader.get_flag_definitions() == NEW
+    finally:
+        leader.shutdown()
+        reader.shutdown()

@@ -581,3 +581,29 @@ def test_a_resolver_that_never_answers_is_bounded_by_the_deadline(monkeypatch, c
         finally:
             resolves.set()
             client.close(2)
+
+
+def test_a_body_nested_too_deep_to_parse_is_malformed_not_an_internal_error(warnings_log):
+    """JSON nested deeper than Python's parser goes raises ``RecursionError``, not
+    ``ValueError``: a capture v1 answer like that is a 2xx that delivers (as any body
+    that is not the results protocol), and a definitions answer a malformed body; never
+    an event counted ``rejected`` nor a background thread restarted."""
+    with HostileServer("nested") as server:
+        client = Client(
+            API_KEY,
+            host=server.url,
+            capture_mode="v1",
+            flush_interval=60,
+            secret_key="phs_secret",
+            feature_flags_poll_interval=60,
+        )
+        client.capture("a", "u1")
+        assert client.flush(5) is True
+        assert client.stats.sent == 1
+        client.get_feature_flag("beta", "u1")
+        client.close(3)
+    stats = client.stats
+    assert stats.dropped["rejected"] == 0 and stats.thread_restarts == 0
+    assert [r.getMessage() for r in warnings_log.records if r.levelno >= logging.ERROR] == []
+    assert "flag definitions: malformed body" in warnings_log.text
+    assert_accounted(client)

@@ -42,22 +42,25 @@ def _wait_until(predicate, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def _spooled_while_down(path: Path, names: list[str], **kwargs) -> list[str]:
-    """Capture ``names`` with the server down; close. Their uuids."""
-    with FakePostHog() as down:
-        down.fail_next(1000, 503)
-        client = Client(
-            API_KEY, host=down.url, spool_path=path, max_retries=0, flush_interval=60, **kwargs
-        )
-        uuids = [
-            client.capture(name, "u1", {"i": i}, timestamp=1_700_000_000.0 + i)
-            for i, name in enumerate(names)
-        ]
-        assert client.close(1) is False
-        stats = client.stats
-        assert stats.spooled == len(names) - stats.dropped["spool_full"]
-        assert stats.queued == 0 and stats.in_flight == 0 and stats.dropped["shutdown"] == 0
-        assert_accounted(client)
+def _spooled_while_down(
+    path: Path, names: list[str], server: FakePostHog, key: str = API_KEY, **kwargs
+) -> list[str]:
+    """Capture ``names`` while ``server`` answers 503; close. Their uuids."""
+    server.fail_next(1000, 503)
+    client = Client(
+        key, host=server.url, spool_path=path, max_retries=0, flush_interval=60, **kwargs
+    )
+    uuids = [
+        client.capture(name, "u1", {"i": i}, timestamp=1_700_000_000.0 + i)
+        for i, name in enumerate(names)
+    ]
+    assert client.close(1) is False
+    server.clear_faults()
+    stats = client.stats
+    assert stats.spooled == len(names) - stats.dropped["spool_full"]
+    assert stats.queued == 0 and stats.in_flight == 0 and stats.dropped["shutdown"] == 0
+    assert_accounted(client)
+    server.reset()
     return [u for u in uuids if u is not None]
 
 
@@ -65,7 +68,7 @@ def _spooled_while_down(path: Path, names: list[str], **kwargs) -> list[str]:
 def test_server_down_at_close_counts_spooled_and_the_next_start_sends_them(tmp_path, server, mode):
     path = tmp_path / "spool.db"
     names = [f"e{i}" for i in range(30)]
-    uuids = _spooled_while_down(path, names, capture_mode=mode)
+    uuids = _spooled_while_down(path, names, server, capture_mode=mode)
     assert _rows(path) == 30
 
     client = Client(API_KEY, host=server.url, spool_path=path, flush_interval=60, capture_mode=mode)
@@ -154,7 +157,7 @@ def _read_lines(proc: subprocess.Popen[str], lines: list[str], ready: threading.
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_kill_9_loses_nothing_captured_before_the_window(tmp_path, server, seed):
+def test_kill_9_loses_nothing_captured_before_the_window(tmp_path, seed):
     """A process captures in a loop while its flush thread hangs on a server that never
     answers (nothing is acknowledged: only the spool keeps events); it is killed at a
     random moment. A new start on the same spool delivers every event captured more
@@ -193,10 +196,12 @@ def test_kill_9_loses_nothing_captured_before_the_window(tmp_path, server, seed)
     must = {uuid for uuid, at in captured.items() if at < killed_at - WRITE_WINDOW}
     assert must
 
-    client = Client(API_KEY, host=server.url, spool_path=path, flush_interval=60)
-    assert client.flush(10) is True
-    client.close(5)
-    delivered = [event["uuid"] for event in server.events]
+    # The same host, answering again (the spool sends a row only to its own host).
+    with FakePostHog(port=int(silent.url.rsplit(":", 1)[1])) as back:
+        client = Client(API_KEY, host=back.url, spool_path=path, flush_interval=60)
+        assert client.flush(10) is True
+        client.close(5)
+    delivered = [event["uuid"] for event in back.events]
     assert len(delivered) == len(set(delivered))  # exactly once
     assert must <= set(delivered), sorted(must - set(delivered))[:5]
     assert len(set(delivered) - set(captured)) <= 1  # the event of a line cut short
@@ -213,6 +218,7 @@ def test_a_live_process_keeps_its_rows_and_a_dead_ones_are_adopted_at_the_next_s
         """
         import sys, time
         from posthog_otel import Client
+        # flush_interval: nothing is sent (nor acknowledged) before the kill
         client = Client("phc_test_key_0123456789", host=sys.argv[1], spool_path=sys.argv[2],
                         flush_interval=60, timeout=30)
         uuids = [client.capture(f"a{i}", "u1") for i in range(20)]
@@ -220,28 +226,27 @@ def test_a_live_process_keeps_its_rows_and_a_dead_ones_are_adopted_at_the_next_s
         time.sleep(60)
         """
     )
-    with HostileServer("silent") as silent:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        proc = subprocess.Popen(
-            [sys.executable, "-c", script, silent.url, str(path)],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        try:
-            assert proc.stdout is not None
-            uuids = proc.stdout.readline().split()
-            assert len(uuids) == 20
-            _wait_until(lambda: _rows(path) == 20)  # written within the window
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, server.url, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        uuids = proc.stdout.readline().split()
+        assert len(uuids) == 20
+        _wait_until(lambda: _rows(path) == 20)  # written within the window
 
-            live = Client(API_KEY, host=server.url, spool_path=path, flush_interval=60)
-            live.capture("b", "u1")
-            assert live.flush(5) is True
-            assert live.stats.recovered == 0
-            assert server.event_names() == ["b"]  # the live process's rows stay its own
-        finally:
-            proc.kill()
-            proc.wait(10)
+        live = Client(API_KEY, host=server.url, spool_path=path, flush_interval=60)
+        live.capture("b", "u1")
+        assert live.flush(5) is True
+        assert live.stats.recovered == 0
+        assert server.event_names() == ["b"]  # the live process's rows stay its own
+    finally:
+        proc.kill()
+        proc.wait(10)
 
     later = Client(API_KEY, host=server.url, spool_path=path, flush_interval=60)
     assert later.flush(5) is True
@@ -478,11 +483,11 @@ def test_an_owner_on_another_host_is_adopted_only_once_its_lease_ran_out(tmp_pat
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE owners SET host = 'elsewhere', pid = 1")
     me = SpoolStore(path, lane="v0", max_bytes=1 << 20)
-    assert me.claim() == []  # alive as far as anyone here can tell
+    assert me.claim() == 0  # alive as far as anyone here can tell: no rows of ours
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE owners SET seen = seen - 3600 WHERE host = 'elsewhere'")
     later = SpoolStore(path, lane="v0", max_bytes=1 << 20)
-    rows = later.claim()
+    rows = later.leftovers(0, later.claim(), 100)
     assert [payload for _, payload in rows] == [
         b'{"event":"a","uuid":"1"}',
         b'{"event":"b","uuid":"2"}',
@@ -491,3 +496,75 @@ def test_an_owner_on_another_host_is_adopted_only_once_its_lease_ran_out(tmp_pat
     for store in (other, me, later):
         store.close()
     assert _rows(Path(path)) == 0
+
+
+def test_events_are_sent_only_by_a_process_with_their_key_host_and_mode(tmp_path, server):
+    """One spool file shared by clients of two projects, two hosts or two capture modes:
+    an event is never sent with another project's key, to another host, or encoded for
+    another endpoint; it waits for a process like the one that accepted it."""
+    path = tmp_path / "spool.db"
+    uuids = _spooled_while_down(path, ["a0", "a1"], server)
+    other_key = "phc_project_b_0123456789"
+    with FakePostHog() as elsewhere:
+        strangers = [
+            Client(other_key, host=server.url, spool_path=path, flush_interval=60),
+            Client(API_KEY, host=elsewhere.url, spool_path=path, flush_interval=60),
+            Client(API_KEY, host=server.url, spool_path=path, flush_interval=60, capture_mode="v1"),
+        ]
+        for client in strangers:
+            assert client.flush(5) is True
+            assert client.stats.recovered == 0
+            assert client.close(5) is True
+        assert elsewhere.events == []
+    assert server.events == [] and _rows(path) == 2
+    owner = Client(API_KEY, host=server.url, spool_path=path, flush_interval=60)
+    assert owner.close(5) is True and owner.stats.recovered == 2
+    assert [e["uuid"] for e in server.events] == uuids
+    assert {r.json["api_key"] for r in server.capture_requests()} == {API_KEY}
+    assert _rows(path) == 0
+
+
+def test_leftovers_beyond_the_queue_stay_on_disk_and_never_crowd_new_events_out(tmp_path, server):
+    """After an outage that outlived processes, a start may adopt more rows than its
+    queue holds. They are loaded a part at a time (at most half the queue), so what is
+    captured meanwhile is accepted, not dropped ``queue_full``; all of them are sent,
+    once each, as the queue drains."""
+    path = tmp_path / "spool.db"
+    old = [f"old{i}" for i in range(250)]
+    server.fail_next(1000, 503)
+    dead = [  # two processes' worth, both alive until all is spooled
+        Client(API_KEY, host=server.url, spool_path=path, flush_interval=60, max_retries=0)
+        for _ in range(2)
+    ]
+    for i, name in enumerate(old):
+        dead[i % 2].capture(name, "u1")
+    for client in dead:
+        client.close(1)
+    assert sum(client.stats.spooled for client in dead) == 250 == _rows(path)
+    client = Client(
+        API_KEY,
+        host=server.url,
+        spool_path=path,
+        flush_interval=60,
+        max_retries=0,
+        max_queue_size=200,
+    )
+    assert client.flush(5) is False  # the server is still down
+    for i in range(50):
+        client.capture(f"new{i}", "u1")
+    assert client.flush(5) is False
+    stats = client.stats
+    assert stats.dropped["queue_full"] == 0
+    assert stats.queued <= 200 and stats.recovered <= 100
+    assert_accounted(client)
+    server.clear_faults()
+    assert client.flush(10) is True
+    for _ in range(10):  # the rest comes as the queue drains
+        if client.stats.recovered == 250:
+            break
+        client.flush(10)
+    assert client.close(10) is True
+    names = server.event_names()
+    assert sorted(names) == sorted(old + [f"new{i}" for i in range(50)])
+    assert client.stats.recovered == 250 and _rows(path) == 0
+    assert_accounted(client)

@@ -142,7 +142,7 @@ def fetch_definitions(http: HttpTransport, settings: Settings) -> Fetched:
         return Fetched(None, f"flag definitions: HTTP {status}", status)
     try:
         data: Any = json.loads(response.content)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep
         return Fetched(None, "flag definitions: the answer is not JSON", status)
     if not isinstance(data, dict) or not isinstance(data.get("flags"), list):
         return Fetched(None, "flag definitions: unexpected answer (no flags list)", status)
@@ -154,7 +154,7 @@ def parse_value(text: str) -> Any:
     boolean or null (``30``, ``true``), else the text itself."""
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
     return value if value is None or isinstance(value, bool | int | float) else text
 

@@ -4,14 +4,17 @@ Checks, in order: the host setting is valid, the host answers, the project key i
 accepted (through ``/flags``, which answers 401 to a bad key; never by sending an
 event, since capture accepts unknown keys), the secret key loads the flag
 definitions, and how many flags local evaluation can decide (and why not the others).
-Exit code 1 when a check failed; a missing secret key is a note, not a problem (flags
-are then evaluated remotely)."""
+Exit code 1 when a check failed (a secret key sent over plain http to another machine
+is one); a missing secret key is a note, not a problem (flags are then evaluated
+remotely)."""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from .. import _config
 from .._serialize import dumps
@@ -46,6 +49,13 @@ def run(args: argparse.Namespace) -> int:
     if settings.host_problem:
         report.add(PROBLEM, f"the host setting is invalid: {settings.host_problem}")
         return report.finish()
+    if settings.secret_key and _in_clear(settings.host):
+        report.add(
+            PROBLEM,
+            f"the secret key {_shown(settings.secret_key)} goes in clear text to "
+            f"{settings.shown_host}: plain http to another machine",
+            ["use https:// (the secret key reads every flag definition of the project)"],
+        )
     http = transport(settings)
     try:
         if _check_host_and_key(http, settings, report):
@@ -53,6 +63,20 @@ def run(args: argparse.Namespace) -> int:
     finally:
         http.close()
     return report.finish()
+
+
+def _in_clear(host: str) -> bool:
+    """``host`` is plain http to another machine (what is sent crosses a network)."""
+    parts = urlsplit(host)
+    if parts.scheme != "http":
+        return False
+    name = (parts.hostname or "").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return True  # a name that is not this machine's
 
 
 def _shown(key: str | None) -> str:

@@ -93,6 +93,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"           the flag reads: {', '.join(reads)} (give them with --prop)")
         print("           (a client asks the server: POST /flags)")
         return 2
+    except Exception as exc:  # a definition the evaluator cannot read (a client's read
+        # logs it and asks the server too): said, never a traceback
+        print(
+            "value      cannot be decided locally: a definition this SDK cannot read "
+            f"({type(exc).__name__}: {exc})"
+        )
+        print("           (a client asks the server: POST /flags)")
+        return 2
     result = explained.result
     value = result.variant if result.variant is not None else result.enabled
     print(f"value      {json.dumps(value)}")
@@ -113,8 +121,11 @@ def _how(decision: str, condition: int | None, flag: Any) -> str:
 def _properties_read(definition: Any) -> list[str]:
     """The property names the flag's conditions read (for "give them with --prop")."""
     names: list[str] = []
-    for condition in (definition.get("filters") or {}).get("groups") or []:
-        for prop in (condition or {}).get("properties") or []:
+    filters = definition.get("filters") if isinstance(definition, dict) else None
+    conditions = filters.get("groups") if isinstance(filters, dict) else None
+    for condition in conditions if isinstance(conditions, list) else []:
+        props = condition.get("properties") if isinstance(condition, dict) else None
+        for prop in props if isinstance(props, list) else []:
             if not isinstance(prop, dict) or prop.get("type") not in ("person", "group"):
                 continue
             name = prop.get("key")

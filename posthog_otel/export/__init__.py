@@ -22,9 +22,9 @@ from ._clock import Clock, SystemClock
 from ._exporter import BatchExporter
 from ._otlp import resource_attributes, valid_flags, valid_hex_id
 from ._otlp_lanes import LOGS_PATH, MAX_OTLP_BATCH_BYTES, TRACES_PATH, LogsLane, TracesLane
-from ._spool import DEFAULT_SPOOL_BYTES, SPOOL_IMPORTS
+from ._spool import DEFAULT_SPOOL_BYTES, SPOOL_IMPORTS, spool_lane
 from ._spooling import WRITE_WINDOW, SpoolingExporter
-from ._transport import HttpTransport, TransportError
+from ._transport import MAX_RESPONSE_BYTES, HttpTransport, TransportError
 from ._v0 import V0Lane
 from ._v1 import V1_PATH, V1Lane
 
@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_SPOOL_BYTES",
     "LOGS_PATH",
     "MAX_OTLP_BATCH_BYTES",
+    "MAX_RESPONSE_BYTES",
     "SPOOL_IMPORTS",
     "THREAD_IMPORTS",
     "TRACES_PATH",
@@ -56,6 +57,7 @@ __all__ = [
     "V0Lane",
     "V1Lane",
     "resource_attributes",
+    "spool_lane",
     "valid_flags",
     "valid_hex_id",
 ]

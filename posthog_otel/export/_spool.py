@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import sqlite3
 
-__all__ = ["DEFAULT_SPOOL_BYTES", "SPOOL_IMPORTS", "SpoolStore"]
+__all__ = ["DEFAULT_SPOOL_BYTES", "SPOOL_IMPORTS", "SpoolStore", "spool_lane"]
 
 SPOOL_IMPORTS = ("sqlite3", "socket", "uuid")
 
@@ -48,8 +48,20 @@ _SCHEMA = (
 ROW_OVERHEAD = 96
 
 
+def spool_lane(capture_mode: str, host: str, api_key: str, *, historical: bool) -> str:
+    """The ``lane`` a client's rows are written and adopted under: its capture mode (the
+    payload's encoding) and a digest of its project key and host. A file shared by
+    clients of several projects or hosts never has one send another's events, with
+    the wrong key or to the wrong place; the key itself is not written to the file."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{api_key}\n{host}\n{historical}".encode()).hexdigest()
+    return f"{capture_mode}:{digest[:32]}"
+
+
 class SpoolStore:
-    """An open spool for one owner (this process) and one lane's encoding."""
+    """An open spool for one owner (this process) and one lane (``spool_lane``: the
+    encoding, the project and the host its rows are sent with)."""
 
     def __init__(self, path: str, *, lane: str, max_bytes: int, lease: float = LEASE_SECONDS):
         import socket
@@ -83,9 +95,10 @@ class SpoolStore:
             conn.execute(statement)
         self._page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
 
-    def claim(self) -> list[tuple[int, bytes]]:
-        """Register this owner, adopt the rows of owners that are gone, and return every
-        row of ours for this lane (``(rowid, payload)``, oldest first)."""
+    def claim(self) -> int:
+        """Register this owner, adopt the rows of owners that are gone, and return the
+        highest rowid of ours for this lane (0: none): ``leftovers`` reads them, a part
+        at a time (rows written from now on have higher rowids)."""
         conn, now = self._conn, time.time()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -99,19 +112,31 @@ class SpoolStore:
                 if owner != self.owner and self._gone(owner, host, pid, seen, now)
             ]
             conn.executemany("DELETE FROM owners WHERE owner = ?", [(o,) for o in dead])
-            # Rows of any owner no longer registered: dead, or closed with rows left.
+            # Rows of our lane whose owner is no longer registered (dead, or closed with
+            # rows left); another lane's wait for a process of theirs.
             conn.execute(
-                "UPDATE events SET owner = ? WHERE owner NOT IN (SELECT owner FROM owners)",
-                (self.owner,),
-            )
-            rows = conn.execute(
-                "SELECT id, payload FROM events WHERE owner = ? AND lane = ? ORDER BY id",
+                "UPDATE events SET owner = ? WHERE lane = ?"
+                " AND owner NOT IN (SELECT owner FROM owners)",
                 (self.owner, self._lane),
-            ).fetchall()
+            )
+            (upto,) = conn.execute(
+                "SELECT coalesce(max(id), 0) FROM events WHERE owner = ? AND lane = ?",
+                (self.owner, self._lane),
+            ).fetchone()
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        return int(upto)
+
+    def leftovers(self, after: int, upto: int, limit: int) -> list[tuple[int, bytes]]:
+        """Up to ``limit`` rows of ours for this lane with ``after < rowid <= upto``
+        (``(rowid, payload)``, oldest first)."""
+        rows = self._conn.execute(
+            "SELECT id, payload FROM events WHERE owner = ? AND id > ? AND id <= ?"
+            " AND lane = ? ORDER BY id LIMIT ?",
+            (self.owner, after, upto, self._lane, limit),
+        ).fetchall()
         return [(int(rowid), bytes(payload)) for rowid, payload in rows]
 
     def _gone(self, owner: str, host: str, pid: int, seen: float, now: float) -> bool:

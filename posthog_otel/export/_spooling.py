@@ -13,8 +13,10 @@ waits on a slow request or a backoff; the flush thread also persists what is que
 before it takes a batch (``flush()`` sends what was queued before it, and in
 ``sync_mode`` everything runs on the caller's thread). At start the writer opens the
 spool and loads what earlier processes left (``SpoolStore.claim``), before anything
-new. At ``close()`` what is queued is written too, and what the spool still holds
-counts as ``spooled``: the next start sends it.
+new; a part at a time (``_load_more``: while the queue is under half full), so that
+the leftovers of a long outage never crowd out what is captured meanwhile. At
+``close()`` what is queued is written too, and what the spool still holds counts as
+``spooled``: the next start sends it.
 
 Every use of SQLite runs in ``no_fork_during()``: a fork in the middle of one would
 leave SQLite's own process-wide mutexes held for ever in the child, whose first open
@@ -52,6 +54,7 @@ WRITE_WINDOW = 0.1
 _HEARTBEAT = LEASE_SECONDS / 4
 _CLOSE_WAIT = 1.0  # close() waits at most this for the writer, within its timeout
 _READY_WAIT = 5.0  # how long flush() waits for the spool to open (it may be locked)
+_LOAD_PAGE = 1000  # leftovers read at once, at most
 
 
 class SpoolingExporter(BatchExporter):
@@ -82,6 +85,7 @@ class SpoolingExporter(BatchExporter):
         self._opened = False
         self._ready = fork_safe_event()  # opened, leftovers loaded (or given up)
         self._rows: dict[int, int] = {}  # id(event) → its rowid, until acknowledged
+        self._leftover: tuple[int, int] | None = None  # still on disk: rowids (after, upto]
         self._writer: threading.Thread | None = None
         self._close_deadline: float | None = None
 
@@ -111,7 +115,7 @@ class SpoolingExporter(BatchExporter):
             with self._cond:
                 if self._stop:
                     return
-                if not self._pending:
+                if not self._pending and self._leftover is None:
                     self._writer_waiting = True
                     self._writer_cond.wait(max(beat - time.monotonic(), 0.0))
                     self._writer_waiting = False
@@ -131,6 +135,9 @@ class SpoolingExporter(BatchExporter):
             if not self._opened:
                 with no_fork_during():
                     self._open()
+            elif self._leftover is not None:
+                with no_fork_during():
+                    self._load_more()
             with self._cond:
                 if self._abandon or not self._pending:
                     return
@@ -220,12 +227,34 @@ class SpoolingExporter(BatchExporter):
             return
         self._store = store
         try:
-            left = store.claim()
+            upto = store.claim()
         except Exception as exc:
             self._give_up_store(exc)
             return
+        if upto:
+            self._leftover = (0, upto)
+            self._load_more()
+
+    def _load_more(self) -> None:
+        """Load the next part of the leftovers (store lock held), as much as keeps the
+        queue under half full; the rest waits on disk for the queue to drain."""
+        left, store = self._leftover, self._store
+        if left is None or store is None:
+            return
+        with self._cond:
+            if self._abandon or 2 * self._bytes >= self._max_bytes:
+                return
+            room = min(self._max_queue // 2 - self._held - len(self._pending), _LOAD_PAGE)
+        if room <= 0:
+            return
+        try:
+            rows = store.leftovers(*left, room)
+        except Exception as exc:
+            self._give_up_store(exc)
+            return
+        self._leftover = (rows[-1][0], left[1]) if len(rows) == room else None
         batch, unreadable = Batch([], []), []
-        for rowid, payload in left:
+        for rowid, payload in rows:
             try:
                 event = orjson.loads(payload)
             except orjson.JSONDecodeError:
@@ -242,20 +271,21 @@ class SpoolingExporter(BatchExporter):
             self._use_store(lambda s: s.ack(unreadable), locked=True)
         if not batch.events:
             return
-        for _ in batch.events:
+        count, nbytes = len(batch.events), batch.nbytes()
+        for _ in range(count):
             self._stats.attempts()
         with self._cond:
-            if self._carry is not None:
+            if self._carry is not None:  # older than what it holds: sent first
                 batch.extend(self._carry)
             self._carry = batch
-            self._held += len(batch.events)
-            self._bytes += batch.nbytes()
-            self._accepted += len(batch.events)
+            self._held += count
+            self._bytes += nbytes
+            self._accepted += count
             self._flush_requested += 1  # sent now, not after the first flush_interval
             self._cond.notify_all()
             with self._stats.lock:
-                self._stats.recovered += len(batch.events)
-        logger.info("sending %d event(s) left in the spool by an earlier process", len(batch))
+                self._stats.recovered += count
+        logger.info("sending %d event(s) left in the spool by an earlier process", count)
 
     def _use_store(self, call: Any, *, locked: bool = False) -> None:
         """``call(store)`` under the store lock; a failure gives the spool up."""
@@ -275,6 +305,7 @@ class SpoolingExporter(BatchExporter):
         """Deliver from memory from now on (store lock held): one warning."""
         store, self._store = self._store, None
         self._rows.clear()
+        self._leftover = None  # what is still on disk waits for a later start
         if store is not None:
             store.discard()
         logger.warning(

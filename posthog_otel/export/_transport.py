@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -486,8 +487,14 @@ def _overdue(response: httpx.Response) -> str:
 
 
 def _describe(exc: Exception) -> str:
-    # httpx messages carry no credentials (keys travel in bodies or headers, not URLs).
-    return f"{type(exc).__name__}: {exc}"
+    """What a warning says of a failed request. Keys travel in bodies and headers, not
+    URLs; a header value httpx refuses (a key with a newline in it) is quoted by its
+    message, so quoted bytes are cut out of it."""
+    text = f"{type(exc).__name__}: {exc}"
+    return _QUOTED_BYTES.sub("b'…'", text) if "b'" in text or 'b"' in text else text
+
+
+_QUOTED_BYTES = re.compile(r"""\bb(['"]).*?(?<!\\)\1""", re.S)
 
 
 def _is_refused(exc: Any) -> bool:

@@ -145,7 +145,7 @@ class V1Lane(Lane):
             answers = json.loads(content)["results"]
             if not isinstance(answers, dict):
                 return None
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):  # nested too deep
             return None
         retry: list[int] = []
         rejected: list[tuple[int, str]] = []

@@ -282,7 +282,7 @@ class DefinitionsLoader:
             return False
         try:
             data = json.loads(response.content)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
             logger.warning("flag definitions: malformed body; keeping the last good set")
             return False
         if not isinstance(data, dict) or not isinstance(data.get("flags"), list):

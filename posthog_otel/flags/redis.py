@@ -17,8 +17,10 @@ When Redis fails, the process keeps evaluating from its last good definitions an
 once; if Redis stays down for ``fallback_after`` seconds (plus up to half that again, at
 random, so that a fleet does not stampede PostHog together) it fetches from PostHog
 itself until Redis answers again. A process with nothing loaded at all fetches at once.
-Only Redis 6.2 commands are used (``SET``/``GET``/``INCR``/``PEXPIRE``/``HGET``/
-``HMGET``/``HSET``/``DEL``/``EXISTS``/``EVAL``), so Valkey works too.
+A shared copy that cannot be read (not JSON, another version's format, larger than
+``MAX_SHARED_BYTES``) is never installed: the last good set stays, with one warning
+for that copy. Only Redis 6.2 commands are used (``SET``/``GET``/``INCR``/``PEXPIRE``/
+``PTTL``/``HGET``/``HMGET``/``HSET``/``HSTRLEN``/``DEL``/``EVAL``), so Valkey works too.
 """
 
 from __future__ import annotations
@@ -35,16 +37,34 @@ from typing import TYPE_CHECKING, Any
 from .._config import env_first
 from .._fork import fork_safe_event, fork_safe_lock, import_fork_safe, reset_in_child
 from .._log import logger, mark_internal_thread
+from ..export import MAX_RESPONSE_BYTES
 
 if TYPE_CHECKING:
     import redis as redis_py
 
 __all__ = ["RedisFlagDefinitionCache"]
 
+# A fence as a number, or -1 for one that is missing or not a whole number a token can
+# pass exactly (at most 15 digits: Lua's numbers are doubles).
+_FENCE_OF = """
+local function fence_of(text)
+  if text and #text <= 15 and string.match(text, '^%d+$') then
+    return tonumber(text)
+  end
+  return -1
+end
+"""
+
 # Take the lease when free (a new fencing token: 1 in the second place) or renew it when
-# ours (0); {0, 0} when another process holds it. The counter starts from the caller's
-# clock in ms when missing, so that tokens keep growing across a Redis restart.
-_ACQUIRE = """
+# ours (0); {0, 0} when another process holds it. A lock that could never lapse (not in
+# our format, or without a TTL: written by another tool or version) counts as free, or
+# the fleet would have no leader for ever. The counter starts from the caller's clock in
+# ms when missing (or not a fence), so that tokens keep growing across a Redis restart;
+# a new token is always above the shared copy's fence (the counter evicted, the clock
+# gone back), or its leader could never share.
+_ACQUIRE = (
+    _FENCE_OF
+    + """
 local current = redis.call('GET', KEYS[1])
 if current then
   local token, owner = string.match(current, '^(%d+):(.*)$')
@@ -52,22 +72,32 @@ if current then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
     return {tonumber(token), 0}
   end
-  return {0, 0}
+  if owner and redis.call('PTTL', KEYS[1]) >= 0 then
+    return {0, 0}
+  end
 end
-if redis.call('EXISTS', KEYS[2]) == 0 then
+if fence_of(redis.call('GET', KEYS[2])) < 0 then
   redis.call('SET', KEYS[2], ARGV[3])
 end
 local token = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], token .. ':' .. ARGV[1], 'PX', ARGV[2])
+local shared = redis.call('HGET', KEYS[3], 'fence')
+if token <= fence_of(shared) then
+  redis.call('SET', KEYS[2], shared)
+  token = redis.call('INCR', KEYS[2])
+end
+redis.call('SET', KEYS[1], string.format('%d', token) .. ':' .. ARGV[1], 'PX', ARGV[2])
 return {token, 1}
 """
+)
 
 # Store the payload only if (fence, seq) is newer than the stored one: the version then
 # shared, or nil (refused). The same ETag as stored moves the fence only: readers see no
-# new version to download.
-_STORE = """
+# new version to download. A stored fence that is not one counts as none.
+_STORE = (
+    _FENCE_OF
+    + """
 local stored = redis.call('HMGET', KEYS[1], 'fence', 'seq', 'etag')
-local fence, seq = tonumber(stored[1]) or -1, tonumber(stored[2]) or -1
+local fence, seq = fence_of(stored[1]), fence_of(stored[2])
 local new_fence, new_seq = tonumber(ARGV[1]), tonumber(ARGV[2])
 if fence > new_fence or (fence == new_fence and seq >= new_seq) then
   return false
@@ -80,6 +110,7 @@ else
 end
 return redis.call('HGET', KEYS[1], 'version')
 """
+)
 
 # Give the lease up if it is still ours (on shutdown: the next poll elsewhere takes over).
 _RELEASE = """
@@ -90,6 +121,9 @@ return 0
 """
 
 _SHARED_POLL = 0.05  # seconds between looks for a first shared copy
+# The largest shared copy read: what PostHog may send (the transport's cap), re-encoded
+# with ASCII escapes, with room to spare. A larger one is not downloaded.
+MAX_SHARED_BYTES = 4 * MAX_RESPONSE_BYTES
 
 
 class RedisFlagDefinitionCache:
@@ -144,6 +178,7 @@ class RedisFlagDefinitionCache:
         self._new_process()
         self._local: Mapping[str, Any] | None = None  # last good definitions we know
         self._local_version: object = None  # the shared version they came from
+        self._bad_version: object = None  # the last shared version that was unreadable
         self._stored_version: object = None  # the version our last store left shared
         reset_in_child(self._new_process)
 
@@ -200,19 +235,33 @@ class RedisFlagDefinitionCache:
                 if self._stop.wait(_SHARED_POLL):
                     break
                 version = self._redis.hget(self.defs_key, "version")
-            if version is None or version == self._local_version:
+            if version is None or version in (self._local_version, self._bad_version):
                 return self._local
+            size = self._redis.hstrlen(self.defs_key, "payload")
+            if size > MAX_SHARED_BYTES:
+                return self._unreadable(version, f"{size} bytes, over {MAX_SHARED_BYTES}")
             payload, version = self._redis.hmget(self.defs_key, ["payload", "version"])
         except self._errors as exc:
             self._redis_failed(exc)
             return self._local
         try:
             data = json.loads(payload or b"")
-        except ValueError:
-            logger.warning("flag definitions in Redis are not JSON; keeping the last good set")
-            return self._local
-        if isinstance(data, dict) and isinstance(data.get("flags"), list):
-            self._local, self._local_version = data, version
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
+            return self._unreadable(version, "not JSON")
+        if not isinstance(data, dict) or not isinstance(data.get("flags"), list):
+            return self._unreadable(version, 'not an object with a "flags" list')
+        self._local, self._local_version = data, version
+        return self._local
+
+    def _unreadable(self, version: object, why: str) -> Mapping[str, Any] | None:
+        """A shared copy we cannot use: warned once, never downloaded again."""
+        if version is not None and version != self._bad_version:
+            self._bad_version = version
+            logger.warning(
+                "flag definitions in Redis (%s) cannot be read: %s; keeping the last good set",
+                self.defs_key,
+                why,
+            )
         return self._local
 
     def on_flag_definitions_received(
@@ -284,8 +333,8 @@ class RedisFlagDefinitionCache:
         """(our fencing token or 0, whether it is new): the lease taken or renewed."""
         ttl_ms = str(max(int(self.lock_ttl * 1000), 1))
         now_ms = str(int(time.time() * 1000))
-        keys = (self.lock_key, self.fence_key)
-        token, fresh = self._redis.eval(_ACQUIRE, 2, *keys, self._owner, ttl_ms, now_ms)
+        keys = (self.lock_key, self.fence_key, self.defs_key)
+        token, fresh = self._redis.eval(_ACQUIRE, 3, *keys, self._owner, ttl_ms, now_ms)
         return int(token), bool(fresh)
 
     # ---------------------------------------------------------------- the lease

@@ -12,7 +12,8 @@ Memory is bounded: the view keeps the last ``keep`` entries, each serialized onc
 cut to about ``MAX_ENTRY_CHARS``. What an app sends is data, never markup: the page
 renders it with ``textContent`` only, and its Content-Security-Policy allows no script
 or style but its own (by hash). The view answers only a ``Host`` it listens as (a
-loopback name unless bound to all interfaces: no DNS rebinding), and a save must be a
+loopback name; bound to all interfaces, also an address or this machine's name: no
+DNS rebinding, which needs a name of the attacker's), and a save must be a
 same-origin JSON POST (no CSRF from another site open in the developer's browser).
 """
 
@@ -20,8 +21,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import json
 import re
+import socket
 import threading
 import time
 from collections import deque
@@ -58,6 +61,21 @@ _ID_KEYS = ("posthogDistinctId", "posthog.distinct_id", "posthog.context_distinc
 _SESSION_KEYS = ("sessionId", "session.id", "$session_id", "posthog.context_session_id")
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _ANY = {"", "0.0.0.0", "::"}
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _machine_names() -> set[str]:
+    """This machine's host name, short and as mDNS announces it (no DNS lookup)."""
+    name = socket.gethostname().lower().rstrip(".")
+    short = name.partition(".")[0]
+    return {name, short, f"{short}.local"}
 
 
 def _page() -> tuple[bytes, str]:
@@ -179,14 +197,17 @@ class DevView:
         return True
 
     def _host_allowed(self, host: str) -> bool:
-        bound = str(self._server._address[0])
-        if bound in _ANY:
-            return True  # the developer chose to listen on every interface
+        bound = str(self._server._address[0]).lower()
         if host.startswith("["):  # [::1]:8010
             name = host[1:].partition("]")[0]
         else:
             name = host.rpartition(":")[0] if ":" in host else host
-        return name.lower() in _LOOPBACK | {bound.lower()}
+        name = name.lower()
+        if name in _LOOPBACK or name == bound:
+            return True
+        # On every interface: this machine's address or name, never another name (a
+        # site's own name rebound to this machine's address, DNS rebinding).
+        return bound in _ANY and (_is_address(name) or name in _machine_names())
 
     def _save(self, handler: BaseHTTPRequestHandler, body: bytes) -> tuple[int, Any]:
         """The editor's save: same-origin JSON only; what PostHog would serve, checked by
