@@ -568,3 +568,36 @@ def test_leftovers_beyond_the_queue_stay_on_disk_and_never_crowd_new_events_out(
     assert sorted(names) == sorted(old + [f"new{i}" for i in range(50)])
     assert client.stats.recovered == 250 and _rows(path) == 0
     assert_accounted(client)
+
+
+def test_a_spool_locked_by_another_process_is_used_once_the_lock_is_free(
+    tmp_path, server, warnings_log, monkeypatch
+):
+    """Another process holding SQLite's write lock past the busy timeout (a busy fleet
+    on one file) is a passing state, not a broken spool: the events of the moment go
+    in memory (warned), and the spool is used again once the lock is free. It used to
+    be given up for the process's whole life."""
+    from posthog_otel.export import _spool
+
+    monkeypatch.setattr(_spool, "BUSY_TIMEOUT", 0.2)
+    path = tmp_path / "spool.db"
+    Client(API_KEY, host=server.url, spool_path=path).close(5)  # the file exists
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process writing, for a long time
+    server.fail_next(1000, 503)
+    client = Client(API_KEY, host=server.url, spool_path=path, max_retries=0, flush_interval=60)
+    try:
+        client.capture("while_locked", "u1")
+        _wait_until(lambda: _spool_warnings(warnings_log))
+        holder.execute("ROLLBACK")
+        uuids = [client.capture(f"after{i}", "u1") for i in range(3)]
+        _wait_until(lambda: _rows(path) == 3)
+    finally:
+        holder.close()
+        client.close(1)
+    assert client.stats.spooled == 3
+    assert_accounted(client)
+    server.clear_faults()
+    server.reset()
+    Client(API_KEY, host=server.url, spool_path=path).close(5)
+    assert sorted(e["uuid"] for e in server.events) == sorted(uuids)

@@ -28,13 +28,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import sqlite3
 
-__all__ = ["DEFAULT_SPOOL_BYTES", "SPOOL_IMPORTS", "SpoolStore", "spool_lane"]
+__all__ = ["DEFAULT_SPOOL_BYTES", "SPOOL_IMPORTS", "SpoolStore", "is_busy", "spool_lane"]
 
 SPOOL_IMPORTS = ("sqlite3", "socket", "uuid")
 
 DEFAULT_SPOOL_BYTES = 64 * 1024 * 1024
 # An owner silent for longer than this is taken for dead (its rows are adopted).
 LEASE_SECONDS = 60.0
+# How long a statement waits for another process's write lock before it fails as
+# "database is locked" (a passing state: the exporter tries again later).
+BUSY_TIMEOUT = 5.0
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS events ("
     " id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL,"
@@ -59,6 +62,13 @@ def spool_lane(capture_mode: str, host: str, api_key: str, *, historical: bool) 
     return f"{capture_mode}:{digest[:32]}"
 
 
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked"/"busy": another process held
+    the write lock for longer than ``BUSY_TIMEOUT``, a state that passes."""
+    message = str(exc).lower()
+    return type(exc).__name__ == "OperationalError" and ("locked" in message or "busy" in message)
+
+
 class SpoolStore:
     """An open spool for one owner (this process) and one lane (``spool_lane``: the
     encoding, the project and the host its rows are sent with)."""
@@ -75,7 +85,7 @@ class SpoolStore:
         self._host = socket.gethostname()
         self.owner = f"{self._host}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._conn = sqlite3.connect(
-            path, timeout=5.0, isolation_level=None, check_same_thread=False
+            path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
         )
         try:
             self._setup()

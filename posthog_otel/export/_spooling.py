@@ -37,12 +37,12 @@ from typing import Any
 import orjson
 
 from .._fork import fork_safe_condition, fork_safe_event, fork_safe_lock, no_fork_during
-from .._log import logger, mark_internal_thread, suppress_instrumentation
+from .._log import RateLimitedWarner, logger, mark_internal_thread, suppress_instrumentation
 from .._threads import start_supervised
 from ._batch import Batch
 from ._encode import encode_items
 from ._exporter import BatchExporter
-from ._spool import LEASE_SECONDS, ROW_OVERHEAD, SpoolStore
+from ._spool import LEASE_SECONDS, ROW_OVERHEAD, SpoolStore, is_busy
 
 __all__ = ["WRITE_TICK", "WRITE_WINDOW", "SpoolingExporter"]
 
@@ -88,6 +88,7 @@ class SpoolingExporter(BatchExporter):
         self._leftover: tuple[int, int] | None = None  # still on disk: rowids (after, upto]
         self._writer: threading.Thread | None = None
         self._close_deadline: float | None = None
+        self._busy_warner = RateLimitedWarner(60.0)
 
     # ------------------------------------------------------------------ threads
 
@@ -223,13 +224,17 @@ class SpoolingExporter(BatchExporter):
                 self._spool_path, lane=self._spool_lane, max_bytes=self._max_spool_bytes
             )
         except Exception as exc:
-            self._give_up_store(exc)
+            if self._give_up_store(exc) is False:
+                self._opened = False  # locked by another process: open it later
             return
         self._store = store
         try:
             upto = store.claim()
         except Exception as exc:
-            self._give_up_store(exc)
+            if self._give_up_store(exc) is False:
+                self._store = None
+                store.discard()
+                self._opened = False
             return
         if upto:
             self._leftover = (0, upto)
@@ -301,8 +306,20 @@ class SpoolingExporter(BatchExporter):
             if not locked:
                 self._store_lock.release()
 
-    def _give_up_store(self, exc: BaseException) -> None:
-        """Deliver from memory from now on (store lock held): one warning."""
+    def _give_up_store(self, exc: BaseException) -> bool:
+        """Deliver from memory from now on (store lock held): one warning; ``True``.
+        Another process holding the write lock (``is_busy``) passes: the events of the
+        moment stay in memory only (warned at most once a minute) and the spool is
+        used again at the next write; ``False``."""
+        if is_busy(exc):
+            self._busy_warner.warn(
+                "spool_busy",
+                "the spool at %r is locked by another process (%s); events are kept in "
+                "memory until it is free",
+                self._spool_path,
+                exc,
+            )
+            return False
         store, self._store = self._store, None
         self._rows.clear()
         self._leftover = None  # what is still on disk waits for a later start
@@ -314,6 +331,7 @@ class SpoolingExporter(BatchExporter):
             type(exc).__name__,
             exc,
         )
+        return True
 
     # ------------------------------------------------------------------ the exporter's hooks
 
@@ -352,8 +370,11 @@ class SpoolingExporter(BatchExporter):
             self._use_store(lambda store: store.ack(rowids))
 
     def _kept_at_shutdown_locked(self) -> int:
-        """What is held or in flight is in the spool (unless it was given up)."""
-        return self._held + self._in_flight if self._store is not None else 0
+        """What is held or in flight and written to the spool (not the events of a
+        moment it was locked by another process, nor any once it was given up)."""
+        if self._store is None:
+            return 0
+        return min(len(self._rows), self._held + self._in_flight)
 
     def _give_up_on_shutdown(self) -> None:
         """Write what is still queued before counting: it is then kept, not lost."""
