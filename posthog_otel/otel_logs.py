@@ -55,7 +55,13 @@ from ._logs_config import LogsConfig
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["NO_BODY", "IdentityStamper", "PostHogLogExporter", "instrument_logs"]
+__all__ = [
+    "NO_BODY",
+    "IdentityStamper",
+    "PostHogLogExporter",
+    "PostHogLogProcessor",
+    "instrument_logs",
+]
 
 # The body of an OpenTelemetry record that has none (and no event name): OpenTelemetry
 # makes the body optional (a record may be attributes only), PostHog Logs' capture path
@@ -166,18 +172,49 @@ class IdentityStamper(LogRecordProcessor):
         return True
 
 
+class PostHogLogProcessor(LogRecordProcessor):
+    """Stamps the identity context on each record as it is logged (``IdentityStamper``)
+    and exports it through a ``BatchLogRecordProcessor`` of ``PostHogLogExporter``;
+    ``force_flush`` also flushes the client, so ``provider.force_flush()`` (a serverless
+    handler's last call) really delivers: the batch processor alone never calls the
+    exporter's ``force_flush``, it only moves records into the logs lane's queue."""
+
+    def __init__(self, exporter: PostHogLogExporter, **batch_options: Any) -> None:
+        self.exporter = exporter
+        self._stamper = IdentityStamper()
+        self._batch = BatchLogRecordProcessor(exporter, **batch_options)
+        # At exit, the client's hook exports what the batch holds before its last flush,
+        # whether or not the provider shuts down (and whenever its hook runs).
+        exporter.client.pipeline.add_producer(self._batch.force_flush)
+
+    def on_emit(self, log_record: Any) -> None:
+        self._stamper.on_emit(log_record)
+        self._batch.on_emit(log_record)
+
+    def emit(self, log_record: Any) -> None:  # the name older SDKs call
+        self.on_emit(log_record)
+
+    def shutdown(self) -> None:
+        self._batch.shutdown()  # type: ignore[no-untyped-call]
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        drained = self._batch.force_flush(timeout_millis)
+        return self.exporter.client.flush(timeout_millis / 1000) and drained
+
+
 def instrument_logs(
     provider: LoggerProvider, client: Client | None = None, **batch_options: Any
-) -> BatchLogRecordProcessor:
-    """Attach PostHog Logs to ``provider``: an ``IdentityStamper`` then a
-    ``BatchLogRecordProcessor`` (``batch_options``) over a ``PostHogLogExporter`` of
-    ``client`` (the default client when none). Returns the batch processor."""
+) -> PostHogLogProcessor:
+    """Attach PostHog Logs to ``provider``: a ``PostHogLogProcessor`` over a
+    ``PostHogLogExporter`` of ``client`` (the default client when none): the identity
+    context on each record as it is logged, a ``BatchLogRecordProcessor``
+    (``batch_options``), and a ``force_flush`` that delivers the logs lane too
+    (``provider.force_flush()`` before a serverless handler returns). Returns it."""
     if client is None:
         from .client import default_client
 
         client = default_client()
-    provider.add_log_record_processor(IdentityStamper())
-    processor = BatchLogRecordProcessor(PostHogLogExporter(client), **batch_options)
+    processor = PostHogLogProcessor(PostHogLogExporter(client), **batch_options)
     provider.add_log_record_processor(processor)
     return processor
 
