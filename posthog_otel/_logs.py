@@ -26,7 +26,7 @@ from ._assembly import LIB_NAME
 from ._context import _current, active_span_ids
 from ._fork import fork_safe_lock
 from ._logs_config import LogRecordHook, LogsConfig
-from ._snapshot import EVENT_BYTES, snapshot_value, snapshot_values
+from ._snapshot import EVENT_BYTES, as_text, snapshot_value, snapshot_values
 from ._stats import StatsRecorder
 from ._version import __version__
 from .export import (
@@ -289,11 +289,13 @@ class LogCapture:
                 merged["url.full"] = url
         if attributes:
             merged.update(attributes)  # the caller's keys win over the automatic ones
-        nbytes = EVENT_BYTES + snapshot_values(merged, merged, self.stats.correct, "log")
+        nbytes = EVENT_BYTES + snapshot_values(
+            merged, merged, self.stats.correct, "log", unknown=as_text
+        )
         if type(body) is str:
             nbytes += len(body)
         else:
-            body, size = snapshot_value(body, self.stats.correct, "log")
+            body, size = snapshot_value(body, self.stats.correct, "log", unknown=as_text)
             nbytes += size
         if trace_id is None and span_id is None:
             active = self._active_ids()  # LOG-32

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 from ._assembly import LIB_NAME
 from ._fork import fork_safe_lock
 from ._log import debug_state, logger
-from ._snapshot import ENTRY_BYTES, EVENT_BYTES, snapshot_values
+from ._snapshot import ENTRY_BYTES, EVENT_BYTES, as_text, snapshot_values
 from ._stats import INTENTIONAL_DROPS, StatsRecorder
 from ._traces_config import SpanHook, TracesConfig, checked_traces_config
 from ._version import __version__
@@ -267,7 +267,9 @@ class TraceCapture:
         dropped_events = len(events) - self._max_events
         if dropped_events > 0:
             events = events[: self._max_events]
-        nbytes = EVENT_BYTES + snapshot_values(kept, kept, self.stats.correct, "span")
+        nbytes = EVENT_BYTES + snapshot_values(
+            kept, kept, self.stats.correct, "span", unknown=as_text
+        )
         record["attributes"] = kept
         record["events"] = events
         for event in events:
