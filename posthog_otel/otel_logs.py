@@ -23,12 +23,14 @@ Zero-code: the entry point ``opentelemetry_logs_exporter = posthog`` lets
 ``OTEL_LOGS_EXPORTER=posthog OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED=true
 opentelemetry-instrument python app.py`` ship the stdlib ``logging`` records to PostHog
 Logs with a client configured from ``POSTHOG_API_KEY``/``POSTHOG_HOST`` (identity
-stamped as with ``instrument_logs``).
+stamped as with ``instrument_logs``); its exit flush (atexit, SIGTERM) exports the
+record batch first, as the traces exporter's does.
 """
 
 from __future__ import annotations
 
 import os
+import time
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -80,22 +82,47 @@ class PostHogLogExporter(LogRecordExporter):
     """
 
     def __init__(self, client: Client | None = None) -> None:
+        self._shutdown = False
+        self._provider: weakref.ref[LoggerProvider] | None = None
+        zero_code = False
         if client is None:
             from .client import Client
 
-            # No exit hook of its own: the provider's shutdown (at exit) closes it
-            # after the processor exported its last batch.
-            client = Client(logs=_environment_logs_config(), _exit_hook=False)
+            zero_code = _named_by_otel_environment()
+            # Outside zero-code, no exit hook of its own: the provider's shutdown (at
+            # exit) closes it after the processor exported its last batch.
+            client = Client(logs=_environment_logs_config(), _exit_hook=zero_code)
             self._owns_client = True
-            if _named_by_otel_environment():
-                _stamp_global_provider()
         else:
             self._owns_client = False
         self.client = client
-        self._shutdown = False
+        if zero_code:
+            self._join_zero_code()
         self._lock = fork_safe_lock()
         self.errors = 0
         """Records that could not be converted because of an internal error."""
+
+    def _join_zero_code(self) -> None:
+        """On the entry-point path: stamp identity on the global provider's records, and
+        have the client's exit flush (atexit, and SIGTERM, which skips atexit and so
+        the provider's own shutdown) export OpenTelemetry's record batch first."""
+        provider = get_logger_provider()
+        if not isinstance(provider, LoggerProvider):
+            return
+        _stamp_global_provider(provider)
+        self._provider = weakref.ref(provider)
+        self.client.pipeline.add_producer(self._flush_batch)
+
+    def _flush_batch(self) -> None:
+        """Export what the batch processor wrapping this exporter holds (at exit)."""
+        provider = self._provider() if self._provider is not None else None
+        if provider is None or self._shutdown:
+            return
+        left = self.client.pipeline.exit_deadline
+        timeout = self.client.shutdown_timeout if left is None else left - time.monotonic()
+        # The configurator wrapped this exporter in a processor it did not hand back:
+        # the provider's public force_flush reaches it (and its other processors).
+        provider.force_flush(max(int(timeout * 1000), 0))
 
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
         if self._shutdown:
@@ -228,12 +255,11 @@ def _named_by_otel_environment() -> bool:
     return "posthog" in (name.strip() for name in names.split(","))
 
 
-def _stamp_global_provider() -> None:
+def _stamp_global_provider(provider: LoggerProvider) -> None:
     """Zero-code: the configurator made the global provider just before building this
     exporter and adds the exporter's batch processor right after, so a stamper added
     now runs first on each record."""
-    provider = get_logger_provider()
-    if isinstance(provider, LoggerProvider) and provider not in _stamped_providers:
+    if provider not in _stamped_providers:
         _stamped_providers.add(provider)
         provider.add_log_record_processor(IdentityStamper())
 
