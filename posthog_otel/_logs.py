@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import platform
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -162,6 +163,9 @@ class LogCapture:
         self._disabled = disabled
         self._opted_out = opted_out  # a callable: the pipeline's opt-out state, read live
         self._before_send = before_send
+        # Set while ``before_send`` runs on a thread: a record the hook logs (through
+        # ``capture_log`` or a handler) is sent as it is, rather than recursing.
+        self._in_hook = threading.local()
         self._rate_cap = rate_cap if rate_cap is not None and rate_cap.enabled else None
         self._clock_lock = fork_safe_lock()
         self._last_ns = 0
@@ -215,8 +219,12 @@ class LogCapture:
         except Exception as exc:  # e.g. attributes that are not a mapping
             stats.drop("invalid", 1, f": {type(exc).__name__} while building a log record")
             return False
-        if self._before_send:
-            kept = self._run_before_send(record)
+        if self._before_send and not getattr(self._in_hook, "running", False):
+            self._in_hook.running = True  # a record the hook itself logs is not re-hooked
+            try:
+                kept = self._run_before_send(record)
+            finally:
+                self._in_hook.running = False
             if kept is None:
                 stats.drop("before_send")
                 return False

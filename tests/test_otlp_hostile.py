@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
+import posthog_otel
 from posthog_otel._spans import Tracer
 from posthog_otel._traces_config import TracesConfig
 from posthog_otel.export._otlp import encode_span
@@ -153,3 +154,54 @@ def test_a_logging_extra_the_encoder_renders_by_str_is_sent(make_client, server)
     assert client.flush(10)
     (record,) = server.log_records()
     assert _attributes(record)["path"] == {"stringValue": "/srv/app"}
+
+
+def test_a_log_made_inside_the_logs_before_send_is_not_passed_to_it_again(make_client, server):
+    """A hook that logs (to the logger the handler feeds, or with ``capture_log``) does
+    not recurse: a record made while the lane's hook runs on this thread is sent as it
+    is. (It recursed to Python's limit, and a hook doing both grew exponentially.)"""
+    calls: list[str] = []
+    holder: dict[str, Any] = {}
+
+    def hook(record: dict[str, Any]) -> dict[str, Any]:
+        calls.append(record["body"])
+        if len(calls) > 3:  # before the fix: recursion (bounded here to fail fast)
+            return record
+        holder["client"].capture_log("from the hook")
+        logging.getLogger("tests.otlp_hostile.hook").warning("logged by the hook")
+        return record
+
+    client = make_client(logs=posthog_otel.LogsConfig(before_send=hook))
+    holder["client"] = client
+    handler = PostHogHandler(client, logs=True)
+    log = logging.getLogger("tests.otlp_hostile.hook")
+    log.addHandler(handler)
+    try:
+        assert client.capture_log("top")
+    finally:
+        log.removeHandler(handler)
+    assert calls == ["top"]
+    assert client.flush(10)
+    bodies = sorted(record["body"]["stringValue"] for record in server.log_records())
+    assert bodies == ["from the hook", "logged by the hook", "top"]
+
+
+def test_a_span_ended_inside_the_traces_before_send_is_not_passed_to_it_again(make_client, server):
+    calls: list[str] = []
+    holder: dict[str, Any] = {}
+
+    def hook(span: dict[str, Any]) -> dict[str, Any]:
+        calls.append(span["name"])
+        if len(calls) > 3:  # before the fix: recursion (bounded here to fail fast)
+            return span
+        with holder["client"].span("made by the hook"):
+            pass
+        return span
+
+    client = make_client(traces=posthog_otel.TracesConfig(before_send=hook))
+    holder["client"] = client
+    with client.span("outer"):
+        pass
+    assert calls == ["outer"]
+    assert client.flush(10)
+    assert sorted(span["name"] for span in server.spans()) == ["made by the hook", "outer"]
