@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import platform
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -26,7 +27,7 @@ from ._assembly import LIB_NAME
 from ._context import _current, active_span_ids
 from ._fork import fork_safe_lock
 from ._logs_config import LogRecordHook, LogsConfig
-from ._snapshot import EVENT_BYTES, snapshot_value, snapshot_values
+from ._snapshot import EVENT_BYTES, as_text, snapshot_value, snapshot_values
 from ._stats import StatsRecorder
 from ._version import __version__
 from .export import (
@@ -162,6 +163,9 @@ class LogCapture:
         self._disabled = disabled
         self._opted_out = opted_out  # a callable: the pipeline's opt-out state, read live
         self._before_send = before_send
+        # Set while ``before_send`` runs on a thread: a record the hook logs (through
+        # ``capture_log`` or a handler) is sent as it is, rather than recursing.
+        self._in_hook = threading.local()
         self._rate_cap = rate_cap if rate_cap is not None and rate_cap.enabled else None
         self._clock_lock = fork_safe_lock()
         self._last_ns = 0
@@ -215,8 +219,12 @@ class LogCapture:
         except Exception as exc:  # e.g. attributes that are not a mapping
             stats.drop("invalid", 1, f": {type(exc).__name__} while building a log record")
             return False
-        if self._before_send:
-            kept = self._run_before_send(record)
+        if self._before_send and not getattr(self._in_hook, "running", False):
+            self._in_hook.running = True  # a record the hook itself logs is not re-hooked
+            try:
+                kept = self._run_before_send(record)
+            finally:
+                self._in_hook.running = False
             if kept is None:
                 stats.drop("before_send")
                 return False
@@ -289,11 +297,13 @@ class LogCapture:
                 merged["url.full"] = url
         if attributes:
             merged.update(attributes)  # the caller's keys win over the automatic ones
-        nbytes = EVENT_BYTES + snapshot_values(merged, merged, self.stats.correct, "log")
+        nbytes = EVENT_BYTES + snapshot_values(
+            merged, merged, self.stats.correct, "log", unknown=as_text
+        )
         if type(body) is str:
             nbytes += len(body)
         else:
-            body, size = snapshot_value(body, self.stats.correct, "log")
+            body, size = snapshot_value(body, self.stats.correct, "log", unknown=as_text)
             nbytes += size
         if trace_id is None and span_id is None:
             active = self._active_ids()  # LOG-32

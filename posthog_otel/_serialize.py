@@ -120,11 +120,18 @@ def default(value: Any) -> Any:
 
 
 def clean(
-    value: Any, seen: set[int] | None = None, *, repairs: Repairs | None = None, depth: int = 0
+    value: Any,
+    seen: set[int] | None = None,
+    *,
+    repairs: Repairs | None = None,
+    depth: int = 0,
+    unknown: Callable[[Any], Any] | None = None,
 ) -> Any:
     """A JSON-safe copy of ``value``: the slow path behind ``dumps`` (and the snapshot's
     path for unusual values). Repairs what it can (see the module docstring) and notes
-    each repair in ``repairs``; never recurses deeper than ``MAX_DEPTH`` levels."""
+    each repair in ``repairs``; never recurses deeper than ``MAX_DEPTH`` levels.
+    ``unknown`` renders what ``default`` has no conversion for (``null`` without it):
+    the OTLP lanes send such a value by ``str()``, taken now."""
     if repairs is None:
         repairs = {}
     if value is None or isinstance(value, bool):
@@ -158,23 +165,28 @@ def clean(
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             value = {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}
         elif not isinstance(value, Mapping | list | tuple | set | frozenset | deque):
-            value = default(value)
+            converted = default(value)
+            if converted is None and unknown is not None:
+                return unknown(value)
+            value = converted
             if not isinstance(value, Mapping | list | tuple | set | frozenset | deque):
-                return clean(value, seen, repairs=repairs, depth=depth)
+                return clean(value, seen, repairs=repairs, depth=depth, unknown=unknown)
         depth += 1
         if isinstance(value, Mapping):
             out: dict[str, Any] = {}
             for item_key, item in value.items():
                 try:
                     name = item_key if isinstance(item_key, str) else str(item_key)
-                    out[_valid_str(name, repairs)] = clean(item, seen, repairs=repairs, depth=depth)
+                    out[_valid_str(name, repairs)] = clean(
+                        item, seen, repairs=repairs, depth=depth, unknown=unknown
+                    )
                 except Exception:
                     logger.debug("dropping a property value that cannot be converted")
             return out
         items = []
         for item in value:
             try:
-                items.append(clean(item, seen, repairs=repairs, depth=depth))
+                items.append(clean(item, seen, repairs=repairs, depth=depth, unknown=unknown))
             except Exception:
                 logger.debug("a list item that cannot be converted becomes null")
                 items.append(None)

@@ -49,6 +49,7 @@ __all__ = [
     "EVENT_BYTES",
     "IMMUTABLE",
     "Correct",
+    "as_text",
     "encoded_bytes",
     "snapshot_value",
     "snapshot_values",
@@ -71,7 +72,12 @@ class _Unusual(Exception):
 
 
 def snapshot_values(
-    source: Mapping[Any, Any], target: dict[Any, Any], correct: Correct | None, event: object = ""
+    source: Mapping[Any, Any],
+    target: dict[Any, Any],
+    correct: Correct | None,
+    event: object = "",
+    *,
+    unknown: Callable[[Any], Any] | None = None,
 ) -> int:
     """Replace, in ``target``, the value of each key of ``source`` that could change
     later by a copy taken now; the estimated encoded bytes of ``source``'s entries.
@@ -79,19 +85,25 @@ def snapshot_values(
     ``target`` already holds ``source``'s entries (it is a fresh merge of them, or
     ``source`` itself when that is a fresh dict). A dict of scalars costs a loop of
     type checks: nothing is copied. ``correct`` (``StatsRecorder.correct``) counts the
-    repairs of values that took the slow path; ``event`` names the event in warnings."""
+    repairs of values that took the slow path; ``event`` names the event in warnings;
+    ``unknown`` renders a value with no JSON conversion (``as_text`` for the OTLP lanes;
+    ``null`` without it)."""
     size = ENTRY_BYTES * len(source)
     for value in source.values():
         cls = type(value)
         if cls is str:
             size += len(value)
         elif cls not in IMMUTABLE:
-            return _snapshot_nested(source, target, correct, event)
+            return _snapshot_nested(source, target, correct, event, unknown)
     return size
 
 
 def _snapshot_nested(
-    source: Mapping[Any, Any], target: dict[Any, Any], correct: Correct | None, event: object
+    source: Mapping[Any, Any],
+    target: dict[Any, Any],
+    correct: Correct | None,
+    event: object,
+    unknown: Callable[[Any], Any] | None,
 ) -> int:
     """``snapshot_values`` when some value is not a scalar."""
     size = ENTRY_BYTES * len(source)
@@ -103,30 +115,35 @@ def _snapshot_nested(
         elif cls not in IMMUTABLE:
             nested.append(key)
     for key in nested:
-        target[key], nbytes = snapshot_value(target[key], correct, event)
+        target[key], nbytes = snapshot_value(target[key], correct, event, unknown=unknown)
         size += nbytes
     return size
 
 
 def snapshot_value(
-    value: Any, correct: Correct | None = None, event: object = ""
+    value: Any,
+    correct: Correct | None = None,
+    event: object = "",
+    *,
+    unknown: Callable[[Any], Any] | None = None,
 ) -> tuple[Any, int]:
     """A copy of one property value that later mutations cannot reach (see the module
-    docstring for the rule), and its estimated encoded bytes."""
+    docstring for the rule), and its estimated encoded bytes; ``unknown`` as for
+    ``snapshot_values``."""
     try:
         return _copy(value, 1)
     except Exception:  # _Unusual, or a container changed by another thread meanwhile
         pass
     repairs: Repairs = {}
     try:
-        copy = clean(value, repairs=repairs, depth=1)
+        copy = clean(value, repairs=repairs, depth=1, unknown=unknown)
     except Exception:  # e.g. a mapping whose items() raises: the value is left out
         logger.debug("a property value could not be read; sent as null", exc_info=True)
         return None, ENTRY_BYTES
     if repairs and correct is not None:
         count_repairs(correct, repairs, event)
     try:
-        nbytes = len(orjson.dumps(copy, option=orjson.OPT_NON_STR_KEYS))
+        nbytes = len(orjson.dumps(copy, default=_base64_size, option=orjson.OPT_NON_STR_KEYS))
     except (TypeError, orjson.JSONEncodeError):  # a surrogate: repaired at encode
         nbytes = ENTRY_BYTES
     return copy, nbytes
@@ -139,6 +156,30 @@ def encoded_bytes(event: Mapping[str, Any]) -> int:
         return len(orjson.dumps(event, default=default, option=orjson.OPT_NON_STR_KEYS))
     except (TypeError, orjson.JSONEncodeError):  # a surrogate or a cycle: an estimate
         return EVENT_BYTES + ENTRY_BYTES * len(event.get("properties") or ())
+
+
+def as_text(value: Any) -> Any:
+    """How the OTLP lanes take a value JSON has no conversion for (an enum member, a
+    path, an exception, any object): what their encoder sends for it (``AnyValue`` by
+    runtime type, else ``str()``), computed now so a later change is not sent. A
+    bytes-like value is copied as ``bytes`` (``bytesValue``); a ``__str__`` that raises
+    gives a placeholder."""
+    if isinstance(value, bytearray | memoryview):
+        try:
+            return bytes(value)
+        except Exception:  # a memoryview of a released buffer
+            return None
+    try:
+        return str(value)
+    except Exception:  # a broken __str__ never breaks the caller
+        return f"<unprintable {type(value).__name__}>"
+
+
+def _base64_size(value: Any) -> str:
+    """orjson's ``default`` while measuring: bytes take their base64 length."""
+    if isinstance(value, bytes):
+        return "=" * (len(value) * 4 // 3 + 4)
+    raise TypeError
 
 
 def _copy(value: Any, depth: int) -> tuple[Any, int]:

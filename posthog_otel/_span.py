@@ -27,7 +27,9 @@ __all__ = ["NoopSpan", "Span", "SpanOwner"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _STATUSES = ("ok", "error")
-_LIVE, _ENDED, _EVICTED = 0, 1, 2
+# _INHERITED: live in the process that forked this one, which exports it; here its ids
+# stay usable as a parent (a child process continues the trace), nothing else.
+_LIVE, _ENDED, _EVICTED, _INHERITED = 0, 1, 2, 3
 
 
 class SpanOwner(Protocol):
@@ -131,6 +133,14 @@ class Span:
             return False
         self._state = _EVICTED
         return True
+
+    def inherit(self) -> None:
+        """In a forked child: this span is the parent process's to end and export, so
+        here every call is ignored and nothing is exported (a second record with the
+        same span id would be a duplicate); its ids still parent new spans. Called by
+        the tracer under its lock."""
+        if self._state == _LIVE:
+            self._state = _INHERITED
 
     @property
     def evicted(self) -> bool:

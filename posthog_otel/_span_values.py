@@ -1,5 +1,5 @@
 """Values a native span takes from its caller, made safe at the call (TRC-11): times as
-Unix nanoseconds within i64, containers copied, text that never raises, the
+Unix nanoseconds within i64, values of the moment, text that never raises, the
 ``exception`` event's attributes (TRC-05)."""
 
 from __future__ import annotations
@@ -8,10 +8,11 @@ import math
 from datetime import datetime
 from typing import Any
 
+from ._snapshot import IMMUTABLE, as_text, snapshot_value
+
 __all__ = ["MAX_NS", "copy_value", "exception_event", "text", "to_ns"]
 
 MAX_NS = 2**63 - 1  # the server refuses a whole request over one time outside i64 ns
-_COPY_DEPTH = 8
 
 
 def to_ns(value: object) -> int | None:
@@ -34,19 +35,14 @@ def to_ns(value: object) -> int | None:
     return ns if 0 <= ns <= MAX_NS else None
 
 
-def copy_value(value: Any, depth: int = 0) -> Any:
-    """Containers copied now, so a later mutation of the caller's list or dict never
-    changes what is sent; anything else is kept as it is (encoded at export)."""
-    if depth >= _COPY_DEPTH:
+def copy_value(value: Any) -> Any:
+    """The value as it is now, so a later mutation of the caller's object never changes
+    what is sent: containers (any mapping, sequences, sets) copied, bytes-like values as
+    ``bytes``, and what the encoder would render by ``str()`` rendered now
+    (``_snapshot.snapshot_value`` with ``as_text``, the traces lane's own rule)."""
+    if type(value) in IMMUTABLE:
         return value
-    try:
-        if type(value) is dict:
-            return {k: copy_value(v, depth + 1) for k, v in value.items()}
-        if isinstance(value, list | tuple | set | frozenset):
-            return [copy_value(v, depth + 1) for v in value]
-    except Exception:  # a container that cannot be iterated: encoded as it is later
-        pass
-    return value
+    return snapshot_value(value, unknown=as_text)[0]
 
 
 def text(value: object) -> str:

@@ -28,7 +28,7 @@ from itertools import count
 from typing import Any
 
 from ._context import _current
-from ._fork import fork_safe_lock, hold_across_fork
+from ._fork import fork_safe_lock, hold_across_fork, reset_in_child
 from ._log import logger
 from ._span import NoopSpan, Span
 from ._span_scope import Handle, Scopes, SpanScope
@@ -79,6 +79,7 @@ class Tracer(Scopes):
         self._max_age_ns = int(checked.max_span_age * 1e9) if checked else 0
         self._noop = NoopSpan(self)
         self._active = ContextVar(f"posthog_otel_span_{next(_instances)}", default=None)
+        reset_in_child(self._after_fork_in_child)
 
     @property
     def enabled(self) -> bool:
@@ -272,6 +273,15 @@ class Tracer(Scopes):
             self._drop(reason)
         except Exception:
             logger.debug("counting a dropped span failed", exc_info=True)
+
+    def _after_fork_in_child(self) -> None:
+        """The spans live at the fork belong to the parent process, which ends and
+        exports them: here they are inherited (no-ops whose ids still parent new
+        spans, so work in the child continues the trace) and leave the live set (they
+        neither count toward the child's limit nor are dropped at its close)."""
+        for span in self._live.values():
+            span.inherit()
+        self._live.clear()
 
     def close(self) -> None:
         """No more spans: later starts give no-ops, and spans still live are discarded

@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 from ._assembly import LIB_NAME
 from ._fork import fork_safe_lock
 from ._log import debug_state, logger
-from ._snapshot import ENTRY_BYTES, EVENT_BYTES, snapshot_values
+from ._snapshot import ENTRY_BYTES, EVENT_BYTES, as_text, snapshot_values
 from ._stats import INTENTIONAL_DROPS, StatsRecorder
 from ._traces_config import SpanHook, TracesConfig, checked_traces_config
 from ._version import __version__
@@ -134,6 +135,9 @@ class TraceCapture:
         self._disabled = disabled
         self._opted_out = opted_out  # the pipeline's opt-out state, read live
         self._hooks: tuple[SpanHook, ...] = tuple(config.before_send or ())  # type: ignore[arg-type]
+        # Set while ``before_send`` runs on a thread: a span the hook ends is queued as
+        # it is (its own work), rather than recursing through the hook.
+        self._in_hook = threading.local()
         self._max_attributes = config.max_attributes
         self._max_events = config.max_events
         self._lane = lane
@@ -163,8 +167,12 @@ class TraceCapture:
         except Exception as exc:  # ids that are not W3C ids, a span that is not a mapping
             stats.drop("invalid", 1, f": {exc}")
             return False
-        if self._hooks:
-            kept = self._run_hooks(record)
+        if self._hooks and not getattr(self._in_hook, "running", False):
+            self._in_hook.running = True  # a span the hook itself ends is not re-hooked
+            try:
+                kept = self._run_hooks(record)
+            finally:
+                self._in_hook.running = False
             if kept is None:
                 return False  # counted by _run_hooks
             record = kept
@@ -267,7 +275,9 @@ class TraceCapture:
         dropped_events = len(events) - self._max_events
         if dropped_events > 0:
             events = events[: self._max_events]
-        nbytes = EVENT_BYTES + snapshot_values(kept, kept, self.stats.correct, "span")
+        nbytes = EVENT_BYTES + snapshot_values(
+            kept, kept, self.stats.correct, "span", unknown=as_text
+        )
         record["attributes"] = kept
         record["events"] = events
         for event in events:

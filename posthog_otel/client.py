@@ -178,6 +178,8 @@ class Client(FlagMethods, AsyncFlagMethods, SpanMethods):
             disabled=config.disabled,
         )
         """The intake every event goes through: the seam for integrations."""
+        if _exit_hook:
+            self.pipeline.on_producer = exit_hook_starter(config.flush_on_sigterm)
         self.exceptions = ExceptionIntake(
             self.pipeline, config.exceptions, time.monotonic if _clock is None else _clock.monotonic
         )

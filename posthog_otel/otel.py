@@ -22,7 +22,8 @@ opentelemetry-instrument python app.py`` (with ``opentelemetry-distro``) export 
 a client configured from ``POSTHOG_API_KEY``/``POSTHOG_HOST``. On that path (and only
 there) the exporter also adds the identity stamping of ``instrument()`` to the global
 provider, so spans get the identity context and baggage as with ``instrument()``, and
-sends every span to PostHog Traces too (the application named it its traces exporter).
+sends every span to PostHog Traces too (the application named it its traces exporter),
+unless ``posthog_traces`` is named as well (that exporter sends them there).
 
 The request middleware also puts the request's identity on the request (SERVER) span
 that is current when it runs, once a stamping processor exists: an instrumentation that
@@ -155,7 +156,11 @@ class PostHogSpanExporter(SpanExporter):
         self.client = client
         self.personless = personless
         self.exceptions = exceptions
-        self.traces = bool(traces) or zero_code
+        # Zero-code, every span also goes to PostHog Traces, unless the application
+        # named ``posthog_traces`` as well: that exporter sends them there (once).
+        self.traces = bool(traces) or (
+            zero_code and not (self._events and _named_by_otel_environment("posthog_traces"))
+        )
         """Whether every span also goes to PostHog Traces (the client's traces lane)."""
         self._shutdown = False
         self._lock = fork_safe_lock()

@@ -23,12 +23,14 @@ Zero-code: the entry point ``opentelemetry_logs_exporter = posthog`` lets
 ``OTEL_LOGS_EXPORTER=posthog OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED=true
 opentelemetry-instrument python app.py`` ship the stdlib ``logging`` records to PostHog
 Logs with a client configured from ``POSTHOG_API_KEY``/``POSTHOG_HOST`` (identity
-stamped as with ``instrument_logs``).
+stamped as with ``instrument_logs``); its exit flush (atexit, SIGTERM) exports the
+record batch first, as the traces exporter's does.
 """
 
 from __future__ import annotations
 
 import os
+import time
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -55,7 +57,13 @@ from ._logs_config import LogsConfig
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["NO_BODY", "IdentityStamper", "PostHogLogExporter", "instrument_logs"]
+__all__ = [
+    "NO_BODY",
+    "IdentityStamper",
+    "PostHogLogExporter",
+    "PostHogLogProcessor",
+    "instrument_logs",
+]
 
 # The body of an OpenTelemetry record that has none (and no event name): OpenTelemetry
 # makes the body optional (a record may be attributes only), PostHog Logs' capture path
@@ -74,22 +82,47 @@ class PostHogLogExporter(LogRecordExporter):
     """
 
     def __init__(self, client: Client | None = None) -> None:
+        self._shutdown = False
+        self._provider: weakref.ref[LoggerProvider] | None = None
+        zero_code = False
         if client is None:
             from .client import Client
 
-            # No exit hook of its own: the provider's shutdown (at exit) closes it
-            # after the processor exported its last batch.
-            client = Client(logs=_environment_logs_config(), _exit_hook=False)
+            zero_code = _named_by_otel_environment()
+            # Outside zero-code, no exit hook of its own: the provider's shutdown (at
+            # exit) closes it after the processor exported its last batch.
+            client = Client(logs=_environment_logs_config(), _exit_hook=zero_code)
             self._owns_client = True
-            if _named_by_otel_environment():
-                _stamp_global_provider()
         else:
             self._owns_client = False
         self.client = client
-        self._shutdown = False
+        if zero_code:
+            self._join_zero_code()
         self._lock = fork_safe_lock()
         self.errors = 0
         """Records that could not be converted because of an internal error."""
+
+    def _join_zero_code(self) -> None:
+        """On the entry-point path: stamp identity on the global provider's records, and
+        have the client's exit flush (atexit, and SIGTERM, which skips atexit and so
+        the provider's own shutdown) export OpenTelemetry's record batch first."""
+        provider = get_logger_provider()
+        if not isinstance(provider, LoggerProvider):
+            return
+        _stamp_global_provider(provider)
+        self._provider = weakref.ref(provider)
+        self.client.pipeline.add_producer(self._flush_batch)
+
+    def _flush_batch(self) -> None:
+        """Export what the batch processor wrapping this exporter holds (at exit)."""
+        provider = self._provider() if self._provider is not None else None
+        if provider is None or self._shutdown:
+            return
+        left = self.client.pipeline.exit_deadline
+        timeout = self.client.shutdown_timeout if left is None else left - time.monotonic()
+        # The configurator wrapped this exporter in a processor it did not hand back:
+        # the provider's public force_flush reaches it (and its other processors).
+        provider.force_flush(max(int(timeout * 1000), 0))
 
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
         if self._shutdown:
@@ -166,18 +199,49 @@ class IdentityStamper(LogRecordProcessor):
         return True
 
 
+class PostHogLogProcessor(LogRecordProcessor):
+    """Stamps the identity context on each record as it is logged (``IdentityStamper``)
+    and exports it through a ``BatchLogRecordProcessor`` of ``PostHogLogExporter``;
+    ``force_flush`` also flushes the client, so ``provider.force_flush()`` (a serverless
+    handler's last call) really delivers: the batch processor alone never calls the
+    exporter's ``force_flush``, it only moves records into the logs lane's queue."""
+
+    def __init__(self, exporter: PostHogLogExporter, **batch_options: Any) -> None:
+        self.exporter = exporter
+        self._stamper = IdentityStamper()
+        self._batch = BatchLogRecordProcessor(exporter, **batch_options)
+        # At exit, the client's hook exports what the batch holds before its last flush,
+        # whether or not the provider shuts down (and whenever its hook runs).
+        exporter.client.pipeline.add_producer(self._batch.force_flush)
+
+    def on_emit(self, log_record: Any) -> None:
+        self._stamper.on_emit(log_record)
+        self._batch.on_emit(log_record)
+
+    def emit(self, log_record: Any) -> None:  # the name older SDKs call
+        self.on_emit(log_record)
+
+    def shutdown(self) -> None:
+        self._batch.shutdown()  # type: ignore[no-untyped-call]
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        drained = self._batch.force_flush(timeout_millis)
+        return self.exporter.client.flush(timeout_millis / 1000) and drained
+
+
 def instrument_logs(
     provider: LoggerProvider, client: Client | None = None, **batch_options: Any
-) -> BatchLogRecordProcessor:
-    """Attach PostHog Logs to ``provider``: an ``IdentityStamper`` then a
-    ``BatchLogRecordProcessor`` (``batch_options``) over a ``PostHogLogExporter`` of
-    ``client`` (the default client when none). Returns the batch processor."""
+) -> PostHogLogProcessor:
+    """Attach PostHog Logs to ``provider``: a ``PostHogLogProcessor`` over a
+    ``PostHogLogExporter`` of ``client`` (the default client when none): the identity
+    context on each record as it is logged, a ``BatchLogRecordProcessor``
+    (``batch_options``), and a ``force_flush`` that delivers the logs lane too
+    (``provider.force_flush()`` before a serverless handler returns). Returns it."""
     if client is None:
         from .client import default_client
 
         client = default_client()
-    provider.add_log_record_processor(IdentityStamper())
-    processor = BatchLogRecordProcessor(PostHogLogExporter(client), **batch_options)
+    processor = PostHogLogProcessor(PostHogLogExporter(client), **batch_options)
     provider.add_log_record_processor(processor)
     return processor
 
@@ -191,12 +255,11 @@ def _named_by_otel_environment() -> bool:
     return "posthog" in (name.strip() for name in names.split(","))
 
 
-def _stamp_global_provider() -> None:
+def _stamp_global_provider(provider: LoggerProvider) -> None:
     """Zero-code: the configurator made the global provider just before building this
     exporter and adds the exporter's batch processor right after, so a stamper added
     now runs first on each record."""
-    provider = get_logger_provider()
-    if isinstance(provider, LoggerProvider) and provider not in _stamped_providers:
+    if provider not in _stamped_providers:
         _stamped_providers.add(provider)
         provider.add_log_record_processor(IdentityStamper())
 

@@ -74,6 +74,10 @@ class Pipeline:
         sent): from then on every queued event is flushed at once."""
         self.late_flush: Callable[[], object] | None = None
         self.producers: list[weakref.WeakMethod[Callable[[], object]]] = []
+        self.on_producer: Callable[[], object] | None = None
+        """Called by ``add_producer`` (the client's exit-hook starter): items may now
+        wait outside this client's queues, and its flush threads be started by a
+        foreign thread (OpenTelemetry's export thread), never the main one."""
         self.worker = FlagsWorker(flag_reads.fetch_for_event, self._deliver_completed, stats)
 
     # ------------------------------------------------------------------ state
@@ -198,8 +202,12 @@ class Pipeline:
     def add_producer(self, producer: Callable[[], object]) -> None:
         """Have every exit flush call ``producer`` (a bound method, held weakly) first:
         something that holds items for this client, such as OpenTelemetry's span batch
-        processor, whose provider may never shut down."""
+        processor, whose provider may never shut down. Also prepares the exit flush
+        now (``on_producer``: a SIGTERM handler when called on the main thread), since
+        no flush thread of this client may ever start on the main thread."""
         self.producers.append(weakref.WeakMethod(producer))
+        if self.on_producer is not None:
+            self.on_producer()
 
     def run_producers(self) -> None:
         """Have what holds items for this client (``add_producer``) hand them over."""

@@ -378,3 +378,30 @@ def test_readme_native_span_snippet_sends_as_written(server):
     assert spans["handle message"]["traceId"] == "4bf92f3577b34da6a3ce929d0e0e4736"
     (record,) = server.log_records()
     assert record["spanId"] == spans["handle message"]["spanId"]
+
+
+@pytest.mark.parametrize(
+    ("config", "heading"),
+    [
+        (posthog_otel.TracesConfig, "### `TracesConfig(...)`"),
+        (posthog_otel.LogsConfig, "### `LogsConfig(...)`"),
+    ],
+)
+def test_every_lane_option_and_its_default_is_documented(config, heading):
+    """sdk-contracts §2.2 [S]: a new SDK documents its flush interval, queue size and
+    export batch size (and every other option of the lane, with its default)."""
+    import dataclasses
+
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    section = text[text.index(heading) :]
+    section = section[: section.index("\n#", 1)]
+    rows = {
+        match.group(1): match.group(2)
+        for match in re.finditer(r"^\| `(\w+)` \| ([^|]+) \|", section, re.MULTILINE)
+    }
+    fields = {field.name: field for field in dataclasses.fields(config)}
+    assert set(fields) <= set(rows), set(fields) - set(rows)
+    for name in ("flush_interval", "max_queue_size", "max_batch_size"):
+        default = fields[name].default
+        if isinstance(default, int):
+            assert f"{default:_}" in rows[name] or str(default) in rows[name], (name, rows[name])

@@ -17,6 +17,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 import posthog_otel
+from posthog_otel._lifecycle import flush_open_clients
 from posthog_otel.otel_logs import PostHogLogExporter, instrument_logs
 from tests.conftest import API_KEY
 
@@ -267,3 +268,29 @@ def test_a_record_without_a_body_is_sent_with_its_event_name_or_a_placeholder(ma
     assert unnamed["severityNumber"] == 13 and _attributes(unnamed)["order"] == {"intValue": "8"}
     logs = client.stats.logs
     assert logs.sent == 2 and logs.dropped["invalid"] == 1
+
+
+def test_provider_force_flush_delivers_through_instrument_logs(make_client, server):
+    """``provider.force_flush()`` (what a serverless handler calls before it returns)
+    delivers the records to PostHog, not only to the logs lane's queue: the batch
+    processor alone never calls the exporter's ``force_flush``."""
+    client = make_client(flush_interval=3600)
+    provider = LoggerProvider()
+    instrument_logs(provider, client, schedule_delay_millis=60_000)
+    provider.get_logger("t").emit(body="handled", severity_number=SeverityNumber.INFO)
+    assert provider.force_flush(10_000)
+    assert [record["body"] for record in server.log_records()] == [{"stringValue": "handled"}]
+    provider.shutdown()
+
+
+def test_records_batched_by_instrument_logs_are_delivered_by_the_exit_flush(make_client, server):
+    """The exit flush of open clients (at exit, or an ASGI lifespan shutdown: this path)
+    first has the batch processor hand over what it holds, whether or not the provider
+    ever shuts down."""
+    client = make_client(flush_interval=3600)
+    provider = LoggerProvider()
+    instrument_logs(provider, client, schedule_delay_millis=60_000)
+    provider.get_logger("t").emit(body="held", severity_number=SeverityNumber.INFO)
+    assert flush_open_clients()
+    assert [record["body"] for record in server.log_records()] == [{"stringValue": "held"}]
+    provider.shutdown()

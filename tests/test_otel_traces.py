@@ -323,6 +323,50 @@ def test_zero_code_otel_traces_exporter_posthog_traces(server, tmp_path):
     assert server.events == []  # spans only: nothing became an analytics event
 
 
+def test_zero_code_posthog_and_posthog_traces_send_each_span_to_traces_once(server, tmp_path):
+    """``OTEL_TRACES_EXPORTER=posthog,posthog_traces`` (events from one, PostHog Traces
+    from the other): the ``posthog`` exporter leaves the traces lane to the other one,
+    so no span is sent twice."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
+    group = declared["opentelemetry_traces_exporter"]
+    dist = tmp_path / "site" / "posthog_otel_both_entries-0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: both-entries\nVersion: 0\n")
+    lines = "".join(f"{name} = {group[name]}\n" for name in ("posthog", "posthog_traces"))
+    (dist / "entry_points.txt").write_text(f"[opentelemetry_traces_exporter]\n{lines}")
+    app = tmp_path / "app.py"
+    app.write_text(
+        textwrap.dedent(
+            """
+            import posthog_otel
+            from opentelemetry import trace
+            tracer = trace.get_tracer("zero-code")
+            with posthog_otel.context(distinct_id="zc-user"):
+                for i in range(2):
+                    with tracer.start_as_current_span(f"job {i}"):
+                        pass
+            """
+        )
+    )
+    pythonpath = [str(ROOT), str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in pythonpath if p),
+        "OTEL_TRACES_EXPORTER": "posthog,posthog_traces",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        "POSTHOG_API_KEY": API_KEY,
+        "POSTHOG_HOST": server.url,
+    }
+    instrument_cli = os.path.join(os.path.dirname(sys.executable), "opentelemetry-instrument")
+    proc = subprocess.run(
+        [instrument_cli, sys.executable, str(app)], env=env, capture_output=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert sorted(span["name"] for span in server.spans()) == ["job 0", "job 1"]
+    assert sorted(event["event"] for event in server.events) == ["job 0", "job 1"]
+
+
 def _snippet(heading: str, index: int = 0) -> str:
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index(heading) :]

@@ -1082,9 +1082,9 @@ def test_a_forked_child_can_use_its_handles_without_deadlock(tracer, sink):
                 with tracer.span("in-child") as span:
                     span.set_attribute("k", 1)
                 before.set_attribute("ended", "in child")
-                before.end()
+                before.end()  # the parent's span: the parent exports it, not the child
                 names = {r["name"] for r in sink.records}
-                code = 0 if {"in-child", "before-fork"} <= names else 2
+                code = 0 if "in-child" in names and "before-fork" not in names else 2
             finally:
                 os.write(write, bytes([code]))
                 os._exit(0)
@@ -1099,6 +1099,47 @@ def test_a_forked_child_can_use_its_handles_without_deadlock(tracer, sink):
     assert result == b"\x00"
     before.end()  # the parent's handle is its own
     assert "before-fork" in {s["name"] for s in sink.wire()}
+
+
+def test_a_forked_child_never_exports_the_parents_live_spans_and_continues_their_trace(
+    tracer, sink
+):
+    """A span live at a fork is the parent's to end and export: ending it in the child
+    (or leaving its ``with`` block there) exports nothing, and it neither counts toward
+    the child's live limit nor is dropped at its close; a span the child starts inside
+    it continues its trace, with it as the parent."""
+    read, write = os.pipe()
+    with tracer.span("job") as job:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 1
+            try:
+                with tracer.span("in-child"):
+                    pass
+                job.set_attribute("k", 1)
+                job.end()
+                tracer.close()
+                (record,) = sink.records
+                ok = (
+                    record["name"] == "in-child"
+                    and record["trace_id"] == job.trace_id
+                    and record["parent_span_id"] == job.span_id
+                    and job.traceparent() is not None
+                    and tracer.live_spans == 0
+                    and sink.drops == []
+                )
+                code = 0 if ok else 2
+            finally:
+                os.write(write, bytes([code]))
+                os._exit(0)
+        os.close(write)
+        ready, _, _ = select.select([read], [], [], 20)
+        result = os.read(read, 1) if ready else b""
+        os.waitpid(pid, 0)
+        os.close(read)
+        assert job.is_recording()  # the parent's own handle is untouched
+    assert result == b"\x00"
+    assert [record["name"] for record in sink.records] == ["job"]
 
 
 def test_the_tracer_module_imports_no_opentelemetry():

@@ -614,3 +614,61 @@ def test_a_forked_child_starts_with_an_empty_traces_queue(server):
         assert [s["name"] for s in server.spans()] == ["from child", "parent pending"]
     finally:
         client.close(2)
+
+
+def test_resource_options_mean_for_traces_what_they_mean_for_logs(make_client, server):
+    """sdk-contracts §2.2 [S]: with logs already configured, ``service_name``,
+    ``environment`` and ``resource_attributes`` mean the same for traces: both lanes
+    send the same resource for the same options (``service.*`` stays the SDK's)."""
+    options = {
+        "service_name": "checkout",
+        "service_version": "1.2.3",
+        "environment": "prod",
+        "resource_attributes": {"team": "payments", "service.name": "not-this"},
+    }
+    client = make_client(
+        logs=posthog_otel.LogsConfig(**options), traces=posthog_otel.TracesConfig(**options)
+    )
+    assert client.capture_log("step")
+    with client.span("job"):
+        pass
+    assert client.flush(10)
+    (logs,) = server.wait_for_requests(1, path="/i/v1/logs")
+    (traces,) = server.wait_for_requests(1, path=TRACES)
+    log_resource = _attributes(logs.json["resourceLogs"][0]["resource"])
+    span_resource = _attributes(traces.json["resourceSpans"][0]["resource"])
+    assert log_resource == span_resource
+    assert span_resource["service.name"] == {"stringValue": "checkout"}
+    assert span_resource["service.version"] == {"stringValue": "1.2.3"}
+    assert span_resource["deployment.environment"] == {"stringValue": "prod"}
+    assert span_resource["team"] == {"stringValue": "payments"}
+
+
+def test_a_flush_arriving_mid_send_joins_it_and_a_follow_up_pass_covers_later_spans(
+    make_client, server
+):
+    """sdk-contracts §2.2 [S]: a second trigger joins the flush in progress (one request
+    in flight), and spans queued after its watermark are sent by a follow-up pass
+    before the joined flush returns."""
+    client = make_client(flush_interval=3600)
+    release = server.hold_next(path=TRACES)
+    results: list[bool] = []
+    try:
+        client.traces.submit(_span(0, name="before the watermark"))
+        first = threading.Thread(target=lambda: results.append(client.flush(10)))
+        first.start()
+        deadline = time.monotonic() + 10
+        while client.stats.traces.in_flight == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)  # waiting for a state, not for time: bounded
+        assert client.stats.traces.in_flight == 1
+        client.traces.submit(_span(1, name="after the watermark"))
+        joined = threading.Thread(target=lambda: results.append(client.flush(10)))
+        joined.start()
+    finally:
+        release.set()
+    joined.join(15)
+    first.join(15)
+    assert results == [True, True]
+    names = [span["name"] for span in server.spans()]
+    assert names == ["before the watermark", "after the watermark"]
+    assert len(server.wait_for_requests(2, path=TRACES)) == 2  # the held one, the follow-up
