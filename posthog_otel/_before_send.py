@@ -1,10 +1,13 @@
 """The ``before_send`` chain: the application's last look at an event before it is
 queued. Fail closed: a hook that raises or returns something other than a dict drops
 the event (counted); what the chain hands back is checked again, since a hook may have
-removed the name, the distinct id or the uuid."""
+removed the name, the distinct id or the uuid. An event a hook itself captures (on the
+hook's thread) is not run through the hooks again: a hook that captures would otherwise
+recurse until Python's recursion limit, one event per level."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from ._ids import as_id, normalize_uuid, uuid7
@@ -17,11 +20,12 @@ class BeforeSendChain:
     """The configured hooks, run in order; falsy when there are none (then callers skip
     it without a call)."""
 
-    __slots__ = ("_hooks", "_stats")
+    __slots__ = ("_hooks", "_inside", "_stats")
 
     def __init__(self, hooks: tuple[BeforeSend, ...], stats: StatsRecorder) -> None:
         self._hooks = hooks
         self._stats = stats
+        self._inside = threading.local()  # this thread is running the hooks
 
     def __bool__(self) -> bool:
         return bool(self._hooks)
@@ -31,6 +35,16 @@ class BeforeSendChain:
         thread that builds the event: the caller's, or the flush thread for a deferred
         one. The hooks see the timestamp formatted as it will be sent."""
         event["timestamp"] = format_timestamp(event["timestamp"])[0]
+        inside = self._inside
+        if getattr(inside, "running", False):
+            return self._checked(event)  # captured by a hook: not hooked again
+        inside.running = True
+        try:
+            return self._run_hooks(event)
+        finally:
+            inside.running = False
+
+    def _run_hooks(self, event: Event) -> Event | None:
         name = event.get("event")
         for hook in self._hooks:
             try:
