@@ -672,3 +672,14 @@ def test_a_flush_arriving_mid_send_joins_it_and_a_follow_up_pass_covers_later_sp
     names = [span["name"] for span in server.spans()]
     assert names == ["before the watermark", "after the watermark"]
     assert len(server.wait_for_requests(2, path=TRACES)) == 2  # the held one, the follow-up
+
+
+def test_an_oversize_span_is_named_in_its_warning(make_client, server, warnings_log):
+    """The drop warning names the span by its name (it said ``None``: the engine looked
+    for an analytics event's name)."""
+    client = make_client()
+    client.traces.submit(_span(attributes={"blob": "x" * (2 * 1024 * 1024)}))
+    client.flush(5)
+    assert client.stats.traces.dropped["oversize"] == 1
+    messages = [r.getMessage() for r in warnings_log.records]
+    assert any("span 'work 0' is " in m for m in messages), messages

@@ -54,11 +54,11 @@ def encode_items(
         try:
             payload = encode(event)
         except Exception as exc:
-            failed.append(("serialization", f": {type(exc).__name__} in {event.get('event')!r}"))
+            failed.append(("serialization", f": {type(exc).__name__} in {_label(event, lane)}"))
             continue
         nbytes = len(payload)
         if nbytes > limit:
-            detail = f": {event.get('event')!r} is {nbytes} bytes (limit {limit})"
+            detail = f": {_label(event, lane)} is {nbytes} bytes (limit {limit})"
             failed.append(("oversize", detail))
             continue
         if size + nbytes + 1 > budget and events:
@@ -67,3 +67,10 @@ def encode_items(
         payloads.append(payload)
         size += nbytes + 1
     return skipped, len(raw), None
+
+
+def _label(item: Event, lane: Lane) -> str:
+    """How a warning names an item: an event or span by its name (never a log record's
+    body, which may be anything the application logged)."""
+    name = item.get("event", item.get("name"))
+    return f"{lane.noun} {name!r}" if isinstance(name, str) else f"a {lane.noun}"
