@@ -15,8 +15,6 @@ counted in ``client.stats.logs.dropped``. ``capture_log`` works whenever the cli
 
 from __future__ import annotations
 
-import os
-import platform
 import threading
 import time
 import traceback
@@ -26,18 +24,15 @@ from typing import TYPE_CHECKING, Any
 from ._assembly import LIB_NAME
 from ._context import _current, active_span_ids
 from ._fork import fork_safe_lock
-from ._logs_config import LogRecordHook, LogsConfig
+from ._logs_config import LogRecordHook
+from ._otlp_lane import otlp_exporter, otlp_resource
 from ._snapshot import EVENT_BYTES, as_text, snapshot_value, snapshot_values
 from ._stats import StatsRecorder
 from ._version import __version__
 from .export import (
-    MAX_OTLP_BATCH_BYTES,
     BatchExporter,
     Clock,
-    ExporterConfig,
-    HttpTransport,
     LogsLane,
-    resource_attributes,
     valid_flags,
     valid_hex_id,
 )
@@ -391,38 +386,22 @@ def build_log_capture(
     and the rate cap come from ``config.logs`` (``LogsConfig``). ``active_ids`` gives the
     active span's ids a record carries (LOG-32): the native tracer's ``active_ids``."""
     stats = StatsRecorder()
-    delivery = config.delivery
     logs = config.logs
-    settings = ExporterConfig(
-        flush_at=logs.flush_at,
-        flush_interval=delivery.flush_interval
-        if logs.flush_interval is None
-        else logs.flush_interval,
-        max_queue_size=logs.max_queue_size,
-        max_queue_bytes=logs.max_queue_bytes,
-        max_batch_size=logs.max_batch_size,
-        max_batch_bytes=MAX_OTLP_BATCH_BYTES,
-        timeout=delivery.timeout,
-        max_retries=delivery.max_retries,
-        max_retry_cycles=delivery.max_retry_cycles,
-        sync_mode=delivery.sync_mode,
-        drop_oldest=True,
-    )
     lane = LogsLane(
         config.api_key,
         gzip=config.gzip,
-        resource=_resource(logs),
+        resource=otlp_resource(logs, "unknown_service:python"),
         scope_name=LIB_NAME,
         scope_version=__version__,
     )
-    transport = HttpTransport(
-        config.transport_host, user_agent=user_agent, http_client=config.http_client
-    )
-    exporter = BatchExporter(
+    exporter = otlp_exporter(
+        config,
         lane,
-        transport,
-        settings,
+        logs,
+        flush_at=logs.flush_at,
+        drop_oldest=True,  # LOG-22: the oldest record makes room
         stats=stats,
+        user_agent=user_agent,
         clock=clock,
         thread_name="posthog_otel-logs",
         on_thread_start=on_thread_start,
@@ -435,25 +414,4 @@ def build_log_capture(
         before_send=tuple(logs.before_send or ()),  # type: ignore[arg-type]
         rate_cap=RateCap(logs.max_logs, logs.rate_window),
         active_ids=active_ids,
-    )
-
-
-def _resource(logs: LogsConfig) -> dict[str, Any]:
-    """LOG-15: ``service.name`` (``LogsConfig``, else ``OTEL_SERVICE_NAME``, else
-    OpenTelemetry's default), version and environment, the SDK's ``telemetry.sdk.*``
-    and the OS, over the user's resource attributes (the SDK-owned keys win)."""
-    return resource_attributes(
-        {
-            "service.name": logs.service_name
-            or os.environ.get("OTEL_SERVICE_NAME")
-            or "unknown_service:python",
-            "service.version": logs.service_version,
-            "deployment.environment": logs.environment,
-            "telemetry.sdk.name": LIB_NAME,
-            "telemetry.sdk.version": __version__,
-            "telemetry.sdk.language": "python",
-            "os.name": platform.system().lower() or None,
-            "os.version": platform.release() or None,
-        },
-        logs.resource_attributes,
     )

@@ -28,8 +28,6 @@ refusals and age evictions there too.
 from __future__ import annotations
 
 import logging
-import os
-import platform
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -38,18 +36,15 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 from ._assembly import LIB_NAME
 from ._fork import fork_safe_lock
 from ._log import debug_state, logger
+from ._otlp_lane import otlp_exporter, otlp_resource
 from ._snapshot import ENTRY_BYTES, EVENT_BYTES, as_text, snapshot_values
 from ._stats import INTENTIONAL_DROPS, StatsRecorder
 from ._traces_config import SpanHook, TracesConfig, checked_traces_config
 from ._version import __version__
 from .export import (
-    MAX_OTLP_BATCH_BYTES,
     BatchExporter,
     Clock,
-    ExporterConfig,
-    HttpTransport,
     TracesLane,
-    resource_attributes,
     valid_hex_id,
 )
 
@@ -332,25 +327,11 @@ def build_trace_capture(
     ``config.traces`` (the defaults when it is ``None``: the OpenTelemetry exporters'
     ``traces=True`` use the lane whether or not the native API is on)."""
     traces = config.traces if config.traces is not None else _defaults()
-    delivery = config.delivery
-    interval = delivery.flush_interval if traces.flush_interval is None else traces.flush_interval
-    stats = SpanDropStats(interval)
-    settings = ExporterConfig(
-        flush_at=traces.max_batch_size,
-        flush_interval=interval,
-        max_queue_size=traces.max_queue_size,
-        max_queue_bytes=traces.max_queue_bytes,
-        max_batch_size=traces.max_batch_size,
-        max_batch_bytes=MAX_OTLP_BATCH_BYTES,
-        timeout=delivery.timeout,
-        max_retries=delivery.max_retries,
-        max_retry_cycles=delivery.max_retry_cycles,
-        sync_mode=delivery.sync_mode,
-        drop_oldest=False,  # TRC-19: the incoming span is the one dropped
-    )
+    interval = traces.flush_interval
+    stats = SpanDropStats(config.delivery.flush_interval if interval is None else interval)
 
     def resource(service_name: str | None, extra: Mapping[str, Any]) -> dict[str, Any]:
-        return _resource(traces, service_name, extra)
+        return otlp_resource(traces, _DEFAULT_SERVICE, service_name, extra)
 
     lane = TracesLane(
         config.api_key,
@@ -359,14 +340,14 @@ def build_trace_capture(
         scope_name=LIB_NAME,
         scope_version=__version__,
     )
-    transport = HttpTransport(
-        config.transport_host, user_agent=user_agent, http_client=config.http_client
-    )
-    exporter = BatchExporter(
+    exporter = otlp_exporter(
+        config,
         lane,
-        transport,
-        settings,
+        traces,
+        flush_at=traces.max_batch_size,  # TRC-22/28: the batch size is the depth trigger
+        drop_oldest=False,  # TRC-19: the incoming span is the one dropped
         stats=stats,
+        user_agent=user_agent,
         clock=clock,
         thread_name="posthog_otel-traces",
         on_thread_start=on_thread_start,
@@ -386,28 +367,3 @@ def build_trace_capture(
 def _defaults() -> TracesConfig:
     """``TracesConfig()`` as ``Client(traces=True)`` has it (validated, hooks a tuple)."""
     return checked_traces_config(True) or TracesConfig()
-
-
-def _resource(
-    traces: TracesConfig, service_name: str | None, extra: Mapping[str, Any]
-) -> dict[str, Any]:
-    """TRC-15: ``service.name`` always (``TracesConfig``, else the adopted
-    OpenTelemetry resource's, else ``OTEL_SERVICE_NAME``, else ``unknown_service``),
-    version and environment, the SDK's ``telemetry.sdk.*`` and the OS, over the
-    user's resource attributes (the SDK-owned keys win)."""
-    return resource_attributes(
-        {
-            "service.name": traces.service_name
-            or service_name
-            or os.environ.get("OTEL_SERVICE_NAME")
-            or _DEFAULT_SERVICE,
-            "service.version": traces.service_version,
-            "deployment.environment": traces.environment,
-            "telemetry.sdk.name": LIB_NAME,
-            "telemetry.sdk.version": __version__,
-            "telemetry.sdk.language": "python",
-            "os.name": platform.system().lower() or None,
-            "os.version": platform.release() or None,
-        },
-        {**extra, **traces.resource_attributes},
-    )
