@@ -8,24 +8,46 @@ recurse until Python's recursion limit, one event per level."""
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ._ids import as_id, normalize_uuid, uuid7
 from ._options import BeforeSend, Event
 from ._serialize import format_timestamp
 from ._stats import StatsRecorder
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class HookGuard(threading.local):
+    """Whether this thread is running a lane's ``before_send`` hooks: what a hook itself
+    captures, logs or ends is not run through the hooks again (a hook that captures would
+    otherwise recurse to Python's recursion limit, or without end)."""
+
+    running = False
+
+    def call(self, hooks: Callable[[T], R], value: T, inside: Callable[[T], R]) -> R:
+        """``hooks(value)``, or ``inside(value)`` when called from inside a hook."""
+        if self.running:
+            return inside(value)
+        self.running = True
+        try:
+            return hooks(value)
+        finally:
+            self.running = False
+
 
 class BeforeSendChain:
     """The configured hooks, run in order; falsy when there are none (then callers skip
     it without a call)."""
 
-    __slots__ = ("_hooks", "_inside", "_stats")
+    __slots__ = ("_guard", "_hooks", "_stats")
 
     def __init__(self, hooks: tuple[BeforeSend, ...], stats: StatsRecorder) -> None:
         self._hooks = hooks
         self._stats = stats
-        self._inside = threading.local()  # this thread is running the hooks
+        self._guard = HookGuard()
 
     def __bool__(self) -> bool:
         return bool(self._hooks)
@@ -35,14 +57,7 @@ class BeforeSendChain:
         thread that builds the event: the caller's, or the flush thread for a deferred
         one. The hooks see the timestamp formatted as it will be sent."""
         event["timestamp"] = format_timestamp(event["timestamp"])[0]
-        inside = self._inside
-        if getattr(inside, "running", False):
-            return self._checked(event)  # captured by a hook: not hooked again
-        inside.running = True
-        try:
-            return self._run_hooks(event)
-        finally:
-            inside.running = False
+        return self._guard.call(self._run_hooks, event, self._checked)
 
     def _run_hooks(self, event: Event) -> Event | None:
         name = event.get("event")

@@ -3,6 +3,7 @@ the client they feed, identity lookups, and the active OpenTelemetry span ids.""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,14 @@ from ._context import PERSONLESS, active_span_ids
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["PERSONLESS", "active_span_ids", "first_id", "release_client", "resolve_client"]
+__all__ = [
+    "PERSONLESS",
+    "active_span_ids",
+    "first_id",
+    "flush_provider_at_exit",
+    "release_client",
+    "resolve_client",
+]
 
 
 def resolve_client(
@@ -37,6 +45,16 @@ def release_client(client: Client, owned: bool) -> None:
         client.close(client.shutdown_timeout)
     else:
         client.flush(client.shutdown_timeout)
+
+
+def flush_provider_at_exit(client: Client, provider: Any) -> None:
+    """``provider.force_flush()`` within what is left of the client's exit flush (else
+    its ``shutdown_timeout``): on the zero-code path the configurator wrapped our
+    exporter in a batch processor it did not hand back, and the provider's public
+    ``force_flush`` reaches it (and the provider's other processors)."""
+    left = client.pipeline.exit_deadline
+    timeout = client.shutdown_timeout if left is None else left - time.monotonic()
+    provider.force_flush(max(int(timeout * 1000), 0))
 
 
 def first_id(values: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:

@@ -15,13 +15,13 @@ counted in ``client.stats.logs.dropped``. ``capture_log`` works whenever the cli
 
 from __future__ import annotations
 
-import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._assembly import LIB_NAME
+from ._before_send import HookGuard
 from ._context import _current, active_span_ids
 from ._fork import fork_safe_lock
 from ._logs_config import LogRecordHook
@@ -160,7 +160,7 @@ class LogCapture:
         self._before_send = before_send
         # Set while ``before_send`` runs on a thread: a record the hook logs (through
         # ``capture_log`` or a handler) is sent as it is, rather than recursing.
-        self._in_hook = threading.local()
+        self._in_hook = HookGuard()
         self._rate_cap = rate_cap if rate_cap is not None and rate_cap.enabled else None
         self._clock_lock = fork_safe_lock()
         self._last_ns = 0
@@ -214,12 +214,8 @@ class LogCapture:
         except Exception as exc:  # e.g. attributes that are not a mapping
             stats.drop("invalid", 1, f": {type(exc).__name__} while building a log record")
             return False
-        if self._before_send and not getattr(self._in_hook, "running", False):
-            self._in_hook.running = True  # a record the hook itself logs is not re-hooked
-            try:
-                kept = self._run_before_send(record)
-            finally:
-                self._in_hook.running = False
+        if self._before_send:  # a record the hook itself logs is not hooked again
+            kept = self._in_hook.call(self._run_before_send, record, _unchanged)
             if kept is None:
                 stats.drop("before_send")
                 return False
@@ -335,6 +331,10 @@ def _own_values(
 
 
 _SEVERITY_NAMES = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+
+
+def _unchanged(record: dict[str, Any]) -> dict[str, Any] | None:
+    return record
 
 
 class Logger:

@@ -28,12 +28,12 @@ refusals and age evictions there too.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from ._assembly import LIB_NAME
+from ._before_send import HookGuard
 from ._fork import fork_safe_lock
 from ._log import debug_state, logger
 from ._otlp_lane import otlp_exporter, otlp_resource
@@ -132,7 +132,7 @@ class TraceCapture:
         self._hooks: tuple[SpanHook, ...] = tuple(config.before_send or ())  # type: ignore[arg-type]
         # Set while ``before_send`` runs on a thread: a span the hook ends is queued as
         # it is (its own work), rather than recursing through the hook.
-        self._in_hook = threading.local()
+        self._in_hook = HookGuard()
         self._max_attributes = config.max_attributes
         self._max_events = config.max_events
         self._lane = lane
@@ -162,12 +162,8 @@ class TraceCapture:
         except Exception as exc:  # ids that are not W3C ids, a span that is not a mapping
             stats.drop("invalid", 1, f": {exc}")
             return False
-        if self._hooks and not getattr(self._in_hook, "running", False):
-            self._in_hook.running = True  # a span the hook itself ends is not re-hooked
-            try:
-                kept = self._run_hooks(record)
-            finally:
-                self._in_hook.running = False
+        if self._hooks:  # a span the hook itself ends is not hooked again
+            kept = self._in_hook.call(self._run_hooks, record, _unchanged)
             if kept is None:
                 return False  # counted by _run_hooks
             record = kept
@@ -298,6 +294,10 @@ def _plain(span: Mapping[str, Any]) -> dict[str, Any]:
     record["attributes"] = dict(attributes) if isinstance(attributes, Mapping) else {}
     events = record.get("events")
     record["events"] = list(events) if _is_list(events) else []
+    return record
+
+
+def _unchanged(record: dict[str, Any]) -> dict[str, Any] | None:
     return record
 
 

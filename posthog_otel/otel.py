@@ -34,7 +34,6 @@ before the identity context is set.
 from __future__ import annotations
 
 import os
-import time
 import weakref
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -52,7 +51,7 @@ from ._exc_text import parse_traceback, split_type
 from ._fork import fork_safe_lock
 from ._genai_export import GenAiSpans
 from ._genai_privacy import is_ai_span, redacted, redacted_record
-from ._integration import PERSONLESS, first_id, release_client
+from ._integration import PERSONLESS, first_id, flush_provider_at_exit, release_client
 from ._log import logger
 from ._snapshot import ENTRY_BYTES, EVENT_BYTES
 from .messages import Capture
@@ -192,11 +191,7 @@ class PostHogSpanExporter(SpanExporter):
         provider = self._provider() if self._provider is not None else None
         if provider is None or self._shutdown:
             return
-        left = self.client.pipeline.exit_deadline
-        timeout = self.client.shutdown_timeout if left is None else left - time.monotonic()
-        # The configurator wrapped this exporter in a processor it did not hand back:
-        # the provider's public force_flush reaches it (and its other processors).
-        provider.force_flush(max(int(timeout * 1000), 0))
+        flush_provider_at_exit(self.client, provider)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:

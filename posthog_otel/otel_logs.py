@@ -30,7 +30,6 @@ record batch first, as the traces exporter's does.
 from __future__ import annotations
 
 import os
-import time
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -50,7 +49,7 @@ from opentelemetry.sdk.resources import Resource
 
 from ._context import _current
 from ._fork import fork_safe_lock
-from ._integration import release_client
+from ._integration import flush_provider_at_exit, release_client
 from ._log import logger
 from ._logs_config import LogsConfig
 
@@ -118,11 +117,7 @@ class PostHogLogExporter(LogRecordExporter):
         provider = self._provider() if self._provider is not None else None
         if provider is None or self._shutdown:
             return
-        left = self.client.pipeline.exit_deadline
-        timeout = self.client.shutdown_timeout if left is None else left - time.monotonic()
-        # The configurator wrapped this exporter in a processor it did not hand back:
-        # the provider's public force_flush reaches it (and its other processors).
-        provider.force_flush(max(int(timeout * 1000), 0))
+        flush_provider_at_exit(self.client, provider)
 
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
         if self._shutdown:
