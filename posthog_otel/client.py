@@ -132,6 +132,9 @@ class Client(FlagMethods, AsyncFlagMethods, SpanMethods):
         if config.debug:
             enable_debug()
         stats = self._stats = StatsRecorder()
+        # Every lane's thread, when it starts, installs the exit flush (not for an owner
+        # that closes the client itself: the span exporter's).
+        on_thread_start = exit_hook_starter(config.flush_on_sigterm) if _exit_hook else None
         self._transport = HttpTransport(
             config.transport_host, user_agent=USER_AGENT, http_client=config.http_client
         )
@@ -161,7 +164,7 @@ class Client(FlagMethods, AsyncFlagMethods, SpanMethods):
             stats=stats,
             clock=_clock,
             on_error=config.on_error,
-            on_thread_start=exit_hook_starter(config.flush_on_sigterm) if _exit_hook else None,
+            on_thread_start=on_thread_start,
             **spool,
         )
         if not config.disabled:  # what our threads use is made here, not where forks happen
@@ -178,8 +181,7 @@ class Client(FlagMethods, AsyncFlagMethods, SpanMethods):
             disabled=config.disabled,
         )
         """The intake every event goes through: the seam for integrations."""
-        if _exit_hook:
-            self.pipeline.on_producer = exit_hook_starter(config.flush_on_sigterm)
+        self.pipeline.on_producer = on_thread_start
         self.exceptions = ExceptionIntake(
             self.pipeline, config.exceptions, time.monotonic if _clock is None else _clock.monotonic
         )
@@ -191,7 +193,7 @@ class Client(FlagMethods, AsyncFlagMethods, SpanMethods):
             user_agent=USER_AGENT,
             opted_out=lambda: self.pipeline.opted_out,
             clock=_clock,
-            on_thread_start=exit_hook_starter(config.flush_on_sigterm) if _exit_hook else None,
+            on_thread_start=on_thread_start,
         )
         """PostHog Traces' lane (``submit(span)``): the seam of the span API and the
         OpenTelemetry exporters."""
@@ -208,7 +210,7 @@ class Client(FlagMethods, AsyncFlagMethods, SpanMethods):
             opted_out=lambda: self.pipeline.opted_out,
             clock=_clock,
             active_ids=self._tracer.active_ids,
-            on_thread_start=exit_hook_starter(config.flush_on_sigterm) if _exit_hook else None,
+            on_thread_start=on_thread_start,
         )
         self._ai = AiCapture(
             config,
@@ -216,7 +218,7 @@ class Client(FlagMethods, AsyncFlagMethods, SpanMethods):
             self.pipeline,
             user_agent=USER_AGENT,
             clock=_clock,
-            on_thread_start=exit_hook_starter(config.flush_on_sigterm) if _exit_hook else None,
+            on_thread_start=on_thread_start,
         )
         self.logger = Logger(self._logs)
         """PostHog Logs by level: ``client.logger.info("ready", {"region": "us"})``."""
