@@ -16,7 +16,7 @@ scoped helpers, live in ``_spans``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from ._log import logger
 from ._span_values import copy_value, exception_event, text, to_ns
@@ -50,7 +50,29 @@ class SpanOwner(Protocol):
     def exit(self, handle: Span | NoopSpan, exc: BaseException | None) -> None: ...
 
 
-class Span:
+H = TypeVar("H", bound="_Activation")
+
+
+class _Activation:
+    """What every handle does as a scope (TRC-05): ``with handle:`` makes it the active
+    span and ends it when left; ``@handle`` does so around each call of a function."""
+
+    __slots__ = ()
+    _owner: SpanOwner
+
+    def __enter__(self: H) -> H:
+        self._owner.enter(cast("Span | NoopSpan", self))
+        return self
+
+    def __exit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
+        self._owner.exit(cast("Span | NoopSpan", self), exc)
+
+    def __call__(self, fn: F) -> F:
+        """As a decorator: active while ``fn`` runs, ended when it returns or settles."""
+        return self._owner.decorate(fn, cast("Span | NoopSpan", self))
+
+
+class Span(_Activation):
     """A live native span. Get one from ``Tracer.start_span``/``span``/``with_span``."""
 
     __slots__ = (
@@ -323,21 +345,8 @@ class Span:
             "dropped_events_count": self._dropped_events,
         }
 
-    # ------------------------------------------------------------ activation
 
-    def __enter__(self) -> Span:
-        self._owner.enter(self)
-        return self
-
-    def __exit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
-        self._owner.exit(self, exc)
-
-    def __call__(self, fn: F) -> F:
-        """As a decorator: active while ``fn`` runs, ended when it returns or settles."""
-        return self._owner.decorate(fn, self)
-
-
-class NoopSpan:
+class NoopSpan(_Activation):
     """The handle given when no real span can be made (TRC-04): every method works and
     does nothing; ``traceparent()``/``tracestate()`` are ``None``, so unrecorded ids are
     never propagated. One per tracer; inside ``with noop:`` no span is active."""
@@ -387,13 +396,3 @@ class NoopSpan:
 
     def end(self, end_time: object = None) -> None:
         pass
-
-    def __enter__(self) -> NoopSpan:
-        self._owner.enter(self)
-        return self
-
-    def __exit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
-        self._owner.exit(self, exc)
-
-    def __call__(self, fn: F) -> F:
-        return self._owner.decorate(fn, self)
