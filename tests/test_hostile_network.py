@@ -607,3 +607,37 @@ def test_a_body_nested_too_deep_to_parse_is_malformed_not_an_internal_error(warn
     assert [r.getMessage() for r in warnings_log.records if r.levelno >= logging.ERROR] == []
     assert "flag definitions: malformed body" in warnings_log.text
     assert_accounted(client)
+
+
+def test_lookups_stuck_in_the_parent_do_not_count_in_a_forked_child(monkeypatch):
+    """A child forked while name lookups hang in the parent has none of their threads:
+    it must not inherit their count (at the cap, every lookup of the child failed)."""
+    import socket
+
+    from posthog_otel.export._resolve import resolve_within
+
+    real = socket.getaddrinfo
+    release = threading.Event()
+
+    def hostile_resolver(host, *args, **kwargs):
+        if host == "stuck.posthog.test":
+            release.wait(30)
+            raise socket.gaierror("gave up")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hostile_resolver)
+    try:
+        for _ in range(4):
+            with pytest.raises(TimeoutError):
+                resolve_within("stuck.posthog.test", 80, 0.05)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = 0 if resolve_within("localhost", 80, 5) else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        release.set()

@@ -16,13 +16,38 @@ import socket
 import threading
 from typing import Any
 
-from .._fork import fork_safe_lock
+from .._fork import fork_safe_lock, reset_in_child
 
 __all__ = ["ResolveError", "ResolveTimeout", "resolve_within"]
 
 _MAX_PENDING = 4
-_lock = fork_safe_lock()
-_pending = 0
+
+
+class _Pending:
+    """How many lookups run now, in this process: a forked child has none of its
+    parent's lookup threads, so it starts from zero."""
+
+    def __init__(self) -> None:
+        self.lock = fork_safe_lock()
+        self.count = 0
+        reset_in_child(self._reset)
+
+    def _reset(self) -> None:
+        self.count = 0
+
+    def take(self) -> bool:
+        with self.lock:
+            if self.count >= _MAX_PENDING:
+                return False
+            self.count += 1
+            return True
+
+    def give_back(self) -> None:
+        with self.lock:
+            self.count = max(self.count - 1, 0)
+
+
+_pending = _Pending()
 
 
 class ResolveError(OSError):
@@ -39,22 +64,17 @@ def resolve_within(host: str, port: int, limit: float | None) -> list[str] | Non
     ``host`` as given."""
     if limit is None or _is_ip(host):
         return None
-    global _pending
-    with _lock:
-        if _pending >= _MAX_PENDING:
-            raise ResolveError(f"{_MAX_PENDING} lookups of host names are still pending")
-        _pending += 1
+    if not _pending.take():
+        raise ResolveError(f"{_MAX_PENDING} lookups of host names are still pending")
     box: dict[str, Any] = {}
 
     def lookup() -> None:
-        global _pending
         try:
             box["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except Exception as exc:  # gaierror, UnicodeError for a bad name, ...
             box["error"] = exc
         finally:
-            with _lock:
-                _pending -= 1
+            _pending.give_back()
 
     thread = threading.Thread(target=lookup, name="posthog_otel-dns", daemon=True)
     thread.start()
