@@ -4,7 +4,7 @@ the client they feed, identity lookups, and the active OpenTelemetry span ids.""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._context import PERSONLESS, active_span_ids
@@ -47,14 +47,18 @@ def release_client(client: Client, owned: bool) -> None:
         client.flush(client.shutdown_timeout)
 
 
-def flush_provider_at_exit(client: Client, provider: Any) -> None:
-    """``provider.force_flush()`` within what is left of the client's exit flush (else
-    its ``shutdown_timeout``): on the zero-code path the configurator wrapped our
-    exporter in a batch processor it did not hand back, and the provider's public
+def flush_provider_at_exit(client: Client, provider: Callable[[], Any] | None) -> None:
+    """``force_flush()`` of the provider ``provider`` (a weak reference, or ``None``)
+    still points to, within what is left of the client's exit flush (else its
+    ``shutdown_timeout``): on the zero-code path the configurator wrapped our exporter
+    in a batch processor it did not hand back, and the provider's public
     ``force_flush`` reaches it (and the provider's other processors)."""
+    target = provider() if provider is not None else None
+    if target is None:
+        return
     left = client.pipeline.exit_deadline
     timeout = client.shutdown_timeout if left is None else left - time.monotonic()
-    provider.force_flush(max(int(timeout * 1000), 0))
+    target.force_flush(max(int(timeout * 1000), 0))
 
 
 def first_id(values: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:

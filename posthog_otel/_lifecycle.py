@@ -76,30 +76,10 @@ class Lifecycle:
     def stats(self, recorder: StatsRecorder) -> ClientStats:
         """``Client.stats``: the counters with the queue depths. Events waiting in the
         flags worker for ``/flags`` count as ``queued`` (and ``enqueued``)."""
-        waiting, abandoned = self._worker.counts()
-        enqueued, queued, in_flight, retained = self._exporter.counts()
-        analytics = recorder.snapshot(
-            queued=queued + waiting,
-            in_flight=in_flight,
-            retained=retained,
-            enqueued=enqueued + waiting + abandoned,
-        )
-        enqueued, queued, in_flight, retained = self._logs.counts()
-        logs = self._logs_stats.snapshot(
-            queued=queued, in_flight=in_flight, retained=retained, enqueued=enqueued
-        )
-        waiting, abandoned = self._ai_pipeline.worker.counts()
-        enqueued, queued, in_flight, retained = self._ai.counts()
-        ai = self._ai_stats.snapshot(
-            queued=queued + waiting,
-            in_flight=in_flight,
-            retained=retained,
-            enqueued=enqueued + waiting + abandoned,
-        )
-        enqueued, queued, in_flight, retained = self._traces.counts()
-        traces = self._traces_stats.snapshot(
-            queued=queued, in_flight=in_flight, retained=retained, enqueued=enqueued
-        )
+        analytics = _lane_stats(recorder, self._exporter, self._worker.counts())
+        logs = _lane_stats(self._logs_stats, self._logs)
+        ai = _lane_stats(self._ai_stats, self._ai, self._ai_pipeline.worker.counts())
+        traces = _lane_stats(self._traces_stats, self._traces)
         return dataclasses.replace(analytics, logs=logs, ai=ai, traces=traces)
 
     def flush(self, timeout: float | None) -> bool:
@@ -210,6 +190,21 @@ def exit_hook_starter(sigterm: bool) -> Callable[[], None]:
     queue): have them flushed even if the process ends without atexit (SIGTERM when
     ``sigterm``, a multiprocessing child)."""
     return functools.partial(_shutdown.prepare_exit, _flush_all_at_exit, sigterm=sigterm)
+
+
+def _lane_stats(
+    recorder: StatsRecorder, exporter: BatchExporter, worker: tuple[int, int] = (0, 0)
+) -> ClientStats:
+    """One lane's counters with its queue depths; ``worker``: (events waiting in a flags
+    worker, events it dropped at close), which count as queued and enqueued."""
+    waiting, abandoned = worker
+    enqueued, queued, in_flight, retained = exporter.counts()
+    return recorder.snapshot(
+        queued=queued + waiting,
+        in_flight=in_flight,
+        retained=retained,
+        enqueued=enqueued + waiting + abandoned,
+    )
 
 
 def _deadline(timeout: float | None) -> float | None:

@@ -188,10 +188,8 @@ class PostHogSpanExporter(SpanExporter):
 
     def _flush_batch(self) -> None:
         """Export what the span processor wrapping this exporter holds (at exit)."""
-        provider = self._provider() if self._provider is not None else None
-        if provider is None or self._shutdown:
-            return
-        flush_provider_at_exit(self.client, provider)
+        if not self._shutdown:
+            flush_provider_at_exit(self.client, self._provider)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:

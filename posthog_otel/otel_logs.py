@@ -114,10 +114,8 @@ class PostHogLogExporter(LogRecordExporter):
 
     def _flush_batch(self) -> None:
         """Export what the batch processor wrapping this exporter holds (at exit)."""
-        provider = self._provider() if self._provider is not None else None
-        if provider is None or self._shutdown:
-            return
-        flush_provider_at_exit(self.client, provider)
+        if not self._shutdown:
+            flush_provider_at_exit(self.client, self._provider)
 
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
         if self._shutdown:
