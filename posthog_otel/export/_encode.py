@@ -5,8 +5,14 @@ and by the spool for the events it writes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .._stats import StatsRecorder
 from ._batch import Deferred, Event, Lane
+
+# ``give_way`` runs between slices of this many items (a power of two).
+SLICE = 64
+_SLICE_MASK = SLICE - 1
 
 __all__ = ["encode_items"]
 
@@ -20,6 +26,7 @@ def encode_items(
     size: int,
     budget: float,
     failed: list[tuple[str, str]],
+    give_way: Callable[[], None] | None = None,
 ) -> tuple[int, int, tuple[Event, bytes] | None]:
     """Append the events of ``raw`` and their payloads to ``events``/``payloads`` while
     the encoded total (``size`` so far) stays within ``budget``.
@@ -29,7 +36,8 @@ def encode_items(
     here), ``raw[stop:]`` were not taken, and ``overflow`` is the built and encoded
     ``raw[stop]`` that did not fit (``None`` when all fitted). An event that cannot be
     encoded or is over the lane's limit goes to ``failed`` as ``(reason, detail)``, for
-    the caller to settle as a drop."""
+    the caller to settle as a drop. ``give_way`` (if given) is called between slices of
+    ``SLICE`` items."""
     skipped = 0
     # Once per event on the flush thread, which competes with the application's threads
     # for the GIL: the common case is inlined (no call per event besides the builder's
@@ -37,6 +45,8 @@ def encode_items(
     encode = lane.encode
     limit = lane.max_event_bytes
     for index, item in enumerate(raw):
+        if not index & _SLICE_MASK and index and give_way is not None:
+            give_way()
         if isinstance(item, dict):
             event = item
         else:

@@ -107,8 +107,12 @@ class BatchExporter:
         self._resolved = 0
         self._not_events = 0  # deferred items that turned out not to be events
         self._failures = 0
+        # flush() requests: ``_flush_requested`` counts them and ``_drained`` the last one
+        # a finished delivery cycle served; ``_flush_upto`` is the ``_accepted`` count the
+        # newest one asked to see resolved (see ``_flush_wanted_locked``).
         self._flush_requested = 0
         self._drained = 0
+        self._flush_upto = 0
         self._closing = False
         self._writer_waiting = False  # the spool writer waits for a first queued item
         self._stop = False
@@ -162,7 +166,7 @@ class BatchExporter:
             self._stats.drop(refused, 1, detail)
             return False
         if self._sync:
-            self._drain_sync(explicit=False)
+            self._drain_sync(asked=False)
         return True
 
     def _evict_oldest_locked(self, nbytes: int) -> int:
@@ -190,15 +194,14 @@ class BatchExporter:
         if self.on_worker_thread():
             # Called from on_error on our own thread: it cannot wait for itself.
             with self._cond:
-                self._flush_requested += 1
+                self._request_flush_locked()
             return False
         with self._cond:
             target = self._accepted
             if self._resolved >= target:
                 return True
             failures = self._failures
-            self._flush_requested += 1
-            generation = self._flush_requested
+            generation = self._request_flush_locked()
             if (self._thread is None or not self._thread.is_alive()) and not self._stop:
                 self._start_thread_locked()  # never wait on a thread that is gone
             thread = self._thread
@@ -240,6 +243,21 @@ class BatchExporter:
         if thread is None or not thread.is_alive():
             self._transport.close()
         return delivered
+
+    def _request_flush_locked(self) -> int:
+        """Ask the flush thread to deliver everything accepted so far, now; the request's
+        generation (``_drained`` reaches it when a delivery cycle has served it)."""
+        self._flush_requested += 1
+        self._flush_upto = self._accepted
+        return self._flush_requested
+
+    def _flush_wanted_locked(self) -> bool:
+        """Whether a flush request is still waiting for events: one no cycle has served
+        yet, and some of what it asked for is unresolved. A request that a cycle already
+        running satisfied (a size-triggered batch took everything) ends with it; left
+        standing, it would make the next cycle drain greedily, ignoring ``flush_at`` and
+        giving no way to the application, for as long as events keep coming."""
+        return self._flush_requested > self._drained and self._resolved < self._flush_upto
 
     def on_worker_thread(self) -> bool:
         """True when called on this exporter's flush thread (from ``on_error``)."""
@@ -291,7 +309,7 @@ class BatchExporter:
                     if self._stop:
                         return
                     now = self._clock.monotonic()
-                    explicit = self._flush_requested > self._drained
+                    explicit = self._flush_wanted_locked()
                     if self._should_send_locked(now, explicit):
                         break
                     if now >= self._next_tick:
@@ -300,7 +318,7 @@ class BatchExporter:
                 generation = self._flush_requested
                 self._next_tick = now + self._config.flush_interval
             try:
-                self._drain(explicit)
+                self._drain(asked=False)  # whether a flush waits is read per batch
             except BaseException:
                 # Nothing may stay in flight forever: what this cycle held is dropped
                 # (counted); the supervisor logs the error and runs the loop again.
@@ -324,15 +342,17 @@ class BatchExporter:
             return self._cooldown_until
         return self._next_tick
 
-    def _drain(self, explicit: bool) -> bool:
+    def _drain(self, *, asked: bool) -> bool:
         """Send batches until the queue is empty (a timer or size trigger stops once fewer
-        than ``flush_at`` remain); stop at the first batch that has to be retained."""
+        than ``flush_at`` remain); stop at the first batch that has to be retained.
+        ``asked``: a caller on this thread asked for it (sync mode's ``flush``); on the
+        flush thread, whether a ``flush()`` waits is read again for every batch."""
         first = True
         deadline = self._sync_deadline
         while not self._abandon:
             if deadline is not None and time.monotonic() >= deadline:
                 return False  # out of time: what is left stays queued
-            batch = self._take_batch(explicit=explicit, first=first)
+            batch = self._take_batch(asked=asked, first=first)
             if batch is None:
                 return True
             first = False
@@ -340,7 +360,7 @@ class BatchExporter:
                 return False
         return False
 
-    def _drain_sync(self, *, explicit: bool = True, timeout: float | None = None) -> bool:
+    def _drain_sync(self, *, asked: bool = True, timeout: float | None = None) -> bool:
         """sync_mode: deliver on the caller's thread. With ``timeout``, neither waiting for
         another caller's delivery nor this one's requests and backoff outlast it (what is
         not delivered by then stays queued, for ``close()`` to count)."""
@@ -351,7 +371,7 @@ class BatchExporter:
             with self._cond:
                 failures = self._failures
             try:
-                ok = self._drain(explicit)
+                ok = self._drain(asked=asked)
             except Exception:  # on the caller's thread: count, log, never raise
                 self._settle_in_flight("rejected", " (internal error while sending)")
                 logger.exception("posthog_otel: unexpected error while sending")
@@ -362,13 +382,17 @@ class BatchExporter:
             self._sync_deadline = None
             self._sync_lock.release()
 
-    def _take_batch(self, *, explicit: bool, first: bool) -> Batch | None:
+    def _take_batch(self, *, asked: bool, first: bool) -> Batch | None:
         """The next batch to send: the retained one, else up to ``max_batch_size`` events
-        from the head of the queue, encoded here and capped at ``max_batch_bytes``."""
+        from the head of the queue, encoded here and capped at ``max_batch_bytes``.
+
+        Unless a flush is waiting, the flush thread gives way to the application between
+        slices of the batch it encodes (``_give_way``)."""
         config = self._config
         budget = config.max_batch_bytes - self._lane.envelope_overhead()
         while True:
             with self._cond:
+                explicit = asked or self._flush_wanted_locked()
                 if self._retained is not None:
                     if not explicit and self._clock.monotonic() < self._cooldown_until:
                         return None
@@ -401,7 +425,15 @@ class BatchExporter:
             size = sum(len(p) + 1 for p in batch.payloads)
             failed: list[tuple[str, str]] = []
             skipped, stop, overflow = encode_items(
-                raw, self._lane, self._stats, batch.events, batch.payloads, size, budget, failed
+                raw,
+                self._lane,
+                self._stats,
+                batch.events,
+                batch.payloads,
+                size,
+                budget,
+                failed,
+                None if explicit or self._sync else self._give_way,
             )
             for reason, detail in failed:
                 self._settle(1, reason, detail)
@@ -422,6 +454,21 @@ class BatchExporter:
                     self._in_flight = len(batch)
             if batch.events:
                 return batch
+
+    def _give_way(self) -> None:
+        """Between two slices of a batch being encoded: release the GIL, so that the
+        application's threads run before the flush thread takes it back (CPython hands
+        it over to a waiting thread, and a thread that wants it back waits for the
+        switch interval). Under a burst the flush thread then takes a small share of
+        the interpreter instead of all it can get, and catches up when the application
+        pauses. Not while a flush waits, nor once the backlog (queued and in flight) is
+        half of ``max_queue_size`` or what is queued half of ``max_queue_bytes``: then
+        delivery comes first, so that the queue does not overflow."""
+        if (
+            len(self._pending) + self._held + self._in_flight < self._max_queue >> 1
+            and self._bytes < self._max_bytes >> 1
+        ):
+            time.sleep(0)
 
     def _put_back(
         self,

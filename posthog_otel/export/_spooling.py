@@ -174,8 +174,7 @@ class SpoolingExporter(BatchExporter):
                 self._bytes += batch.nbytes()
                 # The flush thread (a flush() may have found these in transit, neither
                 # queued nor in the carry), and flush() waiting on drops settled here.
-                explicit = self._flush_requested > self._drained
-                if settled or explicit or self._held >= self._flush_at:
+                if settled or self._flush_wanted_locked() or self._held >= self._flush_at:
                     self._cond.notify_all()
         finally:
             self._store_lock.release()
@@ -286,7 +285,7 @@ class SpoolingExporter(BatchExporter):
             self._held += count
             self._bytes += nbytes
             self._accepted += count
-            self._flush_requested += 1  # sent now, not after the first flush_interval
+            self._request_flush_locked()  # sent now, not after the first flush_interval
             self._cond.notify_all()
             with self._stats.lock:
                 self._stats.recovered += count
@@ -345,9 +344,9 @@ class SpoolingExporter(BatchExporter):
                 timeout = max(timeout - (time.monotonic() - started), 0.0)
         return super().flush(timeout)
 
-    def _take_batch(self, *, explicit: bool, first: bool) -> Batch | None:
+    def _take_batch(self, *, asked: bool, first: bool) -> Batch | None:
         self._persist()
-        return super()._take_batch(explicit=explicit, first=first)
+        return super()._take_batch(asked=asked, first=first)
 
     def _deliver(self, batch: Batch) -> bool:
         """Deliver, then delete the rows of what is settled (all but a retained part)."""
