@@ -1,6 +1,6 @@
 """The flush thread gives way to the application: while it encodes a batch for a size or
 timer trigger it releases the GIL between slices, unless a flush waits or the backlog is
-half of the queue's capacity; and a flush request that a running cycle already served
+a quarter of the queue's capacity; and a flush request that a running cycle already served
 does not outlive it.
 
 How the tests see it: a "spinner" thread counts while it runs, and the ``before_send``
@@ -70,7 +70,8 @@ def recording_client(
         seen.append(spinner.count)
         return event
 
-    client = make_client(before_send=note, max_batch_size=BATCH, **options)
+    options.setdefault("max_batch_size", BATCH)
+    client = make_client(before_send=note, **options)
     log = logging.getLogger(f"tests.give_way.{id(seen)}")
     log.propagate = False
     log.setLevel(logging.INFO)
@@ -83,9 +84,9 @@ def moves(seen: list[int]) -> int:
     return sum(1 for before, after in zip(seen, seen[1:]) if after != before)
 
 
-def log_batch(log: logging.Logger) -> None:
+def log_batch(log: logging.Logger, message: str = "signed_up") -> None:
     for i in range(BATCH):
-        log.info("signed_up", extra={"distinct_id": f"user-{i}"})
+        log.info(message, extra={"distinct_id": f"user-{i}"})
 
 
 def test_a_size_triggered_batch_gives_way_between_slices(server, make_client, spinner):
@@ -107,13 +108,31 @@ def test_a_flush_that_waits_gets_the_whole_batch_at_once(server, make_client, sp
     assert moves(seen) <= 1, moves(seen)
 
 
-def test_no_give_way_once_the_backlog_is_half_the_queue(server, make_client, spinner):
-    # flush_at is over half of max_queue_size: the trigger itself finds the queue half full.
-    log, seen = recording_client(make_client, spinner, flush_at=BATCH, max_queue_size=2_000)
+def test_no_give_way_once_the_backlog_is_a_quarter_of_the_queue(server, make_client, spinner):
+    # flush_at is over a quarter of max_queue_size: the trigger itself finds it so.
+    log, seen = recording_client(make_client, spinner, flush_at=BATCH, max_queue_size=4_000)
     log_batch(log)
     server.wait_for_events(BATCH)
     assert len(seen) == BATCH
     assert moves(seen) <= 1, moves(seen)
+
+
+def test_no_give_way_once_a_quarter_of_max_queue_bytes_is_queued(server, make_client, spinner):
+    # Two batches of 640 records of over 5,000 bytes each: while the first is built the
+    # second (over 3.2 MB) is queued, more than a quarter of max_queue_bytes.
+    log, seen = recording_client(
+        make_client,
+        spinner,
+        flush_at=BATCH,
+        max_batch_size=BATCH // 2,
+        max_queue_bytes=12_000_000,
+    )
+    log_batch(log, "x" * 5_000)
+    server.wait_for_events(BATCH // 2)  # the second half stays: fewer than flush_at
+    assert log.handlers[0].client.flush(10)  # type: ignore[attr-defined]
+    assert len(seen) == BATCH
+    assert len(server.capture_requests()) == 2
+    assert moves(seen[: BATCH // 2]) <= 1, moves(seen[: BATCH // 2])
 
 
 def test_a_flush_served_by_a_running_cycle_does_not_outlive_it(

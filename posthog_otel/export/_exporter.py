@@ -461,12 +461,15 @@ class BatchExporter:
         it over to a waiting thread, and a thread that wants it back waits for the
         switch interval). Under a burst the flush thread then takes a small share of
         the interpreter instead of all it can get, and catches up when the application
-        pauses. Not while a flush waits, nor once the backlog (queued and in flight) is
-        half of ``max_queue_size`` or what is queued half of ``max_queue_bytes``: then
-        delivery comes first, so that the queue does not overflow."""
+        pauses. Not while a flush waits, nor once the backlog (queued and in flight) is a
+        quarter of ``max_queue_size`` or what is queued a quarter of ``max_queue_bytes``:
+        then delivery comes first, and three quarters of the queue are left for what
+        the application sends faster than the thread can deliver. (An application that
+        never pauses keeps that quarter queued: a bounded delay, and what a hard kill
+        would lose without ``spool_path``.)"""
         if (
-            len(self._pending) + self._held + self._in_flight < self._max_queue >> 1
-            and self._bytes < self._max_bytes >> 1
+            len(self._pending) + self._held + self._in_flight < self._max_queue >> 2
+            and self._bytes < self._max_bytes >> 2
         ):
             time.sleep(0)
 
