@@ -41,6 +41,7 @@ from ._batch import (
 )
 from ._clock import Clock, SystemClock
 from ._encode import encode_items
+from ._pacing import FlushRequests, give_way
 from ._retry import Outcome, cooldown
 from ._send import report_error, send_batch, warn_retained
 from ._transport import HttpTransport
@@ -107,12 +108,7 @@ class BatchExporter:
         self._resolved = 0
         self._not_events = 0  # deferred items that turned out not to be events
         self._failures = 0
-        # flush() requests: ``_flush_requested`` counts them and ``_drained`` the last one
-        # a finished delivery cycle served; ``_flush_upto`` is the ``_accepted`` count the
-        # newest one asked to see resolved (see ``_flush_wanted_locked``).
-        self._flush_requested = 0
-        self._drained = 0
-        self._flush_upto = 0
+        self._flushes = FlushRequests()
         self._closing = False
         self._writer_waiting = False  # the spool writer waits for a first queued item
         self._stop = False
@@ -194,14 +190,14 @@ class BatchExporter:
         if self.on_worker_thread():
             # Called from on_error on our own thread: it cannot wait for itself.
             with self._cond:
-                self._request_flush_locked()
+                self._flushes.ask(self._accepted)
             return False
         with self._cond:
             target = self._accepted
             if self._resolved >= target:
                 return True
             failures = self._failures
-            generation = self._request_flush_locked()
+            generation = self._flushes.ask(target)
             if (self._thread is None or not self._thread.is_alive()) and not self._stop:
                 self._start_thread_locked()  # never wait on a thread that is gone
             thread = self._thread
@@ -209,7 +205,7 @@ class BatchExporter:
             if not self._wait_locked(
                 lambda: (
                     self._resolved >= target
-                    or self._drained >= generation
+                    or self._flushes.served >= generation
                     or self._thread is not thread
                 ),
                 timeout,
@@ -243,21 +239,6 @@ class BatchExporter:
         if thread is None or not thread.is_alive():
             self._transport.close()
         return delivered
-
-    def _request_flush_locked(self) -> int:
-        """Ask the flush thread to deliver everything accepted so far, now; the request's
-        generation (``_drained`` reaches it when a delivery cycle has served it)."""
-        self._flush_requested += 1
-        self._flush_upto = self._accepted
-        return self._flush_requested
-
-    def _flush_wanted_locked(self) -> bool:
-        """Whether a flush request is still waiting for events: one no cycle has served
-        yet, and some of what it asked for is unresolved. A request that a cycle already
-        running satisfied (a size-triggered batch took everything) ends with it; left
-        standing, it would make the next cycle drain greedily, ignoring ``flush_at`` and
-        giving no way to the application, for as long as events keep coming."""
-        return self._flush_requested > self._drained and self._resolved < self._flush_upto
 
     def on_worker_thread(self) -> bool:
         """True when called on this exporter's flush thread (from ``on_error``)."""
@@ -309,16 +290,16 @@ class BatchExporter:
                     if self._stop:
                         return
                     now = self._clock.monotonic()
-                    explicit = self._flush_wanted_locked()
+                    explicit = self._flushes.wanted(self._resolved)
                     if self._should_send_locked(now, explicit):
                         break
                     if now >= self._next_tick:
                         self._next_tick = now + self._config.flush_interval
                     self._clock.wait(self._cond, self._next_wake_locked(now) - now, idle=True)
-                generation = self._flush_requested
+                generation = self._flushes.asked
                 self._next_tick = now + self._config.flush_interval
             try:
-                self._drain(asked=False)  # whether a flush waits is read per batch
+                self._drain(asked=False)
             except BaseException:
                 # Nothing may stay in flight forever: what this cycle held is dropped
                 # (counted); the supervisor logs the error and runs the loop again.
@@ -326,7 +307,7 @@ class BatchExporter:
                 raise
             finally:
                 with self._cond:
-                    self._drained = max(self._drained, generation)
+                    self._flushes.serve(generation)
                     self._cond.notify_all()
 
     def _should_send_locked(self, now: float, explicit: bool) -> bool:
@@ -345,8 +326,7 @@ class BatchExporter:
     def _drain(self, *, asked: bool) -> bool:
         """Send batches until the queue is empty (a timer or size trigger stops once fewer
         than ``flush_at`` remain); stop at the first batch that has to be retained.
-        ``asked``: a caller on this thread asked for it (sync mode's ``flush``); on the
-        flush thread, whether a ``flush()`` waits is read again for every batch."""
+        ``asked``: by sync mode's ``flush``; else whether a flush waits is read per batch."""
         first = True
         deadline = self._sync_deadline
         while not self._abandon:
@@ -386,13 +366,13 @@ class BatchExporter:
         """The next batch to send: the retained one, else up to ``max_batch_size`` events
         from the head of the queue, encoded here and capped at ``max_batch_bytes``.
 
-        Unless a flush is waiting, the flush thread gives way to the application between
-        slices of the batch it encodes (``_give_way``)."""
+        Unless a flush waits, the flush thread gives way to the application between
+        slices of the batch it encodes (``_pacing.give_way``)."""
         config = self._config
         budget = config.max_batch_bytes - self._lane.envelope_overhead()
         while True:
             with self._cond:
-                explicit = asked or self._flush_wanted_locked()
+                explicit = asked or self._flushes.wanted(self._resolved)
                 if self._retained is not None:
                     if not explicit and self._clock.monotonic() < self._cooldown_until:
                         return None
@@ -456,22 +436,8 @@ class BatchExporter:
                 return batch
 
     def _give_way(self) -> None:
-        """Between two slices of a batch being encoded: release the GIL, so that the
-        application's threads run before the flush thread takes it back (CPython hands
-        it over to a waiting thread, and a thread that wants it back waits for the
-        switch interval). Under a burst the flush thread then takes a small share of
-        the interpreter instead of all it can get, and catches up when the application
-        pauses. Not while a flush waits, nor once the backlog (queued and in flight) is a
-        quarter of ``max_queue_size`` or what is queued a quarter of ``max_queue_bytes``:
-        then delivery comes first, and three quarters of the queue are left for what
-        the application sends faster than the thread can deliver. (An application that
-        never pauses keeps that quarter queued: a bounded delay, and what a hard kill
-        would lose without ``spool_path``.)"""
-        if (
-            len(self._pending) + self._held + self._in_flight < self._max_queue >> 2
-            and self._bytes < self._max_bytes >> 2
-        ):
-            time.sleep(0)
+        backlog = len(self._pending) + self._held + self._in_flight
+        give_way(backlog, self._max_queue, self._bytes, self._max_bytes)
 
     def _put_back(
         self,

@@ -174,7 +174,7 @@ class SpoolingExporter(BatchExporter):
                 self._bytes += batch.nbytes()
                 # The flush thread (a flush() may have found these in transit, neither
                 # queued nor in the carry), and flush() waiting on drops settled here.
-                if settled or self._flush_wanted_locked() or self._held >= self._flush_at:
+                if settled or self._flushes.wanted(self._resolved) or self._held >= self._flush_at:
                     self._cond.notify_all()
         finally:
             self._store_lock.release()
@@ -285,7 +285,7 @@ class SpoolingExporter(BatchExporter):
             self._held += count
             self._bytes += nbytes
             self._accepted += count
-            self._request_flush_locked()  # sent now, not after the first flush_interval
+            self._flushes.ask(self._accepted)  # sent now, not after the first flush_interval
             self._cond.notify_all()
             with self._stats.lock:
                 self._stats.recovered += count
