@@ -60,14 +60,21 @@ def spinner() -> Iterator[Spinner]:
 
 
 def recording_client(
-    make_client: Callable[..., Client], spinner: Spinner, **options: Any
+    make_client: Callable[..., Client],
+    spinner: Spinner,
+    *,
+    then: Callable[[int], None] | None = None,
+    **options: Any,
 ) -> tuple[logging.Logger, list[int]]:
     """A logger whose records become events through a client whose ``before_send``
-    notes the spinner's count as each event is built (on the flush thread)."""
+    notes the spinner's count as each event is built (on the flush thread), then calls
+    ``then(events built so far)``."""
     seen: list[int] = []
 
     def note(event: dict[str, Any]) -> dict[str, Any]:
         seen.append(spinner.count)
+        if then is not None:
+            then(len(seen))
         return event
 
     options.setdefault("max_batch_size", BATCH)
@@ -106,6 +113,37 @@ def test_a_flush_that_waits_gets_the_whole_batch_at_once(server, make_client, sp
     assert client.flush(10)
     assert len(seen) == BATCH
     assert moves(seen) <= 1, moves(seen)
+
+
+def test_a_flush_asked_for_while_a_batch_is_encoded_stops_the_giving_way(
+    server, make_client, spinner
+):
+    clients: list[Client] = []
+
+    def flush_at_the_middle(built: int) -> None:
+        if built == BATCH // 2:  # on the flush thread: asks, returns at once
+            assert clients[0].flush(0) is False
+
+    log, seen = recording_client(make_client, spinner, then=flush_at_the_middle, flush_at=BATCH)
+    clients.append(log.handlers[0].client)  # type: ignore[attr-defined]
+    log_batch(log)
+    server.wait_for_events(BATCH)
+    assert moves(seen[: BATCH // 2]) >= 3, moves(seen[: BATCH // 2])
+    assert moves(seen[BATCH // 2 :]) <= 1, moves(seen[BATCH // 2 :])
+
+
+def test_the_flush_thread_never_calls_a_patched_time_sleep(server, make_client, monkeypatch):
+    """Applications patch ``time.sleep`` in their tests (to skip their own waits)."""
+    calls: list[float] = []
+    client = make_client(flush_at=BATCH, max_batch_size=BATCH)
+    log = logging.getLogger("tests.give_way.patched_sleep")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    log.addHandler(PostHogHandler(client))
+    monkeypatch.setattr(time, "sleep", calls.append)
+    log_batch(log)
+    server.wait_for_events(BATCH)
+    assert calls == []
 
 
 def test_no_give_way_once_the_backlog_is_a_quarter_of_the_queue(server, make_client, spinner):

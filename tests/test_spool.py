@@ -87,6 +87,33 @@ def test_server_down_at_close_counts_spooled_and_the_next_start_sends_them(tmp_p
     assert_accounted(client)
 
 
+def test_sync_mode_leftovers_wait_out_an_outage_like_any_kept_batch(tmp_path, server):
+    """In sync mode no thread serves flush requests: the one that loading leftovers makes
+    must not turn every capture into a flush that skips the cool-down (during an outage,
+    eight captures gave the leftovers up as ``retries_exhausted`` and deleted their rows)."""
+    path = tmp_path / "spool.db"
+    _spooled_while_down(path, [f"old{i}" for i in range(5)], server)
+    server.fail_next(1000, 503)
+    client = Client(
+        API_KEY, host=server.url, spool_path=path, sync_mode=True, max_retries=0, flush_interval=60
+    )
+    for i in range(20):
+        client.capture(f"new{i}", "u1")
+    assert client.stats.recovered == 5
+    assert client.stats.dropped["retries_exhausted"] == 0
+    assert len(server.capture_requests()) == 1  # then the cool-down
+    assert _rows(path) == 25
+    server.clear_faults()
+    assert client.flush(5) is True
+    assert [e["event"] for e in server.events] == [
+        *(f"old{i}" for i in range(5)),
+        *(f"new{i}" for i in range(20)),
+    ]
+    assert _rows(path) == 0
+    client.close(2)
+    assert_accounted(client)
+
+
 def test_a_batch_kept_for_retry_keeps_its_rows_and_an_acknowledged_one_loses_them(tmp_path, server):
     path = tmp_path / "spool.db"
     client = Client(API_KEY, host=server.url, spool_path=path, flush_interval=60, max_retries=0)

@@ -326,7 +326,7 @@ class BatchExporter:
     def _drain(self, *, asked: bool) -> bool:
         """Send batches until the queue is empty (a timer or size trigger stops once fewer
         than ``flush_at`` remain); stop at the first batch that has to be retained.
-        ``asked``: by sync mode's ``flush``; else whether a flush waits is read per batch."""
+        ``asked``: sync mode's ``flush``; the flush thread checks per batch for a flush."""
         first = True
         deadline = self._sync_deadline
         while not self._abandon:
@@ -364,15 +364,13 @@ class BatchExporter:
 
     def _take_batch(self, *, asked: bool, first: bool) -> Batch | None:
         """The next batch to send: the retained one, else up to ``max_batch_size`` events
-        from the head of the queue, encoded here and capped at ``max_batch_bytes``.
-
-        Unless a flush waits, the flush thread gives way to the application between
-        slices of the batch it encodes (``_pacing.give_way``)."""
+        from the head of the queue, encoded here (giving way to the application between
+        slices, ``_pacing.give_way``, unless a flush waits) and capped at ``max_batch_bytes``."""
         config = self._config
         budget = config.max_batch_bytes - self._lane.envelope_overhead()
         while True:
             with self._cond:
-                explicit = asked or self._flushes.wanted(self._resolved)
+                explicit = asked or (not self._sync and self._flushes.wanted(self._resolved))
                 if self._retained is not None:
                     if not explicit and self._clock.monotonic() < self._cooldown_until:
                         return None
@@ -436,6 +434,8 @@ class BatchExporter:
                 return batch
 
     def _give_way(self) -> None:
+        if self._abandon or self._flushes.wanted(self._resolved):
+            return  # a flush() or close() began waiting while this batch was encoded
         backlog = len(self._pending) + self._held + self._in_flight
         give_way(backlog, self._max_queue, self._bytes, self._max_bytes)
 

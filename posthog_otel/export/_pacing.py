@@ -3,7 +3,7 @@ the moments it gives way to the application."""
 
 from __future__ import annotations
 
-import time
+from time import sleep as _sleep  # bound now: an application's patched time.sleep is its own
 
 __all__ = ["FlushRequests", "give_way"]
 
@@ -21,7 +21,7 @@ def give_way(backlog: int, max_queue: int, queued_bytes: int, max_bytes: int) ->
     thread delivers. (An application that never pauses keeps that quarter queued: a
     bounded delay, and what a hard kill would lose without ``spool_path``.)"""
     if backlog < max_queue >> 2 and queued_bytes < max_bytes >> 2:
-        time.sleep(0)
+        _sleep(0)
 
 
 class FlushRequests:
