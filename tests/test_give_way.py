@@ -11,6 +11,7 @@ over, so the count moves while a batch is built only where the flush thread rele
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 import threading
@@ -88,7 +89,7 @@ def recording_client(
 
 def moves(seen: list[int]) -> int:
     """How many times the spinner ran between two events of the batch."""
-    return sum(1 for before, after in zip(seen, seen[1:]) if after != before)
+    return sum(1 for before, after in itertools.pairwise(seen) if after != before)
 
 
 def log_batch(log: logging.Logger, message: str = "signed_up") -> None:
