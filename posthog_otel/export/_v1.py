@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import uuid
-import zlib
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -23,13 +22,13 @@ from .._serialize import OPTIONS, default, dumps
 from .._stats import StatsRecorder
 from .._version import __version__
 from ._batch import Batch, EventResults, Lane
+from ._gzip import gzip_body
 from ._v0 import MAX_EVENT_BYTES, coerce_bool, wire_timestamp
 
 __all__ = ["V1_PATH", "V1Lane"]
 
 V1_PATH = "/i/v1/analytics/events"
 SDK_INFO = f"posthog-otel/{__version__}"
-_GZIP_LEVEL = 1  # as the v0 lane
 
 
 def _coerce_str(value: object) -> str | None:
@@ -133,8 +132,7 @@ class V1Lane(Lane):
             "PostHog-Request-Timestamp": datetime.now(timezone.utc).isoformat(),
         }
         if self._gzip:
-            compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31)
-            body = compressor.compress(body) + compressor.flush()
+            body = gzip_body(body)
             headers["Content-Encoding"] = "gzip"
         return self.path, body, headers
 
